@@ -1,0 +1,42 @@
+use thiserror::Error;
+
+/// What went wrong in a cryptographic operation. Never carries key material.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The text is not a PEM block this crate understands.
+    #[error("invalid PEM: {0}")]
+    InvalidPem(&'static str),
+    /// The PEM block is encrypted; digi.me contract keys are plain PKCS#1 or PKCS#8.
+    #[error("encrypted PEM keys are not supported; decrypt the key first")]
+    EncryptedKey,
+    /// The PEM label names something other than the expected kind of key.
+    #[error("unexpected PEM label {found:?}; expected {expected}")]
+    UnexpectedPemLabel {
+        /// The label that was found.
+        found: String,
+        /// What was expected instead.
+        expected: &'static str,
+    },
+    /// The key bytes do not encode an acceptable RSA key.
+    #[error("the RSA key was rejected: {0}")]
+    KeyRejected(String),
+    /// The RSA key is shorter than 2048 bits.
+    #[error("RSA key of {bits} bits is too short; at least 2048 bits are required")]
+    KeyTooShort {
+        /// The key's modulus length in bits.
+        bits: usize,
+    },
+    /// Base64 or base64url text that does not decode.
+    #[error("invalid base64")]
+    Base64,
+    /// A compact JWS that is not three base64url segments.
+    #[error("malformed JWS: {0}")]
+    MalformedJws(&'static str),
+    /// The signature does not verify with the given key (PS512).
+    #[error("signature verification failed")]
+    BadSignature,
+    /// The operating system's random source failed, or signing failed internally.
+    #[error("cryptographic backend failure")]
+    Backend,
+}

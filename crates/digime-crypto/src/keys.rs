@@ -1,0 +1,253 @@
+use crate::{CryptoError, der, pem};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey};
+use std::fmt;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The shortest RSA key accepted for PS512 (as jsonwebtoken 9 and the server do).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// An RSA private key (a contract key, or a server's signing key).
+///
+/// Parsed once; cheap to clone (shared). `Debug` never shows key material.
+#[derive(Clone)]
+pub struct PrivateKey {
+    inner: Arc<KeyPair>,
+}
+
+impl PrivateKey {
+    /// Parses a PEM private key: PKCS#1 (`BEGIN RSA PRIVATE KEY`, what digi.me issues)
+    /// or unencrypted PKCS#8 (`BEGIN PRIVATE KEY`).
+    pub fn from_pem(pem_text: &str) -> Result<Self, CryptoError> {
+        let block = pem::parse(pem_text)?;
+        match block.label.as_str() {
+            "RSA PRIVATE KEY" => Self::from_pkcs1_der(&block.der),
+            "PRIVATE KEY" => Self::from_pkcs8_der(&block.der),
+            "ENCRYPTED PRIVATE KEY" => Err(CryptoError::EncryptedKey),
+            other => Err(CryptoError::UnexpectedPemLabel {
+                found: other.to_owned(),
+                expected: "RSA PRIVATE KEY or PRIVATE KEY",
+            }),
+        }
+    }
+
+    /// Parses a DER PKCS#1 `RSAPrivateKey`.
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let kp = KeyPair::from_der(der).map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
+        Self::checked(kp)
+    }
+
+    /// Parses a DER PKCS#8 `PrivateKeyInfo` holding an RSA key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let kp = KeyPair::from_pkcs8(der).map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
+        Self::checked(kp)
+    }
+
+    /// A fresh 2048-bit key (sandbox contracts, tests).
+    pub fn generate() -> Result<Self, CryptoError> {
+        let kp = KeyPair::generate(KeySize::Rsa2048).map_err(|_| CryptoError::Backend)?;
+        Self::checked(kp)
+    }
+
+    fn checked(kp: KeyPair) -> Result<Self, CryptoError> {
+        let bits = kp.public_modulus_len() * 8;
+        if bits < MIN_RSA_BITS {
+            return Err(CryptoError::KeyTooShort { bits });
+        }
+        Ok(PrivateKey { inner: Arc::new(kp) })
+    }
+
+    /// Modulus length in bits.
+    pub fn bits(&self) -> usize {
+        self.inner.public_modulus_len() * 8
+    }
+
+    /// Signs `message` with RSASSA-PSS, SHA-512, MGF1-SHA-512 and a 64-byte salt.
+    pub fn sign_ps512(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut sig = vec![0u8; self.inner.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.inner
+            .sign(&signature::RSA_PSS_SHA512, &rng, message, &mut sig)
+            .map_err(|_| CryptoError::Backend)?;
+        Ok(sig)
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        // The key pair's own public half is always a valid key.
+        PublicKey::from_der(self.inner.public_key().as_ref())
+            .unwrap_or_else(|_| unreachable!("aws-lc produced an invalid public key"))
+    }
+
+    /// The key as PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), the form digi.me hands out.
+    pub fn to_pkcs1_pem(&self) -> Result<Zeroizing<String>, CryptoError> {
+        let pkcs8 = self.inner.as_der().map_err(|_| CryptoError::Backend)?;
+        let pkcs1 = der::pkcs8_to_pkcs1(pkcs8.as_ref())?;
+        Ok(pem::encode("RSA PRIVATE KEY", pkcs1))
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey(RSA-{}, [redacted])", self.bits())
+    }
+}
+
+/// An RSA public key, parsed once for PS512 verification.
+#[derive(Clone)]
+pub struct PublicKey {
+    parsed: Arc<ParsedPublicKey>,
+    pkcs1: Arc<[u8]>,
+    modulus: Arc<[u8]>,
+    exponent: Arc<[u8]>,
+}
+
+impl PublicKey {
+    /// Parses a PEM public key: PKCS#1 (`BEGIN RSA PUBLIC KEY`) or SPKI (`BEGIN PUBLIC KEY`).
+    pub fn from_pem(pem_text: &str) -> Result<Self, CryptoError> {
+        let block = pem::parse(pem_text)?;
+        match block.label.as_str() {
+            "RSA PUBLIC KEY" | "PUBLIC KEY" => Self::from_der(&block.der),
+            other => Err(CryptoError::UnexpectedPemLabel {
+                found: other.to_owned(),
+                expected: "RSA PUBLIC KEY or PUBLIC KEY",
+            }),
+        }
+    }
+
+    /// Parses DER, PKCS#1 `RSAPublicKey` or SPKI.
+    pub fn from_der(der_bytes: &[u8]) -> Result<Self, CryptoError> {
+        let rsa = aws_lc_rs::rsa::PublicKey::from_der(der_bytes)
+            .map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
+        let modulus: Arc<[u8]> = rsa.modulus().big_endian_without_leading_zero().into();
+        let exponent: Arc<[u8]> = rsa.exponent().big_endian_without_leading_zero().into();
+        let bits = modulus.len() * 8;
+        if bits < MIN_RSA_BITS {
+            return Err(CryptoError::KeyTooShort { bits });
+        }
+        let pkcs1: Arc<[u8]> = rsa.as_ref().into();
+        let parsed = ParsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA512, &pkcs1[..])
+            .map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
+        Ok(PublicKey {
+            parsed: Arc::new(parsed),
+            pkcs1,
+            modulus,
+            exponent,
+        })
+    }
+
+    /// Builds a key from its big-endian modulus and exponent (a JWK's `n` and `e`).
+    pub fn from_components(n: &[u8], e: &[u8]) -> Result<Self, CryptoError> {
+        if n.is_empty() || e.is_empty() {
+            return Err(CryptoError::KeyRejected("empty modulus or exponent".into()));
+        }
+        Self::from_der(&der::rsa_public_key(n, e))
+    }
+
+    /// Modulus length in bits.
+    pub fn bits(&self) -> usize {
+        self.modulus.len() * 8
+    }
+
+    /// Big-endian modulus without leading zeros (JWK `n`).
+    pub fn modulus(&self) -> &[u8] {
+        &self.modulus
+    }
+
+    /// Big-endian public exponent without leading zeros (JWK `e`).
+    pub fn exponent(&self) -> &[u8] {
+        &self.exponent
+    }
+
+    /// DER PKCS#1 `RSAPublicKey`.
+    pub fn to_pkcs1_der(&self) -> &[u8] {
+        &self.pkcs1
+    }
+
+    /// PEM PKCS#1 (`BEGIN RSA PUBLIC KEY`), as digi.me serves it in a JWKS `pem`.
+    pub fn to_pkcs1_pem(&self) -> String {
+        pem::encode("RSA PUBLIC KEY", &self.pkcs1).to_string()
+    }
+
+    /// Verifies a PS512 signature (PSS, SHA-512, MGF1-SHA-512, salt of exactly 64 bytes).
+    pub fn verify_ps512(&self, message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        self.parsed
+            .verify_sig(message, sig)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.pkcs1 == other.pkcs1
+    }
+}
+impl Eq for PublicKey {}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(RSA-{})", self.bits())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trips_and_signatures_verify() {
+        let key = PrivateKey::generate().unwrap();
+        let pem_text = key.to_pkcs1_pem().unwrap();
+        assert!(pem_text.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        let again = PrivateKey::from_pem(&pem_text).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+
+        let public = key.public_key();
+        let from_pem = PublicKey::from_pem(&public.to_pkcs1_pem()).unwrap();
+        let from_parts = PublicKey::from_components(public.modulus(), public.exponent()).unwrap();
+        assert_eq!(from_pem, public);
+        assert_eq!(from_parts, public);
+
+        let sig = key.sign_ps512(b"message").unwrap();
+        assert_eq!(sig.len(), 256);
+        public.verify_ps512(b"message", &sig).unwrap();
+        assert_eq!(public.verify_ps512(b"messagf", &sig), Err(CryptoError::BadSignature));
+        let other = PrivateKey::generate().unwrap().public_key();
+        assert_eq!(other.verify_ps512(b"message", &sig), Err(CryptoError::BadSignature));
+    }
+
+    #[test]
+    fn pkcs8_is_accepted() {
+        let key = PrivateKey::generate().unwrap();
+        let pkcs8 = key.inner.as_der().unwrap();
+        let pem8 = pem::encode("PRIVATE KEY", pkcs8.as_ref());
+        assert_eq!(PrivateKey::from_pem(&pem8).unwrap().public_key(), key.public_key());
+    }
+
+    #[test]
+    fn bad_keys_are_typed_errors() {
+        assert!(matches!(PrivateKey::from_pem("nope"), Err(CryptoError::InvalidPem(_))));
+        let garbage = pem::encode("RSA PRIVATE KEY", b"garbage");
+        assert!(matches!(PrivateKey::from_pem(&garbage), Err(CryptoError::KeyRejected(_))));
+        let public = PrivateKey::generate().unwrap().public_key().to_pkcs1_pem();
+        assert!(matches!(
+            PrivateKey::from_pem(&public),
+            Err(CryptoError::UnexpectedPemLabel { .. })
+        ));
+        // A 1024-bit modulus is refused.
+        let short = der::rsa_public_key(&[0xc1; 128], &[1, 0, 1]);
+        assert!(matches!(
+            PublicKey::from_der(&short),
+            Err(CryptoError::KeyTooShort { bits: 1024 }) | Err(CryptoError::KeyRejected(_))
+        ));
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let key = PrivateKey::generate().unwrap();
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "PrivateKey(RSA-2048, [redacted])");
+    }
+}

@@ -1,0 +1,66 @@
+//! Cryptography for the digi.me Rust SDK.
+//!
+//! Scope: pure functions with no IO and no clock.
+//!
+//! * In: RSA key handling (PKCS#1 and PKCS#8 PEM, public keys as PKCS#1, SPKI or
+//!   modulus/exponent), PS512 compact JWS signing and verification (RSASSA-PSS,
+//!   SHA-512, MGF1-SHA-512, 64-byte salt, keys of at least 2048 bits), request
+//!   nonces, PKCE (S256), and secrets that zeroize and never print.
+//! * Out: anything that talks to the network, JSON claim handling (that is the
+//!   protocol crate's job), the data-file envelope (added with the read path).
+//!
+//! RSA runs on `aws-lc-rs`: keys are parsed once and kept, because every API call
+//! signs a JWT.
+//!
+//! ```
+//! use digime_crypto::{jws, PrivateKey};
+//!
+//! let key = PrivateKey::generate().unwrap();
+//! let token = jws::sign(br#"{"alg":"PS512","typ":"JWT"}"#, br#"{"a":1}"#, &key).unwrap();
+//! let parsed = jws::Compact::parse(&token).unwrap();
+//! parsed.verify(&key.public_key()).unwrap();
+//! assert_eq!(parsed.payload().unwrap(), br#"{"a":1}"#);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod der;
+mod error;
+pub mod jws;
+mod keys;
+pub mod pem;
+pub mod pkce;
+pub mod random;
+mod secret;
+
+pub use error::CryptoError;
+pub use keys::{MIN_RSA_BITS, PrivateKey, PublicKey};
+pub use pkce::CodeVerifier;
+pub use secret::SecretString;
+
+/// Base64url without padding, as JOSE uses it.
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url without padding; padding or other alphabets are rejected.
+pub fn b64url_decode(text: &str) -> Result<Vec<u8>, CryptoError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| CryptoError::Base64)
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Compares two byte strings in constant time (for codes, verifiers and the like).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
