@@ -1,0 +1,305 @@
+//! The error model (auth.md §11), as one typed enum.
+
+use digime_crypto::CryptoError;
+use std::fmt;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Everything that can go wrong in an SDK operation.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller's input was rejected before any request was sent.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The server answered with a recognised error body.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The refresh token is invalid or expired: the user must authorize again
+    /// (`getReauthorizeUrl` or a fresh authorization).
+    #[error("reauthorization needed: the refresh token was refused ({0})")]
+    ReauthorizationRequired(ApiError),
+    /// The server answered a non-success status with a body we do not recognise.
+    #[error("unexpected HTTP status {status}{}", body_suffix(.body))]
+    UnexpectedStatus {
+        /// HTTP status code.
+        status: u16,
+        /// The start of the body, for debugging (error bodies carry no secrets).
+        body: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A success response whose body is not what the protocol says.
+    #[error("could not decode the {context} response: {detail}")]
+    Decode {
+        /// Which response.
+        context: &'static str,
+        /// What was wrong (never the body itself: success bodies may hold tokens).
+        detail: String,
+    },
+    /// A token signed by the server failed verification (format, algorithm, signature, expiry).
+    #[error("server token rejected: {0}")]
+    ServerToken(String),
+    /// A server token names a key set other than the configured one; it was not fetched.
+    #[error("server token names key set {jku:?}, but only {expected:?} is trusted")]
+    UntrustedKeySet {
+        /// The `jku` in the token header.
+        jku: String,
+        /// The configured key-set URL.
+        expected: String,
+    },
+    /// The server's key set has no key with the token's `kid`.
+    #[error("no server key with kid {kid:?} in the key set")]
+    UnknownSigningKey {
+        /// The `kid` in the token header.
+        kid: String,
+    },
+    /// A local cryptographic failure (for example an unusable contract key).
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The request could not be completed (connection, timeout, the caller's body source).
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+    /// The authorization callback was an error or did not parse.
+    #[error("callback: {0}")]
+    Callback(#[from] CallbackError),
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl Error {
+    /// Whether the user must go through authorization again (the refresh token is dead).
+    pub fn needs_reauthorization(&self) -> bool {
+        matches!(self, Error::ReauthorizationRequired(_))
+    }
+
+    /// Whether trying the same operation again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport(t) => t.is_retryable(),
+            Error::Api(api) => crate::retry::RETRY_STATUS_CODES.contains(&api.status),
+            Error::UnexpectedStatus { status, .. } => {
+                crate::retry::RETRY_STATUS_CODES.contains(status)
+            }
+            _ => false,
+        }
+    }
+
+    /// The delay the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Api(api) => api.retry_after,
+            Error::UnexpectedStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The API error, if the server sent a recognised error body.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api(api) | Error::ReauthorizationRequired(api) => Some(api),
+            _ => None,
+        }
+    }
+}
+
+/// A recognised server error body with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub status: u16,
+    /// The error code.
+    pub code: ErrorCode,
+    /// The server's message.
+    pub message: String,
+    /// The server's reference id for support, when given.
+    pub reference: Option<String>,
+    /// The server's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)?;
+        if let Some(r) = &self.reference {
+            write!(f, " (reference {r})")?;
+        }
+        Ok(())
+    }
+}
+
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
+        /// Server error codes (auth.md §11.4, write.md §1.4), with a fallback.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)*
+            /// Any other code, as sent.
+            Other(String),
+        }
+        impl ErrorCode {
+            /// The code as it appears on the wire.
+            pub fn as_str(&self) -> &str {
+                match self { $(ErrorCode::$variant => $text,)* ErrorCode::Other(s) => s }
+            }
+        }
+        impl From<&str> for ErrorCode {
+            fn from(s: &str) -> Self {
+                match s { $($text => ErrorCode::$variant,)* other => ErrorCode::Other(other.to_owned()) }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The access or refresh token is invalid or expired.
+    InvalidToken = "InvalidToken",
+    /// The callback is not registered for the contract.
+    InvalidRedirectUri = "InvalidRedirectUri",
+    /// The `client_id` is unknown.
+    InvalidClient = "InvalidClient",
+    /// The contract may not do this (for example a read contract pushing).
+    InsufficientScope = "InsufficientScope",
+    /// The SDK agent is unknown.
+    SdkInvalid = "SDKInvalid",
+    /// The SDK version is no longer supported.
+    SdkVersionInvalid = "SDKVersionInvalid",
+    /// A parameter or the bearer JWT failed validation.
+    ValidationErrors = "ValidationErrors",
+    /// The request was refused (for example a replayed nonce).
+    InvalidRequest = "InvalidRequest",
+    /// The authorization code or PKCE verifier was refused.
+    InvalidGrant = "InvalidGrant",
+    /// The requested scope is outside the contract.
+    ScopeOutOfBounds = "ScopeOutOfBounds",
+    /// The contract type does not allow this request.
+    InvalidContractDataRequest = "InvalidContractDataRequest",
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure below HTTP: no response was received, or the body could not be sent.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{kind:?}: {message}")]
+pub struct TransportError {
+    /// What kind of failure.
+    pub kind: TransportErrorKind,
+    /// A description from the HTTP library.
+    pub message: String,
+}
+
+impl TransportError {
+    /// A transport error of `kind`.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        TransportError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether a retry may help (the HTTP client's retryable error codes).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            TransportErrorKind::Connect | TransportErrorKind::Timeout | TransportErrorKind::Reset
+        )
+    }
+}
+
+/// Kinds of [`TransportError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// Could not connect (refused, unreachable, DNS).
+    Connect,
+    /// Timed out.
+    Timeout,
+    /// The connection was reset or closed early.
+    Reset,
+    /// Reading the caller's request body failed; never retried.
+    BodySource,
+    /// The response was larger than the SDK accepts for this call.
+    ResponseTooLarge,
+    /// Anything else.
+    Other,
+}
+
+/// The authorization callback did not carry a usable code.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// The URL or its query did not parse, or a parameter was missing or malformed.
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+    /// The user or the service ended the flow with an error (`success=false`).
+    #[error("authorization failed with {code}")]
+    Failed {
+        /// The `errorCode` parameter.
+        code: CallbackErrorCode,
+        /// The echoed `state`, when present.
+        state: Option<String>,
+    },
+    /// The `state` does not match what the app stored: possible CSRF; do not continue.
+    #[error("the callback state does not match the stored state")]
+    StateMismatch,
+}
+
+/// The `errorCode` values of a failed authorization redirect (auth.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackErrorCode {
+    /// `INITIALIZE_CHECK_FAIL`
+    InitializeCheckFail,
+    /// `USER_CANCEL`: the user denied consent.
+    UserCancel,
+    /// `ONBOARD_ERROR`
+    OnboardError,
+    /// `INVALID_CODE`
+    InvalidCode,
+    /// `SERVER_ERROR`
+    ServerError,
+    /// Any other value, as sent (empty when `errorCode` was missing).
+    Other(String),
+}
+
+impl CallbackErrorCode {
+    /// Parses the wire value.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "INITIALIZE_CHECK_FAIL" => Self::InitializeCheckFail,
+            "USER_CANCEL" => Self::UserCancel,
+            "ONBOARD_ERROR" => Self::OnboardError,
+            "INVALID_CODE" => Self::InvalidCode,
+            "SERVER_ERROR" => Self::ServerError,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InitializeCheckFail => "INITIALIZE_CHECK_FAIL",
+            Self::UserCancel => "USER_CANCEL",
+            Self::OnboardError => "ONBOARD_ERROR",
+            Self::InvalidCode => "INVALID_CODE",
+            Self::ServerError => "SERVER_ERROR",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for CallbackErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

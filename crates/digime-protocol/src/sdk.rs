@@ -1,0 +1,116 @@
+//! The entry point of the core: configuration plus shared state (the key-set cache).
+
+use crate::auth::{AuthorizationCode, AuthorizeOptions};
+use crate::config::{Config, Contract};
+use crate::error::Error;
+use crate::flow::{AuthedCall, AuthorizeFlow, TokenFlow, UserOperation};
+use crate::jwks::{KeySet, KeySetCache};
+use crate::push::{FileDescriptor, PushToLibrary};
+use crate::token::UserAccessToken;
+use digime_crypto::CodeVerifier;
+use std::sync::Arc;
+
+/// The sans-IO SDK: hands out flows for drivers to run. Cheap to clone; clones share
+/// the server key-set cache.
+#[derive(Debug, Clone)]
+pub struct Sdk {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    keys: KeySetCache,
+}
+
+impl Sdk {
+    /// An SDK with this configuration.
+    pub fn new(config: Config) -> Self {
+        Sdk {
+            inner: Arc::new(Inner {
+                config,
+                keys: KeySetCache::default(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The server key-set cache.
+    pub fn key_cache(&self) -> &KeySetCache {
+        &self.inner.keys
+    }
+
+    /// Trusts these server keys without fetching the key set (offline use, tests).
+    pub fn use_static_server_keys(&self, keys: KeySet) {
+        self.inner.keys.install_static(keys);
+    }
+
+    /// Starts an authorization: the flow yields the onboard URL, the PKCE verifier to
+    /// keep, and the session. `state` is echoed on the callback; bind it to the user's
+    /// browser session and check it there.
+    pub fn authorize_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        state: &str,
+        options: AuthorizeOptions,
+    ) -> Result<AuthorizeFlow, Error> {
+        let parsed = url::Url::parse(callback)
+            .map_err(|e| Error::InvalidInput(format!("callback {callback:?}: {e}")))?;
+        if parsed.fragment().is_some() {
+            return Err(Error::InvalidInput("callback must not have a fragment".into()));
+        }
+        options.validate()?;
+        Ok(AuthorizeFlow::new(
+            self.clone(),
+            contract.clone(),
+            callback.to_owned(),
+            state.to_owned(),
+            options,
+        ))
+    }
+
+    /// Exchanges the callback's code and the stored verifier for a token.
+    pub fn exchange_code_for_token(
+        &self,
+        contract: &Contract,
+        code: &AuthorizationCode,
+        verifier: &CodeVerifier,
+    ) -> Result<TokenFlow, Error> {
+        if code.expose().is_empty() || verifier.expose().is_empty() {
+            return Err(Error::InvalidInput("authorization code and code verifier are required".into()));
+        }
+        Ok(TokenFlow::exchange(self.clone(), contract.clone(), code.expose(), verifier.clone()))
+    }
+
+    /// Refreshes a token. A refused refresh is [`Error::ReauthorizationRequired`].
+    pub fn refresh_token(&self, contract: &Contract, token: &UserAccessToken) -> TokenFlow {
+        TokenFlow::refresh(self.clone(), contract.clone(), token)
+    }
+
+    /// Pushes a file into the user's library. The descriptor is checked here, before
+    /// any IO; the body is the driver's to stream ([`crate::wire::Body::Upload`]).
+    pub fn push_to_library(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        descriptor: &FileDescriptor,
+    ) -> Result<AuthedCall<PushToLibrary>, Error> {
+        descriptor.validate()?;
+        Ok(self.call(contract, token, PushToLibrary::new(descriptor.clone())))
+    }
+
+    /// Runs any user-token operation with refresh-on-401.
+    pub fn call<O: UserOperation>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        op: O,
+    ) -> AuthedCall<O> {
+        AuthedCall::new(self.clone(), contract.clone(), token.clone(), op)
+    }
+}
