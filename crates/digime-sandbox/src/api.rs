@@ -1,0 +1,496 @@
+//! The digi.me API endpoints and the onboard pages.
+
+use crate::checks::{ApiFailure, check_agent, check_redirect_uri, verify_bearer, verify_jws};
+use crate::state::{AuthCode, IssuedToken, LibraryFile, PreAuthorization, SessionRecord, UserRecord};
+use crate::{ConsentMode, LoggedRequest, Shared, now_ms, random_id};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio::io::AsyncWriteExt;
+
+/// Lifetime of preauthorization and authorization codes.
+const CODE_TTL_MS: u64 = 10 * 60 * 1000;
+/// Lifetime of read sessions.
+const SESSION_TTL_MS: u64 = 30 * 60 * 1000;
+/// Largest JSON body accepted on the API.
+const MAX_JSON_BODY: usize = 256 * 1024;
+
+type ApiResult = Result<Response, ApiFailure>;
+
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/v1.7/jwks/oauth", get(jwks))
+        .route("/v1.7/oauth/authorize", post(authorize))
+        .route("/v1.7/oauth/token", post(token))
+        .route(
+            "/v1.7/permission-access/import",
+            post(import).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/apps/saas/authorize", get(onboard_page))
+        .route("/apps/saas/authorize/decision", post(onboard_decision))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), log_requests))
+        .with_state(shared)
+}
+
+async fn log_requests(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
+    if log.len() >= 1000 {
+        log.pop_front();
+    }
+    log.push_back(LoggedRequest {
+        method,
+        path,
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+async fn not_found() -> Response {
+    ApiFailure::new(404, "NotFound", "The requested resource was not found").into_response()
+}
+
+fn server_token(shared: &Shared, claims: Value) -> Result<String, ApiFailure> {
+    let header = json!({"alg": "PS512", "typ": "JWT", "kid": shared.kid, "jku": format!("{}jwks/oauth", shared.info.api)});
+    digime_crypto::jws::sign(header.to_string().as_bytes(), claims.to_string().as_bytes(), &shared.signing_key)
+        .map_err(|_| ApiFailure::new(500, "InternalError", "signing failed"))
+}
+
+async fn jwks(State(shared): State<Shared>) -> Response {
+    let key = shared.signing_key.public_key();
+    axum::Json(json!({"keys": [{
+        "kid": shared.kid,
+        "kty": "RSA",
+        "alg": "PS512",
+        "use": "sig",
+        "n": digime_crypto::b64url_encode(key.modulus()),
+        "e": digime_crypto::b64url_encode(key.exponent()),
+        "pem": key.to_pkcs1_pem(),
+    }]}))
+    .into_response()
+}
+
+fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
+    if bytes.len() > MAX_JSON_BODY {
+        return Err(ApiFailure::new(413, "PayloadTooLarge", "The request body is too large"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(ApiFailure::bad_params("the body must be a JSON object")),
+    }
+}
+
+/// Looks up a live access token; errors are the 401 that makes SDKs refresh.
+fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFailure> {
+    let st = shared.lock();
+    let t = st
+        .access_tokens
+        .get(value)
+        .cloned()
+        .ok_or_else(|| ApiFailure::invalid_token("access_token", false))?;
+    if t.expires_s * 1000 <= now_ms() {
+        return Err(ApiFailure::invalid_token("access_token", true));
+    }
+    Ok(t)
+}
+
+async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+    let v = verify_bearer(&shared, &headers)?;
+    let body = json_body(&body)?;
+    check_agent(&shared, &body)?;
+    if let Some(actions) = body.get("actions") {
+        if !actions.is_object() {
+            return Err(ApiFailure::bad_params("actions must be an object"));
+        }
+    }
+    for (claim, expected) in [("response_type", "code"), ("response_mode", "query"), ("code_challenge_method", "S256")] {
+        if v.str_claim(claim) != Some(expected) {
+            return Err(ApiFailure::bad_params(&format!("{claim} must be {expected}")));
+        }
+    }
+    let challenge = v.require_str("code_challenge")?;
+    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ApiFailure::bad_params("code_challenge must be a base64url SHA-256"));
+    }
+    let redirect_uri = v.require_str("redirect_uri")?;
+    check_redirect_uri(redirect_uri)?;
+    let state = v.require_str("state")?;
+    let link_user = match v.str_claim("access_token") {
+        Some(at) => {
+            let t = live_access_token(&shared, at)?;
+            let same_app = shared
+                .contract(&t.client_id)
+                .is_some_and(|c| c.app_id == v.contract.app_id);
+            if !same_app {
+                return Err(ApiFailure::invalid_token("access_token", false));
+            }
+            Some(t.user_id)
+        }
+        None => None,
+    };
+    let code = random_id("PRE_");
+    let session_key = random_id("sess_");
+    let now = now_ms();
+    {
+        let mut st = shared.lock();
+        st.preauths.retain(|_, p| p.expires_ms > now);
+        st.preauths.insert(
+            code.clone(),
+            PreAuthorization {
+                client_id: v.contract.client_id(),
+                code_challenge: challenge.to_owned(),
+                redirect_uri: redirect_uri.to_owned(),
+                state: state.to_owned(),
+                link_user,
+                expires_ms: now + CODE_TTL_MS,
+            },
+        );
+        st.sessions.insert(
+            session_key.clone(),
+            SessionRecord {
+                client_id: v.contract.client_id(),
+                expires_ms: now + SESSION_TTL_MS,
+            },
+        );
+        shared.save(&st).map_err(internal)?;
+    }
+    let token = server_token(&shared, json!({"preauthorization_code": code}))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"token": token, "session": {"key": session_key, "expiry": now + SESSION_TTL_MS}})),
+    )
+        .into_response())
+}
+
+fn internal(e: std::io::Error) -> ApiFailure {
+    ApiFailure::new(500, "InternalError", format!("sandbox storage failed: {e}"))
+}
+
+#[derive(Deserialize)]
+struct OnboardQuery {
+    code: Option<String>,
+    #[serde(rename = "sourceType")]
+    source_type: Option<String>,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn error_page(status: StatusCode, code: &str, text: &str) -> Response {
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html><head><title>digi.me sandbox</title></head><body><h1>Authorization failed</h1><p>{}</p><p><code>{}</code></p></body></html>",
+            html_escape(text),
+            html_escape(code)
+        )),
+    )
+        .into_response()
+}
+
+async fn onboard_page(State(shared): State<Shared>, Query(q): Query<OnboardQuery>) -> Response {
+    let Some(code) = q.code else {
+        return error_page(StatusCode::BAD_REQUEST, "INVALID_CODE", "The link has no code.");
+    };
+    if let Some(st) = q.source_type.as_deref() {
+        if !matches!(st, "pull" | "push") {
+            return error_page(StatusCode::BAD_REQUEST, "ONBOARD_ERROR", "Unknown sourceType.");
+        }
+    }
+    let pre = {
+        let st = shared.lock();
+        st.preauths.get(&code).cloned()
+    };
+    let Some(pre) = pre.filter(|p| p.expires_ms > now_ms()) else {
+        return error_page(StatusCode::BAD_REQUEST, "INVALID_CODE", "This authorization link is unknown, used or expired.");
+    };
+    if shared.config.consent == ConsentMode::Auto {
+        return decide(&shared, &code, true);
+    }
+    let contract = shared.contract(&pre.client_id);
+    let name = contract.map(|c| c.name).unwrap_or_else(|| pre.client_id.clone());
+    let code = html_escape(&code);
+    Html(format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>digi.me sandbox: share your data?</title></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 3em auto">
+<h1>digi.me sandbox</h1>
+<p><strong>{app}</strong> asks to connect to your digi.me library.</p>
+<p>Contract: <code>{client}</code></p>
+<form method="post" action="decision">
+<input type="hidden" name="code" value="{code}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+</body></html>"#,
+        app = html_escape(&name),
+        client = html_escape(&pre.client_id),
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    code: String,
+    decision: String,
+}
+
+async fn onboard_decision(State(shared): State<Shared>, axum::Form(d): axum::Form<Decision>) -> Response {
+    match d.decision.as_str() {
+        "allow" => decide(&shared, &d.code, true),
+        "deny" => decide(&shared, &d.code, false),
+        _ => error_page(StatusCode::BAD_REQUEST, "ONBOARD_ERROR", "Unknown decision."),
+    }
+}
+
+/// Consumes the preauthorization and redirects to the app with the result.
+fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
+    let now = now_ms();
+    let mut st = shared.lock();
+    let Some(pre) = st.preauths.remove(code).filter(|p| p.expires_ms > now) else {
+        return error_page(StatusCode::BAD_REQUEST, "INVALID_CODE", "This authorization link is unknown, used or expired.");
+    };
+    let Ok(mut target) = url::Url::parse(&pre.redirect_uri) else {
+        return error_page(StatusCode::BAD_REQUEST, "SERVER_ERROR", "The redirect URI is invalid.");
+    };
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if allow {
+        let user_id = match pre.link_user.clone() {
+            Some(u) if st.users.contains_key(&u) => u,
+            _ => {
+                let id = random_id("usr_");
+                st.users.insert(id.clone(), UserRecord { id: id.clone(), created: now });
+                id
+            }
+        };
+        let auth_code = random_id("AUTH_");
+        st.codes.retain(|_, c| c.expires_ms > now);
+        st.codes.insert(
+            auth_code.clone(),
+            AuthCode {
+                client_id: pre.client_id.clone(),
+                user_id,
+                code_challenge: pre.code_challenge.clone(),
+                expires_ms: now + CODE_TTL_MS,
+            },
+        );
+        params.push(("success", "true".into()));
+        params.push(("code", auth_code));
+        params.push(("state", pre.state.clone()));
+    } else {
+        params.push(("success", "false".into()));
+        params.push(("errorCode", "USER_CANCEL".into()));
+        params.push(("state", pre.state.clone()));
+    }
+    if let Err(e) = shared.save(&st) {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_ERROR", &e.to_string());
+    }
+    drop(st);
+    {
+        // Merge with the callback's own query parameters.
+        let mut q = target.query_pairs_mut();
+        for (k, v) in &params {
+            q.append_pair(k, v);
+        }
+    }
+    Redirect::to(target.as_str()).into_response()
+}
+
+fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value, ApiFailure> {
+    let now_s = now_ms() / 1000;
+    let access = random_id("at_");
+    let refresh = random_id("rt_");
+    let mut st = shared.lock();
+    let consent_key = format!("{user_id}|{client_id}");
+    let consent_id = st
+        .consents
+        .entry(consent_key)
+        .or_insert_with(|| random_id("cns_"))
+        .clone();
+    let access_exp = now_s + shared.config.access_token_ttl.as_secs();
+    let refresh_exp = now_s + shared.config.refresh_token_ttl.as_secs();
+    let rec = |expires_s| IssuedToken {
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        consent_id: consent_id.clone(),
+        expires_s,
+    };
+    st.access_tokens.insert(access.clone(), rec(access_exp));
+    st.refresh_tokens.insert(refresh.clone(), rec(refresh_exp));
+    st.access_tokens.retain(|_, t| t.expires_s + 86_400 > now_s);
+    shared.save(&st).map_err(internal)?;
+    Ok(json!({
+        "access_token": {"value": access, "expires_on": access_exp},
+        "refresh_token": {"value": refresh, "expires_on": refresh_exp},
+        "sub": user_id,
+        "consentid": consent_id,
+        "identifier": {"id": format!("{user_id}-{client_id}")},
+        "token_type": "Bearer",
+    }))
+}
+
+async fn token(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
+    let v = verify_bearer(&shared, &headers)?;
+    let client_id = v.contract.client_id();
+    let claims = match v.str_claim("grant_type") {
+        Some("authorization_code") => {
+            let code = v.require_str("code")?;
+            let verifier = v.require_str("code_verifier")?;
+            let grant = {
+                let mut st = shared.lock();
+                // Single use: the code is spent by any attempt of its own client.
+                let found = match st.codes.get(code) {
+                    Some(c) if c.client_id == client_id => st.codes.remove(code),
+                    _ => None,
+                };
+                shared.save(&st).map_err(internal)?;
+                found
+            };
+            let invalid = || ApiFailure::new(400, "InvalidGrant", "The authorization code or code verifier is invalid");
+            let grant = grant.filter(|g| g.expires_ms > now_ms()).ok_or_else(invalid)?;
+            let recomputed = digime_crypto::pkce::challenge_of(verifier);
+            if !digime_crypto::constant_time_eq(recomputed.as_bytes(), grant.code_challenge.as_bytes()) {
+                return Err(invalid());
+            }
+            issue_tokens(&shared, &client_id, &grant.user_id)?
+        }
+        Some("refresh_token") => {
+            let presented = v.require_str("refresh_token")?;
+            let rec = {
+                let mut st = shared.lock();
+                let rec = st
+                    .refresh_tokens
+                    .get(presented)
+                    .filter(|t| t.client_id == client_id)
+                    .cloned()
+                    .ok_or_else(|| ApiFailure::invalid_token("refresh_token", false))?;
+                if rec.expires_s * 1000 <= now_ms() {
+                    return Err(ApiFailure::invalid_token("refresh_token", true));
+                }
+                if !shared.config.keep_rotated_refresh_tokens {
+                    st.refresh_tokens.remove(presented);
+                }
+                rec
+            };
+            issue_tokens(&shared, &client_id, &rec.user_id)?
+        }
+        _ => return Err(ApiFailure::bad_params("grant_type must be authorization_code or refresh_token")),
+    };
+    let token = server_token(&shared, claims)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "token": token }))).into_response())
+}
+
+/// Checks a FileDescriptor JWT payload: exactly `{"metadata": {...}}` with the schema
+/// of write.md §2.4.
+fn check_descriptor(claims: &serde_json::Map<String, Value>) -> Result<Value, ApiFailure> {
+    if claims.len() != 1 {
+        return Err(ApiFailure::validation());
+    }
+    let meta = claims.get("metadata").and_then(Value::as_object).ok_or_else(ApiFailure::validation)?;
+    if !meta.get("mimeType").is_some_and(Value::is_string) {
+        return Err(ApiFailure::validation());
+    }
+    let accounts = meta.get("accounts").and_then(Value::as_array).ok_or_else(ApiFailure::validation)?;
+    if !accounts
+        .iter()
+        .all(|a| a.get("accountId").is_some_and(Value::is_string))
+    {
+        return Err(ApiFailure::validation());
+    }
+    for list in ["reference", "tags"] {
+        if let Some(v) = meta.get(list) {
+            if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                return Err(ApiFailure::validation());
+            }
+        }
+    }
+    Ok(Value::Object(meta.clone()))
+}
+
+async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult {
+    // Every check happens before a byte of the body is read.
+    let v = verify_bearer(&shared, &headers)?;
+    let at = v.require_str("access_token")?;
+    let tok = live_access_token(&shared, at)?;
+    if tok.client_id != v.contract.client_id() {
+        return Err(ApiFailure::invalid_token("access_token", false));
+    }
+    if !v.contract.kind.can_write() {
+        return Err(ApiFailure::new(
+            403,
+            "InsufficientScope",
+            "The request requires higher privileges than provided by the access token",
+        ));
+    }
+    let fd = headers
+        .get("filedescriptor")
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(ApiFailure::validation)?;
+    let (_, fd_claims) = verify_jws(&shared, fd, Some(&v.contract))?;
+    let descriptor = check_descriptor(&fd_claims)?;
+
+    let file_id = random_id("file_");
+    let user_dir = shared.library_dir().join(&tok.user_id);
+    tokio::fs::create_dir_all(&user_dir).await.map_err(internal)?;
+    let partial = user_dir.join(format!("{file_id}.partial"));
+    let final_path = user_dir.join(&file_id);
+    let stored = async {
+        let mut file = tokio::fs::File::create(&partial).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        tokio::fs::rename(&partial, &final_path).await?;
+        Ok::<_, std::io::Error>((size, hasher.finalize()))
+    }
+    .await;
+    let (size, digest) = match stored {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(ApiFailure::new(400, "ValidationErrors", format!("The upload did not complete: {e}")));
+        }
+    };
+    let entry = LibraryFile {
+        id: file_id,
+        user_id: tok.user_id,
+        app_id: v.contract.app_id.clone(),
+        contract_id: v.contract.contract_id.clone(),
+        descriptor,
+        size,
+        sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        created: now_ms(),
+    };
+    {
+        let mut st = shared.lock();
+        st.files.push(entry);
+        if let Err(e) = shared.save(&st) {
+            st.files.pop();
+            let _ = std::fs::remove_file(&final_path);
+            return Err(internal(e));
+        }
+    }
+    Ok(StatusCode::CREATED.into_response())
+}
