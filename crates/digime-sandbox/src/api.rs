@@ -423,11 +423,18 @@ fn check_descriptor(claims: &serde_json::Map<String, Value>) -> Result<Value, Ap
     Ok(Value::Object(meta.clone()))
 }
 
-async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult {
-    // Every check happens before a byte of the body is read.
-    let v = verify_bearer(&shared, &headers)?;
+/// What an accepted import request is allowed to store.
+struct ImportTarget {
+    user_id: String,
+    app_id: String,
+    contract_id: String,
+    descriptor: Value,
+}
+
+fn check_import(shared: &Shared, headers: &HeaderMap) -> Result<ImportTarget, ApiFailure> {
+    let v = verify_bearer(shared, headers)?;
     let at = v.require_str("access_token")?;
-    let tok = live_access_token(&shared, at)?;
+    let tok = live_access_token(shared, at)?;
     if tok.client_id != v.contract.client_id() {
         return Err(ApiFailure::invalid_token("access_token", false));
     }
@@ -442,11 +449,40 @@ async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) ->
         .get("filedescriptor")
         .and_then(|h| h.to_str().ok())
         .ok_or_else(ApiFailure::validation)?;
-    let (_, fd_claims) = verify_jws(&shared, fd, Some(&v.contract))?;
+    let (_, fd_claims) = verify_jws(shared, fd, Some(&v.contract))?;
     let descriptor = check_descriptor(&fd_claims)?;
+    Ok(ImportTarget {
+        user_id: tok.user_id,
+        app_id: v.contract.app_id.clone(),
+        contract_id: v.contract.contract_id.clone(),
+        descriptor,
+    })
+}
 
+/// Reads and discards up to `limit` bytes of a refused upload, so that a client still
+/// writing its body can read the error instead of hitting a closed connection.
+async fn drain(body: Body, limit: u64) {
+    let mut seen = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len() as u64;
+        if seen > limit {
+            break;
+        }
+    }
+}
+
+async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult {
+    // Every check happens before a byte of the body is stored.
+    let target = match check_import(&shared, &headers) {
+        Ok(t) => t,
+        Err(failure) => {
+            drain(body, 64 << 20).await;
+            return Err(failure);
+        }
+    };
     let file_id = random_id("file_");
-    let user_dir = shared.library_dir().join(&tok.user_id);
+    let user_dir = shared.library_dir().join(&target.user_id);
     tokio::fs::create_dir_all(&user_dir).await.map_err(internal)?;
     let partial = user_dir.join(format!("{file_id}.partial"));
     let final_path = user_dir.join(&file_id);
@@ -475,10 +511,10 @@ async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) ->
     };
     let entry = LibraryFile {
         id: file_id,
-        user_id: tok.user_id,
-        app_id: v.contract.app_id.clone(),
-        contract_id: v.contract.contract_id.clone(),
-        descriptor,
+        user_id: target.user_id,
+        app_id: target.app_id,
+        contract_id: target.contract_id,
+        descriptor: target.descriptor,
         size,
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
         created: now_ms(),

@@ -1,0 +1,466 @@
+//! The blocking driver against the strict sandbox: every flow end to end, and the sad
+//! paths, each with a typed error and nothing half-written.
+
+use digime_blocking::Client;
+use digime_protocol::{
+    AuthorizeOptions, CallbackError, CallbackErrorCode, Config, Contract, Error, ErrorCode, FileDescriptor, KeySet,
+    PrivateKey, UserAccessToken, parse_callback,
+};
+use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig};
+use serde_json::Value;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex};
+
+const CALLBACK: &str = "http://localhost:9999/return?userId=42";
+
+struct Env {
+    sandbox: BackgroundSandbox,
+    client: Client,
+    write: Contract,
+    read: Contract,
+    http: ureq::Agent,
+}
+
+fn env_with(consent: ConsentMode, tweak: impl FnOnce(Config) -> Config) -> Env {
+    let sandbox = Sandbox::spawn(SandboxConfig {
+        consent,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let info = sandbox.info().clone();
+    let mut config = Config::new(&info.demo.application_id)
+        .unwrap()
+        .with_base_url(&info.api)
+        .unwrap()
+        .with_onboard_url(&info.onboard)
+        .unwrap();
+    config.retry.base_delay = std::time::Duration::from_millis(5);
+    let config = tweak(config);
+    let write = Contract::from_pem(&info.demo.write.contract_id, &info.demo.write.private_key_pem().unwrap()).unwrap();
+    let read = Contract::from_pem(&info.demo.read.contract_id, &info.demo.read.private_key_pem().unwrap()).unwrap();
+    let http = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .build()
+        .new_agent();
+    Env {
+        sandbox,
+        client: Client::new(config),
+        write,
+        read,
+        http,
+    }
+}
+
+fn env() -> Env {
+    env_with(ConsentMode::Auto, |c| c)
+}
+
+impl Env {
+    fn control(&self, path: &str) -> String {
+        format!("{}{path}", self.sandbox.info().control())
+    }
+    fn get_json(&self, path: &str) -> Value {
+        let mut r = self.http.get(&self.control(path)).call().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
+    }
+    fn post(&self, path: &str) {
+        let r = self.http.post(&self.control(path)).send_empty().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let mut r = self.http.get(&self.control(path)).call().unwrap();
+        assert_eq!(r.status(), 200);
+        r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+    }
+    fn requests_to(&self, suffix: &str) -> usize {
+        self.get_json("requests")["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().ends_with(suffix))
+            .count()
+    }
+    /// The browser: open the onboard URL and return where it redirects.
+    fn browse(&self, url: &str) -> String {
+        let r = self.http.get(url).call().unwrap();
+        assert_eq!(r.status(), 303, "onboard page should redirect");
+        r.headers()["location"].to_str().unwrap().to_owned()
+    }
+    fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
+        let auth = self.client.authorize_url(contract, CALLBACK, "st-1", options).unwrap();
+        let callback = parse_callback(&self.browse(&auth.url)).unwrap().verify_state("st-1").unwrap();
+        self.client
+            .exchange_code_for_token(contract, &callback.code, &auth.code_verifier)
+            .unwrap()
+    }
+    fn files(&self, user: &str) -> Vec<Value> {
+        self.get_json(&format!("users/{user}/files"))["files"].as_array().unwrap().clone()
+    }
+}
+
+fn descriptor() -> FileDescriptor {
+    let mut d = FileDescriptor::new("application/json");
+    d.reference = Some(vec!["receipt-42.json".into()]);
+    d.tags = Some(vec!["receipt".into()]);
+    d
+}
+
+#[test]
+fn write_flow_end_to_end() {
+    let env = env();
+    let auth = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "st-1", AuthorizeOptions::default())
+        .unwrap();
+    assert!(auth.url.starts_with(&format!("{}authorize?code=PRE_", env.sandbox.info().onboard)));
+    assert!(auth.session.is_some());
+    let redirect = env.browse(&auth.url);
+    assert!(redirect.starts_with("http://localhost:9999/return?userId=42&success=true&code="));
+    let callback = parse_callback(&redirect).unwrap().verify_state("st-1").unwrap();
+    assert_eq!(callback.extra, vec![("userId".to_string(), "42".to_string())]);
+    let token = env
+        .client
+        .exchange_code_for_token(&env.write, &callback.code, &auth.code_verifier)
+        .unwrap();
+    let user = token.user_id().unwrap().to_owned();
+
+    let body = br#"{"total":12.5}"#.to_vec();
+    let pushed = env
+        .client
+        .push_to_library(&env.write, &token, &descriptor(), Cursor::new(body.clone()))
+        .unwrap();
+    assert!(pushed.refreshed_token.is_none());
+
+    let files = env.files(&user);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["descriptor"]["mimeType"], "application/json");
+    assert_eq!(files[0]["descriptor"]["reference"][0], "receipt-42.json");
+    assert_eq!(files[0]["contractId"], "demo-write");
+    let id = files[0]["id"].as_str().unwrap();
+    assert_eq!(env.get_bytes(&format!("users/{user}/files/{id}")), body);
+
+    // The code is single use.
+    let again = env.client.exchange_code_for_token(&env.write, &callback.code, &auth.code_verifier);
+    assert!(matches!(again, Err(Error::Api(ref a)) if a.code == ErrorCode::InvalidGrant), "{again:?}");
+}
+
+#[test]
+fn key_set_is_fetched_once_and_cached() {
+    let env = env();
+    env.authorize(&env.write, AuthorizeOptions::default());
+    env.authorize(&env.write, AuthorizeOptions::default());
+    assert_eq!(env.requests_to("jwks/oauth"), 1);
+}
+
+#[test]
+fn wrong_state_is_refused() {
+    let env = env();
+    let auth = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "expected", AuthorizeOptions::default())
+        .unwrap();
+    let redirect = env.browse(&auth.url);
+    let forged = redirect.replace("state=expected", "state=attacker");
+    assert_eq!(
+        parse_callback(&forged).unwrap().verify_state("expected").err(),
+        Some(CallbackError::StateMismatch)
+    );
+}
+
+#[test]
+fn denied_consent_gives_the_error_callback() {
+    let env = env_with(ConsentMode::Page, |c| c);
+    let auth = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "st-9", AuthorizeOptions::default())
+        .unwrap();
+    let mut page = env.http.get(&auth.url).call().unwrap();
+    let html = page.body_mut().read_to_string().unwrap();
+    assert!(html.contains("Allow") && html.contains("Deny") && html.contains("demo-write"));
+    let code = url::Url::parse(&auth.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let decision = format!("{}authorize/decision", env.sandbox.info().onboard);
+    let r = env
+        .http
+        .post(&decision)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("code={code}&decision=deny"))
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap();
+    assert_eq!(
+        parse_callback(location),
+        Err(CallbackError::Failed {
+            code: CallbackErrorCode::UserCancel,
+            state: Some("st-9".into())
+        })
+    );
+    // The preauthorization is spent: allowing afterwards fails.
+    let again = env
+        .http
+        .post(&decision)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("code={code}&decision=allow"))
+        .unwrap();
+    assert_eq!(again.status(), 400);
+}
+
+#[test]
+fn bad_code_verifier_is_invalid_grant() {
+    let env = env();
+    let auth = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap();
+    let callback = parse_callback(&env.browse(&auth.url)).unwrap();
+    let wrong = digime_protocol::CodeVerifier::generate().unwrap();
+    let err = env
+        .client
+        .exchange_code_for_token(&env.write, &callback.code, &wrong)
+        .unwrap_err();
+    match err {
+        Error::Api(api) => {
+            assert_eq!(api.status, 400);
+            assert_eq!(api.code, ErrorCode::InvalidGrant);
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn replayed_nonce_is_refused_by_the_server() {
+    use digime_protocol::flow::{Flow, Step};
+    let env = env();
+    let token = env.authorize(&env.write, AuthorizeOptions::default());
+    let mut flow = env.client.sdk().refresh_token(&env.write, &token);
+    let Step::Send(req) = flow.poll(std::time::SystemTime::now()) else { panic!() };
+    let send = |req: &http::Request<digime_protocol::wire::Body>| {
+        let mut b = env.http.post(req.uri().to_string());
+        for (k, v) in req.headers() {
+            b = b.header(k.as_str(), v.to_str().unwrap());
+        }
+        let mut r = b.send_empty().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(send(&req).0, 201);
+    let (status, body) = send(&req);
+    assert_eq!(status, 406);
+    assert!(body.contains("InvalidRequest") && body.contains("has already been used"), "{body}");
+}
+
+#[test]
+fn expired_access_token_is_refreshed_once_and_surfaced() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let env = env();
+    let seen2 = seen.clone();
+    let client = env.client.clone().on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
+    let token = env.authorize(&env.write, AuthorizeOptions::default());
+    let user = token.user_id().unwrap().to_owned();
+    env.post(&format!("users/{user}/expire-access-tokens"));
+
+    let pushed = client
+        .push_to_library(&env.write, &token, &descriptor(), Cursor::new(b"after refresh".to_vec()))
+        .unwrap();
+    let new = pushed.refreshed_token.expect("a refreshed token");
+    assert_ne!(new.access_token.value, token.access_token.value);
+    assert_ne!(new.refresh_token.value, token.refresh_token.value);
+    assert_eq!(seen.lock().unwrap().as_slice(), [new.clone()]);
+    let files = env.files(&user);
+    assert_eq!(files.len(), 1, "stored exactly once");
+    assert_eq!(env.get_bytes(&format!("users/{user}/files/{}", files[0]["id"].as_str().unwrap())), b"after refresh");
+    assert_eq!(env.requests_to("permission-access/import"), 2);
+
+    // The old refresh token was rotated out.
+    let stale = env.client.refresh_token(&env.write, &token).unwrap_err();
+    assert!(stale.needs_reauthorization(), "{stale:?}");
+    // The new token works without a refresh.
+    let again = client
+        .push_to_library(&env.write, &new, &descriptor(), Cursor::new(b"x".to_vec()))
+        .unwrap();
+    assert!(again.refreshed_token.is_none());
+}
+
+#[test]
+fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
+    let env = env();
+    let token = env.authorize(&env.write, AuthorizeOptions::default());
+    let user = token.user_id().unwrap().to_owned();
+    env.post(&format!("users/{user}/expire-access-tokens"));
+    env.post(&format!("users/{user}/expire-refresh-tokens"));
+    let err = env
+        .client
+        .push_to_library(&env.write, &token, &descriptor(), Cursor::new(b"lost?".to_vec()))
+        .unwrap_err();
+    assert!(err.needs_reauthorization(), "{err:?}");
+    assert_eq!(err.api().unwrap().code, ErrorCode::InvalidToken);
+    assert!(err.api().unwrap().message.contains("refresh_token"));
+    assert!(env.files(&user).is_empty());
+}
+
+#[test]
+fn server_token_with_a_bad_signature_is_rejected() {
+    let env = env();
+    let keys = env.get_json("info"); // make sure the sandbox is up
+    assert!(keys["api"].is_string());
+    let jwks: Value = {
+        let mut r = env.http.get(format!("{}jwks/oauth", env.sandbox.info().api)).call().unwrap();
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
+    };
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    // Trust a different key under the sandbox's kid: its signatures must now fail.
+    let impostor = PrivateKey::generate().unwrap().public_key();
+    env.client.sdk().use_static_server_keys(KeySet::from_keys([(kid, impostor)]));
+    let err = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::ServerToken(ref m) if m.contains("signature")), "{err:?}");
+}
+
+#[test]
+fn jku_pointing_elsewhere_is_refused_without_fetching() {
+    let env = env_with(ConsentMode::Auto, |c| c.with_jwks_url("https://keys.example/jwks").unwrap());
+    let err = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::UntrustedKeySet { ref jku, .. } if jku.ends_with("/v1.7/jwks/oauth")), "{err:?}");
+    assert_eq!(env.requests_to("jwks/oauth"), 0);
+}
+
+#[test]
+fn invalid_descriptor_is_refused_before_any_io() {
+    let env = env();
+    let token = env.authorize(&env.write, AuthorizeOptions::default());
+    let err = env
+        .client
+        .push_to_library(&env.write, &token, &FileDescriptor::new("not a mime type"), Cursor::new(vec![1]))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert_eq!(env.requests_to("permission-access/import"), 0);
+}
+
+#[test]
+fn unreadable_keys_are_typed_errors() {
+    assert!(matches!(Contract::from_pem("c", "not a key"), Err(Error::Crypto(_))));
+    assert!(matches!(
+        Contract::from_pem("c", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"),
+        Err(Error::Crypto(_))
+    ));
+}
+
+#[test]
+fn an_unregistered_key_is_rejected_by_the_server() {
+    let env = env();
+    let impostor = Contract::new("demo-write", PrivateKey::generate().unwrap()).unwrap();
+    let err = env
+        .client
+        .authorize_url(&impostor, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Api(ref a) if a.status == 406 && a.code == ErrorCode::ValidationErrors), "{err:?}");
+}
+
+#[test]
+fn read_contract_links_to_the_same_library_and_may_not_push() {
+    let env = env();
+    let write_token = env.authorize(&env.write, AuthorizeOptions::default());
+    let read_token = env.authorize(
+        &env.read,
+        AuthorizeOptions {
+            user_access_token: Some(write_token.clone()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(read_token.user_id(), write_token.user_id());
+    let err = env
+        .client
+        .push_to_library(&env.read, &read_token, &descriptor(), Cursor::new(vec![1]))
+        .unwrap_err();
+    assert!(matches!(err, Error::Api(ref a) if a.status == 403 && a.code == ErrorCode::InsufficientScope), "{err:?}");
+}
+
+#[test]
+fn unknown_agent_is_sdk_invalid() {
+    let env = env_with(ConsentMode::Auto, |mut c| {
+        c.agent.name = "test".into();
+        c
+    });
+    let err = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Api(ref a) if a.status == 400 && a.code == ErrorCode::SdkInvalid), "{err:?}");
+}
+
+#[test]
+fn unregistered_callback_is_invalid_redirect_uri() {
+    let env = env();
+    let err = env
+        .client
+        .authorize_url(&env.write, "http://evil.example/cb", "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Api(ref a) if a.code == ErrorCode::InvalidRedirectUri), "{err:?}");
+}
+
+/// A reader that fails half way.
+struct Failing(u64);
+impl Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 >= 100_000 {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(4096);
+        buf[..n].fill(7);
+        self.0 += n as u64;
+        Ok(n)
+    }
+}
+impl Seek for Failing {
+    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+        self.0 = 0;
+        Ok(0)
+    }
+}
+
+#[test]
+fn failing_body_is_an_error_and_nothing_is_stored() {
+    let env = env();
+    let token = env.authorize(&env.write, AuthorizeOptions::default());
+    let err = env
+        .client
+        .push_to_library(&env.write, &token, &descriptor(), Failing(0))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Transport(ref t) if t.kind == digime_protocol::TransportErrorKind::BodySource),
+        "{err:?}"
+    );
+    assert!(env.files(token.user_id().unwrap()).is_empty());
+}
+
+#[test]
+fn connection_refused_is_retried_then_reported() {
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut config = Config::new("app")
+        .unwrap()
+        .with_base_url(&format!("http://127.0.0.1:{port}/v1.7/"))
+        .unwrap();
+    config.retry.base_delay = std::time::Duration::from_millis(1);
+    config.retry.max_jitter = std::time::Duration::ZERO;
+    config.retry.methods.push(http::Method::POST);
+    let client = Client::new(config);
+    let contract = Contract::new("c", PrivateKey::generate().unwrap()).unwrap();
+    let err = client
+        .authorize_url(&contract, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+}
