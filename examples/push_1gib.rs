@@ -45,24 +45,52 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mib: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1024);
-    let sandbox = Sandbox::spawn(SandboxConfig { consent: ConsentMode::Auto, ..Default::default() })?;
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1024);
+    let sandbox = Sandbox::spawn(SandboxConfig {
+        consent: ConsentMode::Auto,
+        ..Default::default()
+    })?;
     let info = sandbox.info();
-    let config = Config::new(&info.demo.application_id)?.with_base_url(&info.api)?.with_onboard_url(&info.onboard)?;
+    let config = Config::new(&info.demo.application_id)?
+        .with_base_url(&info.api)?
+        .with_onboard_url(&info.onboard)?;
     let client = Client::new(config);
-    let contract = Contract::from_pem(&info.demo.write.contract_id, &info.demo.write.private_key_pem()?)?;
-    let auth = client.authorize_url(&contract, "http://localhost/cb", "s", AuthorizeOptions::default())?;
-    let browser = ureq::Agent::config_builder().max_redirects(0).max_redirects_will_error(false).build().new_agent();
+    let contract = Contract::from_pem(
+        &info.demo.write.contract_id,
+        &info.demo.write.private_key_pem()?,
+    )?;
+    let auth = client.authorize_url(
+        &contract,
+        "http://localhost/cb",
+        "s",
+        AuthorizeOptions::default(),
+    )?;
+    let browser = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .build()
+        .new_agent();
     let r = browser.get(&auth.url).call()?;
     let cb = parse_callback(r.headers()["location"].to_str()?)?;
     let token = client.exchange_code_for_token(&contract, &cb.code, &auth.code_verifier)?;
     let before = peak_rss_kib().unwrap_or(0);
     let len = mib << 20;
     let start = Instant::now();
-    client.push_to_library(&contract, &token, &FileDescriptor::new("application/octet-stream"), Pattern { pos: 0, len })?;
+    client.push_to_library(
+        &contract,
+        &token,
+        &FileDescriptor::new("application/octet-stream"),
+        Pattern { pos: 0, len },
+    )?;
     let secs = start.elapsed().as_secs_f64();
     let user = token.user_id().ok_or("no user")?;
-    let mut listing = browser.get(format!("{}users/{user}/files", info.control())).call()?;
+    let mut listing = browser
+        .get(format!("{}users/{user}/files", info.control()))
+        .call()?;
     let listing: serde_json::Value = serde_json::from_slice(&listing.body_mut().read_to_vec()?)?;
     let stored = listing["files"][0]["size"].as_u64().unwrap_or(0);
     println!(

@@ -52,7 +52,10 @@ fn offline() -> Result<(), Box<dyn Error>> {
         .with_base_url(&info.api)?
         .with_onboard_url(&info.onboard)?;
     let client = Client::new(config);
-    let contract = Contract::from_pem(&info.demo.write.contract_id, &info.demo.write.private_key_pem()?)?;
+    let contract = Contract::from_pem(
+        &info.demo.write.contract_id,
+        &info.demo.write.private_key_pem()?,
+    )?;
 
     // 1. The authorization URL and the code verifier to keep.
     let state = "user-42";
@@ -80,7 +83,10 @@ fn offline() -> Result<(), Box<dyn Error>> {
     // 3. Code + verifier → user access token.
     let token = client.exchange_code_for_token(&contract, &callback.code, &auth.code_verifier)?;
     let user = token.user_id().ok_or("no user id in the token")?.to_owned();
-    println!("3. Token for user {user} (access token expires at {})", token.access_token.expiry);
+    println!(
+        "3. Token for user {user} (access token expires at {})",
+        token.access_token.expiry
+    );
 
     // 4. Push a file.
     let pushed = client.push_to_library(&contract, &token, &descriptor(), Cursor::new(FILE))?;
@@ -91,8 +97,13 @@ fn offline() -> Result<(), Box<dyn Error>> {
 
     // 5. What the library holds, through the sandbox's control API.
     let control = info.control();
-    let listing: serde_json::Value =
-        serde_json::from_slice(&browser.get(format!("{control}users/{user}/files")).call()?.body_mut().read_to_vec()?)?;
+    let listing: serde_json::Value = serde_json::from_slice(
+        &browser
+            .get(format!("{control}users/{user}/files"))
+            .call()?
+            .body_mut()
+            .read_to_vec()?,
+    )?;
     let file = &listing["files"][0];
     let id = file["id"].as_str().ok_or("the library is empty")?;
     let stored = browser
@@ -100,7 +111,11 @@ fn offline() -> Result<(), Box<dyn Error>> {
         .call()?
         .body_mut()
         .read_to_vec()?;
-    println!("5. The library holds file {id}: {} bytes, descriptor {}", stored.len(), file["descriptor"]);
+    println!(
+        "5. The library holds file {id}: {} bytes, descriptor {}",
+        stored.len(),
+        file["descriptor"]
+    );
     if stored != FILE {
         return Err("the stored bytes differ from the pushed ones".into());
     }
@@ -111,7 +126,8 @@ fn offline() -> Result<(), Box<dyn Error>> {
 fn real_service(app: &str) -> Result<(), Box<dyn Error>> {
     let contract_id = std::env::var("DIGIME_CONTRACT_ID")?;
     let key_path = std::env::var("DIGIME_PRIVATE_KEY")?;
-    let callback = std::env::var("DIGIME_CALLBACK").unwrap_or_else(|_| "http://localhost:8080/return".into());
+    let callback =
+        std::env::var("DIGIME_CALLBACK").unwrap_or_else(|_| "http://localhost:8080/return".into());
     let mut config = Config::new(app)?;
     if let Ok(base) = std::env::var("DIGIME_BASE_URL") {
         config = config.with_base_url(&base)?;
@@ -123,14 +139,24 @@ fn real_service(app: &str) -> Result<(), Box<dyn Error>> {
     let contract = Contract::from_pem(contract_id, &std::fs::read_to_string(key_path)?)?;
     let state = digime_crypto::random::alphanumeric(24)?;
     let auth = client.authorize_url(&contract, &callback, &state, AuthorizeOptions::default())?;
-    println!("Open this URL in a browser and complete the authorization:\n\n  {}\n", auth.url);
+    println!(
+        "Open this URL in a browser and complete the authorization:\n\n  {}\n",
+        auth.url
+    );
     println!("Then paste the URL you were sent back to:");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let cb = parse_callback(line.trim())?.verify_state(&state)?;
     let token = client.exchange_code_for_token(&contract, &cb.code, &auth.code_verifier)?;
     client.push_to_library(&contract, &token, &descriptor(), Cursor::new(FILE))?;
-    println!("Pushed {} bytes into the library of user {:?}.", FILE.len(), token.user_id());
-    println!("Persist this token to write again later:\n{}", serde_json::to_string(&token)?);
+    println!(
+        "Pushed {} bytes into the library of user {:?}.",
+        FILE.len(),
+        token.user_id()
+    );
+    println!(
+        "Persist this token to write again later:\n{}",
+        serde_json::to_string(&token)?
+    );
     Ok(())
 }

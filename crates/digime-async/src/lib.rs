@@ -33,7 +33,9 @@ use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
-use digime_protocol::{CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken};
+use digime_protocol::{
+    CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken,
+};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
@@ -54,7 +56,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("sdk", &self.sdk).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("sdk", &self.sdk)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,7 +89,10 @@ impl Client {
     }
 
     /// Calls `listener` with every refreshed token, as soon as it is issued.
-    pub fn on_token_refreshed(mut self, listener: impl Fn(&UserAccessToken) + Send + Sync + 'static) -> Self {
+    pub fn on_token_refreshed(
+        mut self,
+        listener: impl Fn(&UserAccessToken) + Send + Sync + 'static,
+    ) -> Self {
         self.on_token = Some(Arc::new(listener));
         self
     }
@@ -103,8 +110,11 @@ impl Client {
         state: &str,
         options: AuthorizeOptions,
     ) -> Result<AuthorizeUrl, Error> {
-        self.run(self.sdk.authorize_url(contract, callback, state, options)?, None)
-            .await
+        self.run(
+            self.sdk.authorize_url(contract, callback, state, options)?,
+            None,
+        )
+        .await
     }
 
     /// Exchanges the callback's code and the stored verifier for a token.
@@ -114,14 +124,22 @@ impl Client {
         code: &AuthorizationCode,
         verifier: &CodeVerifier,
     ) -> Result<UserAccessToken, Error> {
-        self.run(self.sdk.exchange_code_for_token(contract, code, verifier)?, None)
-            .await
+        self.run(
+            self.sdk.exchange_code_for_token(contract, code, verifier)?,
+            None,
+        )
+        .await
     }
 
     /// Refreshes a token; [`Error::needs_reauthorization`] tells when the user must
     /// authorize again.
-    pub async fn refresh_token(&self, contract: &Contract, token: &UserAccessToken) -> Result<UserAccessToken, Error> {
-        self.run(self.sdk.refresh_token(contract, token), None).await
+    pub async fn refresh_token(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> Result<UserAccessToken, Error> {
+        self.run(self.sdk.refresh_token(contract, token), None)
+            .await
     }
 
     /// Pushes `body` into the user's library, streamed in 64 KiB chunks. The body is
@@ -139,7 +157,11 @@ impl Client {
     }
 
     /// Runs any flow; `upload` is the body of requests that carry [`Body::Upload`].
-    async fn run<F: Flow>(&self, mut flow: F, upload: Option<SharedUpload>) -> Result<F::Output, Error> {
+    async fn run<F: Flow>(
+        &self,
+        mut flow: F,
+        upload: Option<SharedUpload>,
+    ) -> Result<F::Output, Error> {
         loop {
             match flow.poll(SystemTime::now()) {
                 Step::Send(request) => match self.send(request, upload.as_ref()).await {
@@ -170,14 +192,19 @@ impl Client {
             Body::Bytes(b) => reqwest::Body::from(b),
             Body::Upload => {
                 let Some(upload) = upload else {
-                    return Err(TransportError::new(TransportErrorKind::BodySource, "this operation needs a body"));
+                    return Err(TransportError::new(
+                        TransportErrorKind::BodySource,
+                        "this operation needs a body",
+                    ));
                 };
                 upload
                     .lock()
                     .await
                     .seek(std::io::SeekFrom::Start(0))
                     .await
-                    .map_err(|e| TransportError::new(TransportErrorKind::BodySource, e.to_string()))?;
+                    .map_err(|e| {
+                        TransportError::new(TransportErrorKind::BodySource, e.to_string())
+                    })?;
                 reqwest::Body::wrap_stream(upload_stream(upload.clone(), failure.clone()))
             }
         };

@@ -2,7 +2,10 @@
 //! driver's tests, with the same outcomes.
 
 use digime_async::Client;
-use digime_protocol::{AuthorizeOptions, CallbackError, Config, Contract, Error, ErrorCode, FileDescriptor, UserAccessToken, parse_callback};
+use digime_protocol::{
+    AuthorizeOptions, CallbackError, Config, Contract, Error, ErrorCode, FileDescriptor,
+    UserAccessToken, parse_callback,
+};
 use digime_sandbox::{ConsentMode, RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::Value;
 use std::io::Cursor;
@@ -19,7 +22,12 @@ struct Env {
 }
 
 async fn env(consent: ConsentMode) -> Env {
-    let sandbox = Sandbox::start(SandboxConfig { consent, ..Default::default() }).await.unwrap();
+    let sandbox = Sandbox::start(SandboxConfig {
+        consent,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let info = sandbox.info().clone();
     let config = Config::new(&info.demo.application_id)
         .unwrap()
@@ -27,10 +35,27 @@ async fn env(consent: ConsentMode) -> Env {
         .unwrap()
         .with_onboard_url(&info.onboard)
         .unwrap();
-    let write = Contract::from_pem(&info.demo.write.contract_id, &info.demo.write.private_key_pem().unwrap()).unwrap();
-    let read = Contract::from_pem(&info.demo.read.contract_id, &info.demo.read.private_key_pem().unwrap()).unwrap();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Env { sandbox, client: Client::new(config), write, read, http }
+    let write = Contract::from_pem(
+        &info.demo.write.contract_id,
+        &info.demo.write.private_key_pem().unwrap(),
+    )
+    .unwrap();
+    let read = Contract::from_pem(
+        &info.demo.read.contract_id,
+        &info.demo.read.private_key_pem().unwrap(),
+    )
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Env {
+        sandbox,
+        client: Client::new(config),
+        write,
+        read,
+        http,
+    }
 }
 
 impl Env {
@@ -38,7 +63,18 @@ impl Env {
         format!("{}{path}", self.sandbox.info().control())
     }
     async fn get_json(&self, path: &str) -> Value {
-        serde_json::from_slice(&self.http.get(self.control(path)).send().await.unwrap().bytes().await.unwrap()).unwrap()
+        serde_json::from_slice(
+            &self
+                .http
+                .get(self.control(path))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap()
     }
     async fn post(&self, path: &str) {
         let r = self.http.post(self.control(path)).send().await.unwrap();
@@ -50,15 +86,36 @@ impl Env {
         r.headers()["location"].to_str().unwrap().to_owned()
     }
     async fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
-        let auth = self.client.authorize_url(contract, CALLBACK, "st", options).await.unwrap();
-        let cb = parse_callback(&self.browse(&auth.url).await).unwrap().verify_state("st").unwrap();
-        self.client.exchange_code_for_token(contract, &cb.code, &auth.code_verifier).await.unwrap()
+        let auth = self
+            .client
+            .authorize_url(contract, CALLBACK, "st", options)
+            .await
+            .unwrap();
+        let cb = parse_callback(&self.browse(&auth.url).await)
+            .unwrap()
+            .verify_state("st")
+            .unwrap();
+        self.client
+            .exchange_code_for_token(contract, &cb.code, &auth.code_verifier)
+            .await
+            .unwrap()
     }
     async fn files(&self, user: &str) -> Vec<Value> {
-        self.get_json(&format!("users/{user}/files")).await["files"].as_array().unwrap().clone()
+        self.get_json(&format!("users/{user}/files")).await["files"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
     async fn file_bytes(&self, user: &str, id: &str) -> Vec<u8> {
-        self.http.get(self.control(&format!("users/{user}/files/{id}"))).send().await.unwrap().bytes().await.unwrap().to_vec()
+        self.http
+            .get(self.control(&format!("users/{user}/files/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
     }
 }
 
@@ -70,17 +127,32 @@ async fn write_flow_end_to_end_and_linked_read_contract() {
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let pushed = env
         .client
-        .push_to_library(&env.write, &token, &FileDescriptor::new("application/octet-stream"), Cursor::new(body.clone()))
+        .push_to_library(
+            &env.write,
+            &token,
+            &FileDescriptor::new("application/octet-stream"),
+            Cursor::new(body.clone()),
+        )
         .await
         .unwrap();
     assert!(pushed.refreshed_token.is_none());
     let files = env.files(&user).await;
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["size"], 300_000);
-    assert_eq!(env.file_bytes(&user, files[0]["id"].as_str().unwrap()).await, body);
+    assert_eq!(
+        env.file_bytes(&user, files[0]["id"].as_str().unwrap())
+            .await,
+        body
+    );
 
     let read_token = env
-        .authorize(&env.read, AuthorizeOptions { user_access_token: Some(token.clone()), ..Default::default() })
+        .authorize(
+            &env.read,
+            AuthorizeOptions {
+                user_access_token: Some(token.clone()),
+                ..Default::default()
+            },
+        )
         .await;
     assert_eq!(read_token.user_id(), Some(user.as_str()));
 }
@@ -90,12 +162,21 @@ async fn expired_access_token_is_refreshed_once_and_surfaced() {
     let env = env(ConsentMode::Auto).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    let client = env.client.clone().on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
+    let client = env
+        .client
+        .clone()
+        .on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
     let token = env.authorize(&env.write, AuthorizeOptions::default()).await;
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens")).await;
+    env.post(&format!("users/{user}/expire-access-tokens"))
+        .await;
     let pushed = client
-        .push_to_library(&env.write, &token, &FileDescriptor::new("text/plain"), Cursor::new(b"hello".to_vec()))
+        .push_to_library(
+            &env.write,
+            &token,
+            &FileDescriptor::new("text/plain"),
+            Cursor::new(b"hello".to_vec()),
+        )
         .await
         .unwrap();
     let new = pushed.refreshed_token.expect("refreshed");
@@ -103,7 +184,11 @@ async fn expired_access_token_is_refreshed_once_and_surfaced() {
     assert_eq!(seen.lock().unwrap().as_slice(), [new]);
     let files = env.files(&user).await;
     assert_eq!(files.len(), 1);
-    assert_eq!(env.file_bytes(&user, files[0]["id"].as_str().unwrap()).await, b"hello");
+    assert_eq!(
+        env.file_bytes(&user, files[0]["id"].as_str().unwrap())
+            .await,
+        b"hello"
+    );
 }
 
 #[tokio::test]
@@ -111,11 +196,18 @@ async fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
     let env = env(ConsentMode::Auto).await;
     let token = env.authorize(&env.write, AuthorizeOptions::default()).await;
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens")).await;
-    env.post(&format!("users/{user}/expire-refresh-tokens")).await;
+    env.post(&format!("users/{user}/expire-access-tokens"))
+        .await;
+    env.post(&format!("users/{user}/expire-refresh-tokens"))
+        .await;
     let err = env
         .client
-        .push_to_library(&env.write, &token, &FileDescriptor::new("text/plain"), Cursor::new(vec![0u8; 1 << 20]))
+        .push_to_library(
+            &env.write,
+            &token,
+            &FileDescriptor::new("text/plain"),
+            Cursor::new(vec![0u8; 1 << 20]),
+        )
         .await
         .unwrap_err();
     assert!(err.needs_reauthorization(), "{err:?}");
@@ -125,34 +217,68 @@ async fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
 #[tokio::test]
 async fn bad_verifier_invalid_descriptor_and_wrong_state() {
     let env = env(ConsentMode::Auto).await;
-    let auth = env.client.authorize_url(&env.write, CALLBACK, "mine", AuthorizeOptions::default()).await.unwrap();
+    let auth = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "mine", AuthorizeOptions::default())
+        .await
+        .unwrap();
     let redirect = env.browse(&auth.url).await;
     assert_eq!(
-        parse_callback(&redirect).unwrap().verify_state("theirs").err(),
+        parse_callback(&redirect)
+            .unwrap()
+            .verify_state("theirs")
+            .err(),
         Some(CallbackError::StateMismatch)
     );
     let cb = parse_callback(&redirect).unwrap();
     let wrong = digime_protocol::CodeVerifier::generate().unwrap();
-    let err = env.client.exchange_code_for_token(&env.write, &cb.code, &wrong).await.unwrap_err();
-    assert!(matches!(err, Error::Api(ref a) if a.code == ErrorCode::InvalidGrant), "{err:?}");
+    let err = env
+        .client
+        .exchange_code_for_token(&env.write, &cb.code, &wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Api(ref a) if a.code == ErrorCode::InvalidGrant),
+        "{err:?}"
+    );
 
     let token = env.authorize(&env.write, AuthorizeOptions::default()).await;
     let err = env
         .client
-        .push_to_library(&env.write, &token, &FileDescriptor::new(""), Cursor::new(vec![]))
+        .push_to_library(
+            &env.write,
+            &token,
+            &FileDescriptor::new(""),
+            Cursor::new(vec![]),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)));
     let log = env.get_json("requests").await;
-    let imports = log["requests"].as_array().unwrap().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/import")).count();
+    let imports = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with("/import"))
+        .count();
     assert_eq!(imports, 0);
 }
 
 #[tokio::test]
 async fn denied_consent_and_jku_pinning() {
     let env = env(ConsentMode::Page).await;
-    let auth = env.client.authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default()).await.unwrap();
-    let code = url::Url::parse(&auth.url).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let auth = env
+        .client
+        .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
+        .await
+        .unwrap();
+    let code = url::Url::parse(&auth.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let r = env
         .http
         .post(format!("{}authorize/decision", env.sandbox.info().onboard))
@@ -162,12 +288,23 @@ async fn denied_consent_and_jku_pinning() {
         .await
         .unwrap();
     let location = r.headers()["location"].to_str().unwrap();
-    assert!(matches!(parse_callback(location), Err(CallbackError::Failed { .. })));
+    assert!(matches!(
+        parse_callback(location),
+        Err(CallbackError::Failed { .. })
+    ));
 
     let info = env.sandbox.info();
     let pinned_elsewhere = Client::new(
-        Config::new(&info.demo.application_id).unwrap().with_base_url(&info.api).unwrap().with_jwks_url("https://keys.example/jwks").unwrap(),
+        Config::new(&info.demo.application_id)
+            .unwrap()
+            .with_base_url(&info.api)
+            .unwrap()
+            .with_jwks_url("https://keys.example/jwks")
+            .unwrap(),
     );
-    let err = pinned_elsewhere.authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default()).await.unwrap_err();
+    let err = pinned_elsewhere
+        .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::UntrustedKeySet { .. }), "{err:?}");
 }

@@ -10,12 +10,17 @@ use std::time::SystemTime;
 
 fn signing(c: &mut Criterion) {
     let config = Config::new("bench-app").unwrap();
-    let contract = Contract::new("bench-contract", digime_protocol::PrivateKey::generate().unwrap()).unwrap();
+    let contract = Contract::new(
+        "bench-contract",
+        digime_protocol::PrivateKey::generate().unwrap(),
+    )
+    .unwrap();
     c.bench_function("sign request JWT (PS512, RSA-2048)", |b| {
         b.iter(|| {
             let mut claims = serde_json::Map::new();
             claims.insert("access_token".into(), "at_0123456789".into());
-            digime_protocol::wire::sign_request_jwt(&config, &contract, SystemTime::now(), claims).unwrap()
+            digime_protocol::wire::sign_request_jwt(&config, &contract, SystemTime::now(), claims)
+                .unwrap()
         })
     });
 }
@@ -34,9 +39,18 @@ fn push(c: &mut Criterion) {
         .with_onboard_url(&info.onboard)
         .unwrap();
     let client = Client::new(config);
-    let contract = Contract::from_pem(&info.demo.write.contract_id, &info.demo.write.private_key_pem().unwrap()).unwrap();
+    let contract = Contract::from_pem(
+        &info.demo.write.contract_id,
+        &info.demo.write.private_key_pem().unwrap(),
+    )
+    .unwrap();
     let auth = client
-        .authorize_url(&contract, "http://localhost/cb", "s", AuthorizeOptions::default())
+        .authorize_url(
+            &contract,
+            "http://localhost/cb",
+            "s",
+            AuthorizeOptions::default(),
+        )
         .unwrap();
     let browser = ureq::Agent::config_builder()
         .max_redirects(0)
@@ -45,7 +59,9 @@ fn push(c: &mut Criterion) {
         .new_agent();
     let r = browser.get(&auth.url).call().unwrap();
     let cb = parse_callback(r.headers()["location"].to_str().unwrap()).unwrap();
-    let token = client.exchange_code_for_token(&contract, &cb.code, &auth.code_verifier).unwrap();
+    let token = client
+        .exchange_code_for_token(&contract, &cb.code, &auth.code_verifier)
+        .unwrap();
     let descriptor = FileDescriptor::new("application/octet-stream");
 
     let mut group = c.benchmark_group("push_to_library");
@@ -54,7 +70,11 @@ fn push(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(size as u64));
         group.sample_size(if size > (1 << 20) { 10 } else { 30 });
         group.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
-            b.iter(|| client.push_to_library(&contract, &token, &descriptor, Cursor::new(body.as_slice())).unwrap())
+            b.iter(|| {
+                client
+                    .push_to_library(&contract, &token, &descriptor, Cursor::new(body.as_slice()))
+                    .unwrap()
+            })
         });
     }
     group.finish();

@@ -28,7 +28,9 @@ use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
-use digime_protocol::{CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken};
+use digime_protocol::{
+    CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken,
+};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -46,7 +48,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("sdk", &self.sdk).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("sdk", &self.sdk)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,7 +78,10 @@ impl Client {
     }
 
     /// Calls `listener` with every refreshed token, as soon as it is issued.
-    pub fn on_token_refreshed(mut self, listener: impl Fn(&UserAccessToken) + Send + Sync + 'static) -> Self {
+    pub fn on_token_refreshed(
+        mut self,
+        listener: impl Fn(&UserAccessToken) + Send + Sync + 'static,
+    ) -> Self {
         self.on_token = Some(Arc::new(listener));
         self
     }
@@ -92,7 +99,10 @@ impl Client {
         state: &str,
         options: AuthorizeOptions,
     ) -> Result<AuthorizeUrl, Error> {
-        self.run(self.sdk.authorize_url(contract, callback, state, options)?, None)
+        self.run(
+            self.sdk.authorize_url(contract, callback, state, options)?,
+            None,
+        )
     }
 
     /// Exchanges the callback's code and the stored verifier for a token.
@@ -102,12 +112,19 @@ impl Client {
         code: &AuthorizationCode,
         verifier: &CodeVerifier,
     ) -> Result<UserAccessToken, Error> {
-        self.run(self.sdk.exchange_code_for_token(contract, code, verifier)?, None)
+        self.run(
+            self.sdk.exchange_code_for_token(contract, code, verifier)?,
+            None,
+        )
     }
 
     /// Refreshes a token; [`Error::needs_reauthorization`] tells when the user must
     /// authorize again.
-    pub fn refresh_token(&self, contract: &Contract, token: &UserAccessToken) -> Result<UserAccessToken, Error> {
+    pub fn refresh_token(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> Result<UserAccessToken, Error> {
         self.run(self.sdk.refresh_token(contract, token), None)
     }
 
@@ -125,7 +142,11 @@ impl Client {
     }
 
     /// Runs any flow. `upload` is the body of requests that carry [`Body::Upload`].
-    pub fn run<F: Flow>(&self, mut flow: F, mut upload: Option<&mut dyn ReadSeek>) -> Result<F::Output, Error> {
+    pub fn run<F: Flow>(
+        &self,
+        mut flow: F,
+        mut upload: Option<&mut dyn ReadSeek>,
+    ) -> Result<F::Output, Error> {
         loop {
             match flow.poll(SystemTime::now()) {
                 Step::Send(request) => match self.send(request, upload.as_deref_mut()) {
@@ -155,19 +176,23 @@ impl Client {
             Body::Bytes(bytes) => self.agent.run(http::Request::from_parts(parts, bytes)),
             Body::Upload => {
                 let Some(reader) = upload else {
-                    return Err(TransportError::new(TransportErrorKind::BodySource, "this operation needs a body"));
+                    return Err(TransportError::new(
+                        TransportErrorKind::BodySource,
+                        "this operation needs a body",
+                    ));
                 };
-                reader
-                    .seek(SeekFrom::Start(0))
-                    .map_err(|e| TransportError::new(TransportErrorKind::BodySource, e.to_string()))?;
+                reader.seek(SeekFrom::Start(0)).map_err(|e| {
+                    TransportError::new(TransportErrorKind::BodySource, e.to_string())
+                })?;
                 let failure = Arc::new(Mutex::new(None));
                 let mut tracked = Tracked {
                     inner: reader,
                     failure: failure.clone(),
                 };
-                let r = self
-                    .agent
-                    .run(http::Request::from_parts(parts, ureq::SendBody::from_reader(&mut tracked)));
+                let r = self.agent.run(http::Request::from_parts(
+                    parts,
+                    ureq::SendBody::from_reader(&mut tracked),
+                ));
                 if let Some(msg) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(TransportError::new(TransportErrorKind::BodySource, msg));
                 }
@@ -211,7 +236,9 @@ fn transport_error(e: ureq::Error) -> TransportError {
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::ResponseTooLarge,
         ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => TransportErrorKind::Connect,
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                TransportErrorKind::Connect
+            }
             std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
             std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionAborted

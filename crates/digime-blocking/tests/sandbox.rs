@@ -3,8 +3,8 @@
 
 use digime_blocking::Client;
 use digime_protocol::{
-    AuthorizeOptions, CallbackError, CallbackErrorCode, Config, Contract, Error, ErrorCode, FileDescriptor, KeySet,
-    PrivateKey, UserAccessToken, parse_callback,
+    AuthorizeOptions, CallbackError, CallbackErrorCode, Config, Contract, Error, ErrorCode,
+    FileDescriptor, KeySet, PrivateKey, UserAccessToken, parse_callback,
 };
 use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig};
 use serde_json::Value;
@@ -36,8 +36,16 @@ fn env_with(consent: ConsentMode, tweak: impl FnOnce(Config) -> Config) -> Env {
         .unwrap();
     config.retry.base_delay = std::time::Duration::from_millis(5);
     let config = tweak(config);
-    let write = Contract::from_pem(&info.demo.write.contract_id, &info.demo.write.private_key_pem().unwrap()).unwrap();
-    let read = Contract::from_pem(&info.demo.read.contract_id, &info.demo.read.private_key_pem().unwrap()).unwrap();
+    let write = Contract::from_pem(
+        &info.demo.write.contract_id,
+        &info.demo.write.private_key_pem().unwrap(),
+    )
+    .unwrap();
+    let read = Contract::from_pem(
+        &info.demo.read.contract_id,
+        &info.demo.read.private_key_pem().unwrap(),
+    )
+    .unwrap();
     let http = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -73,7 +81,11 @@ impl Env {
     fn get_bytes(&self, path: &str) -> Vec<u8> {
         let mut r = self.http.get(&self.control(path)).call().unwrap();
         assert_eq!(r.status(), 200);
-        r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+        r.body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap()
     }
     fn requests_to(&self, suffix: &str) -> usize {
         self.get_json("requests")["requests"]
@@ -90,14 +102,23 @@ impl Env {
         r.headers()["location"].to_str().unwrap().to_owned()
     }
     fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
-        let auth = self.client.authorize_url(contract, CALLBACK, "st-1", options).unwrap();
-        let callback = parse_callback(&self.browse(&auth.url)).unwrap().verify_state("st-1").unwrap();
+        let auth = self
+            .client
+            .authorize_url(contract, CALLBACK, "st-1", options)
+            .unwrap();
+        let callback = parse_callback(&self.browse(&auth.url))
+            .unwrap()
+            .verify_state("st-1")
+            .unwrap();
         self.client
             .exchange_code_for_token(contract, &callback.code, &auth.code_verifier)
             .unwrap()
     }
     fn files(&self, user: &str) -> Vec<Value> {
-        self.get_json(&format!("users/{user}/files"))["files"].as_array().unwrap().clone()
+        self.get_json(&format!("users/{user}/files"))["files"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 }
 
@@ -115,12 +136,21 @@ fn write_flow_end_to_end() {
         .client
         .authorize_url(&env.write, CALLBACK, "st-1", AuthorizeOptions::default())
         .unwrap();
-    assert!(auth.url.starts_with(&format!("{}authorize?code=PRE_", env.sandbox.info().onboard)));
+    assert!(auth.url.starts_with(&format!(
+        "{}authorize?code=PRE_",
+        env.sandbox.info().onboard
+    )));
     assert!(auth.session.is_some());
     let redirect = env.browse(&auth.url);
     assert!(redirect.starts_with("http://localhost:9999/return?userId=42&success=true&code="));
-    let callback = parse_callback(&redirect).unwrap().verify_state("st-1").unwrap();
-    assert_eq!(callback.extra, vec![("userId".to_string(), "42".to_string())]);
+    let callback = parse_callback(&redirect)
+        .unwrap()
+        .verify_state("st-1")
+        .unwrap();
+    assert_eq!(
+        callback.extra,
+        vec![("userId".to_string(), "42".to_string())]
+    );
     let token = env
         .client
         .exchange_code_for_token(&env.write, &callback.code, &auth.code_verifier)
@@ -143,8 +173,13 @@ fn write_flow_end_to_end() {
     assert_eq!(env.get_bytes(&format!("users/{user}/files/{id}")), body);
 
     // The code is single use.
-    let again = env.client.exchange_code_for_token(&env.write, &callback.code, &auth.code_verifier);
-    assert!(matches!(again, Err(Error::Api(ref a)) if a.code == ErrorCode::InvalidGrant), "{again:?}");
+    let again = env
+        .client
+        .exchange_code_for_token(&env.write, &callback.code, &auth.code_verifier);
+    assert!(
+        matches!(again, Err(Error::Api(ref a)) if a.code == ErrorCode::InvalidGrant),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -160,12 +195,20 @@ fn wrong_state_is_refused() {
     let env = env();
     let auth = env
         .client
-        .authorize_url(&env.write, CALLBACK, "expected", AuthorizeOptions::default())
+        .authorize_url(
+            &env.write,
+            CALLBACK,
+            "expected",
+            AuthorizeOptions::default(),
+        )
         .unwrap();
     let redirect = env.browse(&auth.url);
     let forged = redirect.replace("state=expected", "state=attacker");
     assert_eq!(
-        parse_callback(&forged).unwrap().verify_state("expected").err(),
+        parse_callback(&forged)
+            .unwrap()
+            .verify_state("expected")
+            .err(),
         Some(CallbackError::StateMismatch)
     );
 }
@@ -240,7 +283,9 @@ fn replayed_nonce_is_refused_by_the_server() {
     let env = env();
     let token = env.authorize(&env.write, AuthorizeOptions::default());
     let mut flow = env.client.sdk().refresh_token(&env.write, &token);
-    let Step::Send(req) = flow.poll(std::time::SystemTime::now()) else { panic!() };
+    let Step::Send(req) = flow.poll(std::time::SystemTime::now()) else {
+        panic!()
+    };
     let send = |req: &http::Request<digime_protocol::wire::Body>| {
         let mut b = env.http.post(req.uri().to_string());
         for (k, v) in req.headers() {
@@ -252,7 +297,10 @@ fn replayed_nonce_is_refused_by_the_server() {
     assert_eq!(send(&req).0, 201);
     let (status, body) = send(&req);
     assert_eq!(status, 406);
-    assert!(body.contains("InvalidRequest") && body.contains("has already been used"), "{body}");
+    assert!(
+        body.contains("InvalidRequest") && body.contains("has already been used"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -260,13 +308,21 @@ fn expired_access_token_is_refreshed_once_and_surfaced() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let env = env();
     let seen2 = seen.clone();
-    let client = env.client.clone().on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
+    let client = env
+        .client
+        .clone()
+        .on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
     let token = env.authorize(&env.write, AuthorizeOptions::default());
     let user = token.user_id().unwrap().to_owned();
     env.post(&format!("users/{user}/expire-access-tokens"));
 
     let pushed = client
-        .push_to_library(&env.write, &token, &descriptor(), Cursor::new(b"after refresh".to_vec()))
+        .push_to_library(
+            &env.write,
+            &token,
+            &descriptor(),
+            Cursor::new(b"after refresh".to_vec()),
+        )
         .unwrap();
     let new = pushed.refreshed_token.expect("a refreshed token");
     assert_ne!(new.access_token.value, token.access_token.value);
@@ -274,7 +330,13 @@ fn expired_access_token_is_refreshed_once_and_surfaced() {
     assert_eq!(seen.lock().unwrap().as_slice(), [new.clone()]);
     let files = env.files(&user);
     assert_eq!(files.len(), 1, "stored exactly once");
-    assert_eq!(env.get_bytes(&format!("users/{user}/files/{}", files[0]["id"].as_str().unwrap())), b"after refresh");
+    assert_eq!(
+        env.get_bytes(&format!(
+            "users/{user}/files/{}",
+            files[0]["id"].as_str().unwrap()
+        )),
+        b"after refresh"
+    );
     assert_eq!(env.requests_to("permission-access/import"), 2);
 
     // The old refresh token was rotated out.
@@ -296,7 +358,12 @@ fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
     env.post(&format!("users/{user}/expire-refresh-tokens"));
     let err = env
         .client
-        .push_to_library(&env.write, &token, &descriptor(), Cursor::new(b"lost?".to_vec()))
+        .push_to_library(
+            &env.write,
+            &token,
+            &descriptor(),
+            Cursor::new(b"lost?".to_vec()),
+        )
         .unwrap_err();
     assert!(err.needs_reauthorization(), "{err:?}");
     assert_eq!(err.api().unwrap().code, ErrorCode::InvalidToken);
@@ -310,28 +377,42 @@ fn server_token_with_a_bad_signature_is_rejected() {
     let keys = env.get_json("info"); // make sure the sandbox is up
     assert!(keys["api"].is_string());
     let jwks: Value = {
-        let mut r = env.http.get(format!("{}jwks/oauth", env.sandbox.info().api)).call().unwrap();
+        let mut r = env
+            .http
+            .get(format!("{}jwks/oauth", env.sandbox.info().api))
+            .call()
+            .unwrap();
         serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
     };
     let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
     // Trust a different key under the sandbox's kid: its signatures must now fail.
     let impostor = PrivateKey::generate().unwrap().public_key();
-    env.client.sdk().use_static_server_keys(KeySet::from_keys([(kid, impostor)]));
+    env.client
+        .sdk()
+        .use_static_server_keys(KeySet::from_keys([(kid, impostor)]));
     let err = env
         .client
         .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
         .unwrap_err();
-    assert!(matches!(err, Error::ServerToken(ref m) if m.contains("signature")), "{err:?}");
+    assert!(
+        matches!(err, Error::ServerToken(ref m) if m.contains("signature")),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn jku_pointing_elsewhere_is_refused_without_fetching() {
-    let env = env_with(ConsentMode::Auto, |c| c.with_jwks_url("https://keys.example/jwks").unwrap());
+    let env = env_with(ConsentMode::Auto, |c| {
+        c.with_jwks_url("https://keys.example/jwks").unwrap()
+    });
     let err = env
         .client
         .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
         .unwrap_err();
-    assert!(matches!(err, Error::UntrustedKeySet { ref jku, .. } if jku.ends_with("/v1.7/jwks/oauth")), "{err:?}");
+    assert!(
+        matches!(err, Error::UntrustedKeySet { ref jku, .. } if jku.ends_with("/v1.7/jwks/oauth")),
+        "{err:?}"
+    );
     assert_eq!(env.requests_to("jwks/oauth"), 0);
 }
 
@@ -341,7 +422,12 @@ fn invalid_descriptor_is_refused_before_any_io() {
     let token = env.authorize(&env.write, AuthorizeOptions::default());
     let err = env
         .client
-        .push_to_library(&env.write, &token, &FileDescriptor::new("not a mime type"), Cursor::new(vec![1]))
+        .push_to_library(
+            &env.write,
+            &token,
+            &FileDescriptor::new("not a mime type"),
+            Cursor::new(vec![1]),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
     assert_eq!(env.requests_to("permission-access/import"), 0);
@@ -349,9 +435,15 @@ fn invalid_descriptor_is_refused_before_any_io() {
 
 #[test]
 fn unreadable_keys_are_typed_errors() {
-    assert!(matches!(Contract::from_pem("c", "not a key"), Err(Error::Crypto(_))));
     assert!(matches!(
-        Contract::from_pem("c", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"),
+        Contract::from_pem("c", "not a key"),
+        Err(Error::Crypto(_))
+    ));
+    assert!(matches!(
+        Contract::from_pem(
+            "c",
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
+        ),
         Err(Error::Crypto(_))
     ));
 }
@@ -364,7 +456,10 @@ fn an_unregistered_key_is_rejected_by_the_server() {
         .client
         .authorize_url(&impostor, CALLBACK, "s", AuthorizeOptions::default())
         .unwrap_err();
-    assert!(matches!(err, Error::Api(ref a) if a.status == 406 && a.code == ErrorCode::ValidationErrors), "{err:?}");
+    assert!(
+        matches!(err, Error::Api(ref a) if a.status == 406 && a.code == ErrorCode::ValidationErrors),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -383,7 +478,10 @@ fn read_contract_links_to_the_same_library_and_may_not_push() {
         .client
         .push_to_library(&env.read, &read_token, &descriptor(), Cursor::new(vec![1]))
         .unwrap_err();
-    assert!(matches!(err, Error::Api(ref a) if a.status == 403 && a.code == ErrorCode::InsufficientScope), "{err:?}");
+    assert!(
+        matches!(err, Error::Api(ref a) if a.status == 403 && a.code == ErrorCode::InsufficientScope),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -396,7 +494,10 @@ fn unknown_agent_is_sdk_invalid() {
         .client
         .authorize_url(&env.write, CALLBACK, "s", AuthorizeOptions::default())
         .unwrap_err();
-    assert!(matches!(err, Error::Api(ref a) if a.status == 400 && a.code == ErrorCode::SdkInvalid), "{err:?}");
+    assert!(
+        matches!(err, Error::Api(ref a) if a.status == 400 && a.code == ErrorCode::SdkInvalid),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -404,9 +505,17 @@ fn unregistered_callback_is_invalid_redirect_uri() {
     let env = env();
     let err = env
         .client
-        .authorize_url(&env.write, "http://evil.example/cb", "s", AuthorizeOptions::default())
+        .authorize_url(
+            &env.write,
+            "http://evil.example/cb",
+            "s",
+            AuthorizeOptions::default(),
+        )
         .unwrap_err();
-    assert!(matches!(err, Error::Api(ref a) if a.code == ErrorCode::InvalidRedirectUri), "{err:?}");
+    assert!(
+        matches!(err, Error::Api(ref a) if a.code == ErrorCode::InvalidRedirectUri),
+        "{err:?}"
+    );
 }
 
 /// A reader that fails half way.

@@ -99,7 +99,12 @@ mod tests {
 
     #[test]
     fn truncated_input_is_an_error_not_a_panic() {
-        for input in [&[][..], &[0x30], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x30, 0x05, 1]] {
+        for input in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x85, 1, 1, 1, 1, 1],
+            &[0x30, 0x05, 1],
+        ] {
             assert!(pkcs8_to_pkcs1(input).is_err());
         }
     }
@@ -107,6 +112,11 @@ mod tests {
     #[test]
     fn integers_get_a_sign_byte_when_needed() {
         let der = rsa_public_key(&[0x80, 0x01], &[0x01, 0x00, 0x01]);
-        assert_eq!(der, [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01]);
+        assert_eq!(
+            der,
+            [
+                0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01
+            ]
+        );
     }
 }

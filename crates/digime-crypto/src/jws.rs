@@ -32,12 +32,17 @@ impl<'a> Compact<'a> {
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(CryptoError::MalformedJws("expected three dot-separated segments"));
+            return Err(CryptoError::MalformedJws(
+                "expected three dot-separated segments",
+            ));
         };
         if header.is_empty() || payload.is_empty() || signature.is_empty() {
             return Err(CryptoError::MalformedJws("empty segment"));
         }
-        let is_b64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let is_b64url = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
         if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
             return Err(CryptoError::MalformedJws("segment is not base64url"));
         }

@@ -56,7 +56,9 @@ impl PrivateKey {
         if bits < MIN_RSA_BITS {
             return Err(CryptoError::KeyTooShort { bits });
         }
-        Ok(PrivateKey { inner: Arc::new(kp) })
+        Ok(PrivateKey {
+            inner: Arc::new(kp),
+        })
     }
 
     /// Modulus length in bits.
@@ -213,9 +215,15 @@ mod tests {
         let sig = key.sign_ps512(b"message").unwrap();
         assert_eq!(sig.len(), 256);
         public.verify_ps512(b"message", &sig).unwrap();
-        assert_eq!(public.verify_ps512(b"messagf", &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            public.verify_ps512(b"messagf", &sig),
+            Err(CryptoError::BadSignature)
+        );
         let other = PrivateKey::generate().unwrap().public_key();
-        assert_eq!(other.verify_ps512(b"message", &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            other.verify_ps512(b"message", &sig),
+            Err(CryptoError::BadSignature)
+        );
     }
 
     #[test]
@@ -223,14 +231,23 @@ mod tests {
         let key = PrivateKey::generate().unwrap();
         let pkcs8 = key.inner.as_der().unwrap();
         let pem8 = pem::encode("PRIVATE KEY", pkcs8.as_ref());
-        assert_eq!(PrivateKey::from_pem(&pem8).unwrap().public_key(), key.public_key());
+        assert_eq!(
+            PrivateKey::from_pem(&pem8).unwrap().public_key(),
+            key.public_key()
+        );
     }
 
     #[test]
     fn bad_keys_are_typed_errors() {
-        assert!(matches!(PrivateKey::from_pem("nope"), Err(CryptoError::InvalidPem(_))));
+        assert!(matches!(
+            PrivateKey::from_pem("nope"),
+            Err(CryptoError::InvalidPem(_))
+        ));
         let garbage = pem::encode("RSA PRIVATE KEY", b"garbage");
-        assert!(matches!(PrivateKey::from_pem(&garbage), Err(CryptoError::KeyRejected(_))));
+        assert!(matches!(
+            PrivateKey::from_pem(&garbage),
+            Err(CryptoError::KeyRejected(_))
+        ));
         let public = PrivateKey::generate().unwrap().public_key().to_pkcs1_pem();
         assert!(matches!(
             PrivateKey::from_pem(&public),

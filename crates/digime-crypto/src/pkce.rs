@@ -12,7 +12,9 @@ impl CodeVerifier {
     /// A fresh verifier.
     pub fn generate() -> Result<Self, CryptoError> {
         let raw = random::alphanumeric(32)?;
-        Ok(CodeVerifier(SecretString::new(b64url_encode(raw.as_bytes()))))
+        Ok(CodeVerifier(SecretString::new(b64url_encode(
+            raw.as_bytes(),
+        ))))
     }
 
     /// The verifier derived from a given raw 32-character string (for tests and vectors).

@@ -9,7 +9,9 @@ pub const ALPHANUMERIC: &[u8; 62] =
 
 /// Fills `out` with random bytes.
 pub fn fill(out: &mut [u8]) -> Result<(), CryptoError> {
-    SystemRandom::new().fill(out).map_err(|_| CryptoError::Backend)
+    SystemRandom::new()
+        .fill(out)
+        .map_err(|_| CryptoError::Backend)
 }
 
 /// `len` characters drawn independently and uniformly from [`ALPHANUMERIC`]

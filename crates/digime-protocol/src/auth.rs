@@ -244,17 +244,27 @@ impl AuthorizeOptions {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if let Some(sd) = &self.sample_data {
             if sd.data_set.is_empty() {
-                return Err(Error::InvalidInput("sample data set name cannot be empty".into()));
+                return Err(Error::InvalidInput(
+                    "sample data set name cannot be empty".into(),
+                ));
             }
         }
         if let Some(l) = &self.locale {
-            if l.is_empty() || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(Error::InvalidInput(format!("locale {l:?} is not a language tag")));
+            if l.is_empty()
+                || !l
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(Error::InvalidInput(format!(
+                    "locale {l:?} is not a language tag"
+                )));
             }
         }
         if let Some(t) = &self.user_access_token {
             if t.access_token.value.is_empty() {
-                return Err(Error::InvalidInput("user access token has an empty access token".into()));
+                return Err(Error::InvalidInput(
+                    "user access token has an empty access token".into(),
+                ));
             }
         }
         Ok(())
@@ -320,7 +330,10 @@ pub fn onboard_url(
         q.append_pair("lng", l);
     }
     if let Some(b) = options.include_sample_data_only_sources {
-        q.append_pair("includeSampleDataOnlySources", if b { "true" } else { "false" });
+        q.append_pair(
+            "includeSampleDataOnlySources",
+            if b { "true" } else { "false" },
+        );
     }
     if let Some(r) = storage_ref {
         q.append_pair("storageRef", r);
@@ -374,7 +387,9 @@ impl AuthorizationCallback {
     /// Checks the echoed state against the one the app stored (constant time).
     pub fn verify_state(self, expected: &str) -> Result<Self, CallbackError> {
         match &self.state {
-            Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => Ok(self),
+            Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => {
+                Ok(self)
+            }
             _ => Err(CallbackError::StateMismatch),
         }
     }
@@ -399,7 +414,9 @@ pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackErro
     let mut seen = std::collections::HashSet::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if !seen.insert(k.to_string()) {
-            return Err(CallbackError::Malformed(format!("parameter {k:?} is repeated")));
+            return Err(CallbackError::Malformed(format!(
+                "parameter {k:?} is repeated"
+            )));
         }
         match &*k {
             "success" => success = Some(v.into_owned()),
@@ -432,13 +449,21 @@ pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackErro
 }
 
 /// Maps a verified token-response payload to a `UserAccessToken` (auth.md §7.4).
-pub fn token_from_claims(claims: &serde_json::Map<String, Value>) -> Result<UserAccessToken, Error> {
+pub fn token_from_claims(
+    claims: &serde_json::Map<String, Value>,
+) -> Result<UserAccessToken, Error> {
     let tok = |name: &str| -> Result<Token, Error> {
-        let obj = claims.get(name).and_then(Value::as_object).ok_or_else(|| Error::Decode {
-            context: "token",
-            detail: format!("no {name} object"),
-        })?;
-        let value = obj.get("value").and_then(Value::as_str).filter(|v| !v.is_empty());
+        let obj = claims
+            .get(name)
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::Decode {
+                context: "token",
+                detail: format!("no {name} object"),
+            })?;
+        let value = obj
+            .get("value")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty());
         let expiry = obj.get("expires_on").and_then(Value::as_u64);
         match (value, expiry) {
             (Some(v), Some(e)) => Ok(Token {
@@ -457,7 +482,10 @@ pub fn token_from_claims(claims: &serde_json::Map<String, Value>) -> Result<User
         user: User {
             id: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
         },
-        consent_id: claims.get("consentid").and_then(Value::as_str).map(str::to_owned),
+        consent_id: claims
+            .get("consentid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -483,16 +511,34 @@ mod tests {
             }),
             ..Default::default()
         };
-        let url = onboard_url(&config, "authorize", "PRE_9j63Ta1XOKcNs9xtnf6U8ktU", &options, Some("ref_2tBigUYC7m2y"));
+        let url = onboard_url(
+            &config,
+            "authorize",
+            "PRE_9j63Ta1XOKcNs9xtnf6U8ktU",
+            &options,
+            Some("ref_2tBigUYC7m2y"),
+        );
         assert_eq!(
             url,
             "https://api.digi.me/apps/saas/authorize?code=PRE_9j63Ta1XOKcNs9xtnf6U8ktU&sourceType=pull&service=30&sampleDataSet=default&sampleDataAutoOnboard=true&lng=nl&includeSampleDataOnlySources=false&storageRef=ref_2tBigUYC7m2y&triggerQuery=false&sourcesScope=%257B%2522dataType%2522%253A%255B%2522documents%2522%252C%2522gp-data%2522%255D%252C%2522organizationType%2522%253A%2522hospital%2522%257D"
         );
-        let minimal = onboard_url(&config, "authorize", "a b", &AuthorizeOptions::default(), None);
-        assert_eq!(minimal, "https://api.digi.me/apps/saas/authorize?code=a+b&sourceType=pull");
+        let minimal = onboard_url(
+            &config,
+            "authorize",
+            "a b",
+            &AuthorizeOptions::default(),
+            None,
+        );
+        assert_eq!(
+            minimal,
+            "https://api.digi.me/apps/saas/authorize?code=a+b&sourceType=pull"
+        );
         let auto_off = AuthorizeOptions {
             service_id: Some(0),
-            sample_data: Some(SampleData { data_set: "x".into(), auto_onboard: false }),
+            sample_data: Some(SampleData {
+                data_set: "x".into(),
+                auto_onboard: false,
+            }),
             ..Default::default()
         };
         assert_eq!(
@@ -517,7 +563,10 @@ mod tests {
     fn callback_errors() {
         assert_eq!(
             parse_callback("/cb?success=false&errorCode=USER_CANCEL&state=s"),
-            Err(CallbackError::Failed { code: CallbackErrorCode::UserCancel, state: Some("s".into()) })
+            Err(CallbackError::Failed {
+                code: CallbackErrorCode::UserCancel,
+                state: Some("s".into())
+            })
         );
         for bad in [
             "https://x/cb",
@@ -527,7 +576,10 @@ mod tests {
             "success=true&code=a&code=b",
             "%%%",
         ] {
-            assert!(matches!(parse_callback(bad), Err(CallbackError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(parse_callback(bad), Err(CallbackError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 

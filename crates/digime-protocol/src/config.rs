@@ -87,7 +87,9 @@ impl Config {
         let parsed = url::Url::parse(url)
             .map_err(|e| Error::InvalidInput(format!("JWKS URL {url:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::InvalidInput(format!("JWKS URL {url:?} is not http(s)")));
+            return Err(Error::InvalidInput(format!(
+                "JWKS URL {url:?} is not http(s)"
+            )));
         }
         self.jwks_url = Some(url.to_owned());
         Ok(self)
@@ -132,10 +134,14 @@ fn normalise_base(what: &str, url: &str) -> Result<String, Error> {
     let parsed =
         url::Url::parse(url).map_err(|e| Error::InvalidInput(format!("{what} {url:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(Error::InvalidInput(format!("{what} {url:?} is not an http(s) URL")));
+        return Err(Error::InvalidInput(format!(
+            "{what} {url:?} is not an http(s) URL"
+        )));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(Error::InvalidInput(format!("{what} {url:?} must not have a query or fragment")));
+        return Err(Error::InvalidInput(format!(
+            "{what} {url:?} must not have a query or fragment"
+        )));
     }
     let mut s = url.to_owned();
     if !s.ends_with('/') {
@@ -246,13 +252,21 @@ mod tests {
 
     #[test]
     fn trailing_slash_and_validation() {
-        let c = Config::new("app").unwrap().with_base_url("http://127.0.0.1:9/v1.7").unwrap();
+        let c = Config::new("app")
+            .unwrap()
+            .with_base_url("http://127.0.0.1:9/v1.7")
+            .unwrap();
         assert_eq!(c.base_url(), "http://127.0.0.1:9/v1.7/");
         assert_eq!(c.jwks_url(), "http://127.0.0.1:9/v1.7/jwks/oauth");
         assert_eq!(c.api("oauth/token"), "http://127.0.0.1:9/v1.7/oauth/token");
         assert!(Config::new("").is_err());
         assert!(Config::new("a").unwrap().with_base_url("ftp://x/").is_err());
-        assert!(Config::new("a").unwrap().with_base_url("not a url").is_err());
+        assert!(
+            Config::new("a")
+                .unwrap()
+                .with_base_url("not a url")
+                .is_err()
+        );
         let d = Config::new("a").unwrap();
         assert_eq!(d.base_url(), DEFAULT_BASE_URL);
         assert_eq!(d.onboard_url(), DEFAULT_ONBOARD_URL);

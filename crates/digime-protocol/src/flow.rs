@@ -152,7 +152,9 @@ impl Leg {
                     Err(t) => Outcome::Transport(t),
                 };
                 let jitter = random::below(u64::MAX).unwrap_or(0);
-                if let Some(delay) = self.policy.delay(&self.method, self.retries + 1, o, now, jitter)
+                if let Some(delay) =
+                    self.policy
+                        .delay(&self.method, self.retries + 1, o, now, jitter)
                 {
                     self.retries += 1;
                     self.state = LegState::Ready;
@@ -211,7 +213,12 @@ impl VerifyToken {
             return Sub::Done(Err(misuse("verification already finished")));
         };
         let step = leg.poll(now, |_| {
-            Ok(wire::accept_json(wire::request(Method::GET, &jwks_url, None, Body::Empty)?))
+            Ok(wire::accept_json(wire::request(
+                Method::GET,
+                &jwks_url,
+                None,
+                Body::Empty,
+            )?))
         });
         match step {
             Sub::Send(r) => Sub::Send(r),
@@ -288,7 +295,12 @@ pub struct TokenFlow {
 }
 
 impl TokenFlow {
-    pub(crate) fn exchange(sdk: Sdk, contract: Contract, code: &str, verifier: CodeVerifier) -> Self {
+    pub(crate) fn exchange(
+        sdk: Sdk,
+        contract: Contract,
+        code: &str,
+        verifier: CodeVerifier,
+    ) -> Self {
         let policy = sdk.config().retry.clone();
         TokenFlow {
             sdk,
@@ -331,7 +343,9 @@ impl TokenFlow {
                                 return Sub::Done(Err(self.refusal(&resp, now)));
                             }
                             match token_field(resp.body(), "token") {
-                                Ok((token, _)) => self.phase = TokenPhase::Verify(VerifyToken::new(token)),
+                                Ok((token, _)) => {
+                                    self.phase = TokenPhase::Verify(VerifyToken::new(token))
+                                }
                                 Err(e) => {
                                     self.phase = TokenPhase::Finished;
                                     return Sub::Done(Err(e));
@@ -364,15 +378,22 @@ impl TokenFlow {
             {
                 Error::ReauthorizationRequired(api)
             }
-            (Grant::Refresh { .. }, Error::UnexpectedStatus { status: 401, body, .. }) => {
-                Error::ReauthorizationRequired(ApiError {
-                    status: 401,
-                    code: ErrorCode::InvalidToken,
-                    message: if body.is_empty() { "refresh refused".into() } else { body },
-                    reference: None,
-                    retry_after: None,
-                })
-            }
+            (
+                Grant::Refresh { .. },
+                Error::UnexpectedStatus {
+                    status: 401, body, ..
+                },
+            ) => Error::ReauthorizationRequired(ApiError {
+                status: 401,
+                code: ErrorCode::InvalidToken,
+                message: if body.is_empty() {
+                    "refresh refused".into()
+                } else {
+                    body
+                },
+                reference: None,
+                retry_after: None,
+            }),
             (_, e) => e,
         }
     }
@@ -387,10 +408,10 @@ impl TokenFlow {
 }
 
 fn build_token_request(
-sdk: &Sdk,
-contract: &Contract,
-grant: &Grant,
-now: SystemTime,
+    sdk: &Sdk,
+    contract: &Contract,
+    grant: &Grant,
+    now: SystemTime,
 ) -> Result<Request<Body>, Error> {
     let mut claims = Map::new();
     match grant {
@@ -406,7 +427,12 @@ now: SystemTime,
     }
     let config = sdk.config();
     let jwt = wire::sign_request_jwt(config, contract, now, claims)?;
-    let mut req = wire::request(Method::POST, &config.api("oauth/token"), Some(&jwt), Body::Empty)?;
+    let mut req = wire::request(
+        Method::POST,
+        &config.api("oauth/token"),
+        Some(&jwt),
+        Body::Empty,
+    )?;
     if matches!(grant, Grant::Refresh { .. }) {
         req.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -495,7 +521,10 @@ impl AuthorizeFlow {
                         let v = CodeVerifier::generate()?;
                         let mut claims = Map::new();
                         if let Some(t) = &options.user_access_token {
-                            claims.insert("access_token".into(), t.access_token.value.expose().into());
+                            claims.insert(
+                                "access_token".into(),
+                                t.access_token.value.expose().into(),
+                            );
                         }
                         claims.insert("code_challenge".into(), v.challenge().into());
                         claims.insert("code_challenge_method".into(), "S256".into());
@@ -511,10 +540,12 @@ impl AuthorizeFlow {
                         if let Some(actions) = &options.session_options {
                             body.insert(
                                 "actions".into(),
-                                serde_json::to_value(actions).map_err(|e| Error::InvalidInput(e.to_string()))?,
+                                serde_json::to_value(actions)
+                                    .map_err(|e| Error::InvalidInput(e.to_string()))?,
                             );
                         }
-                        let bytes = serde_json::to_vec(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
+                        let bytes = serde_json::to_vec(&body)
+                            .map_err(|e| Error::InvalidInput(e.to_string()))?;
                         Ok(wire::accept_json(wire::request(
                             Method::POST,
                             &config.api("oauth/authorize"),
@@ -534,7 +565,8 @@ impl AuthorizeFlow {
                                 Ok((t, parse_session(obj.get("session"), "authorize")?))
                             }) {
                                 Ok((token, session)) => {
-                                    self.phase = AuthorizePhase::Verify(VerifyToken::new(token), session)
+                                    self.phase =
+                                        AuthorizePhase::Verify(VerifyToken::new(token), session)
                                 }
                                 Err(e) => return self.finish(Err(e)),
                             }
@@ -548,19 +580,26 @@ impl AuthorizeFlow {
                         Sub::Done(Err(e)) => self.finish(Err(e)),
                         Sub::Done(Ok(claims)) => {
                             let session = session.take();
-                            let code = match claims.get("preauthorization_code").and_then(Value::as_str) {
-                                Some(c) if !c.is_empty() => c.to_owned(),
-                                _ => {
-                                    return self.finish(Err(Error::Decode {
-                                        context: "authorize",
-                                        detail: "no preauthorization_code in the token".into(),
-                                    }));
-                                }
-                            };
+                            let code =
+                                match claims.get("preauthorization_code").and_then(Value::as_str) {
+                                    Some(c) if !c.is_empty() => c.to_owned(),
+                                    _ => {
+                                        return self.finish(Err(Error::Decode {
+                                            context: "authorize",
+                                            detail: "no preauthorization_code in the token".into(),
+                                        }));
+                                    }
+                                };
                             let Some(code_verifier) = self.verifier.take() else {
                                 return self.finish(Err(misuse("no verifier")));
                             };
-                            let url = auth::onboard_url(self.sdk.config(), "authorize", &code, &self.options, None);
+                            let url = auth::onboard_url(
+                                self.sdk.config(),
+                                "authorize",
+                                &code,
+                                &self.options,
+                                None,
+                            );
                             self.finish(Ok(AuthorizeUrl {
                                 url,
                                 code_verifier,
@@ -581,9 +620,15 @@ impl AuthorizeFlow {
 }
 
 /// Parses an optional `session` object `{key, expiry(ms)}`.
-pub(crate) fn parse_session(v: Option<&Value>, context: &'static str) -> Result<Option<Session>, Error> {
+pub(crate) fn parse_session(
+    v: Option<&Value>,
+    context: &'static str,
+) -> Result<Option<Session>, Error> {
     let Some(v) = v else { return Ok(None) };
-    let key = v.get("key").and_then(Value::as_str).filter(|k| !k.is_empty());
+    let key = v
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty());
     let expiry = v.get("expiry").and_then(Value::as_u64);
     match (key, expiry) {
         (Some(key), Some(expiry)) => Ok(Some(Session {
@@ -712,7 +757,8 @@ impl<O: UserOperation> Flow for AuthedCall<O> {
         loop {
             match &mut self.phase {
                 AuthedPhase::Call(leg) => {
-                    let (sdk, contract, token, op) = (&self.sdk, &self.contract, &self.token, &self.op);
+                    let (sdk, contract, token, op) =
+                        (&self.sdk, &self.contract, &self.token, &self.op);
                     match leg.poll(now, |now| op.build(sdk, contract, token, now)) {
                         Sub::Send(r) => return Step::Send(r),
                         Sub::Sleep(d) => return Step::Sleep(d),
@@ -723,7 +769,11 @@ impl<O: UserOperation> Flow for AuthedCall<O> {
                                 return self.finish(r);
                             }
                             if self.should_refresh(&resp) {
-                                let flow = TokenFlow::refresh(self.sdk.clone(), self.contract.clone(), &self.token);
+                                let flow = TokenFlow::refresh(
+                                    self.sdk.clone(),
+                                    self.contract.clone(),
+                                    &self.token,
+                                );
                                 self.phase = AuthedPhase::Refresh(Box::new(flow));
                                 continue;
                             }
@@ -738,7 +788,10 @@ impl<O: UserOperation> Flow for AuthedCall<O> {
                     Sub::Done(Ok(token)) => {
                         self.token = token.clone();
                         self.refreshed = true;
-                        self.phase = AuthedPhase::Call(Leg::new(self.op.method(), self.op.retry_policy(&self.sdk)));
+                        self.phase = AuthedPhase::Call(Leg::new(
+                            self.op.method(),
+                            self.op.retry_policy(&self.sdk),
+                        ));
                         return Step::Event(Event::TokenRefreshed(token));
                     }
                 },

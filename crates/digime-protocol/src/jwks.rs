@@ -22,15 +22,16 @@ impl KeySet {
             context: "key set",
             detail: detail.to_owned(),
         };
-        let value: Value =
-            serde_json::from_slice(body).map_err(|_| decode("not JSON"))?;
+        let value: Value = serde_json::from_slice(body).map_err(|_| decode("not JSON"))?;
         let keys = value
             .get("keys")
             .and_then(Value::as_array)
             .ok_or_else(|| decode("no keys array"))?;
         let mut out = Vec::new();
         for key in keys {
-            let obj = key.as_object().ok_or_else(|| decode("a key is not an object"))?;
+            let obj = key
+                .as_object()
+                .ok_or_else(|| decode("a key is not an object"))?;
             let Some(kid) = obj.get("kid").and_then(Value::as_str) else {
                 continue;
             };
@@ -139,7 +140,10 @@ pub fn check_header(token: &str, pinned_jwks_url: &str) -> Result<ServerTokenHea
         Some(Value::String(jku)) if jku == pinned_jwks_url => {}
         Some(other) => {
             return Err(Error::UntrustedKeySet {
-                jku: other.as_str().map(str::to_owned).unwrap_or_else(|| other.to_string()),
+                jku: other
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| other.to_string()),
                 expected: pinned_jwks_url.to_owned(),
             });
         }
@@ -198,15 +202,32 @@ mod tests {
     #[test]
     fn pinning_and_algorithm() {
         let key = PrivateKey::generate().unwrap();
-        let good = token(&key, &format!(r#"{{"alg":"PS512","typ":"JWT","kid":"k1","jku":"{PIN}"}}"#), r#"{"a":1}"#);
+        let good = token(
+            &key,
+            &format!(r#"{{"alg":"PS512","typ":"JWT","kid":"k1","jku":"{PIN}"}}"#),
+            r#"{"a":1}"#,
+        );
         assert_eq!(check_header(&good, PIN).unwrap().kid, "k1");
-        let evil = token(&key, r#"{"alg":"PS512","kid":"k1","jku":"https://evil.example/jwks"}"#, "{}");
-        assert!(matches!(check_header(&evil, PIN), Err(Error::UntrustedKeySet { .. })));
+        let evil = token(
+            &key,
+            r#"{"alg":"PS512","kid":"k1","jku":"https://evil.example/jwks"}"#,
+            "{}",
+        );
+        assert!(matches!(
+            check_header(&evil, PIN),
+            Err(Error::UntrustedKeySet { .. })
+        ));
         let rs = token(&key, r#"{"alg":"RS512","kid":"k1"}"#, "{}");
         assert!(matches!(check_header(&rs, PIN), Err(Error::ServerToken(_))));
         let nokid = token(&key, r#"{"alg":"PS512"}"#, "{}");
-        assert!(matches!(check_header(&nokid, PIN), Err(Error::ServerToken(_))));
-        assert!(matches!(check_header("garbage", PIN), Err(Error::ServerToken(_))));
+        assert!(matches!(
+            check_header(&nokid, PIN),
+            Err(Error::ServerToken(_))
+        ));
+        assert!(matches!(
+            check_header("garbage", PIN),
+            Err(Error::ServerToken(_))
+        ));
         let claims = verify(&good, &key.public_key(), SystemTime::now()).unwrap();
         assert_eq!(claims["a"], 1);
         let other = PrivateKey::generate().unwrap();

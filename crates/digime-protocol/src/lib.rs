@@ -65,10 +65,15 @@ mod sdk;
 pub mod token;
 pub mod wire;
 
-pub use auth::{AuthorizationCallback, AuthorizationCode, AuthorizeOptions, AuthorizeUrl, parse_callback};
+pub use auth::{
+    AuthorizationCallback, AuthorizationCode, AuthorizeOptions, AuthorizeUrl, parse_callback,
+};
 pub use config::{Agent, ApplicationId, Config, Contract, ContractId, SessionKey};
 pub use digime_crypto::{CodeVerifier, PrivateKey, SecretString};
-pub use error::{ApiError, CallbackError, CallbackErrorCode, Error, ErrorCode, TransportError, TransportErrorKind};
+pub use error::{
+    ApiError, CallbackError, CallbackErrorCode, Error, ErrorCode, TransportError,
+    TransportErrorKind,
+};
 pub use flow::{Authed, Event, Flow, Step};
 pub use jwks::KeySet;
 pub use push::{AccountRef, FileDescriptor};

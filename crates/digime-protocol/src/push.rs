@@ -47,7 +47,8 @@ impl FileDescriptor {
         struct Payload<'a> {
             metadata: &'a FileDescriptor,
         }
-        serde_json::to_vec(&Payload { metadata: self }).map_err(|e| Error::InvalidInput(e.to_string()))
+        serde_json::to_vec(&Payload { metadata: self })
+            .map_err(|e| Error::InvalidInput(e.to_string()))
     }
 
     /// Checks the descriptor before anything is sent: a `type/subtype` MIME type,
@@ -70,10 +71,14 @@ impl FileDescriptor {
         if self.accounts.iter().any(|a| a.account_id.is_empty()) {
             return bad("an accountId is empty".into());
         }
-        let size = serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         // base64url grows by 4/3, plus header and a 342-character signature.
         if size.saturating_mul(4) / 3 + 400 > MAX_DESCRIPTOR_HEADER {
-            return bad(format!("{size} bytes of metadata do not fit in a request header"));
+            return bad(format!(
+                "{size} bytes of metadata do not fit in a request header"
+            ));
         }
         Ok(())
     }
@@ -87,7 +92,9 @@ mod tests {
     fn serialises_the_worked_example_bytes() {
         let d = FileDescriptor {
             mime_type: "application/json".into(),
-            accounts: vec![AccountRef { account_id: "acc-001".into() }],
+            accounts: vec![AccountRef {
+                account_id: "acc-001".into(),
+            }],
             reference: Some(vec!["receipt-42.json".into()]),
             tags: Some(vec!["receipt".into()]),
         };
@@ -101,12 +108,18 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(FileDescriptor::new("text/plain; charset=utf-8").validate().is_ok());
+        assert!(
+            FileDescriptor::new("text/plain; charset=utf-8")
+                .validate()
+                .is_ok()
+        );
         for m in ["", "json", "/x", "a/", "a b/c", "text/plain\n"] {
             assert!(FileDescriptor::new(m).validate().is_err(), "{m:?}");
         }
         let mut d = FileDescriptor::new("text/plain");
-        d.accounts.push(AccountRef { account_id: String::new() });
+        d.accounts.push(AccountRef {
+            account_id: String::new(),
+        });
         assert!(d.validate().is_err());
         let mut big = FileDescriptor::new("text/plain");
         big.tags = Some(vec!["x".repeat(60_000)]);
@@ -147,9 +160,13 @@ impl crate::flow::UserOperation for PushToLibrary {
     ) -> Result<http::Request<crate::wire::Body>, Error> {
         use crate::wire;
         let payload = self.descriptor.jwt_payload()?;
-        let descriptor_jwt = digime_crypto::jws::sign(wire::REQUEST_JWT_HEADER, &payload, contract.key())?;
+        let descriptor_jwt =
+            digime_crypto::jws::sign(wire::REQUEST_JWT_HEADER, &payload, contract.key())?;
         let mut claims = serde_json::Map::new();
-        claims.insert("access_token".into(), token.access_token.value.expose().into());
+        claims.insert(
+            "access_token".into(),
+            token.access_token.value.expose().into(),
+        );
         let config = sdk.config();
         let jwt = wire::sign_request_jwt(config, contract, now, claims)?;
         let mut req = wire::request(
@@ -165,7 +182,8 @@ impl crate::flow::UserOperation for PushToLibrary {
         );
         headers.insert(
             "FileDescriptor",
-            http::HeaderValue::from_str(&descriptor_jwt).map_err(|e| Error::InvalidInput(e.to_string()))?,
+            http::HeaderValue::from_str(&descriptor_jwt)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?,
         );
         Ok(req)
     }

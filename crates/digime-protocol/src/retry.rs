@@ -82,7 +82,11 @@ impl RetryPolicy {
         let computed = || {
             let factor = 1u32.checked_shl(retry - 1).unwrap_or(u32::MAX);
             let jitter_ms = self.max_jitter.as_millis() as u64;
-            let j = if jitter_ms == 0 { 0 } else { jitter % jitter_ms };
+            let j = if jitter_ms == 0 {
+                0
+            } else {
+                jitter % jitter_ms
+            };
             self.base_delay.saturating_mul(factor) + Duration::from_millis(j)
         };
         match outcome {
@@ -125,11 +129,20 @@ mod tests {
         let p = RetryPolicy::default();
         let now = SystemTime::UNIX_EPOCH;
         let s500 = Outcome::Status(500, None);
-        assert_eq!(p.delay(&Method::GET, 1, s500, now, 0), Some(Duration::from_millis(1000)));
-        assert_eq!(p.delay(&Method::GET, 2, s500, now, 99), Some(Duration::from_millis(2099)));
+        assert_eq!(
+            p.delay(&Method::GET, 1, s500, now, 0),
+            Some(Duration::from_millis(1000))
+        );
+        assert_eq!(
+            p.delay(&Method::GET, 2, s500, now, 99),
+            Some(Duration::from_millis(2099))
+        );
         assert_eq!(p.delay(&Method::GET, 3, s500, now, 0), None);
         assert_eq!(p.delay(&Method::POST, 1, s500, now, 0), None);
-        assert_eq!(p.delay(&Method::GET, 1, Outcome::Status(404, None), now, 0), None);
+        assert_eq!(
+            p.delay(&Method::GET, 1, Outcome::Status(404, None), now, 0),
+            None
+        );
     }
 
     #[test]
@@ -145,13 +158,22 @@ mod tests {
             p.delay(&Method::GET, 1, Outcome::Status(503, Some(&later)), now, 0),
             Some(Duration::from_secs(7))
         );
-        assert_eq!(p.delay(&Method::GET, 1, Outcome::Status(413, None), now, 0), None);
-        assert!(p.delay(&Method::GET, 1, Outcome::Status(413, Some("1")), now, 0).is_some());
+        assert_eq!(
+            p.delay(&Method::GET, 1, Outcome::Status(413, None), now, 0),
+            None
+        );
+        assert!(
+            p.delay(&Method::GET, 1, Outcome::Status(413, Some("1")), now, 0)
+                .is_some()
+        );
         let capped = RetryPolicy {
             max_retry_after: Some(Duration::from_secs(2)),
             ..p
         };
-        assert_eq!(capped.delay(&Method::GET, 1, Outcome::Status(429, Some("3")), now, 0), None);
+        assert_eq!(
+            capped.delay(&Method::GET, 1, Outcome::Status(429, Some("3")), now, 0),
+            None
+        );
     }
 
     #[test]
@@ -160,7 +182,13 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH;
         let refused = TransportError::new(TransportErrorKind::Connect, "refused");
         let body = TransportError::new(TransportErrorKind::BodySource, "disk");
-        assert!(p.delay(&Method::GET, 1, Outcome::Transport(&refused), now, 0).is_some());
-        assert!(p.delay(&Method::GET, 1, Outcome::Transport(&body), now, 0).is_none());
+        assert!(
+            p.delay(&Method::GET, 1, Outcome::Transport(&refused), now, 0)
+                .is_some()
+        );
+        assert!(
+            p.delay(&Method::GET, 1, Outcome::Transport(&body), now, 0)
+                .is_none()
+        );
     }
 }

@@ -62,7 +62,9 @@ impl Sdk {
         let parsed = url::Url::parse(callback)
             .map_err(|e| Error::InvalidInput(format!("callback {callback:?}: {e}")))?;
         if parsed.fragment().is_some() {
-            return Err(Error::InvalidInput("callback must not have a fragment".into()));
+            return Err(Error::InvalidInput(
+                "callback must not have a fragment".into(),
+            ));
         }
         options.validate()?;
         Ok(AuthorizeFlow::new(
@@ -82,9 +84,16 @@ impl Sdk {
         verifier: &CodeVerifier,
     ) -> Result<TokenFlow, Error> {
         if code.expose().is_empty() || verifier.expose().is_empty() {
-            return Err(Error::InvalidInput("authorization code and code verifier are required".into()));
+            return Err(Error::InvalidInput(
+                "authorization code and code verifier are required".into(),
+            ));
         }
-        Ok(TokenFlow::exchange(self.clone(), contract.clone(), code.expose(), verifier.clone()))
+        Ok(TokenFlow::exchange(
+            self.clone(),
+            contract.clone(),
+            code.expose(),
+            verifier.clone(),
+        ))
     }
 
     /// Refreshes a token. A refused refresh is [`Error::ReauthorizationRequired`].

@@ -92,7 +92,8 @@ mod tests {
         assert_eq!(t.user_id(), Some("usr_4f0c"));
         assert_eq!(serde_json::to_string(&t).unwrap(), json);
         // Tokens stored before v12 have neither user nor consentid.
-        let old = r#"{"accessToken":{"value":"a","expiry":1},"refreshToken":{"value":"r","expiry":2}}"#;
+        let old =
+            r#"{"accessToken":{"value":"a","expiry":1},"refreshToken":{"value":"r","expiry":2}}"#;
         let t: UserAccessToken = serde_json::from_str(old).unwrap();
         assert_eq!(t.user_id(), None);
         let shown = format!("{t:?}");

@@ -113,7 +113,10 @@ pub fn parse_error_body(status: u16, body: &[u8]) -> Option<ApiError> {
     if let Some(err) = obj.get("error").and_then(Value::as_object) {
         let code = err.get("code")?.as_str()?;
         let message = err.get("message")?.as_str()?;
-        let reference = err.get("reference").and_then(Value::as_str).map(str::to_owned);
+        let reference = err
+            .get("reference")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Some(ApiError {
             status,
             code: ErrorCode::from(code),
@@ -163,7 +166,10 @@ pub fn error_from_response(resp: &Response<Vec<u8>>, now: SystemTime) -> Error {
 pub fn snippet(body: &[u8]) -> String {
     const MAX: usize = 512;
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
-    let mut s: String = text.chars().filter(|c| !c.is_control() || *c == ' ').collect();
+    let mut s: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .collect();
     if body.len() > MAX {
         s.push('…');
     }
@@ -175,7 +181,10 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> Response<Vec<u8>> {
-        Response::builder().status(status).body(body.as_bytes().to_vec()).unwrap()
+        Response::builder()
+            .status(status)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
     }
 
     #[test]
@@ -186,11 +195,17 @@ mod tests {
             Error::Api(api) => {
                 assert_eq!(api.status, 404);
                 assert_eq!(api.code, ErrorCode::InvalidRedirectUri);
-                assert_eq!(api.reference.as_deref(), Some("3Wb9vDEsv4ODYKaoP6lQKCbZu9rnJ6UH"));
+                assert_eq!(
+                    api.reference.as_deref(),
+                    Some("3Wb9vDEsv4ODYKaoP6lQKCbZu9rnJ6UH")
+                );
             }
             e => panic!("{e:?}"),
         }
-        match error_from_response(&resp(404, r#"{"error":"NotFound","message":"File not found"}"#), now) {
+        match error_from_response(
+            &resp(404, r#"{"error":"NotFound","message":"File not found"}"#),
+            now,
+        ) {
             Error::Api(api) => {
                 assert_eq!(api.code, ErrorCode::Other("NotFound".into()));
                 assert_eq!(api.message, "File not found");
@@ -199,7 +214,10 @@ mod tests {
         }
         for body in ["", "[1]", r#"{"error":{"code":"X"}}"#, "<html>", "{}"] {
             assert!(
-                matches!(error_from_response(&resp(500, body), now), Error::UnexpectedStatus { status: 500, .. }),
+                matches!(
+                    error_from_response(&resp(500, body), now),
+                    Error::UnexpectedStatus { status: 500, .. }
+                ),
                 "{body}"
             );
         }
@@ -207,7 +225,10 @@ mod tests {
 
     #[test]
     fn every_fixture_error_body_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/network/get-session-accounts");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/network/get-session-accounts"
+        );
         let Ok(entries) = std::fs::read_dir(dir) else {
             panic!("fixtures missing at {dir}");
         };
@@ -222,7 +243,10 @@ mod tests {
                 }
                 let body = serde_json::to_vec(&m["response"]).unwrap();
                 let api = parse_error_body(status, &body).expect("fixture is an API error");
-                assert_eq!(api.code.as_str(), m["response"]["error"]["code"].as_str().unwrap());
+                assert_eq!(
+                    api.code.as_str(),
+                    m["response"]["error"]["code"].as_str().unwrap()
+                );
                 seen += 1;
             }
         }

@@ -1,7 +1,9 @@
 //! The digi.me API endpoints and the onboard pages.
 
 use crate::checks::{ApiFailure, check_agent, check_redirect_uri, verify_bearer, verify_jws};
-use crate::state::{AuthCode, IssuedToken, LibraryFile, PreAuthorization, SessionRecord, UserRecord};
+use crate::state::{
+    AuthCode, IssuedToken, LibraryFile, PreAuthorization, SessionRecord, UserRecord,
+};
 use crate::{ConsentMode, LoggedRequest, Shared, now_ms, random_id};
 use axum::Router;
 use axum::body::Body;
@@ -63,8 +65,12 @@ async fn not_found() -> Response {
 
 fn server_token(shared: &Shared, claims: Value) -> Result<String, ApiFailure> {
     let header = json!({"alg": "PS512", "typ": "JWT", "kid": shared.kid, "jku": format!("{}jwks/oauth", shared.info.api)});
-    digime_crypto::jws::sign(header.to_string().as_bytes(), claims.to_string().as_bytes(), &shared.signing_key)
-        .map_err(|_| ApiFailure::new(500, "InternalError", "signing failed"))
+    digime_crypto::jws::sign(
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+        &shared.signing_key,
+    )
+    .map_err(|_| ApiFailure::new(500, "InternalError", "signing failed"))
 }
 
 async fn jwks(State(shared): State<Shared>) -> Response {
@@ -83,7 +89,11 @@ async fn jwks(State(shared): State<Shared>) -> Response {
 
 fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
     if bytes.len() > MAX_JSON_BODY {
-        return Err(ApiFailure::new(413, "PayloadTooLarge", "The request body is too large"));
+        return Err(ApiFailure::new(
+            413,
+            "PayloadTooLarge",
+            "The request body is too large",
+        ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
@@ -105,7 +115,11 @@ fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFai
     Ok(t)
 }
 
-async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
+async fn authorize(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     let body = json_body(&body)?;
     check_agent(&shared, &body)?;
@@ -114,14 +128,26 @@ async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: axum:
             return Err(ApiFailure::bad_params("actions must be an object"));
         }
     }
-    for (claim, expected) in [("response_type", "code"), ("response_mode", "query"), ("code_challenge_method", "S256")] {
+    for (claim, expected) in [
+        ("response_type", "code"),
+        ("response_mode", "query"),
+        ("code_challenge_method", "S256"),
+    ] {
         if v.str_claim(claim) != Some(expected) {
-            return Err(ApiFailure::bad_params(&format!("{claim} must be {expected}")));
+            return Err(ApiFailure::bad_params(&format!(
+                "{claim} must be {expected}"
+            )));
         }
     }
     let challenge = v.require_str("code_challenge")?;
-    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(ApiFailure::bad_params("code_challenge must be a base64url SHA-256"));
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiFailure::bad_params(
+            "code_challenge must be a base64url SHA-256",
+        ));
     }
     let redirect_uri = v.require_str("redirect_uri")?;
     check_redirect_uri(redirect_uri)?;
@@ -206,11 +232,19 @@ fn error_page(status: StatusCode, code: &str, text: &str) -> Response {
 
 async fn onboard_page(State(shared): State<Shared>, Query(q): Query<OnboardQuery>) -> Response {
     let Some(code) = q.code else {
-        return error_page(StatusCode::BAD_REQUEST, "INVALID_CODE", "The link has no code.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CODE",
+            "The link has no code.",
+        );
     };
     if let Some(st) = q.source_type.as_deref() {
         if !matches!(st, "pull" | "push") {
-            return error_page(StatusCode::BAD_REQUEST, "ONBOARD_ERROR", "Unknown sourceType.");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "ONBOARD_ERROR",
+                "Unknown sourceType.",
+            );
         }
     }
     let pre = {
@@ -218,13 +252,19 @@ async fn onboard_page(State(shared): State<Shared>, Query(q): Query<OnboardQuery
         st.preauths.get(&code).cloned()
     };
     let Some(pre) = pre.filter(|p| p.expires_ms > now_ms()) else {
-        return error_page(StatusCode::BAD_REQUEST, "INVALID_CODE", "This authorization link is unknown, used or expired.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CODE",
+            "This authorization link is unknown, used or expired.",
+        );
     };
     if shared.config.consent == ConsentMode::Auto {
         return decide(&shared, &code, true);
     }
     let contract = shared.contract(&pre.client_id);
-    let name = contract.map(|c| c.name).unwrap_or_else(|| pre.client_id.clone());
+    let name = contract
+        .map(|c| c.name)
+        .unwrap_or_else(|| pre.client_id.clone());
     let code = html_escape(&code);
     Html(format!(
         r#"<!doctype html>
@@ -251,11 +291,18 @@ struct Decision {
     decision: String,
 }
 
-async fn onboard_decision(State(shared): State<Shared>, axum::Form(d): axum::Form<Decision>) -> Response {
+async fn onboard_decision(
+    State(shared): State<Shared>,
+    axum::Form(d): axum::Form<Decision>,
+) -> Response {
     match d.decision.as_str() {
         "allow" => decide(&shared, &d.code, true),
         "deny" => decide(&shared, &d.code, false),
-        _ => error_page(StatusCode::BAD_REQUEST, "ONBOARD_ERROR", "Unknown decision."),
+        _ => error_page(
+            StatusCode::BAD_REQUEST,
+            "ONBOARD_ERROR",
+            "Unknown decision.",
+        ),
     }
 }
 
@@ -264,10 +311,18 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
     let now = now_ms();
     let mut st = shared.lock();
     let Some(pre) = st.preauths.remove(code).filter(|p| p.expires_ms > now) else {
-        return error_page(StatusCode::BAD_REQUEST, "INVALID_CODE", "This authorization link is unknown, used or expired.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CODE",
+            "This authorization link is unknown, used or expired.",
+        );
     };
     let Ok(mut target) = url::Url::parse(&pre.redirect_uri) else {
-        return error_page(StatusCode::BAD_REQUEST, "SERVER_ERROR", "The redirect URI is invalid.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "SERVER_ERROR",
+            "The redirect URI is invalid.",
+        );
     };
     let mut params: Vec<(&str, String)> = Vec::new();
     if allow {
@@ -275,7 +330,13 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
             Some(u) if st.users.contains_key(&u) => u,
             _ => {
                 let id = random_id("usr_");
-                st.users.insert(id.clone(), UserRecord { id: id.clone(), created: now });
+                st.users.insert(
+                    id.clone(),
+                    UserRecord {
+                        id: id.clone(),
+                        created: now,
+                    },
+                );
                 id
             }
         };
@@ -299,7 +360,11 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
         params.push(("state", pre.state.clone()));
     }
     if let Err(e) = shared.save(&st) {
-        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_ERROR", &e.to_string());
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SERVER_ERROR",
+            &e.to_string(),
+        );
     }
     drop(st);
     {
@@ -362,10 +427,21 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
                 shared.save(&st).map_err(internal)?;
                 found
             };
-            let invalid = || ApiFailure::new(400, "InvalidGrant", "The authorization code or code verifier is invalid");
-            let grant = grant.filter(|g| g.expires_ms > now_ms()).ok_or_else(invalid)?;
+            let invalid = || {
+                ApiFailure::new(
+                    400,
+                    "InvalidGrant",
+                    "The authorization code or code verifier is invalid",
+                )
+            };
+            let grant = grant
+                .filter(|g| g.expires_ms > now_ms())
+                .ok_or_else(invalid)?;
             let recomputed = digime_crypto::pkce::challenge_of(verifier);
-            if !digime_crypto::constant_time_eq(recomputed.as_bytes(), grant.code_challenge.as_bytes()) {
+            if !digime_crypto::constant_time_eq(
+                recomputed.as_bytes(),
+                grant.code_challenge.as_bytes(),
+            ) {
                 return Err(invalid());
             }
             issue_tokens(&shared, &client_id, &grant.user_id)?
@@ -390,7 +466,11 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
             };
             issue_tokens(&shared, &client_id, &rec.user_id)?
         }
-        _ => return Err(ApiFailure::bad_params("grant_type must be authorization_code or refresh_token")),
+        _ => {
+            return Err(ApiFailure::bad_params(
+                "grant_type must be authorization_code or refresh_token",
+            ));
+        }
     };
     let token = server_token(&shared, claims)?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "token": token }))).into_response())
@@ -402,11 +482,17 @@ fn check_descriptor(claims: &serde_json::Map<String, Value>) -> Result<Value, Ap
     if claims.len() != 1 {
         return Err(ApiFailure::validation());
     }
-    let meta = claims.get("metadata").and_then(Value::as_object).ok_or_else(ApiFailure::validation)?;
+    let meta = claims
+        .get("metadata")
+        .and_then(Value::as_object)
+        .ok_or_else(ApiFailure::validation)?;
     if !meta.get("mimeType").is_some_and(Value::is_string) {
         return Err(ApiFailure::validation());
     }
-    let accounts = meta.get("accounts").and_then(Value::as_array).ok_or_else(ApiFailure::validation)?;
+    let accounts = meta
+        .get("accounts")
+        .and_then(Value::as_array)
+        .ok_or_else(ApiFailure::validation)?;
     if !accounts
         .iter()
         .all(|a| a.get("accountId").is_some_and(Value::is_string))
@@ -483,7 +569,9 @@ async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) ->
     };
     let file_id = random_id("file_");
     let user_dir = shared.library_dir().join(&target.user_id);
-    tokio::fs::create_dir_all(&user_dir).await.map_err(internal)?;
+    tokio::fs::create_dir_all(&user_dir)
+        .await
+        .map_err(internal)?;
     let partial = user_dir.join(format!("{file_id}.partial"));
     let final_path = user_dir.join(&file_id);
     let stored = async {
@@ -506,7 +594,11 @@ async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) ->
         Ok(x) => x,
         Err(e) => {
             let _ = tokio::fs::remove_file(&partial).await;
-            return Err(ApiFailure::new(400, "ValidationErrors", format!("The upload did not complete: {e}")));
+            return Err(ApiFailure::new(
+                400,
+                "ValidationErrors",
+                format!("The upload did not complete: {e}"),
+            ));
         }
     };
     let entry = LibraryFile {

@@ -34,18 +34,27 @@ impl ApiFailure {
     }
     pub fn bad_params(detail: &str) -> Self {
         // The real message is fixed; the detail helps people using the sandbox.
-        Self::new(400, "ValidationErrors", format!("Parameter validation errors: {detail}"))
+        Self::new(
+            400,
+            "ValidationErrors",
+            format!("Parameter validation errors: {detail}"),
+        )
     }
     pub fn invalid_token(which: &str, expired: bool) -> Self {
         let what = if expired { "expired" } else { "invalid" };
-        Self::new(401, "InvalidToken", format!("The token ({which}) is {what}"))
+        Self::new(
+            401,
+            "InvalidToken",
+            format!("The token ({which}) is {what}"),
+        )
     }
 }
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let reference = digime_crypto::random::alphanumeric(32).unwrap_or_default();
-        let body = json!({"error": {"code": self.code, "message": self.message, "reference": reference}});
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "reference": reference}});
         let mut headers = HeaderMap::new();
         let safe = |s: &str| {
             HeaderValue::from_str(&s.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), " "))
@@ -103,7 +112,8 @@ pub fn verify_bearer(shared: &Shared, headers: &HeaderMap) -> Result<Verified, A
     }
     {
         let mut st = shared.lock();
-        st.nonces.retain(|_, seen| now.saturating_sub(*seen) < NONCE_MEMORY_MS);
+        st.nonces
+            .retain(|_, seen| now.saturating_sub(*seen) < NONCE_MEMORY_MS);
         if st.nonces.contains_key(nonce) {
             return Err(ApiFailure::new(
                 406,
@@ -150,7 +160,11 @@ pub fn verify_jws(
                 .and_then(Value::as_str)
                 .ok_or_else(ApiFailure::validation)?;
             shared.contract(client_id).ok_or_else(|| {
-                ApiFailure::new(400, "InvalidClient", format!("The client_id ({client_id}) is invalid"))
+                ApiFailure::new(
+                    400,
+                    "InvalidClient",
+                    format!("The client_id ({client_id}) is invalid"),
+                )
             })?
         }
     };
@@ -166,22 +180,42 @@ pub fn check_agent(shared: &Shared, body: &Value) -> Result<(), ApiFailure> {
     let name = sdk.and_then(|s| s.get("name")).and_then(Value::as_str);
     let version = sdk.and_then(|s| s.get("version")).and_then(Value::as_str);
     let (Some(name), Some(version)) = (name, version) else {
-        return Err(ApiFailure::bad_params("agent.sdk.name and agent.sdk.version are required"));
+        return Err(ApiFailure::bad_params(
+            "agent.sdk.name and agent.sdk.version are required",
+        ));
     };
     if !shared.config.agents.iter().any(|a| a == name) {
-        return Err(ApiFailure::new(400, "SDKInvalid", format!("The SDK is invalid: {name}")));
+        return Err(ApiFailure::new(
+            400,
+            "SDKInvalid",
+            format!("The SDK is invalid: {name}"),
+        ));
     }
     // Node.js SDKs before the SaaS flow (v5) cannot speak this API.
-    let major: Option<u64> = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok());
+    let major: Option<u64> = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok());
     if matches!(name, "nodejs" | "js") && major.is_none_or(|m| m < 5) {
-        return Err(ApiFailure::new(403, "SDKVersionInvalid", "This SDK version is no longer supported."));
+        return Err(ApiFailure::new(
+            403,
+            "SDKVersionInvalid",
+            "This SDK version is no longer supported.",
+        ));
     }
     Ok(())
 }
 
 /// Checks a redirect URI: absolute, no fragment, https, or http on a loopback host.
 pub fn check_redirect_uri(uri: &str) -> Result<url::Url, ApiFailure> {
-    let invalid = || ApiFailure::new(404, "InvalidRedirectUri", format!("The redirect_uri ({uri}) is invalid"));
+    let invalid = || {
+        ApiFailure::new(
+            404,
+            "InvalidRedirectUri",
+            format!("The redirect_uri ({uri}) is invalid"),
+        )
+    };
     let url = url::Url::parse(uri).map_err(|_| invalid())?;
     if url.fragment().is_some() {
         return Err(invalid());

@@ -17,8 +17,14 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/_sandbox/users", get(users))
         .route("/_sandbox/users/{user}/files", get(files))
         .route("/_sandbox/users/{user}/files/{file}", get(file_content))
-        .route("/_sandbox/users/{user}/expire-access-tokens", post(expire_access))
-        .route("/_sandbox/users/{user}/expire-refresh-tokens", post(expire_refresh))
+        .route(
+            "/_sandbox/users/{user}/expire-access-tokens",
+            post(expire_access),
+        )
+        .route(
+            "/_sandbox/users/{user}/expire-refresh-tokens",
+            post(expire_refresh),
+        )
         .route("/_sandbox/reset", post(reset))
         .with_state(shared)
 }
@@ -50,7 +56,10 @@ fn unknown_user() -> ApiFailure {
     ApiFailure::new(404, "NotFound", "No such user")
 }
 
-async fn files(State(shared): State<Shared>, Path(user): Path<String>) -> Result<Response, ApiFailure> {
+async fn files(
+    State(shared): State<Shared>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiFailure> {
     let st = shared.lock();
     if !st.users.contains_key(&user) {
         return Err(unknown_user());
@@ -65,14 +74,20 @@ async fn file_content(
 ) -> Result<Response, ApiFailure> {
     let entry = {
         let st = shared.lock();
-        st.files.iter().find(|f| f.user_id == user && f.id == file).cloned()
+        st.files
+            .iter()
+            .find(|f| f.user_id == user && f.id == file)
+            .cloned()
     }
     .ok_or_else(|| ApiFailure::new(404, "NotFound", "No such file"))?;
     let path = shared.library_dir().join(&entry.user_id).join(&entry.id);
     let f = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiFailure::new(500, "InternalError", e.to_string()))?;
-    let mime = entry.descriptor["mimeType"].as_str().unwrap_or("application/octet-stream").to_owned();
+    let mime = entry.descriptor["mimeType"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_owned();
     let body = axum::body::Body::from_stream(tokio_util_stream(f));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, mime)], body).into_response())
 }
@@ -101,7 +116,11 @@ fn expire(shared: &Shared, user: &str, refresh: bool) -> Result<Response, ApiFai
     if !st.users.contains_key(user) {
         return Err(unknown_user());
     }
-    let map = if refresh { &mut st.refresh_tokens } else { &mut st.access_tokens };
+    let map = if refresh {
+        &mut st.refresh_tokens
+    } else {
+        &mut st.access_tokens
+    };
     let mut n = 0;
     for t in map.values_mut().filter(|t| t.user_id == user) {
         t.expires_s = 0;
@@ -113,11 +132,17 @@ fn expire(shared: &Shared, user: &str, refresh: bool) -> Result<Response, ApiFai
     Ok(axum::Json(json!({ "expired": n })).into_response())
 }
 
-async fn expire_access(State(shared): State<Shared>, Path(user): Path<String>) -> Result<Response, ApiFailure> {
+async fn expire_access(
+    State(shared): State<Shared>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiFailure> {
     expire(&shared, &user, false)
 }
 
-async fn expire_refresh(State(shared): State<Shared>, Path(user): Path<String>) -> Result<Response, ApiFailure> {
+async fn expire_refresh(
+    State(shared): State<Shared>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiFailure> {
     expire(&shared, &user, true)
 }
 

@@ -87,7 +87,9 @@ impl Default for SandboxConfig {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             keep_rotated_refresh_tokens: false,
             contracts: Vec::new(),
-            agents: ["nodejs", "js", "ios", "android", "rust"].map(String::from).to_vec(),
+            agents: ["nodejs", "js", "ios", "android", "rust"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -210,7 +212,10 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 pub(crate) fn random_id(prefix: &str) -> String {
-    format!("{prefix}{}", digime_crypto::random::alphanumeric(24).unwrap_or_default())
+    format!(
+        "{prefix}{}",
+        digime_crypto::random::alphanumeric(24).unwrap_or_default()
+    )
 }
 
 fn load_or_create_key(path: &Path) -> std::io::Result<PrivateKey> {
@@ -288,7 +293,9 @@ impl Sandbox {
                 (None, d.clone(), true)
             }
             None => {
-                let t = tempfile::Builder::new().prefix("digime-sandbox-").tempdir()?;
+                let t = tempfile::Builder::new()
+                    .prefix("digime-sandbox-")
+                    .tempdir()?;
                 let p = t.path().to_path_buf();
                 (Some(t), p, false)
             }
@@ -297,14 +304,26 @@ impl Sandbox {
         let signing_key = load_or_create_key(&dir.join("server-signing-key.pem"))?;
         let kid = format!(
             "sandbox-{}",
-            &digime_crypto::b64url_encode(&digime_crypto::sha256(signing_key.public_key().to_pkcs1_der()))[..12]
+            &digime_crypto::b64url_encode(&digime_crypto::sha256(
+                signing_key.public_key().to_pkcs1_der()
+            ))[..12]
         );
         let mut contracts = HashMap::new();
         let demo_write_path = dir.join("demo-write-contract.pem");
         let demo_read_path = dir.join("demo-read-contract.pem");
         for (id, path, kind, name) in [
-            (DEMO_WRITE_CONTRACT, &demo_write_path, ContractKind::Write, "Sandbox demo (write)"),
-            (DEMO_READ_CONTRACT, &demo_read_path, ContractKind::Read, "Sandbox demo (read raw data)"),
+            (
+                DEMO_WRITE_CONTRACT,
+                &demo_write_path,
+                ContractKind::Write,
+                "Sandbox demo (write)",
+            ),
+            (
+                DEMO_READ_CONTRACT,
+                &demo_read_path,
+                ContractKind::Read,
+                "Sandbox demo (read raw data)",
+            ),
         ] {
             let key = load_or_create_key(path)?;
             let c = RegisteredContract {

@@ -37,18 +37,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SandboxConfig, S
             }
             "--access-token-ttl" => {
                 let v = value("--access-token-ttl")?;
-                let secs: u64 = v.parse().map_err(|_| format!("--access-token-ttl {v:?} is not a number of seconds"))?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--access-token-ttl {v:?} is not a number of seconds"))?;
                 config.access_token_ttl = Duration::from_secs(secs);
             }
             "--contract" => {
                 let v = value("--contract")?;
-                let (ids, path) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--contract {v:?}: expected APP_ID/CONTRACT_ID=PUBLIC_KEY.pem"))?;
+                let (ids, path) = v.split_once('=').ok_or_else(|| {
+                    format!("--contract {v:?}: expected APP_ID/CONTRACT_ID=PUBLIC_KEY.pem")
+                })?;
                 let (app, contract) = ids
                     .split_once('/')
                     .filter(|(a, c)| !a.is_empty() && !c.is_empty())
-                    .ok_or_else(|| format!("--contract {v:?}: expected APP_ID/CONTRACT_ID=PUBLIC_KEY.pem"))?;
+                    .ok_or_else(|| {
+                        format!("--contract {v:?}: expected APP_ID/CONTRACT_ID=PUBLIC_KEY.pem")
+                    })?;
                 let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
                 let public_key = digime_crypto::PublicKey::from_pem(&pem)
                     .or_else(|_| digime_crypto::PrivateKey::from_pem(&pem).map(|k| k.public_key()))
