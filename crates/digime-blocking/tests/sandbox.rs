@@ -327,7 +327,7 @@ fn expired_access_token_is_refreshed_once_and_surfaced() {
     let new = pushed.refreshed_token.expect("a refreshed token");
     assert_ne!(new.access_token.value, token.access_token.value);
     assert_ne!(new.refresh_token.value, token.refresh_token.value);
-    assert_eq!(seen.lock().unwrap().as_slice(), [new.clone()]);
+    assert_eq!(seen.lock().unwrap().as_slice(), std::slice::from_ref(&new));
     let files = env.files(&user);
     assert_eq!(files.len(), 1, "stored exactly once");
     assert_eq!(

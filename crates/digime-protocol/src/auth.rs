@@ -242,30 +242,33 @@ pub struct AuthorizeOptions {
 
 impl AuthorizeOptions {
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        if let Some(sd) = &self.sample_data {
-            if sd.data_set.is_empty() {
-                return Err(Error::InvalidInput(
-                    "sample data set name cannot be empty".into(),
-                ));
-            }
+        if self
+            .sample_data
+            .as_ref()
+            .is_some_and(|sd| sd.data_set.is_empty())
+        {
+            return Err(Error::InvalidInput(
+                "sample data set name cannot be empty".into(),
+            ));
         }
-        if let Some(l) = &self.locale {
-            if l.is_empty()
-                || !l
-                    .bytes()
+        let tag_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(Error::InvalidInput(format!(
-                    "locale {l:?} is not a language tag"
-                )));
-            }
+        };
+        if let Some(l) = self.locale.as_deref().filter(|l| !tag_ok(l)) {
+            return Err(Error::InvalidInput(format!(
+                "locale {l:?} is not a language tag"
+            )));
         }
-        if let Some(t) = &self.user_access_token {
-            if t.access_token.value.is_empty() {
-                return Err(Error::InvalidInput(
-                    "user access token has an empty access token".into(),
-                ));
-            }
+        if self
+            .user_access_token
+            .as_ref()
+            .is_some_and(|t| t.access_token.value.is_empty())
+        {
+            return Err(Error::InvalidInput(
+                "user access token has an empty access token".into(),
+            ));
         }
         Ok(())
     }

@@ -142,10 +142,8 @@ impl Leg {
                 Err(e) => Sub::Done(Err(e)),
             },
             LegState::Got(outcome) => {
-                if let Ok(r) = &outcome {
-                    if r.status().is_success() {
-                        return Sub::Done(outcome.map_err(Error::from));
-                    }
+                if outcome.as_ref().is_ok_and(|r| r.status().is_success()) {
+                    return Sub::Done(outcome.map_err(Error::from));
                 }
                 let o = match &outcome {
                     Ok(r) => Outcome::Status(r.status().as_u16(), wire::retry_after_header(r)),
@@ -691,6 +689,8 @@ pub trait UserOperation {
     fn refresh_on_any_401(&self) -> bool;
 }
 
+// One phase is live at a time and a flow lives as long as one call: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum AuthedPhase {
     Call(Leg),
     Refresh(Box<TokenFlow>),

@@ -123,10 +123,8 @@ async fn authorize(
     let v = verify_bearer(&shared, &headers)?;
     let body = json_body(&body)?;
     check_agent(&shared, &body)?;
-    if let Some(actions) = body.get("actions") {
-        if !actions.is_object() {
-            return Err(ApiFailure::bad_params("actions must be an object"));
-        }
+    if body.get("actions").is_some_and(|a| !a.is_object()) {
+        return Err(ApiFailure::bad_params("actions must be an object"));
     }
     for (claim, expected) in [
         ("response_type", "code"),
@@ -238,14 +236,15 @@ async fn onboard_page(State(shared): State<Shared>, Query(q): Query<OnboardQuery
             "The link has no code.",
         );
     };
-    if let Some(st) = q.source_type.as_deref() {
-        if !matches!(st, "pull" | "push") {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "ONBOARD_ERROR",
-                "Unknown sourceType.",
-            );
-        }
+    if q.source_type
+        .as_deref()
+        .is_some_and(|st| !matches!(st, "pull" | "push"))
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "ONBOARD_ERROR",
+            "Unknown sourceType.",
+        );
     }
     let pre = {
         let st = shared.lock();
@@ -500,10 +499,11 @@ fn check_descriptor(claims: &serde_json::Map<String, Value>) -> Result<Value, Ap
         return Err(ApiFailure::validation());
     }
     for list in ["reference", "tags"] {
-        if let Some(v) = meta.get(list) {
-            if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-                return Err(ApiFailure::validation());
-            }
+        if meta
+            .get(list)
+            .is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+        {
+            return Err(ApiFailure::validation());
         }
     }
     Ok(Value::Object(meta.clone()))
