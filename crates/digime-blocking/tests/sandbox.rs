@@ -573,3 +573,91 @@ fn connection_refused_is_retried_then_reported() {
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
 }
+
+#[test]
+fn sandbox_state_survives_a_restart() {
+    let dir = tempfile_dir();
+    let config = || SandboxConfig {
+        consent: ConsentMode::Auto,
+        state_dir: Some(dir.clone()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..SandboxConfig::default()
+    };
+    let first = Sandbox::spawn(config()).unwrap();
+    let info = first.info().clone();
+    let make_client = |api: &str, onboard: &str| {
+        Client::new(
+            Config::new(&info.demo.application_id)
+                .unwrap()
+                .with_base_url(api)
+                .unwrap()
+                .with_onboard_url(onboard)
+                .unwrap(),
+        )
+    };
+    let client = make_client(&info.api, &info.onboard);
+    let write = Contract::from_pem(
+        &info.demo.write.contract_id,
+        &info.demo.write.private_key_pem().unwrap(),
+    )
+    .unwrap();
+    let auth = client
+        .authorize_url(&write, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap();
+    let agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .build()
+        .new_agent();
+    let location = agent.get(&auth.url).call().unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cb = parse_callback(&location).unwrap();
+    let token = client
+        .exchange_code_for_token(&write, &cb.code, &auth.code_verifier)
+        .unwrap();
+    client
+        .push_to_library(&write, &token, &descriptor(), Cursor::new(b"kept".to_vec()))
+        .unwrap();
+    drop(first);
+
+    // Same directory: same keys, same users, tokens and library.
+    let second = Sandbox::spawn(config()).unwrap();
+    let info2 = second.info().clone();
+    assert_eq!(
+        info2.demo.write.private_key_pem().unwrap(),
+        info.demo.write.private_key_pem().unwrap()
+    );
+    let client = make_client(&info2.api, &info2.onboard);
+    let again = client
+        .push_to_library(
+            &write,
+            &token,
+            &descriptor(),
+            Cursor::new(b"after restart".to_vec()),
+        )
+        .unwrap();
+    assert!(
+        again.refreshed_token.is_none(),
+        "the old access token is still valid"
+    );
+    let user = token.user_id().unwrap();
+    let mut r = agent
+        .get(format!("{}users/{user}/files", info2.control()))
+        .call()
+        .unwrap();
+    let files: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(files["files"].as_array().unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "digime-sandbox-restart-{}-{}",
+        std::process::id(),
+        digime_protocol::CodeVerifier::generate().unwrap().expose()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
