@@ -1,5 +1,6 @@
 //! The error model (auth.md §11), as one typed enum.
 
+use crate::token::UserAccessToken;
 use digime_crypto::CryptoError;
 use std::fmt;
 use std::time::Duration;
@@ -63,6 +64,15 @@ pub enum Error {
     /// The authorization callback was an error or did not parse.
     #[error("callback: {0}")]
     Callback(#[from] CallbackError),
+    /// The call refreshed the user's token and then failed. Persist `refreshed_token`
+    /// all the same: the refresh rotated the refresh token, so the old one is spent.
+    #[error("{error} (after refreshing the access token; persist the new token)")]
+    AfterRefresh {
+        /// The token the refresh issued.
+        refreshed_token: Box<UserAccessToken>,
+        /// Why the call failed after the refresh.
+        error: Box<Error>,
+    },
 }
 
 fn body_suffix(body: &str) -> String {
@@ -76,12 +86,34 @@ fn body_suffix(body: &str) -> String {
 impl Error {
     /// Whether the user must go through authorization again (the refresh token is dead).
     pub fn needs_reauthorization(&self) -> bool {
-        matches!(self, Error::ReauthorizationRequired(_))
+        match self {
+            Error::AfterRefresh { error, .. } => error.needs_reauthorization(),
+            e => matches!(e, Error::ReauthorizationRequired(_)),
+        }
+    }
+
+    /// The token issued by a refresh that happened before the call failed: persist it.
+    pub fn refreshed_token(&self) -> Option<&UserAccessToken> {
+        match self {
+            Error::AfterRefresh {
+                refreshed_token, ..
+            } => Some(refreshed_token),
+            _ => None,
+        }
+    }
+
+    /// The underlying error, looking through [`Error::AfterRefresh`].
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::AfterRefresh { error, .. } => error.cause(),
+            e => e,
+        }
     }
 
     /// Whether trying the same operation again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::AfterRefresh { error, .. } => error.is_retryable(),
             Error::Transport(t) => t.is_retryable(),
             Error::Api(api) => crate::retry::RETRY_STATUS_CODES.contains(&api.status),
             Error::UnexpectedStatus { status, .. } => {
@@ -94,6 +126,7 @@ impl Error {
     /// The delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            Error::AfterRefresh { error, .. } => error.retry_after(),
             Error::Api(api) => api.retry_after,
             Error::UnexpectedStatus { retry_after, .. } => *retry_after,
             _ => None,
@@ -103,6 +136,7 @@ impl Error {
     /// The API error, if the server sent a recognised error body.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
+            Error::AfterRefresh { error, .. } => error.api(),
             Error::Api(api) | Error::ReauthorizationRequired(api) => Some(api),
             _ => None,
         }

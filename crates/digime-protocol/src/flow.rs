@@ -45,7 +45,6 @@ use crate::wire::{self, Body};
 use digime_crypto::{CodeVerifier, SecretString, random};
 use http::{Method, Request, Response};
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 /// What the driver must do next.
@@ -698,7 +697,8 @@ enum AuthedPhase {
 }
 
 /// Runs a [`UserOperation`], refreshing the token once on 401 and trying again with a
-/// freshly signed request. Emits [`Event::TokenRefreshed`] when it refreshed.
+/// freshly signed request. Emits [`Event::TokenRefreshed`] when it refreshed; the new
+/// token is also in the result, or in [`Error::AfterRefresh`] if the retry failed.
 pub struct AuthedCall<O> {
     sdk: Sdk,
     contract: Contract,
@@ -706,7 +706,6 @@ pub struct AuthedCall<O> {
     token: UserAccessToken,
     refreshed: bool,
     phase: AuthedPhase,
-    events: VecDeque<Event>,
 }
 
 impl<O: UserOperation> AuthedCall<O> {
@@ -720,7 +719,6 @@ impl<O: UserOperation> AuthedCall<O> {
             token,
             refreshed: false,
             phase: AuthedPhase::Call(leg),
-            events: VecDeque::new(),
         }
     }
 
@@ -740,10 +738,18 @@ impl<O: UserOperation> AuthedCall<O> {
     fn finish(&mut self, r: Result<O::Output, Error>) -> Step<Authed<O::Output>> {
         self.phase = AuthedPhase::Finished;
         let refreshed = self.refreshed.then(|| self.token.clone());
-        Step::Done(r.map(|value| Authed {
-            value,
-            refreshed_token: refreshed,
-        }))
+        Step::Done(match (r, refreshed) {
+            (Ok(value), refreshed_token) => Ok(Authed {
+                value,
+                refreshed_token,
+            }),
+            // The refresh rotated the token: never let an error swallow the new one.
+            (Err(error), Some(token)) => Err(Error::AfterRefresh {
+                refreshed_token: Box::new(token),
+                error: Box::new(error),
+            }),
+            (Err(error), None) => Err(error),
+        })
     }
 }
 
@@ -751,9 +757,6 @@ impl<O: UserOperation> Flow for AuthedCall<O> {
     type Output = Authed<O::Output>;
 
     fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
-        if let Some(e) = self.events.pop_front() {
-            return Step::Event(e);
-        }
         loop {
             match &mut self.phase {
                 AuthedPhase::Call(leg) => {
@@ -813,6 +816,142 @@ impl<O: UserOperation> Flow for AuthedCall<O> {
             AuthedPhase::Call(leg) => leg.handle(Err(error)),
             AuthedPhase::Refresh(f) => f.handle(Err(error)),
             AuthedPhase::Finished => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, FileDescriptor, KeySet, PrivateKey, TransportErrorKind};
+    use digime_crypto::jws;
+
+    fn respond(status: u16, headers: &[(&str, &str)], body: &str) -> Response<Vec<u8>> {
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(body.as_bytes().to_vec()).unwrap()
+    }
+
+    fn claims_of(req: &Request<Body>) -> Map<String, Value> {
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        let jwt = auth.strip_prefix("Bearer ").unwrap();
+        let payload = jws::Compact::parse(jwt).unwrap().payload().unwrap();
+        serde_json::from_slice(&payload).unwrap()
+    }
+
+    fn sdk_with_post_retries() -> (Sdk, Contract) {
+        let mut config = Config::new("app").unwrap();
+        config.retry.methods.push(Method::POST);
+        config.retry.base_delay = Duration::from_millis(10);
+        config.retry.max_jitter = Duration::ZERO;
+        let contract = Contract::new("c", PrivateKey::generate().unwrap()).unwrap();
+        (Sdk::new(config), contract)
+    }
+
+    #[test]
+    fn every_retry_is_freshly_signed_and_retry_after_is_honoured() {
+        let (sdk, contract) = sdk_with_post_retries();
+        let mut flow = sdk
+            .authorize_url(
+                &contract,
+                "https://app.example/cb",
+                "s",
+                AuthorizeOptions::default(),
+            )
+            .unwrap();
+        let now = SystemTime::now();
+        let Step::Send(first) = flow.poll(now) else {
+            panic!()
+        };
+        flow.handle_transport_error(TransportError::new(TransportErrorKind::Connect, "refused"));
+        assert!(matches!(flow.poll(now), Step::Sleep(d) if d == Duration::from_millis(10)));
+        let Step::Send(second) = flow.poll(now) else {
+            panic!()
+        };
+        flow.handle_response(respond(503, &[("retry-after", "7")], ""));
+        assert!(matches!(flow.poll(now), Step::Sleep(d) if d == Duration::from_secs(7)));
+        let Step::Send(third) = flow.poll(now) else {
+            panic!()
+        };
+        let nonces: Vec<_> = [&first, &second, &third]
+            .iter()
+            .map(|r| claims_of(r)["nonce"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(nonces[0] != nonces[1] && nonces[1] != nonces[2] && nonces[0] != nonces[2]);
+        let challenges: Vec<_> = [&first, &third]
+            .iter()
+            .map(|r| claims_of(r)["code_challenge"].as_str().unwrap().to_owned())
+            .collect();
+        assert_ne!(challenges[0], challenges[1], "a new PKCE pair per attempt");
+        // The limit (2 retries) is reached: the last error is reported.
+        flow.handle_response(respond(
+            503,
+            &[],
+            r#"{"error":{"code":"Busy","message":"later"}}"#,
+        ));
+        match flow.poll(now) {
+            Step::Done(Err(Error::Api(api))) => assert_eq!(api.status, 503),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_after_a_refresh_still_hands_over_the_new_token() {
+        let sdk = Sdk::new(Config::new("app").unwrap());
+        let server = PrivateKey::generate().unwrap();
+        sdk.use_static_server_keys(KeySet::from_keys([("k".to_string(), server.public_key())]));
+        let contract = Contract::new("c", PrivateKey::generate().unwrap()).unwrap();
+        let token: UserAccessToken = serde_json::from_str(
+            r#"{"accessToken":{"value":"old","expiry":1},"refreshToken":{"value":"r1","expiry":2}}"#,
+        )
+        .unwrap();
+        let mut push = sdk
+            .push_to_library(&contract, &token, &FileDescriptor::new("text/plain"))
+            .unwrap();
+        let now = SystemTime::now();
+        let Step::Send(_) = push.poll(now) else {
+            panic!()
+        };
+        push.handle_response(respond(401, &[], ""));
+        let Step::Send(refresh) = push.poll(now) else {
+            panic!()
+        };
+        assert_eq!(claims_of(&refresh)["refresh_token"], "r1");
+        let claims = r#"{"access_token":{"value":"new","expires_on":4000000000},"refresh_token":{"value":"r2","expires_on":4000000000}}"#;
+        let signed = jws::sign(
+            br#"{"alg":"PS512","typ":"JWT","kid":"k"}"#,
+            claims.as_bytes(),
+            &server,
+        )
+        .unwrap();
+        push.handle_response(respond(201, &[], &format!(r#"{{"token":"{signed}"}}"#)));
+        assert!(matches!(
+            push.poll(now),
+            Step::Event(Event::TokenRefreshed(_))
+        ));
+        let Step::Send(retry) = push.poll(now) else {
+            panic!()
+        };
+        assert_eq!(claims_of(&retry)["access_token"], "new");
+        // The retry fails, even with another 401: no second refresh, and the rotated
+        // token is not lost.
+        push.handle_response(respond(
+            401,
+            &[],
+            r#"{"error":{"code":"InvalidToken","message":"no"}}"#,
+        ));
+        match push.poll(now) {
+            Step::Done(Err(e)) => {
+                assert_eq!(
+                    e.refreshed_token().unwrap().refresh_token.value.expose(),
+                    "r2"
+                );
+                assert_eq!(e.api().unwrap().code, ErrorCode::InvalidToken);
+                assert!(!e.needs_reauthorization());
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
