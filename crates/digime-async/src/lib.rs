@@ -37,10 +37,15 @@ use digime_protocol::{
     CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken,
 };
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 
 type TokenListener = Arc<dyn Fn(&UserAccessToken) + Send + Sync>;
+
+/// Default time allowed to connect.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default time allowed without progress (see [`Client::with_idle_timeout`]).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Chunk size of streamed uploads.
 const UPLOAD_CHUNK: usize = 64 * 1024;
@@ -52,6 +57,7 @@ pub struct Client {
     sdk: Sdk,
     http: reqwest::Client,
     on_token: Option<TokenListener>,
+    idle_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,10 +75,14 @@ impl<T: AsyncRead + AsyncSeek + Send + Unpin + 'static> Upload for T {}
 type SharedUpload = Arc<tokio::sync::Mutex<Box<dyn Upload>>>;
 
 impl Client {
-    /// A client with a default `reqwest` client that follows no redirects.
+    /// A client with a default `reqwest` client that follows no redirects and allows
+    /// 30 s to connect. Every call also gives up after [`IDLE_TIMEOUT`] without
+    /// progress (no upload chunk taken, no response, no response chunk), so a stalled
+    /// server cannot hang it while a slow but moving upload is never cut off.
     pub fn new(config: Config) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self::with_http_client(config, http)
@@ -85,7 +95,14 @@ impl Client {
             sdk: Sdk::new(config),
             http,
             on_token: None,
+            idle_timeout: IDLE_TIMEOUT,
         }
+    }
+
+    /// How long a call may go without progress before it fails with a timeout.
+    pub fn with_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
     }
 
     /// Calls `listener` with every refreshed token, as soon as it is issued.
@@ -186,6 +203,7 @@ impl Client {
         upload: Option<&SharedUpload>,
     ) -> Result<http::Response<Vec<u8>>, TransportError> {
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let progress = Arc::new(Mutex::new(Instant::now()));
         let (parts, body) = request.into_parts();
         let body = match body {
             Body::Empty => reqwest::Body::from(Vec::new()),
@@ -205,18 +223,41 @@ impl Client {
                     .map_err(|e| {
                         TransportError::new(TransportErrorKind::BodySource, e.to_string())
                     })?;
-                reqwest::Body::wrap_stream(upload_stream(upload.clone(), failure.clone()))
+                reqwest::Body::wrap_stream(upload_stream(
+                    upload.clone(),
+                    failure.clone(),
+                    progress.clone(),
+                ))
             }
         };
         let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
             .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))?;
-        let result = self.http.execute(request).await;
+        let execute = self.http.execute(request);
+        tokio::pin!(execute);
+        // Wait for the response while the upload (if any) makes progress.
+        let result = loop {
+            let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
+            tokio::select! {
+                r = &mut execute => break r,
+                _ = tokio::time::sleep_until((last + self.idle_timeout).into()) => {
+                    let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.elapsed() >= self.idle_timeout {
+                        return Err(self.stalled());
+                    }
+                }
+            }
+        };
         if let Some(msg) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(TransportError::new(TransportErrorKind::BodySource, msg));
         }
         let mut response = result.map_err(transport_error)?;
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        loop {
+            let chunk = tokio::time::timeout(self.idle_timeout, response.chunk())
+                .await
+                .map_err(|_| self.stalled())?
+                .map_err(transport_error)?;
+            let Some(chunk) = chunk else { break };
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(TransportError::new(
                     TransportErrorKind::ResponseTooLarge,
@@ -234,20 +275,32 @@ impl Client {
     }
 }
 
-/// Streams the shared upload in chunks, recording a read failure of the caller's body.
+impl Client {
+    fn stalled(&self) -> TransportError {
+        TransportError::new(
+            TransportErrorKind::Timeout,
+            format!("no progress for {:?}", self.idle_timeout),
+        )
+    }
+}
+
+/// Streams the shared upload in chunks, recording a read failure of the caller's body
+/// and the time of the last chunk handed to the connection.
 fn upload_stream(
     upload: SharedUpload,
     failure: Arc<Mutex<Option<String>>>,
+    progress: Arc<Mutex<Instant>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some((upload, failure)), |state| async move {
-        let (upload, failure) = state?;
+    futures_util::stream::unfold(Some((upload, failure, progress)), |state| async move {
+        let (upload, failure, progress) = state?;
+        *progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let mut buf = vec![0u8; UPLOAD_CHUNK];
         let read = upload.lock().await.read(&mut buf).await;
         match read {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some((upload, failure))))
+                Some((Ok(Bytes::from(buf)), Some((upload, failure, progress))))
             }
             Err(e) => {
                 *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());

@@ -37,6 +37,11 @@ use std::time::SystemTime;
 
 type TokenListener = Arc<dyn Fn(&UserAccessToken) + Send + Sync>;
 
+/// Default time allowed to connect.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default time allowed without progress on a read or a write.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A blocking digi.me client. Cheap to clone; clones share the connection pool and
 /// the server key-set cache.
 #[derive(Clone)]
@@ -56,15 +61,18 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// A client with a default agent: no redirects followed, statuses returned as
-    /// responses (the protocol core classifies them).
+    /// responses (the protocol core classifies them), 30 s to connect and at most
+    /// 60 s without progress on a read or a write (a stalled server cannot hang a
+    /// call; a slow but moving upload is never cut off).
     pub fn new(config: Config) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent();
-        Self::with_agent(config, agent)
+        Self::with_agent(config, default_agent(IDLE_TIMEOUT))
+    }
+
+    /// Uses a default agent (as [`Client::new`]) that allows `timeout` without
+    /// progress on a read or a write. Replaces an agent given to [`Client::with_agent`].
+    pub fn with_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.agent = default_agent(timeout);
+        self
     }
 
     /// A client on your own `ureq` agent (timeouts, proxies, TLS). It must be built
@@ -228,6 +236,18 @@ impl Read for Tracked<'_, '_> {
             *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         })
     }
+}
+
+fn default_agent(idle: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_per_read(Some(idle))
+        .timeout_per_write(Some(idle))
+        .build()
+        .new_agent()
 }
 
 fn transport_error(e: ureq::Error) -> TransportError {

@@ -10,7 +10,9 @@ pub const RETRY_STATUS_CODES: [u16; 10] = [408, 413, 429, 500, 502, 503, 504, 52
 
 /// How requests are retried. The default matches the official SDK: up to 2 retries of
 /// idempotent methods (never POST), backoff `1000·2^(n−1)` ms plus 0–100 ms of jitter,
-/// `Retry-After` honoured.
+/// `Retry-After` honoured. Unlike the official SDK, a `Retry-After` longer than
+/// [`DEFAULT_MAX_RETRY_AFTER`] ends the retries (the error then carries
+/// `retry_after()`), so that a server can never park a call for hours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
@@ -42,10 +44,13 @@ impl Default for RetryPolicy {
             status_codes: RETRY_STATUS_CODES.to_vec(),
             base_delay: Duration::from_millis(1000),
             max_jitter: Duration::from_millis(100),
-            max_retry_after: None,
+            max_retry_after: Some(DEFAULT_MAX_RETRY_AFTER),
         }
     }
 }
+
+/// The longest `Retry-After` waited for by default.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// What came back from one attempt, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy)]

@@ -61,7 +61,7 @@ pub fn agent_json(config: &Config) -> Value {
         "sdk": {
             "name": config.agent.name,
             "version": config.agent.version,
-            "meta": { "rust": "stable" }
+            "meta": { "os": std::env::consts::OS, "arch": std::env::consts::ARCH }
         }
     })
 }
