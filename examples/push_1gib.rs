@@ -7,7 +7,7 @@
 //! ```
 
 use digime_blocking::Client;
-use digime_protocol::{AuthorizeOptions, Config, Contract, FileDescriptor, parse_callback};
+use digime_protocol::{AuthorizeOptions, FileDescriptor, parse_callback};
 use digime_sandbox::{ConsentMode, Sandbox, SandboxConfig};
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
@@ -55,14 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     })?;
     let info = sandbox.info();
-    let config = Config::new(&info.demo.application_id)?
-        .with_base_url(&info.api)?
-        .with_onboard_url(&info.onboard)?;
+    let config = info.client_config();
     let client = Client::new(config);
-    let contract = Contract::from_pem(
-        &info.demo.write.contract_id,
-        &info.demo.write.private_key_pem()?,
-    )?;
+    let contract = info.demo.write.contract()?;
     let auth = client.authorize_url(
         &contract,
         "http://localhost/cb",

@@ -48,14 +48,9 @@ fn offline() -> Result<(), Box<dyn Error>> {
     println!("  API     {}", info.api);
     println!("  onboard {}", info.onboard);
 
-    let config = Config::new(&info.demo.application_id)?
-        .with_base_url(&info.api)?
-        .with_onboard_url(&info.onboard)?;
+    let config = info.client_config();
     let client = Client::new(config);
-    let contract = Contract::from_pem(
-        &info.demo.write.contract_id,
-        &info.demo.write.private_key_pem()?,
-    )?;
+    let contract = info.demo.write.contract()?;
 
     // 1. The authorization URL and the code verifier to keep.
     let state = "user-42";

@@ -29,22 +29,9 @@ async fn env(consent: ConsentMode) -> Env {
     .await
     .unwrap();
     let info = sandbox.info().clone();
-    let config = Config::new(&info.demo.application_id)
-        .unwrap()
-        .with_base_url(&info.api)
-        .unwrap()
-        .with_onboard_url(&info.onboard)
-        .unwrap();
-    let write = Contract::from_pem(
-        &info.demo.write.contract_id,
-        &info.demo.write.private_key_pem().unwrap(),
-    )
-    .unwrap();
-    let read = Contract::from_pem(
-        &info.demo.read.contract_id,
-        &info.demo.read.private_key_pem().unwrap(),
-    )
-    .unwrap();
+    let config = info.client_config();
+    let write = info.demo.write.contract().unwrap();
+    let read = info.demo.read.contract().unwrap();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -82,7 +69,7 @@ impl Env {
     }
     async fn browse(&self, url: &str) -> String {
         let r = self.http.get(url).send().await.unwrap();
-        assert_eq!(r.status(), 303);
+        assert_eq!(r.status(), 302);
         r.headers()["location"].to_str().unwrap().to_owned()
     }
     async fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
@@ -307,4 +294,41 @@ async fn denied_consent_and_jku_pinning() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UntrustedKeySet { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_server_is_a_timeout_not_a_hang() {
+    // Accepts connections, reads nothing, never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let conn = listener.accept().await;
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        drop(conn);
+    });
+    let config = Config::new("app")
+        .unwrap()
+        .with_base_url(&format!("http://{addr}/v1.7/"))
+        .unwrap();
+    let client = Client::new(config).with_idle_timeout(std::time::Duration::from_millis(300));
+    let contract = Contract::new("c", digime_protocol::PrivateKey::generate().unwrap()).unwrap();
+    let token: UserAccessToken = serde_json::from_str(
+        r#"{"accessToken":{"value":"a","expiry":1},"refreshToken":{"value":"r","expiry":2}}"#,
+    )
+    .unwrap();
+    // A large upload into a peer that never reads: the stall is detected too.
+    let err = client
+        .push_to_library(
+            &contract,
+            &token,
+            &FileDescriptor::new("text/plain"),
+            Cursor::new(vec![0u8; 64 << 20]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Transport(ref t) if t.kind == digime_protocol::TransportErrorKind::Timeout),
+        "{err:?}"
+    );
+    holder.await.unwrap();
 }

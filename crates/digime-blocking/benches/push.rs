@@ -32,18 +32,9 @@ fn push(c: &mut Criterion) {
     })
     .unwrap();
     let info = sandbox.info();
-    let config = Config::new(&info.demo.application_id)
-        .unwrap()
-        .with_base_url(&info.api)
-        .unwrap()
-        .with_onboard_url(&info.onboard)
-        .unwrap();
+    let config = info.client_config();
     let client = Client::new(config);
-    let contract = Contract::from_pem(
-        &info.demo.write.contract_id,
-        &info.demo.write.private_key_pem().unwrap(),
-    )
-    .unwrap();
+    let contract = info.demo.write.contract().unwrap();
     let auth = client
         .authorize_url(
             &contract,

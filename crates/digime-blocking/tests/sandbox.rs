@@ -28,24 +28,11 @@ fn env_with(consent: ConsentMode, tweak: impl FnOnce(Config) -> Config) -> Env {
     })
     .unwrap();
     let info = sandbox.info().clone();
-    let mut config = Config::new(&info.demo.application_id)
-        .unwrap()
-        .with_base_url(&info.api)
-        .unwrap()
-        .with_onboard_url(&info.onboard)
-        .unwrap();
+    let mut config = info.client_config();
     config.retry.base_delay = std::time::Duration::from_millis(5);
     let config = tweak(config);
-    let write = Contract::from_pem(
-        &info.demo.write.contract_id,
-        &info.demo.write.private_key_pem().unwrap(),
-    )
-    .unwrap();
-    let read = Contract::from_pem(
-        &info.demo.read.contract_id,
-        &info.demo.read.private_key_pem().unwrap(),
-    )
-    .unwrap();
+    let write = info.demo.write.contract().unwrap();
+    let read = info.demo.read.contract().unwrap();
     let http = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -98,7 +85,7 @@ impl Env {
     /// The browser: open the onboard URL and return where it redirects.
     fn browse(&self, url: &str) -> String {
         let r = self.http.get(url).call().unwrap();
-        assert_eq!(r.status(), 303, "onboard page should redirect");
+        assert_eq!(r.status(), 302, "onboard page should redirect");
         r.headers()["location"].to_str().unwrap().to_owned()
     }
     fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
@@ -374,8 +361,6 @@ fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
 #[test]
 fn server_token_with_a_bad_signature_is_rejected() {
     let env = env();
-    let keys = env.get_json("info"); // make sure the sandbox is up
-    assert!(keys["api"].is_string());
     let jwks: Value = {
         let mut r = env
             .http
@@ -596,11 +581,7 @@ fn sandbox_state_survives_a_restart() {
         )
     };
     let client = make_client(&info.api, &info.onboard);
-    let write = Contract::from_pem(
-        &info.demo.write.contract_id,
-        &info.demo.write.private_key_pem().unwrap(),
-    )
-    .unwrap();
+    let write = info.demo.write.contract().unwrap();
     let auth = client
         .authorize_url(&write, CALLBACK, "s", AuthorizeOptions::default())
         .unwrap();
@@ -660,4 +641,69 @@ fn tempfile_dir() -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn a_refusal_after_a_refresh_still_hands_over_the_new_token() {
+    let env = env();
+    let write_token = env.authorize(&env.write, AuthorizeOptions::default());
+    let read_token = env.authorize(
+        &env.read,
+        AuthorizeOptions {
+            user_access_token: Some(write_token.clone()),
+            ..Default::default()
+        },
+    );
+    let user = read_token.user_id().unwrap().to_owned();
+    env.post(&format!("users/{user}/expire-access-tokens"));
+    // 401 → refresh (rotates the read contract's refresh token) → 403.
+    let err = env
+        .client
+        .push_to_library(&env.read, &read_token, &descriptor(), Cursor::new(vec![1]))
+        .unwrap_err();
+    assert_eq!(
+        err.api().unwrap().code,
+        ErrorCode::InsufficientScope,
+        "{err:?}"
+    );
+    let new = err
+        .refreshed_token()
+        .expect("the rotated token is handed over")
+        .clone();
+    assert_ne!(new.refresh_token.value, read_token.refresh_token.value);
+    // The handed-over token is the live one; the old refresh token is spent.
+    assert!(
+        env.client
+            .refresh_token(&env.read, &read_token)
+            .unwrap_err()
+            .needs_reauthorization()
+    );
+    env.client.refresh_token(&env.read, &new).unwrap();
+    assert!(env.files(&user).is_empty());
+}
+
+#[test]
+fn a_stalled_server_is_a_timeout_not_a_hang() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(conn);
+    });
+    let config = Config::new("app")
+        .unwrap()
+        .with_base_url(&format!("http://{addr}/v1.7/"))
+        .unwrap();
+    let client = Client::new(config).with_idle_timeout(std::time::Duration::from_millis(300));
+    let contract = Contract::new("c", PrivateKey::generate().unwrap()).unwrap();
+    let err = client
+        .authorize_url(&contract, CALLBACK, "s", AuthorizeOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Transport(ref t) if t.kind == digime_protocol::TransportErrorKind::Timeout),
+        "{err:?}"
+    );
+    holder.join().unwrap();
 }

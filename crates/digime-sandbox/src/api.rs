@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -74,17 +74,25 @@ fn server_token(shared: &Shared, claims: Value) -> Result<String, ApiFailure> {
 }
 
 async fn jwks(State(shared): State<Shared>) -> Response {
-    let key = shared.signing_key.public_key();
-    axum::Json(json!({"keys": [{
-        "kid": shared.kid,
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        shared.jwks.clone(),
+    )
+        .into_response()
+}
+
+/// The key set body, built once at start: `{kid, kty, alg, use, n, e, pem}` per key.
+pub(crate) fn jwks_body(key: &digime_crypto::PublicKey, kid: &str) -> String {
+    json!({"keys": [{
+        "kid": kid,
         "kty": "RSA",
         "alg": "PS512",
         "use": "sig",
         "n": digime_crypto::b64url_encode(key.modulus()),
         "e": digime_crypto::b64url_encode(key.exponent()),
         "pem": key.to_pkcs1_pem(),
-    }]}))
-    .into_response()
+    }]})
+    .to_string()
 }
 
 fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
@@ -373,7 +381,12 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
             q.append_pair(k, v);
         }
     }
-    Redirect::to(target.as_str()).into_response()
+    // 302, as the real onboard pages answer (auth.md §13.4).
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, target.to_string())],
+    )
+        .into_response()
 }
 
 fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value, ApiFailure> {

@@ -116,6 +116,12 @@ impl DemoContract {
     pub fn private_key_pem(&self) -> std::io::Result<String> {
         std::fs::read_to_string(&self.private_key_path)
     }
+
+    /// The contract, with its private key loaded, for an SDK client.
+    pub fn contract(&self) -> std::io::Result<digime_protocol::Contract> {
+        digime_protocol::Contract::from_pem(&self.contract_id, &self.private_key_pem()?)
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// The demo application and its contracts.
@@ -142,6 +148,15 @@ pub struct SandboxInfo {
 }
 
 impl SandboxInfo {
+    /// An SDK configuration for the demo application, pointed at this sandbox.
+    pub fn client_config(&self) -> digime_protocol::Config {
+        // The sandbox's own URLs are always valid bases.
+        digime_protocol::Config::new(&self.demo.application_id)
+            .and_then(|c| c.with_base_url(&self.api))
+            .and_then(|c| c.with_onboard_url(&self.onboard))
+            .unwrap_or_else(|e| unreachable!("sandbox URLs are valid: {e}"))
+    }
+
     /// The control API base, `http://HOST:PORT/_sandbox/`.
     pub fn control(&self) -> String {
         self.api.replace("/v1.7/", "/_sandbox/")
@@ -166,6 +181,7 @@ pub(crate) struct Inner {
     pub(crate) contracts: HashMap<String, RegisteredContract>,
     pub(crate) signing_key: PrivateKey,
     pub(crate) kid: String,
+    pub(crate) jwks: String,
     pub(crate) info: SandboxInfo,
     pub(crate) state: Mutex<Persisted>,
     pub(crate) log: Mutex<VecDeque<LoggedRequest>>,
@@ -375,6 +391,7 @@ impl Sandbox {
                 },
             },
         };
+        let jwks = api::jwks_body(&signing_key.public_key(), &kid);
         let shared = Shared(Arc::new(Inner {
             config,
             dir,
@@ -382,6 +399,7 @@ impl Sandbox {
             contracts,
             signing_key,
             kid,
+            jwks,
             info: info.clone(),
             state: Mutex::new(persisted),
             log: Mutex::new(VecDeque::new()),
