@@ -1,8 +1,9 @@
 //! The web-app shape of the official example app, on axum and the async driver:
 //! `/authorize` starts authorization for a user, `/return` receives the callback,
-//! `/push` writes a file. Code verifiers and state are kept per user server-side and
-//! the state is checked on return; tokens are kept per user and replaced when a push
-//! refreshes them.
+//! `/push` writes a file. The code verifier stays server-side; the state is random,
+//! single use, and bound to the browser by a cookie, and it is checked against the
+//! callback's. Tokens are kept per user and replaced when a push refreshes them. (The
+//! `user` query parameter stands in for your app's own login session.)
 //!
 //! ```text
 //! cargo run -p digime-examples --bin web_app            # embedded sandbox, consent page
@@ -10,14 +11,14 @@
 //! ```
 //! `WEB_APP_SELF_TEST=1` plays the browser once (authorize, Allow, push) and exits.
 
+use axum::Router;
 use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Router, http::StatusCode};
 use digime_async::Client;
 use digime_protocol::{
-    AuthorizeOptions, CodeVerifier, Config, Contract, FileDescriptor, UserAccessToken,
-    parse_callback,
+    AuthorizeOptions, CodeVerifier, Contract, FileDescriptor, UserAccessToken, parse_callback,
 };
 use digime_sandbox::{Sandbox, SandboxConfig};
 use serde::Deserialize;
@@ -52,12 +53,15 @@ async fn index() -> Html<&'static str> {
     )
 }
 
+/// The cookie that binds an authorization to the browser that started it.
+const STATE_COOKIE: &str = "digime_state";
+
 async fn authorize(State(app): State<App>, Query(q): Query<UserQuery>) -> Response {
     let state = match digime_crypto::random::alphanumeric(24) {
         Ok(s) => s,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    match app
+    let auth = match app
         .client
         .authorize_url(
             &app.contract,
@@ -67,32 +71,56 @@ async fn authorize(State(app): State<App>, Query(q): Query<UserQuery>) -> Respon
         )
         .await
     {
-        Ok(auth) => {
-            app.pending.lock().unwrap().insert(
-                state,
-                Pending {
-                    user: q.user,
-                    verifier: auth.code_verifier,
-                },
-            );
-            Redirect::to(&auth.url).into_response()
+        Ok(auth) => auth,
+        Err(e) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("authorization failed: {e}"),
+            )
+                .into_response();
         }
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            format!("authorization failed: {e}"),
-        )
-            .into_response(),
-    }
+    };
+    // Keep the verifier server-side; give the browser only the state, in a cookie.
+    let cookie = format!("{STATE_COOKIE}={state}; HttpOnly; SameSite=Lax; Path=/return");
+    app.pending.lock().unwrap().insert(
+        state,
+        Pending {
+            user: q.user,
+            verifier: auth.code_verifier,
+        },
+    );
+    (
+        StatusCode::FOUND,
+        [(header::SET_COOKIE, cookie), (header::LOCATION, auth.url)],
+    )
+        .into_response()
 }
 
-async fn callback(State(app): State<App>, uri: axum::http::Uri) -> Response {
-    let query = uri.query().unwrap_or("");
-    let state = form_state(query);
-    let Some(pending) = state.and_then(|s| app.pending.lock().unwrap().remove(&s)) else {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+async fn callback(State(app): State<App>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    // The state this browser was given; the one in the URL must match it.
+    let Some(expected) = cookie(&headers, STATE_COOKIE) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "no authorization in progress in this browser",
+        )
+            .into_response();
+    };
+    let Some(pending) = app.pending.lock().unwrap().remove(&expected) else {
         return (StatusCode::BAD_REQUEST, "unknown or reused state").into_response();
     };
-    let expected = form_state(query).unwrap_or_default();
-    let cb = match parse_callback(query).and_then(|c| c.verify_state(&expected)) {
+    let cb = match parse_callback(uri.query().unwrap_or("")).and_then(|c| c.verify_state(&expected))
+    {
         Ok(cb) => cb,
         Err(e) => {
             return (
@@ -112,9 +140,9 @@ async fn callback(State(app): State<App>, uri: axum::http::Uri) -> Response {
                 .lock()
                 .unwrap()
                 .insert(pending.user.clone(), token);
+            let user: String = form_urlencoded::byte_serialize(pending.user.as_bytes()).collect();
             Html(format!(
-                r#"<p>Connected {user}.</p><form method="post" action="/push?user={user}"><button>Push a file</button></form>"#,
-                user = pending.user
+                r#"<p>Connected.</p><form method="post" action="/push?user={user}"><button>Push a file</button></form>"#
             ))
             .into_response()
         }
@@ -124,12 +152,6 @@ async fn callback(State(app): State<App>, uri: axum::http::Uri) -> Response {
         )
             .into_response(),
     }
-}
-
-fn form_state(query: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
 }
 
 async fn push(
@@ -162,7 +184,8 @@ async fn push(
             format!("pushed {} bytes for {}", bytes.len(), q.user).into_response()
         }
         Err(e) if e.needs_reauthorization() => {
-            Redirect::to(&format!("/authorize?user={}", q.user)).into_response()
+            let user: String = form_urlencoded::byte_serialize(q.user.as_bytes()).collect();
+            Redirect::to(&format!("/authorize?user={user}")).into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("push failed: {e}")).into_response(),
     }
@@ -172,9 +195,7 @@ async fn push(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sandbox = Sandbox::start(SandboxConfig::default()).await?;
     let info = sandbox.info().clone();
-    let config = Config::new(&info.demo.application_id)?
-        .with_base_url(&info.api)?
-        .with_onboard_url(&info.onboard)?;
+    let config = info.client_config();
     let self_test = std::env::var_os("WEB_APP_SELF_TEST").is_some();
     let listen = if self_test {
         "127.0.0.1:0"
@@ -185,10 +206,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     let app = App {
         client: Client::new(config),
-        contract: Contract::from_pem(
-            &info.demo.write.contract_id,
-            &info.demo.write.private_key_pem()?,
-        )?,
+        contract: info.demo.write.contract()?,
         callback: format!("http://{addr}/return"),
         pending: Default::default(),
         tokens: Default::default(),
@@ -225,12 +243,20 @@ async fn play_browser(base: &str) -> Result<(), Box<dyn std::error::Error>> {
             .to_str()?
             .to_owned())
     };
-    let onboard = location(
-        &http
-            .get(format!("{base}/authorize?user=alice"))
-            .send()
-            .await?,
-    )?;
+    let started = http
+        .get(format!("{base}/authorize?user=alice"))
+        .send()
+        .await?;
+    let onboard = location(&started)?;
+    let cookie = started
+        .headers()
+        .get("set-cookie")
+        .ok_or("no state cookie")?
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let page = http.get(&onboard).send().await?.text().await?;
     let code = page
         .split("name=\"code\" value=\"")
@@ -246,7 +272,18 @@ async fn play_browser(base: &str) -> Result<(), Box<dyn std::error::Error>> {
             .send()
             .await?,
     )?;
-    let connected = http.get(back).send().await?.text().await?;
+    // Without the cookie the callback is refused: it was not started by this browser.
+    let forged = http.get(&back).send().await?;
+    if forged.status() != reqwest::StatusCode::BAD_REQUEST {
+        return Err("a callback without the state cookie was accepted".into());
+    }
+    let connected = http
+        .get(back)
+        .header("cookie", cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
     println!("{connected}");
     let pushed = http
         .post(format!("{base}/push?user=alice"))
