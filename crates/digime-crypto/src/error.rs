@@ -39,4 +39,29 @@ pub enum CryptoError {
     /// The operating system's random source failed, or signing failed internally.
     #[error("cryptographic backend failure")]
     Backend,
+    /// An encrypted data file (or stream) whose total length breaks the envelope rule:
+    /// at least 288 bytes (352 for the SHA-512-prefixed format) and a multiple of 16.
+    #[error("file size not valid: {len}")]
+    InvalidFileSize {
+        /// The total number of bytes seen.
+        len: u64,
+    },
+    /// RSA-OAEP decryption of the file key failed, or it did not give a 32-byte AES key.
+    #[error("could not unwrap the file's data encryption key (probably the wrong private key)")]
+    KeyUnwrap,
+    /// The last AES-CBC block or its PKCS#7 padding is invalid: a corrupt or truncated
+    /// file, or a data encryption key that does not belong to it.
+    #[error("bad decrypt: invalid final block or PKCS#7 padding")]
+    BadPadding,
+    /// The SHA-512 digest at the start of a SHA-512-prefixed file does not match its data.
+    #[error("hash is not valid")]
+    HashMismatch,
+    /// The message is too long for RSA-OAEP (SHA-1) with this key.
+    #[error("message of {len} bytes is too long for RSA-OAEP with this key (at most {max})")]
+    MessageTooLong {
+        /// The length of the message.
+        len: usize,
+        /// The longest message the key can encrypt.
+        max: usize,
+    },
 }

@@ -1,9 +1,12 @@
 use crate::{CryptoError, der, pem};
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::rsa::{
+    KeyPair, KeySize, OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
+    PrivateDecryptingKey, PublicEncryptingKey,
+};
 use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use zeroize::Zeroizing;
 
 /// The shortest RSA key accepted for PS512 (as jsonwebtoken 9 and the server do).
@@ -11,10 +14,14 @@ pub const MIN_RSA_BITS: usize = 2048;
 
 /// An RSA private key (a contract key, or a server's signing key).
 ///
-/// Parsed once; cheap to clone (shared). `Debug` never shows key material.
+/// Parsed once; cheap to clone (shared). `Debug` never shows key material. The
+/// RSA-OAEP form of the key (for data files) is built on first use and then shared by
+/// every clone.
 #[derive(Clone)]
 pub struct PrivateKey {
     inner: Arc<KeyPair>,
+    /// `None` once it turned out aws-lc does not take the key for OAEP.
+    oaep: Arc<OnceLock<Option<OaepPrivateDecryptingKey>>>,
 }
 
 impl PrivateKey {
@@ -58,7 +65,20 @@ impl PrivateKey {
         }
         Ok(PrivateKey {
             inner: Arc::new(kp),
+            oaep: Arc::new(OnceLock::new()),
         })
+    }
+
+    fn oaep(&self) -> Result<&OaepPrivateDecryptingKey, CryptoError> {
+        self.oaep
+            .get_or_init(|| {
+                // The PKCS#8 copy zeroizes itself when dropped.
+                let pkcs8 = self.inner.as_der().ok()?;
+                let key = PrivateDecryptingKey::from_pkcs8(pkcs8.as_ref()).ok()?;
+                OaepPrivateDecryptingKey::new(key).ok()
+            })
+            .as_ref()
+            .ok_or_else(|| CryptoError::KeyRejected("the key is not usable for RSA-OAEP".into()))
     }
 
     /// Modulus length in bits.
@@ -74,6 +94,25 @@ impl PrivateKey {
             .sign(&signature::RSA_PSS_SHA512, &rng, message, &mut sig)
             .map_err(|_| CryptoError::Backend)?;
         Ok(sig)
+    }
+
+    /// Decrypts one RSA block with RSAES-OAEP, SHA-1, MGF1-SHA-1 and an empty label (the
+    /// data-file key wrap of the digi.me envelope, node-rsa's default scheme).
+    ///
+    /// `ciphertext` must be exactly as long as the modulus. Any failure (wrong key,
+    /// corrupt block, wrong length) is [`CryptoError::KeyUnwrap`]; which one is not said.
+    pub fn decrypt_oaep_sha1(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let key = self.oaep()?;
+        if ciphertext.len() != key.key_size_bytes() {
+            return Err(CryptoError::KeyUnwrap);
+        }
+        let mut plain = Zeroizing::new(vec![0u8; key.min_output_size()]);
+        let len = key
+            .decrypt(&OAEP_SHA1_MGF1SHA1, ciphertext, &mut plain, None)
+            .map_err(|_| CryptoError::KeyUnwrap)?
+            .len();
+        plain.truncate(len);
+        Ok(plain)
     }
 
     /// The matching public key.
@@ -97,13 +136,16 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// An RSA public key, parsed once for PS512 verification.
+/// An RSA public key, parsed once for PS512 verification; its RSA-OAEP form (for data
+/// files) is built on first use and shared by every clone.
 #[derive(Clone)]
 pub struct PublicKey {
     parsed: Arc<ParsedPublicKey>,
     pkcs1: Arc<[u8]>,
     modulus: Arc<[u8]>,
     exponent: Arc<[u8]>,
+    /// `None` once it turned out aws-lc does not take the key for OAEP.
+    oaep: Arc<OnceLock<Option<OaepPublicEncryptingKey>>>,
 }
 
 impl PublicKey {
@@ -137,7 +179,42 @@ impl PublicKey {
             pkcs1,
             modulus,
             exponent,
+            oaep: Arc::new(OnceLock::new()),
         })
+    }
+
+    fn oaep(&self) -> Result<&OaepPublicEncryptingKey, CryptoError> {
+        self.oaep
+            .get_or_init(|| {
+                // aws-lc's encrypting key reads SPKI only; we keep PKCS#1.
+                let rsa = aws_lc_rs::rsa::PublicKey::from_der(&self.pkcs1).ok()?;
+                let spki = AsDer::<PublicKeyX509Der>::as_der(&rsa).ok()?;
+                let key = PublicEncryptingKey::from_der(spki.as_ref()).ok()?;
+                OaepPublicEncryptingKey::new(key).ok()
+            })
+            .as_ref()
+            .ok_or_else(|| CryptoError::KeyRejected("the key is not usable for RSA-OAEP".into()))
+    }
+
+    /// Encrypts `plaintext` with RSAES-OAEP, SHA-1, MGF1-SHA-1 and an empty label (the
+    /// data-file key wrap of the digi.me envelope). The result is as long as the modulus
+    /// and differs on every call (OAEP is randomised).
+    pub fn encrypt_oaep_sha1(&self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let key = self.oaep()?;
+        let max = key.max_plaintext_size(&OAEP_SHA1_MGF1SHA1);
+        if plaintext.len() > max {
+            return Err(CryptoError::MessageTooLong {
+                len: plaintext.len(),
+                max,
+            });
+        }
+        let mut out = vec![0u8; key.ciphertext_size()];
+        let len = key
+            .encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None)
+            .map_err(|_| CryptoError::Backend)?
+            .len();
+        out.truncate(len);
+        Ok(out)
     }
 
     /// Builds a key from its big-endian modulus and exponent (a JWK's `n` and `e`).
@@ -259,6 +336,36 @@ mod tests {
             PublicKey::from_der(&short),
             Err(CryptoError::KeyTooShort { bits: 1024 }) | Err(CryptoError::KeyRejected(_))
         ));
+    }
+
+    #[test]
+    fn oaep_sha1_round_trips_and_rejects_the_wrong_key() {
+        let key = PrivateKey::generate().unwrap();
+        let public = key.public_key();
+        let dek = [7u8; 32];
+        let wrapped = public.encrypt_oaep_sha1(&dek).unwrap();
+        assert_eq!(wrapped.len(), 256);
+        assert_ne!(public.encrypt_oaep_sha1(&dek).unwrap(), wrapped);
+        assert_eq!(&key.decrypt_oaep_sha1(&wrapped).unwrap()[..], &dek);
+        // A clone shares the parsed OAEP key.
+        assert_eq!(&key.clone().decrypt_oaep_sha1(&wrapped).unwrap()[..], &dek);
+
+        let other = PrivateKey::generate().unwrap();
+        assert_eq!(
+            other.decrypt_oaep_sha1(&wrapped),
+            Err(CryptoError::KeyUnwrap)
+        );
+        assert_eq!(
+            key.decrypt_oaep_sha1(&wrapped[1..]),
+            Err(CryptoError::KeyUnwrap)
+        );
+        assert_eq!(key.decrypt_oaep_sha1(&[]), Err(CryptoError::KeyUnwrap));
+        // 256 - 2 * 20 - 2 = 214 bytes at most.
+        assert!(public.encrypt_oaep_sha1(&[0u8; 214]).is_ok());
+        assert_eq!(
+            public.encrypt_oaep_sha1(&[0u8; 215]),
+            Err(CryptoError::MessageTooLong { len: 215, max: 214 })
+        );
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! * In: RSA key handling (PKCS#1 and PKCS#8 PEM, public keys as PKCS#1, SPKI or
 //!   modulus/exponent), PS512 compact JWS signing and verification (RSASSA-PSS,
 //!   SHA-512, MGF1-SHA-512, 64-byte salt, keys of at least 2048 bits), request
-//!   nonces, PKCE (S256), and secrets that zeroize and never print.
+//!   nonces, PKCE (S256), secrets that zeroize and never print, and the data-file
+//!   envelope ([`envelope`]: RSA-OAEP-SHA1-wrapped AES-256-CBC, whole buffers and
+//!   incremental, current and SHA-512-prefixed formats).
 //! * Out: anything that talks to the network, JSON claim handling (that is the
-//!   protocol crate's job), the data-file envelope (added with the read path).
+//!   protocol crate's job), decompression of decrypted files.
 //!
 //! RSA runs on `aws-lc-rs`: keys are parsed once and kept, because every API call
-//! signs a JWT.
+//! signs a JWT (and every data file unwraps a key).
 //!
 //! ```
 //! use digime_crypto::{jws, PrivateKey};
@@ -25,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod der;
+pub mod envelope;
 mod error;
 pub mod jws;
 mod keys;
