@@ -47,7 +47,11 @@ pub struct Config {
     pub jwks_ttl: Duration,
     /// The agent sent in request bodies.
     pub agent: Agent,
+    file_format: Option<FileFormat>,
 }
+
+/// The layout of downloaded files (read-and-storage.md §4).
+pub use digime_crypto::envelope::Format as FileFormat;
 
 impl Config {
     /// A configuration with the official defaults.
@@ -61,7 +65,31 @@ impl Config {
             retry: RetryPolicy::default(),
             jwks_ttl: DEFAULT_JWKS_TTL,
             agent: Agent::default(),
+            file_format: None,
         })
+    }
+
+    /// Sets the layout of downloaded files, instead of deriving it from the API base.
+    pub fn with_file_format(mut self, format: FileFormat) -> Self {
+        self.file_format = Some(format);
+        self
+    }
+
+    /// The layout of downloaded files: as set by [`Config::with_file_format`], else
+    /// derived from the API base: the SHA-512-prefixed layout for `v1.0`–`v1.6`
+    /// (§4.3: the hash was dropped together with the move to `v1.7`), the current one
+    /// otherwise.
+    pub fn file_format(&self) -> FileFormat {
+        if let Some(f) = self.file_format {
+            return f;
+        }
+        let legacy = ["v1.0", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
+        let path = self.base_url.split("://").nth(1).unwrap_or("");
+        if path.split('/').any(|segment| legacy.contains(&segment)) {
+            FileFormat::Sha512Prefixed
+        } else {
+            FileFormat::Current
+        }
     }
 
     /// Sets the API base (a trailing `/` is added when missing).
@@ -271,5 +299,25 @@ mod tests {
         assert_eq!(d.base_url(), DEFAULT_BASE_URL);
         assert_eq!(d.onboard_url(), DEFAULT_ONBOARD_URL);
         assert_eq!(d.retry.limit, 2);
+    }
+}
+
+#[cfg(test)]
+mod file_format_tests {
+    use super::*;
+
+    #[test]
+    fn the_file_layout_follows_the_api_version() {
+        let c = Config::new("a").unwrap();
+        assert_eq!(c.file_format(), FileFormat::Current);
+        let old = c.clone().with_base_url("https://api.digi.me/v1.6").unwrap();
+        assert_eq!(old.file_format(), FileFormat::Sha512Prefixed);
+        let test = c
+            .clone()
+            .with_base_url("https://api.digi.test/v7/")
+            .unwrap();
+        assert_eq!(test.file_format(), FileFormat::Current);
+        let forced = old.with_file_format(FileFormat::Current);
+        assert_eq!(forced.file_format(), FileFormat::Current);
     }
 }

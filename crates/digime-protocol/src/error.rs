@@ -58,7 +58,20 @@ pub enum Error {
     /// A local cryptographic failure (for example an unusable contract key).
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
-    /// The request could not be completed (connection, timeout, the caller's body source).
+    /// A downloaded file could not be decrypted: truncated, corrupted, or encrypted to
+    /// another key (read-and-storage.md §4).
+    #[error("the file could not be decrypted: {0}")]
+    Decryption(CryptoError),
+    /// A downloaded file decrypted but did not decompress as its metadata says.
+    #[error("the file could not be decompressed ({compression}): {detail}")]
+    Decompression {
+        /// The compression named in `X-Metadata`.
+        compression: &'static str,
+        /// What the decompressor said.
+        detail: String,
+    },
+    /// The request could not be completed (connection, timeout, the caller's body
+    /// source or sink).
     #[error("transport: {0}")]
     Transport(#[from] TransportError),
     /// The authorization callback was an error or did not parse.
@@ -263,6 +276,8 @@ pub enum TransportErrorKind {
     Reset,
     /// Reading the caller's request body failed; never retried.
     BodySource,
+    /// Writing a downloaded file to the caller's sink failed; never retried.
+    Sink,
     /// The response was larger than the SDK accepts for this call.
     ResponseTooLarge,
     /// Anything else.

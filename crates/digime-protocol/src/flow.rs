@@ -17,7 +17,10 @@
 //! ```
 //!
 //! Drain rule: after `Send`, call `handle_response` or `handle_transport_error` once
-//! before polling again; after `Sleep` and `Event`, poll again; after `Done`, stop.
+//! before polling again; after `Sleep` and `Event`, poll again; after `Receive`, feed
+//! the kept response body through `handle_body` (writing what it outputs), then
+//! `handle_body_end` (or `handle_transport_error`), then poll again; after `Done`, stop.
+//! A driver that gets `Send` while it still holds an unread body drops that body.
 //! Every request a flow emits is freshly signed (new nonce and timestamp), so retries
 //! are never replays.
 //!
@@ -52,6 +55,13 @@ use std::time::{Duration, SystemTime};
 pub enum Step<T> {
     /// Perform this request and report its response.
     Send(Request<Body>),
+    /// Read the body of the last response (a 2xx answer to a request marked
+    /// [`crate::read::StreamResponse`], whose body the driver kept unread): pass each
+    /// chunk to [`Flow::handle_body`] and write what it appends to `out` to the
+    /// caller's sink, stop early if it returns `false`, then call
+    /// [`Flow::handle_body_end`], or [`Flow::handle_transport_error`] if reading (or
+    /// writing to the sink, [`crate::TransportErrorKind::Sink`]) failed. Then poll again.
+    Receive,
     /// Wait this long, then poll again.
     Sleep(Duration),
     /// Hand this event to the app, then poll again.
@@ -76,8 +86,19 @@ pub trait Flow {
     fn poll(&mut self, now: SystemTime) -> Step<Self::Output>;
     /// The response to the last `Send`.
     fn handle_response(&mut self, response: Response<Vec<u8>>);
-    /// The last `Send` failed without a response.
+    /// The last `Send` failed without a response, or reading a streamed body failed.
     fn handle_transport_error(&mut self, error: TransportError);
+    /// A chunk of the streamed body (after [`Step::Receive`]). Output for the caller's
+    /// sink is appended to `out`. Returns `false` when the rest of the body is not
+    /// wanted (the flow failed; poll to learn why).
+    fn handle_body(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
+        let _ = (chunk, out);
+        false
+    }
+    /// The streamed body ended; poll again. Output for the sink is appended to `out`.
+    fn handle_body_end(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
+    }
 }
 
 /// The result of a call made with a user's token.
@@ -89,7 +110,7 @@ pub struct Authed<T> {
     pub refreshed_token: Option<UserAccessToken>,
 }
 
-fn misuse(what: &'static str) -> Error {
+pub(crate) fn misuse(what: &'static str) -> Error {
     Error::InvalidInput(format!("flow driven out of order: {what}"))
 }
 
@@ -705,7 +726,30 @@ pub struct AuthedCall<O> {
     op: O,
     token: UserAccessToken,
     refreshed: bool,
+    may_refresh: bool,
     phase: AuthedPhase,
+}
+
+/// Whether a 401 answer should make the caller refresh the token (auth.md §9.2): any
+/// 401 for file reads and pushes, otherwise only `InvalidToken` or a body that is not a
+/// standard error.
+pub(crate) fn refresh_wanted(status: u16, body: &[u8], any_401: bool) -> bool {
+    status == 401
+        && (any_401
+            || match wire::parse_error_body(401, body) {
+                Some(api) => api.code == ErrorCode::InvalidToken,
+                None => true,
+            })
+}
+
+/// The same question asked of an error a call returned (for callers that refresh on
+/// the call's behalf, see [`AuthedCall::without_refresh`]).
+pub(crate) fn error_wants_refresh(error: &Error, any_401: bool) -> bool {
+    match error {
+        Error::Api(api) => api.status == 401 && (any_401 || api.code == ErrorCode::InvalidToken),
+        Error::UnexpectedStatus { status, .. } => *status == 401,
+        _ => false,
+    }
 }
 
 impl<O: UserOperation> AuthedCall<O> {
@@ -718,21 +762,31 @@ impl<O: UserOperation> AuthedCall<O> {
             op,
             token,
             refreshed: false,
+            may_refresh: true,
             phase: AuthedPhase::Call(leg),
         }
     }
 
+    /// Never refreshes: a 401 ends the call with its error, for a caller that
+    /// refreshes once on behalf of many concurrent calls.
+    pub fn without_refresh(mut self) -> Self {
+        self.may_refresh = false;
+        self
+    }
+
+    /// The operation.
+    pub fn operation(&self) -> &O {
+        &self.op
+    }
+
     fn should_refresh(&self, resp: &Response<Vec<u8>>) -> bool {
-        if resp.status() != http::StatusCode::UNAUTHORIZED || self.refreshed {
-            return false;
-        }
-        if self.op.refresh_on_any_401() {
-            return true;
-        }
-        match wire::parse_error_body(401, resp.body()) {
-            Some(api) => api.code == ErrorCode::InvalidToken,
-            None => true,
-        }
+        self.may_refresh
+            && !self.refreshed
+            && refresh_wanted(
+                resp.status().as_u16(),
+                resp.body(),
+                self.op.refresh_on_any_401(),
+            )
     }
 
     fn finish(&mut self, r: Result<O::Output, Error>) -> Step<Authed<O::Output>> {

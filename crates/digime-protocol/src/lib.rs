@@ -5,7 +5,9 @@
 //!   fresh PS512 JWT), response parsing, the error model, retry policy as data, and the
 //!   multi-request operations as state machines ([`flow`]): authorization URL, code
 //!   exchange, refresh, library push with refresh-on-401, server token verification
-//!   against a pinned, cached key set.
+//!   against a pinned, cached key set; reading ([`read`]): read sessions, file lists,
+//!   accounts, file downloads decrypted and decompressed as they stream ([`mod@file`]),
+//!   and the read-all polling coordinator with bounded concurrency ([`read_all`]).
 //! * Out: sockets, clocks, sleeping, and reading or writing bodies. The drivers
 //!   (`digime-blocking`, `digime-async`) do that, in a short loop around a [`Flow`];
 //!   any other transport can do the same.
@@ -57,9 +59,12 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod file;
 pub mod flow;
 pub mod jwks;
 pub mod push;
+pub mod read;
+pub mod read_all;
 pub mod retry;
 mod sdk;
 pub mod token;
@@ -68,15 +73,22 @@ pub mod wire;
 pub use auth::{
     AuthorizationCallback, AuthorizationCode, AuthorizeOptions, AuthorizeUrl, parse_callback,
 };
-pub use config::{Agent, ApplicationId, Config, Contract, ContractId, SessionKey};
+pub use auth::{PullOptions, Session};
+pub use config::{Agent, ApplicationId, Config, Contract, ContractId, FileFormat, SessionKey};
 pub use digime_crypto::{CodeVerifier, PrivateKey, SecretString};
 pub use error::{
     ApiError, CallbackError, CallbackErrorCode, Error, ErrorCode, TransportError,
     TransportErrorKind,
 };
+pub use file::{FileDecoder, Output, ReadFile};
 pub use flow::{Authed, Event, Flow, Step};
 pub use jwks::KeySet;
 pub use push::{AccountRef, FileDescriptor};
+pub use read::{
+    Account, AccountSyncStatus, Compression, FileData, FileHead, FileList, FileListEntry,
+    FileMetadata, MappedFileMetadata, RawFileMetadata, SyncState, SyncStatus,
+};
+pub use read_all::{ReadAllEvent, ReadAllOptions, ReadAllSummary, StopHandle};
 pub use retry::RetryPolicy;
 pub use sdk::Sdk;
 pub use token::{Token, User, UserAccessToken};

@@ -1,14 +1,26 @@
 //! The entry point of the core: configuration plus shared state (the key-set cache).
 
+use crate::auth::PullOptions;
 use crate::auth::{AuthorizationCode, AuthorizeOptions};
+use crate::config::SessionKey;
 use crate::config::{Config, Contract};
 use crate::error::Error;
+use crate::file::{Output, ReadFile};
 use crate::flow::{AuthedCall, AuthorizeFlow, TokenFlow, UserOperation};
 use crate::jwks::{KeySet, KeySetCache};
 use crate::push::{FileDescriptor, PushToLibrary};
+use crate::read::{ReadAccounts, ReadFileList, ReadFileMetadata, ReadSession};
+use crate::read_all::{ReadAllFiles, ReadAllOptions};
 use crate::token::UserAccessToken;
 use digime_crypto::CodeVerifier;
 use std::sync::Arc;
+
+fn check_file_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::InvalidInput("file name cannot be empty".into()));
+    }
+    Ok(())
+}
 
 /// The sans-IO SDK: hands out flows for drivers to run. Cheap to clone; clones share
 /// the server key-set cache.
@@ -111,6 +123,90 @@ impl Sdk {
     ) -> Result<AuthedCall<PushToLibrary>, Error> {
         descriptor.validate()?;
         Ok(self.call(contract, token, PushToLibrary::new(descriptor.clone())))
+    }
+
+    /// Starts a read session (`POST permission-access/trigger`): the user's sources
+    /// sync, and the session key reads the file list and the files.
+    pub fn read_session(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        options: &PullOptions,
+    ) -> AuthedCall<ReadSession> {
+        self.call(contract, token, ReadSession::new(options.clone()))
+    }
+
+    /// The session's file list and sync status.
+    pub fn read_file_list(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+    ) -> AuthedCall<ReadFileList> {
+        self.call(contract, token, ReadFileList::new(session.clone()))
+    }
+
+    /// Downloads, decrypts and decompresses one file; see [`Output`] for where the
+    /// plaintext goes.
+    pub fn read_file(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+        output: Output,
+    ) -> Result<ReadFile, Error> {
+        check_file_name(file_name)?;
+        Ok(ReadFile::new(
+            self.clone(),
+            contract.clone(),
+            token.clone(),
+            session.clone(),
+            file_name.to_owned(),
+            output,
+        ))
+    }
+
+    /// A file's metadata without its body (`HEAD`).
+    pub fn read_file_metadata(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+    ) -> Result<AuthedCall<ReadFileMetadata>, Error> {
+        check_file_name(file_name)?;
+        Ok(self.call(
+            contract,
+            token,
+            ReadFileMetadata::new(session.clone(), file_name.to_owned()),
+        ))
+    }
+
+    /// The user's source accounts.
+    pub fn read_accounts(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> AuthedCall<ReadAccounts> {
+        self.call(contract, token, ReadAccounts)
+    }
+
+    /// Reads every file of a session as its sync goes on; see [`crate::read_all`].
+    pub fn read_all_files<T>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        options: ReadAllOptions,
+    ) -> ReadAllFiles<T> {
+        ReadAllFiles::new(
+            self.clone(),
+            contract.clone(),
+            token.clone(),
+            session.clone(),
+            options,
+        )
     }
 
     /// Runs any user-token operation with refresh-on-401.

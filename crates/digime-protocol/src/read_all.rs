@@ -1,0 +1,886 @@
+//! `read_all_files`: poll a session's file list until the sync is over, downloading
+//! every new or updated file (read-and-storage.md §5), with bounded concurrency, one
+//! shared token refresh, and a clean stop.
+//!
+//! [`ReadAllFiles`] is a coordinator, not a single [`crate::Flow`]: it hands out
+//! [`Task`]s (a file-list call, a file download, a token refresh), each an ordinary
+//! flow that the driver runs *concurrently* and reports back. The run loop:
+//!
+//! ```text
+//! loop {
+//!     match all.poll(now()) {
+//!         ReadAllStep::Run(task)   => start(task),       // do not wait for it; when it
+//!                                                         // ends: list_done / file_done /
+//!                                                         // refresh_done, then poll again
+//!         ReadAllStep::Sleep(d)    => wait_for_a_task_or(d),
+//!         ReadAllStep::Wait        => wait_for_a_task(),
+//!         ReadAllStep::Event(e)    => deliver(e),
+//!         ReadAllStep::Done(r)     => return r,            // every task has ended
+//!     }
+//! }
+//! ```
+//!
+//! The polling itself, per file-list answer:
+//!
+//! ```text
+//!            pending: nothing to download
+//!          ┌──────────────┐
+//!          ▼              │ after `poll_interval`
+//!  ┌──────────────┐ ──────┘            ┌──────────────────────────────┐
+//!  │ GET file list│ running: queue files│ files whose updatedDate grew  │
+//!  └──────┬───────┘ ───────────────────▶│ (at most `max_concurrency`    │
+//!         │ partial / completed         │ downloads at once)            │
+//!         ▼                             └──────────────────────────────┘
+//!  queue the last files, wait for every download, Done(summary)
+//! ```
+//!
+//! Differences from the official SDK, on purpose: downloads run at most
+//! `max_concurrency` at a time (unbounded there); a 401 on any call is answered with
+//! one refresh shared by all calls in flight (each call refreshing on its own would
+//! spend the rotated refresh token twice); `stop` takes effect at once (no new list
+//! calls, queued downloads dropped, running ones finish); a failing file-list call
+//! ends the run only after the downloads already running have been reported.
+
+use crate::Contract;
+use crate::config::SessionKey;
+use crate::error::Error;
+use crate::file::{Output, ReadFile};
+use crate::flow::{Authed, AuthedCall, TokenFlow, error_wants_refresh};
+use crate::read::{FileList, FileListEntry, ReadFileList, SyncState, SyncStatus};
+use crate::sdk::Sdk;
+use crate::token::UserAccessToken;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The official SDK's interval between file-list calls.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(3);
+/// Downloads running at once by default.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+
+/// How `read_all_files` runs.
+#[derive(Debug, Clone)]
+pub struct ReadAllOptions {
+    /// Time between file-list calls while the sync is pending or running (3 s).
+    pub poll_interval: Duration,
+    /// Downloads running at once (4; at least 1).
+    pub max_concurrency: usize,
+    /// Stops the run when triggered; keep a clone to stop it from anywhere.
+    pub stop: StopHandle,
+}
+
+impl Default for ReadAllOptions {
+    fn default() -> Self {
+        ReadAllOptions {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            stop: StopHandle::default(),
+        }
+    }
+}
+
+/// What the app hears while `read_all_files` runs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReadAllEvent<T> {
+    /// The sync state changed (an initial `pending` is not reported, as in the
+    /// official SDK). Carries the whole status, per-account details included.
+    StatusChanged(SyncStatus),
+    /// A file was downloaded, decrypted and decompressed.
+    File(T),
+    /// A file could not be read; the others go on.
+    FileError {
+        /// The file-list entry of the file.
+        entry: FileListEntry,
+        /// Why.
+        error: Error,
+    },
+    /// The access token was refreshed: persist this token, the old one is spent.
+    TokenRefreshed(UserAccessToken),
+}
+
+/// How a `read_all_files` run ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReadAllSummary {
+    /// The last status the server reported (`pending` if none arrived).
+    pub status: SyncStatus,
+    /// The run was stopped before the sync was over.
+    pub stopped: bool,
+    /// Files delivered.
+    pub files_read: usize,
+    /// Files reported as errors.
+    pub files_failed: usize,
+    /// The newest token, if it was refreshed during the run: persist it.
+    pub refreshed_token: Option<UserAccessToken>,
+}
+
+/// Stops a `read_all_files` run from anywhere (another thread, an event handler).
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Asks the run to stop: no new file-list calls or downloads start; the ones
+    /// running finish and are reported; then the run ends with `stopped: true`.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A file-list call to run; report its result with [`ReadAllFiles::list_done`].
+pub struct ListTask {
+    flow: AuthedCall<ReadFileList>,
+}
+
+impl ListTask {
+    /// The flow to run.
+    pub fn into_flow(self) -> AuthedCall<ReadFileList> {
+        self.flow
+    }
+}
+
+/// A download to run; report its result with [`ReadAllFiles::file_done`].
+pub struct FileTask {
+    /// Identifies the download in `file_done`.
+    pub id: u64,
+    /// The file-list entry.
+    pub entry: FileListEntry,
+    sdk: Sdk,
+    contract: Contract,
+    session: SessionKey,
+    token: UserAccessToken,
+}
+
+impl FileTask {
+    /// The download flow, with the plaintext going where `output` says. It does not
+    /// refresh on its own: a 401 is reported back and the coordinator refreshes once.
+    pub fn into_flow(self, output: Output) -> ReadFile {
+        ReadFile::new(
+            self.sdk,
+            self.contract,
+            self.token,
+            self.session,
+            self.entry.name,
+            output,
+        )
+        .without_refresh()
+    }
+}
+
+/// A token refresh to run; report its result with [`ReadAllFiles::refresh_done`].
+pub struct RefreshTask {
+    flow: TokenFlow,
+}
+
+impl RefreshTask {
+    /// The flow to run.
+    pub fn into_flow(self) -> TokenFlow {
+        self.flow
+    }
+}
+
+/// Work for the driver.
+#[non_exhaustive]
+pub enum Task {
+    /// Fetch the file list.
+    List(ListTask),
+    /// Download a file.
+    File(FileTask),
+    /// Refresh the access token.
+    Refresh(RefreshTask),
+}
+
+/// What the driver must do next.
+pub enum ReadAllStep<T> {
+    /// Start this task without waiting for it; report its end, then poll again.
+    Run(Task),
+    /// Nothing to start before this much time has passed: poll again then, or as soon
+    /// as a task ends.
+    Sleep(Duration),
+    /// Nothing to start until a task ends.
+    Wait,
+    /// Hand this event to the app, then poll again.
+    Event(ReadAllEvent<T>),
+    /// Finished: every task has ended and been reported.
+    Done(Result<ReadAllSummary, Error>),
+}
+
+struct Queued {
+    entry: FileListEntry,
+    after_refresh: bool,
+}
+
+struct Running {
+    entry: FileListEntry,
+    token_gen: u64,
+    after_refresh: bool,
+}
+
+/// The `read_all_files` coordinator; `T` is what a finished download yields (the
+/// file's bytes, or its head when the bytes went to a sink).
+pub struct ReadAllFiles<T> {
+    sdk: Sdk,
+    contract: Contract,
+    session: SessionKey,
+    options: ReadAllOptions,
+    token: UserAccessToken,
+    token_gen: u64,
+    refreshed: Option<UserAccessToken>,
+    handled: HashMap<String, i64>,
+    local_state: SyncState,
+    status: SyncStatus,
+    queue: VecDeque<Queued>,
+    parked: Vec<Queued>,
+    running: HashMap<u64, Running>,
+    list_running: Option<u64>,
+    list_401s: u32,
+    list_waits_for_refresh: bool,
+    refresh_running: bool,
+    refresh_wanted: bool,
+    next_id: u64,
+    next_poll: Option<SystemTime>,
+    polling_over: bool,
+    stop: StopHandle,
+    stopped: bool,
+    fatal: Option<Error>,
+    events: VecDeque<ReadAllEvent<T>>,
+    files_read: usize,
+    files_failed: usize,
+    finished: bool,
+}
+
+impl<T> ReadAllFiles<T> {
+    pub(crate) fn new(
+        sdk: Sdk,
+        contract: Contract,
+        token: UserAccessToken,
+        session: SessionKey,
+        options: ReadAllOptions,
+    ) -> Self {
+        ReadAllFiles {
+            sdk,
+            contract,
+            session,
+            options: ReadAllOptions {
+                max_concurrency: options.max_concurrency.max(1),
+                ..options.clone()
+            },
+            token,
+            token_gen: 0,
+            refreshed: None,
+            handled: HashMap::new(),
+            local_state: SyncState::Pending,
+            status: SyncStatus {
+                state: SyncState::Pending,
+                details: Default::default(),
+            },
+            queue: VecDeque::new(),
+            parked: Vec::new(),
+            running: HashMap::new(),
+            list_running: None,
+            list_401s: 0,
+            list_waits_for_refresh: false,
+            refresh_running: false,
+            refresh_wanted: false,
+            next_id: 0,
+            next_poll: None,
+            polling_over: false,
+            stop: options.stop.clone(),
+            stopped: false,
+            fatal: None,
+            events: VecDeque::new(),
+            files_read: 0,
+            files_failed: 0,
+            finished: false,
+        }
+    }
+
+    /// A handle that stops the run from anywhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Stops the run (see [`StopHandle::stop`]).
+    pub fn stop(&mut self) {
+        self.stop.stop();
+    }
+
+    /// The token calls are made with now.
+    pub fn token(&self) -> &UserAccessToken {
+        &self.token
+    }
+
+    /// The last status the server reported.
+    pub fn status(&self) -> &SyncStatus {
+        &self.status
+    }
+
+    fn end_polling(&mut self) {
+        self.polling_over = true;
+        self.queue.clear();
+        self.parked.clear();
+        self.list_waits_for_refresh = false;
+    }
+
+    fn fail(&mut self, error: Error) {
+        if self.fatal.is_none() {
+            self.fatal = Some(error);
+        }
+        self.refresh_wanted = false;
+        self.end_polling();
+    }
+
+    /// The next thing to do.
+    pub fn poll(&mut self, now: SystemTime) -> ReadAllStep<T> {
+        if self.stop.is_stopped() && !self.stopped {
+            self.stopped = true;
+            self.refresh_wanted = false;
+            self.end_polling();
+        }
+        if let Some(e) = self.events.pop_front() {
+            return ReadAllStep::Event(e);
+        }
+        if self.finished {
+            return ReadAllStep::Done(Err(crate::flow::misuse("poll after Done")));
+        }
+        if self.refresh_wanted && !self.refresh_running {
+            self.refresh_wanted = false;
+            self.refresh_running = true;
+            let flow = TokenFlow::refresh(self.sdk.clone(), self.contract.clone(), &self.token);
+            return ReadAllStep::Run(Task::Refresh(RefreshTask { flow }));
+        }
+        let poll_due = self.next_poll.is_none_or(|t| t <= now);
+        if !self.polling_over
+            && self.list_running.is_none()
+            && !self.refresh_running
+            && !self.list_waits_for_refresh
+            && poll_due
+        {
+            self.list_running = Some(self.token_gen);
+            let flow = self
+                .sdk
+                .call(
+                    &self.contract,
+                    &self.token,
+                    ReadFileList::new(self.session.clone()),
+                )
+                .without_refresh();
+            return ReadAllStep::Run(Task::List(ListTask { flow }));
+        }
+        if !self.refresh_running
+            && self.running.len() < self.options.max_concurrency
+            && let Some(q) = self.queue.pop_front()
+        {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.running.insert(
+                id,
+                Running {
+                    entry: q.entry.clone(),
+                    token_gen: self.token_gen,
+                    after_refresh: q.after_refresh,
+                },
+            );
+            return ReadAllStep::Run(Task::File(FileTask {
+                id,
+                entry: q.entry,
+                sdk: self.sdk.clone(),
+                contract: self.contract.clone(),
+                session: self.session.clone(),
+                token: self.token.clone(),
+            }));
+        }
+        let idle = self.running.is_empty() && self.list_running.is_none() && !self.refresh_running;
+        if idle && self.polling_over && self.queue.is_empty() {
+            self.finished = true;
+            let refreshed = self.refreshed.clone();
+            return ReadAllStep::Done(match (self.fatal.take(), refreshed) {
+                (None, refreshed_token) => Ok(ReadAllSummary {
+                    status: self.status.clone(),
+                    stopped: self.stopped,
+                    files_read: self.files_read,
+                    files_failed: self.files_failed,
+                    refreshed_token,
+                }),
+                (Some(e @ Error::AfterRefresh { .. }), _) | (Some(e), None) => Err(e),
+                (Some(error), Some(token)) => Err(Error::AfterRefresh {
+                    refreshed_token: Box::new(token),
+                    error: Box::new(error),
+                }),
+            });
+        }
+        if !self.polling_over
+            && self.list_running.is_none()
+            && !self.refresh_running
+            && !self.list_waits_for_refresh
+            && let Some(at) = self.next_poll
+        {
+            return ReadAllStep::Sleep(at.duration_since(now).unwrap_or_default());
+        }
+        ReadAllStep::Wait
+    }
+
+    /// Reports the end of a [`Task::List`].
+    pub fn list_done(&mut self, result: Result<Authed<FileList>, Error>, now: SystemTime) {
+        let Some(list_gen) = self.list_running.take() else {
+            return;
+        };
+        match result {
+            Ok(Authed { value: list, .. }) => {
+                self.list_401s = 0;
+                if self.polling_over {
+                    return;
+                }
+                let state = list.status.state;
+                if state != self.local_state {
+                    self.local_state = state;
+                    self.events
+                        .push_back(ReadAllEvent::StatusChanged(list.status.clone()));
+                }
+                self.status = list.status;
+                if state != SyncState::Pending {
+                    for entry in list.file_list {
+                        let seen = self.handled.get(&entry.name).copied().unwrap_or(0);
+                        if entry.updated_date <= seen {
+                            continue;
+                        }
+                        self.handled.insert(entry.name.clone(), entry.updated_date);
+                        // A newer version of a file not yet started replaces it.
+                        match self.queue.iter_mut().find(|q| q.entry.name == entry.name) {
+                            Some(q) => q.entry = entry,
+                            None => self.queue.push_back(Queued {
+                                entry,
+                                after_refresh: false,
+                            }),
+                        }
+                    }
+                }
+                if state.is_final() {
+                    self.polling_over = true;
+                } else {
+                    self.next_poll = Some(now + self.options.poll_interval);
+                }
+            }
+            Err(e) if error_wants_refresh(&e, false) && self.list_401s == 0 => {
+                self.list_401s += 1;
+                if self.polling_over {
+                    return;
+                }
+                if list_gen < self.token_gen {
+                    self.next_poll = None;
+                } else {
+                    self.list_waits_for_refresh = true;
+                    self.refresh_wanted |= !self.refresh_running;
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Reports the end of a [`Task::File`]: its value (bytes or head) or error.
+    pub fn file_done(&mut self, id: u64, result: Result<T, Error>) {
+        let Some(run) = self.running.remove(&id) else {
+            return;
+        };
+        match result {
+            Ok(value) => {
+                self.files_read += 1;
+                self.events.push_back(ReadAllEvent::File(value));
+            }
+            Err(e)
+                if error_wants_refresh(&e, true)
+                    && !run.after_refresh
+                    && self.fatal.is_none()
+                    && !self.stopped =>
+            {
+                let again = Queued {
+                    entry: run.entry,
+                    after_refresh: true,
+                };
+                if run.token_gen < self.token_gen {
+                    self.queue.push_front(again);
+                } else {
+                    self.parked.push(again);
+                    self.refresh_wanted |= !self.refresh_running;
+                }
+            }
+            Err(error) => {
+                self.files_failed += 1;
+                self.events.push_back(ReadAllEvent::FileError {
+                    entry: run.entry,
+                    error,
+                });
+            }
+        }
+    }
+
+    /// Reports the end of a [`Task::Refresh`].
+    pub fn refresh_done(&mut self, result: Result<UserAccessToken, Error>) {
+        if !self.refresh_running {
+            return;
+        }
+        self.refresh_running = false;
+        match result {
+            Ok(token) => {
+                self.token = token.clone();
+                self.token_gen += 1;
+                self.refreshed = Some(token.clone());
+                self.events.push_back(ReadAllEvent::TokenRefreshed(token));
+                for q in self.parked.drain(..).rev() {
+                    self.queue.push_front(q);
+                }
+                if std::mem::take(&mut self.list_waits_for_refresh) {
+                    self.next_poll = None;
+                }
+            }
+            // The refresh token is dead: nothing more can be read with it.
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Event, Flow, Step};
+    use crate::read::FileData;
+    use crate::{Config, KeySet, PrivateKey};
+    use digime_crypto::jws;
+    use http::Response;
+
+    struct World {
+        sdk: Sdk,
+        contract: Contract,
+        server: PrivateKey,
+        token: UserAccessToken,
+    }
+
+    fn world() -> World {
+        let sdk = Sdk::new(Config::new("app").unwrap());
+        let server = PrivateKey::generate().unwrap();
+        sdk.use_static_server_keys(KeySet::from_keys([("k".to_string(), server.public_key())]));
+        let contract = Contract::new("c", PrivateKey::generate().unwrap()).unwrap();
+        let token: UserAccessToken = serde_json::from_str(
+            r#"{"accessToken":{"value":"a1","expiry":1},"refreshToken":{"value":"r1","expiry":2}}"#,
+        )
+        .unwrap();
+        World {
+            sdk,
+            contract,
+            server,
+            token,
+        }
+    }
+
+    fn respond(status: u16, body: &str) -> Response<Vec<u8>> {
+        Response::builder()
+            .status(status)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    }
+
+    /// Runs a sub-flow against canned responses, one per `Send`.
+    fn run<F: Flow>(
+        mut flow: F,
+        answers: &mut VecDeque<Response<Vec<u8>>>,
+    ) -> Result<F::Output, Error> {
+        let now = SystemTime::now();
+        loop {
+            match flow.poll(now) {
+                Step::Send(_) => flow.handle_response(answers.pop_front().expect("an answer")),
+                Step::Done(r) => return r,
+                Step::Sleep(_) | Step::Event(_) => {}
+                Step::Receive => panic!("no streaming in these tests"),
+            }
+        }
+    }
+
+    fn list(state: &str, files: &[(&str, i64)]) -> Response<Vec<u8>> {
+        let entries: Vec<String> = files
+            .iter()
+            .map(|(n, d)| format!(r#"{{"name":"{n}","updatedDate":{d}}}"#))
+            .collect();
+        respond(
+            200,
+            &format!(
+                r#"{{"status":{{"state":"{state}"}},"fileList":[{}]}}"#,
+                entries.join(",")
+            ),
+        )
+    }
+
+    fn fake_file(entry: &FileListEntry) -> FileData {
+        FileData {
+            head: crate::read::FileHead {
+                name: entry.name.clone(),
+                metadata: crate::read::FileMetadata::Raw(
+                    serde_json::from_str(r#"{"mimetype":"a/b","accounts":[]}"#).unwrap(),
+                ),
+                compression: Default::default(),
+                last_modified: None,
+            },
+            data: entry.updated_date.to_string().into_bytes(),
+        }
+    }
+
+    /// Drives the coordinator: list answers come from `lists`, every download
+    /// succeeds at once (or per `file_result`), time jumps over sleeps.
+    fn drive(
+        all: &mut ReadAllFiles<FileData>,
+        w: &World,
+        lists: Vec<Response<Vec<u8>>>,
+        mut file_result: impl FnMut(&FileListEntry) -> Result<FileData, Error>,
+    ) -> (Vec<String>, Result<ReadAllSummary, Error>) {
+        let mut lists: VecDeque<_> = lists.into();
+        let mut now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut log = Vec::new();
+        let mut downloads: VecDeque<(u64, FileListEntry)> = VecDeque::new();
+        loop {
+            match all.poll(now) {
+                ReadAllStep::Run(Task::List(t)) => {
+                    let mut answer: VecDeque<_> =
+                        [lists.pop_front().expect("a list answer")].into();
+                    let r = run(t.into_flow(), &mut answer);
+                    log.push("list".to_string());
+                    all.list_done(r, now);
+                }
+                ReadAllStep::Run(Task::File(t)) => {
+                    log.push(format!("get {}@{}", t.entry.name, t.entry.updated_date));
+                    downloads.push_back((t.id, t.entry.clone()));
+                }
+                ReadAllStep::Run(Task::Refresh(t)) => {
+                    let claims = r#"{"access_token":{"value":"a2","expires_on":4000000000},"refresh_token":{"value":"r2","expires_on":4000000000}}"#;
+                    let signed = jws::sign(
+                        br#"{"alg":"PS512","typ":"JWT","kid":"k"}"#,
+                        claims.as_bytes(),
+                        &w.server,
+                    )
+                    .unwrap();
+                    let mut answer: VecDeque<_> =
+                        [respond(201, &format!(r#"{{"token":"{signed}"}}"#))].into();
+                    log.push("refresh".into());
+                    all.refresh_done(run(t.into_flow(), &mut answer));
+                }
+                ReadAllStep::Sleep(d) => {
+                    if let Some((id, e)) = downloads.pop_front() {
+                        all.file_done(id, file_result(&e));
+                    } else {
+                        now += d;
+                        log.push(format!("sleep {}", d.as_millis()));
+                    }
+                }
+                ReadAllStep::Wait => {
+                    let (id, e) = downloads.pop_front().expect("something to wait for");
+                    all.file_done(id, file_result(&e));
+                }
+                ReadAllStep::Event(ReadAllEvent::StatusChanged(s)) => {
+                    log.push(format!("status {}", s.state))
+                }
+                ReadAllStep::Event(ReadAllEvent::File(f)) => log.push(format!(
+                    "file {}@{}",
+                    f.head.name,
+                    String::from_utf8_lossy(&f.data)
+                )),
+                ReadAllStep::Event(ReadAllEvent::FileError { entry, error }) => {
+                    log.push(format!("error {} {}", entry.name, error))
+                }
+                ReadAllStep::Event(ReadAllEvent::TokenRefreshed(t)) => {
+                    log.push(format!("token {}", t.access_token.value.expose()))
+                }
+                ReadAllStep::Done(r) => return (log, r),
+            }
+        }
+    }
+
+    #[test]
+    fn the_observed_timeline_of_the_spec() {
+        let w = world();
+        let mut all = w.sdk.read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions::default(),
+        );
+        let (log, r) = drive(
+            &mut all,
+            &w,
+            vec![
+                list("pending", &[("ignored", 5)]),
+                list("running", &[("a", 10), ("b", 10)]),
+                list("running", &[("a", 10), ("b", 20)]),
+                list("partial", &[("a", 10), ("b", 20), ("c", 30)]),
+            ],
+            |e| Ok(fake_file(e)),
+        );
+        assert_eq!(
+            log,
+            [
+                "list",
+                "sleep 3000",
+                "list",
+                "status running",
+                "get a@10",
+                "get b@10",
+                "file a@10",
+                "file b@10",
+                "sleep 3000",
+                "list",
+                "get b@20",
+                "file b@20",
+                "sleep 3000",
+                "list",
+                "status partial",
+                "get c@30",
+                "file c@30",
+            ]
+        );
+        let summary = r.unwrap();
+        assert_eq!(summary.status.state, SyncState::Partial);
+        assert_eq!(summary.files_read, 4);
+        assert!(!summary.stopped && summary.refreshed_token.is_none());
+    }
+
+    #[test]
+    fn at_most_max_concurrency_downloads_run_at_once() {
+        let w = world();
+        let mut all: ReadAllFiles<FileData> = w.sdk.read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions {
+                max_concurrency: 2,
+                ..Default::default()
+            },
+        );
+        let now = SystemTime::now();
+        let ReadAllStep::Run(Task::List(t)) = all.poll(now) else {
+            panic!()
+        };
+        let mut answer: VecDeque<_> = [list(
+            "completed",
+            &[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("z", 0)],
+        )]
+        .into();
+        all.list_done(run(t.into_flow(), &mut answer), now);
+        assert!(matches!(
+            all.poll(now),
+            ReadAllStep::Event(ReadAllEvent::StatusChanged(_))
+        ));
+        let ReadAllStep::Run(Task::File(a)) = all.poll(now) else {
+            panic!()
+        };
+        let ReadAllStep::Run(Task::File(_b)) = all.poll(now) else {
+            panic!()
+        };
+        assert!(matches!(all.poll(now), ReadAllStep::Wait));
+        all.file_done(a.id, Err(Error::InvalidInput("boom".into())));
+        assert!(matches!(
+            all.poll(now),
+            ReadAllStep::Event(ReadAllEvent::FileError { .. })
+        ));
+        let ReadAllStep::Run(Task::File(c)) = all.poll(now) else {
+            panic!()
+        };
+        assert_eq!(c.entry.name, "c");
+        // A stop drops "d" (never started) and waits for the two running downloads.
+        all.stop_handle().stop();
+        assert!(matches!(all.poll(now), ReadAllStep::Wait));
+        all.file_done(c.id, Ok(fake_file(&c.entry)));
+        assert!(matches!(
+            all.poll(now),
+            ReadAllStep::Event(ReadAllEvent::File(_))
+        ));
+        assert!(matches!(all.poll(now), ReadAllStep::Wait));
+        all.file_done(_b.id, Ok(fake_file(&_b.entry)));
+        assert!(matches!(
+            all.poll(now),
+            ReadAllStep::Event(ReadAllEvent::File(_))
+        ));
+        let ReadAllStep::Done(Ok(s)) = all.poll(now) else {
+            panic!()
+        };
+        assert!(s.stopped);
+        assert_eq!((s.files_read, s.files_failed), (2, 1));
+    }
+
+    #[test]
+    fn concurrent_401s_share_one_refresh_and_every_file_is_read() {
+        let w = world();
+        let mut all = w.sdk.read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions::default(),
+        );
+        let mut failed_once = std::collections::HashSet::new();
+        let (log, r) = drive(
+            &mut all,
+            &w,
+            vec![list("completed", &[("a", 1), ("b", 1), ("c", 1)])],
+            |e| {
+                if failed_once.insert(e.name.clone()) {
+                    Err(Error::UnexpectedStatus {
+                        status: 401,
+                        body: String::new(),
+                        retry_after: None,
+                    })
+                } else {
+                    Ok(fake_file(e))
+                }
+            },
+        );
+        assert_eq!(log.iter().filter(|l| *l == "refresh").count(), 1, "{log:?}");
+        assert_eq!(
+            log.iter().filter(|l| l.starts_with("file ")).count(),
+            3,
+            "{log:?}"
+        );
+        assert!(log.contains(&"token a2".to_string()));
+        let s = r.unwrap();
+        assert_eq!(
+            s.refreshed_token.unwrap().refresh_token.value.expose(),
+            "r2"
+        );
+    }
+
+    #[test]
+    fn a_failing_list_call_ends_the_run_with_its_error() {
+        let w = world();
+        let mut all = w.sdk.read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions::default(),
+        );
+        let (_, r) = drive(
+            &mut all,
+            &w,
+            vec![respond(
+                404,
+                r#"{"error":{"code":"SessionNotFound","message":"no"}}"#,
+            )],
+            |e| Ok(fake_file(e)),
+        );
+        assert_eq!(r.unwrap_err().api().unwrap().status, 404);
+        let mut invalid = w.sdk.read_all_files::<FileData>(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions::default(),
+        );
+        let (_, r) = drive(
+            &mut invalid,
+            &w,
+            vec![respond(200, r#"{"fileList":[]}"#)],
+            |e| Ok(fake_file(e)),
+        );
+        assert!(matches!(r, Err(Error::Decode { .. })));
+        let _ = Event::TokenRefreshed;
+    }
+}
