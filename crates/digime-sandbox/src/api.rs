@@ -1,12 +1,13 @@
 //! The digi.me API endpoints and the onboard pages.
 
 use crate::checks::{ApiFailure, check_agent, check_redirect_uri, verify_bearer, verify_jws};
+use crate::read::{self, SESSION_TTL_MS};
 use crate::state::{
-    AuthCode, IssuedToken, LibraryFile, PreAuthorization, SessionRecord, UserRecord,
+    AuthCode, IssuedToken, LibraryFile, Persisted, PreAuthorization, SessionRecord, UserRecord,
 };
 use crate::{ConsentMode, LoggedRequest, Shared, now_ms, random_id};
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -20,8 +21,6 @@ use tokio::io::AsyncWriteExt;
 
 /// Lifetime of preauthorization and authorization codes.
 const CODE_TTL_MS: u64 = 10 * 60 * 1000;
-/// Lifetime of read sessions.
-const SESSION_TTL_MS: u64 = 30 * 60 * 1000;
 /// Largest JSON body accepted on the API.
 const MAX_JSON_BODY: usize = 256 * 1024;
 
@@ -35,6 +34,16 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(
             "/v1.7/permission-access/import",
             post(import).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1.7/permission-access/trigger", post(read::trigger))
+        .route("/v1.7/permission-access/accounts", get(read::accounts))
+        .route(
+            "/v1.7/permission-access/query/{session}",
+            get(read::file_list),
+        )
+        .route(
+            "/v1.7/permission-access/query/{session}/{file}",
+            get(read::file),
         )
         .route("/apps/saas/authorize", get(onboard_page))
         .route("/apps/saas/authorize/decision", post(onboard_decision))
@@ -95,7 +104,7 @@ pub(crate) fn jwks_body(key: &digime_crypto::PublicKey, kid: &str) -> String {
     .to_string()
 }
 
-fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
+pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
     if bytes.len() > MAX_JSON_BODY {
         return Err(ApiFailure::new(
             413,
@@ -110,7 +119,7 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
 }
 
 /// Looks up a live access token; errors are the 401 that makes SDKs refresh.
-fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFailure> {
+pub(crate) fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFailure> {
     let st = shared.lock();
     let t = st
         .access_tokens
@@ -186,6 +195,7 @@ async fn authorize(
                 state: state.to_owned(),
                 link_user,
                 expires_ms: now + CODE_TTL_MS,
+                session_key: Some(session_key.clone()),
             },
         );
         st.sessions.insert(
@@ -193,6 +203,8 @@ async fn authorize(
             SessionRecord {
                 client_id: v.contract.client_id(),
                 expires_ms: now + SESSION_TTL_MS,
+                user_id: None,
+                sync: None,
             },
         );
         shared.save(&st).map_err(internal)?;
@@ -205,7 +217,7 @@ async fn authorize(
         .into_response())
 }
 
-fn internal(e: std::io::Error) -> ApiFailure {
+pub(crate) fn internal(e: std::io::Error) -> ApiFailure {
     ApiFailure::new(500, "InternalError", format!("sandbox storage failed: {e}"))
 }
 
@@ -316,6 +328,7 @@ async fn onboard_decision(
 /// Consumes the preauthorization and redirects to the app with the result.
 fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
     let now = now_ms();
+    let settings = shared.settings();
     let mut st = shared.lock();
     let Some(pre) = st.preauths.remove(code).filter(|p| p.expires_ms > now) else {
         return error_page(
@@ -347,6 +360,22 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
                 id
             }
         };
+        // The session handed out with the authorization now reads this user's library,
+        // and the sources start syncing.
+        if let Some(key) = &pre.session_key {
+            let plan = read::start_sync(
+                shared,
+                &mut st,
+                &settings,
+                &user_id,
+                read::SessionOptions::default(),
+                now,
+            );
+            if let Some(s) = st.sessions.get_mut(key) {
+                s.user_id = Some(user_id.clone());
+                s.sync = Some(plan);
+            }
+        }
         let auth_code = random_id("AUTH_");
         st.codes.retain(|_, c| c.expires_ms > now);
         st.codes.insert(
@@ -389,11 +418,25 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
         .into_response()
 }
 
-fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value, ApiFailure> {
+/// A freshly issued token pair.
+pub(crate) struct Minted {
+    pub(crate) access: String,
+    pub(crate) access_exp: u64,
+    pub(crate) refresh: String,
+    pub(crate) refresh_exp: u64,
+    pub(crate) consent_id: String,
+}
+
+/// Issues an access and a refresh token of `client_id` for `user_id` (not saved).
+pub(crate) fn mint_tokens(
+    shared: &Shared,
+    st: &mut Persisted,
+    client_id: &str,
+    user_id: &str,
+) -> Minted {
     let now_s = now_ms() / 1000;
     let access = random_id("at_");
     let refresh = random_id("rt_");
-    let mut st = shared.lock();
     let consent_key = format!("{user_id}|{client_id}");
     let consent_id = st
         .consents
@@ -411,6 +454,24 @@ fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value
     st.access_tokens.insert(access.clone(), rec(access_exp));
     st.refresh_tokens.insert(refresh.clone(), rec(refresh_exp));
     st.access_tokens.retain(|_, t| t.expires_s + 86_400 > now_s);
+    Minted {
+        access,
+        access_exp,
+        refresh,
+        refresh_exp,
+        consent_id,
+    }
+}
+
+fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value, ApiFailure> {
+    let mut st = shared.lock();
+    let Minted {
+        access,
+        access_exp,
+        refresh,
+        refresh_exp,
+        consent_id,
+    } = mint_tokens(shared, &mut st, client_id, user_id);
     shared.save(&st).map_err(internal)?;
     Ok(json!({
         "access_token": {"value": access, "expires_on": access_exp},
@@ -422,7 +483,10 @@ fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value
     }))
 }
 
-async fn token(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
+/// `_body`: the call has no body, but a client may send an empty (chunked) one; it is
+/// read so that the connection stays usable for the next request (hyper closes a
+/// keep-alive connection whose request body was left unread).
+async fn token(State(shared): State<Shared>, headers: HeaderMap, _body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     let client_id = v.contract.client_id();
     let claims = match v.str_claim("grant_type") {
@@ -538,11 +602,7 @@ fn check_import(shared: &Shared, headers: &HeaderMap) -> Result<ImportTarget, Ap
         return Err(ApiFailure::invalid_token("access_token", false));
     }
     if !v.contract.kind.can_write() {
-        return Err(ApiFailure::new(
-            403,
-            "InsufficientScope",
-            "The request requires higher privileges than provided by the access token",
-        ));
+        return Err(ApiFailure::insufficient_scope());
     }
     let fd = headers
         .get("filedescriptor")
@@ -623,6 +683,7 @@ async fn import(State(shared): State<Shared>, headers: HeaderMap, body: Body) ->
         size,
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
         created: now_ms(),
+        generated: None,
     };
     {
         let mut st = shared.lock();

@@ -40,6 +40,13 @@ impl ApiFailure {
             format!("Parameter validation errors: {detail}"),
         )
     }
+    pub fn insufficient_scope() -> Self {
+        Self::new(
+            403,
+            "InsufficientScope",
+            "The request requires higher privileges than provided by the access token",
+        )
+    }
     pub fn invalid_token(which: &str, expired: bool) -> Self {
         let what = if expired { "expired" } else { "invalid" };
         Self::new(

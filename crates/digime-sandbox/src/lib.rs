@@ -2,11 +2,14 @@
 //!
 //! Scope:
 //! * In: the JWKS, `oauth/authorize`, the onboard consent page, `oauth/token` (code
-//!   exchange with PKCE, refresh with rotation), `permission-access/import`, and a
-//!   control API under `/_sandbox/`. Every request JWT is verified against the
-//!   registered contract key; nonces are single-use; timestamps must be within five
-//!   minutes; errors have the real status codes and body shapes.
-//! * Out (for now): read sessions and file downloads, postbox-era endpoints.
+//!   exchange with PKCE, refresh with rotation), `permission-access/import`, the read
+//!   side (`permission-access/trigger`, the file list, file download and `HEAD`,
+//!   `permission-access/accounts`), and a control API under `/_sandbox/`. Every request
+//!   JWT is verified against the registered contract key; nonces are single-use;
+//!   timestamps must be within five minutes; errors have the real status codes and body
+//!   shapes.
+//! * Out (for now): user and account deletion, storage, discovery, postbox-era
+//!   endpoints.
 //!
 //! Start it in-process on `127.0.0.1:0`:
 //!
@@ -16,18 +19,108 @@
 //! println!("API at {}", sandbox.info().api);
 //! # Ok(()) }
 //! ```
+//!
+//! # Reading
+//!
+//! Every user has a demo library, computed from the user id and creation time (nothing
+//! is stored, so it survives restarts): a Fitbit account (`12_…`, activity, sleep and
+//! heart-rate files) and an Instagram account (`4_…`, posts, media, comments), nine
+//! mapped JSON files with several hundred objects in all, and two raw files
+//! (`demo_statement.pdf`, `demo_workouts.csv`) as if pushed by the demo write contract.
+//! Files pushed through `permission-access/import` or made by `generate-files` are raw
+//! files of the user's library. A reader sees raw files of its own application only.
+//!
+//! * `POST /v1.7/permission-access/trigger` (U bearer, a contract that may read; a
+//!   write-only one gets 403 `InsufficientScope`): body checked as read.md §1.1 (bad
+//!   types → 400 `ValidationErrors`, `agent` as for `authorize`) → **202**
+//!   `{"session":{"key","expiry"}}` (expiry in Unix ms, 30 minutes). Honoured:
+//!   `sourceFetch:false` (straight to `completed` with what the library has),
+//!   `sourceFetchFilter.account.id` (only those accounts sync; the others show their
+//!   existing data), `scope.serviceGroups` (group → service type → object type ids;
+//!   a missing or empty level does not filter), `scope.timeRanges` (`from`/`to` in
+//!   seconds, `last` as `"<n>d|m|y"`, against the month each mapped file covers) and
+//!   `scope.criteria[]` (`from`, `last`, `metadata.{appId, contractId, mimeType,
+//!   reference, tags, accounts[].accountId}` against raw files; any criterion may
+//!   match). `limits` is only type-checked. The session of `oauth/authorize` becomes
+//!   readable, with a full sync, once the user consents.
+//! * `GET /v1.7/permission-access/query/{sessionKey}` → 200, read.md §2.2. The sync is
+//!   simulated from the time elapsed since the session started, in steps of
+//!   [`SandboxConfig::sync_step`]: step 0 `pending` (no `fileList`); then `running`,
+//!   each syncing account adding two files per step (`status.details` per account
+//!   `running`, then `completed`); then `completed`, or `partial` when an account was
+//!   told to fail (its details entry carries the flat error, its files never appear).
+//!   With [`SandboxConfig::rewrite_mid_sync`] the first file of the first account is
+//!   rewritten in a later `running` list (larger `updatedDate`, one more object, new
+//!   content). `updatedDate` is in ms: the step that wrote a mapped file, the push time
+//!   of a raw file. Mapped entries carry `schema`, `serviceGroup`, `serviceName`,
+//!   `objectType`, `objectCount` and `objectVersion`.
+//! * `GET` and `HEAD /v1.7/permission-access/query/{sessionKey}/{fileName}`: a file in
+//!   the session's current list, as the read.md §4.1 envelope encrypted to the reading
+//!   contract's key (fresh key and IV each time), compressed first when configured,
+//!   streamed in constant memory; `content-type: application/octet-stream`,
+//!   `X-Metadata` (unpadded base64url of `{"metadata", "compression"?}`: Mapped
+//!   metadata, or Raw metadata with lower-case keys `mimetype`, `accounts[{accountid}]`,
+//!   `reference`, `tags`, `appid`, `contractid`, `created`), `Last-Modified`, and
+//!   `content-length` when uncompressed. `HEAD` sends the same headers and no body.
+//! * `GET /v1.7/permission-access/accounts` → 200, a bare array of read.md §6.1
+//!   accounts with `accessTokenStatus` (`authorized:false` while an account fails with
+//!   `reauth`).
+//!
+//! Errors of the read calls: a bad or missing bearer → 406 `ValidationErrors`, a reused
+//! nonce → 406 `InvalidRequest`, an unknown or expired access token (or one of another
+//! contract) → 401 `InvalidToken`; an unknown session, or one of another client or
+//! user → **404 `SessionNotFound`**; an expired session → **410 `SessionExpired`**
+//! (never 401, which means "refresh your token"); a file not in the list → 404
+//! `FileNotFound`.
+//!
+//! # Control API (`/_sandbox/`, JSON, no authentication)
+//!
+//! * `GET info`, `GET requests` (the last 1000 API requests), `GET users`,
+//!   `POST reset` (state, library and settings back to the start).
+//! * `POST users` `{"id"?, "clients"?: [clientId]}` — **a sandbox shortcut**, not the
+//!   digi.me API: creates the user (or reuses it) and issues tokens without the
+//!   authorization flow, by default for the demo read and write contracts →
+//!   `{"user":{"id","created"},"tokens":{clientId:{"accessToken":{"value","expiry"},
+//!   "refreshToken":{"value","expiry"},"user":{"id"},"consentid"}}}` (each value a
+//!   `UserAccessToken`).
+//! * `GET users/{id}/files` → `{"files":[{"name","id","size","sha256","created",
+//!   "appId","contractId","descriptor","generated"?,…}], "demo":[{"name","kind",
+//!   "size","sha256",…}]}` (the demo entries are the uncompressed plaintexts, version
+//!   0); `GET users/{id}/files/{name}` → the plaintext of a pushed or generated file.
+//! * `POST users/{id}/generate-files` `{"count","size","compression"?: "none"|"gzip"|
+//!   "brotli","prefix"?,"mimeType"?,"appId"?,"contractId"?}` → `{"files":[{"name",
+//!   "size","sha256"}]}`: synthetic raw files (named `{prefix}0001.bin`…, app and
+//!   contract default to the demo write contract) whose bytes are generated from a
+//!   per-file seed whenever served, never stored; `sha256` is of the plaintext.
+//! * `GET users/{id}/accounts` → `{"accounts":[…], "failures":{accountId: error}}`.
+//! * `POST users/{id}/accounts/{accountId}/fail` `{"code"?,"statusCode"?,"message"?,
+//!   "reauth"?}` (defaults: `ServiceAuthorizationError`, 511, "Service authorization
+//!   required", true) → syncs started afterwards end `partial` with that error;
+//!   `DELETE` the same path heals the account → `{"account","healed"}`.
+//! * `POST sessions/{key}/expire` → the session answers 410 from now on.
+//! * `GET settings`; `POST settings` `{"syncStepMs"?,"rewriteMidSync"?,
+//!   "compression"?,"corrupt"?: [fileName],"truncate"?: [fileName]}` → `{"settings":
+//!   {…}}`. The pace and the rewrite apply to sessions started afterwards; compression
+//!   and damage apply to every response from now on. A `corrupt` file is served with
+//!   the pad byte of its last block flipped (decryption fails on the padding), a
+//!   `truncate` file with the 272-byte header only; both still with status 200, as a
+//!   broken proxy would. The lists replace the previous ones.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod api;
 mod checks;
 mod control;
+mod demo;
+mod read;
+mod serve;
 pub mod state;
 
+pub use crate::state::{AccountError, Compression};
 use crate::state::{ContractKind, Persisted, RegisteredContract};
 use digime_crypto::{PrivateKey, PublicKey};
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,6 +168,16 @@ pub struct SandboxConfig {
     pub contracts: Vec<ContractRegistration>,
     /// Accepted `agent.sdk.name` values.
     pub agents: Vec<String>,
+    /// Length of one step of the simulated source sync of a read session (default 1 s;
+    /// tests use a few ms). Changeable at run time (`POST /_sandbox/settings`).
+    pub sync_step: Duration,
+    /// Compression of served files (default none); generated files may override it.
+    pub compression: Compression,
+    /// Rewrite one file mid-sync: its `updatedDate` grows and its content changes in a
+    /// later `running` list (default off).
+    pub rewrite_mid_sync: bool,
+    /// Give every user the demo accounts and files (default on).
+    pub demo_data: bool,
 }
 
 impl Default for SandboxConfig {
@@ -90,6 +193,10 @@ impl Default for SandboxConfig {
             agents: ["nodejs", "js", "ios", "android", "rust"]
                 .map(String::from)
                 .to_vec(),
+            sync_step: Duration::from_secs(1),
+            compression: Compression::None,
+            rewrite_mid_sync: false,
+            demo_data: true,
         }
     }
 }
@@ -174,6 +281,31 @@ pub struct LoggedRequest {
     pub status: u16,
 }
 
+/// Settings changeable at run time (control API `settings`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Settings {
+    pub(crate) sync_step_ms: u64,
+    pub(crate) rewrite_mid_sync: bool,
+    pub(crate) compression: Compression,
+    /// Files served with a corrupted last block.
+    pub(crate) corrupt: BTreeSet<String>,
+    /// Files served cut short after the envelope header.
+    pub(crate) truncate: BTreeSet<String>,
+}
+
+impl Settings {
+    pub(crate) fn from_config(config: &SandboxConfig) -> Self {
+        Settings {
+            sync_step_ms: (config.sync_step.as_millis() as u64).max(1),
+            rewrite_mid_sync: config.rewrite_mid_sync,
+            compression: config.compression,
+            corrupt: BTreeSet::new(),
+            truncate: BTreeSet::new(),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) config: SandboxConfig,
     pub(crate) dir: PathBuf,
@@ -185,6 +317,7 @@ pub(crate) struct Inner {
     pub(crate) info: SandboxInfo,
     pub(crate) state: Mutex<Persisted>,
     pub(crate) log: Mutex<VecDeque<LoggedRequest>>,
+    pub(crate) settings: Mutex<Settings>,
 }
 
 /// Shared server state.
@@ -201,6 +334,13 @@ impl std::ops::Deref for Shared {
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Persisted> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// A copy of the run-time settings (never hold their lock while taking the state's).
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub(crate) fn contract(&self, client_id: &str) -> Option<RegisteredContract> {
         self.contracts.get(client_id).cloned()
@@ -392,8 +532,10 @@ impl Sandbox {
             },
         };
         let jwks = api::jwks_body(&signing_key.public_key(), &kid);
+        let settings = Mutex::new(Settings::from_config(&config));
         let shared = Shared(Arc::new(Inner {
             config,
+            settings,
             dir,
             persist,
             contracts,

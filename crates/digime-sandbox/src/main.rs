@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: digime-sandbox [--listen ADDR] [--state-dir DIR] [--consent page|auto]
-                      [--access-token-ttl SECONDS] [--contract APP_ID/CONTRACT_ID=PUBLIC_KEY.pem]...";
+                      [--access-token-ttl SECONDS] [--contract APP_ID/CONTRACT_ID=PUBLIC_KEY.pem]...
+                      [--sync-step-ms MS] [--compression none|gzip|brotli] [--rewrite-mid-sync]
+                      [--no-demo-data]";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SandboxConfig, String> {
     let mut config = SandboxConfig::default();
@@ -64,6 +66,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SandboxConfig, S
                     kind: ContractKind::ReadWrite,
                 });
             }
+            "--sync-step-ms" => {
+                let v = value("--sync-step-ms")?;
+                let ms: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| format!("--sync-step-ms {v:?} is not a positive number"))?;
+                config.sync_step = Duration::from_millis(ms);
+            }
+            "--compression" => {
+                config.compression = value("--compression")?
+                    .parse()
+                    .map_err(|e| format!("--compression: {e}"))?;
+            }
+            "--rewrite-mid-sync" if inline.is_none() => config.rewrite_mid_sync = true,
+            "--no-demo-data" if inline.is_none() => config.demo_data = false,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }

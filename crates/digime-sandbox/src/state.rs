@@ -4,7 +4,7 @@
 
 use digime_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What a contract may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub enum ContractKind {
 impl ContractKind {
     pub(crate) fn can_write(self) -> bool {
         matches!(self, ContractKind::Write | ContractKind::ReadWrite)
+    }
+    pub(crate) fn can_read(self) -> bool {
+        matches!(self, ContractKind::Read | ContractKind::ReadWrite)
     }
 }
 
@@ -53,6 +56,9 @@ pub(crate) struct PreAuthorization {
     pub state: String,
     pub link_user: Option<String>,
     pub expires_ms: u64,
+    /// The read session handed out with the preauthorization; bound to the user on consent.
+    #[serde(default)]
+    pub session_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +81,146 @@ pub(crate) struct IssuedToken {
 pub(crate) struct SessionRecord {
     pub client_id: String,
     pub expires_ms: u64,
+    /// Whose library the session reads: set by `trigger`, or on consent for the session
+    /// an authorization hands out. A session without a user cannot be read.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The simulated source sync of this session.
+    #[serde(default)]
+    pub sync: Option<SyncPlan>,
+}
+
+/// Everything that decides what a read session shows, fixed when the sync starts, so
+/// the file list is a pure function of the elapsed time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SyncPlan {
+    /// When the sync started, Unix ms.
+    pub started_ms: u64,
+    /// Length of one sync step, ms (at least 1).
+    pub step_ms: u64,
+    /// `sourceFetch`: whether sources are synced at all.
+    pub fetch: bool,
+    /// `sourceFetchFilter.account.id`: only these accounts sync.
+    pub only_accounts: Option<Vec<String>>,
+    /// Accounts told to fail, with their error.
+    pub failures: BTreeMap<String, AccountError>,
+    /// Whether one file is rewritten mid-sync.
+    pub rewrite: bool,
+    /// When the library's mapped data was last written before this session, Unix ms.
+    pub library_ms: u64,
+    /// The `scope` filters.
+    pub scope: ReadScope,
+}
+
+/// `scope` of a read session, with relative times resolved to Unix ms.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReadScope {
+    /// `timeRanges`, as `[from, to]` windows in ms (mapped data).
+    pub time_ranges: Vec<(Option<u64>, Option<u64>)>,
+    /// `serviceGroups` (mapped data).
+    pub service_groups: Option<Vec<GroupFilter>>,
+    /// `criteria` (raw data).
+    pub criteria: Option<Vec<Criterion>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GroupFilter {
+    pub id: u64,
+    /// `None` or empty: every service type of the group.
+    pub service_types: Option<Vec<TypeFilter>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TypeFilter {
+    pub id: u64,
+    /// `None` or empty: every object type of the service.
+    pub object_types: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Criterion {
+    /// Only raw files created at or after this time, Unix ms (`from`, `last`).
+    pub from_ms: Option<u64>,
+    pub app_id: Option<Vec<String>>,
+    pub accounts: Option<Vec<String>>,
+    pub contract_id: Option<Vec<String>>,
+    pub mime_type: Option<Vec<String>>,
+    pub reference: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// The error a failing account's sync ends with (the flat PartialError of read.md §2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountError {
+    /// Error code, e.g. `ServiceAuthorizationError`.
+    pub code: String,
+    /// Status code, e.g. 511.
+    pub status_code: u16,
+    /// Human-readable message.
+    pub message: String,
+    /// Whether the user must re-authorise the account.
+    pub reauth: bool,
+}
+
+impl Default for AccountError {
+    fn default() -> Self {
+        AccountError {
+            code: "ServiceAuthorizationError".into(),
+            status_code: 511,
+            message: "Service authorization required".into(),
+            reauth: true,
+        }
+    }
+}
+
+/// How served files are compressed before encryption (read.md §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Served as they are.
+    #[default]
+    None,
+    /// gzip (RFC 1952).
+    Gzip,
+    /// Brotli.
+    Brotli,
+}
+
+impl Compression {
+    /// The `X-Metadata` `compression` value, `None` when uncompressed.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Brotli => Some("brotli"),
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "brotli" => Ok(Compression::Brotli),
+            other => Err(format!(
+                "compression must be none, gzip or brotli, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// A synthetic file: its bytes are generated from `seed` whenever it is served, never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratedContent {
+    /// The generator seed.
+    pub seed: u64,
+    /// Compression for this file, overriding the sandbox default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
 }
 
 /// A user of the sandbox.
@@ -107,6 +253,9 @@ pub struct LibraryFile {
     pub sha256: String,
     /// When it was stored, Unix ms.
     pub created: u64,
+    /// Set for synthetic files made by the control API (no bytes on disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedContent>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -122,4 +271,10 @@ pub(crate) struct Persisted {
     pub consents: HashMap<String, String>,
     /// nonce → Unix ms first seen
     pub nonces: HashMap<String, u64>,
+    /// user → account → the error its syncs end with
+    #[serde(default)]
+    pub account_failures: HashMap<String, BTreeMap<String, AccountError>>,
+    /// user → when recent source syncs end(ed), Unix ms (the last few)
+    #[serde(default)]
+    pub sync_ends: HashMap<String, Vec<u64>>,
 }

@@ -1,0 +1,611 @@
+//! The demo library every sandbox user has, and the generator of synthetic files.
+//!
+//! Nothing here is stored: the accounts, the mapped files (JSON arrays of objects) and
+//! the two raw demo files are computed from the user id and the user's creation time,
+//! so the same user sees the same bytes after a restart. A file's content depends on
+//! its version only (a file rewritten mid-sync is version 1), never on the clock.
+
+use crate::{DEMO_APP_ID, DEMO_WRITE_CONTRACT};
+use serde_json::{Value, json};
+
+/// SplitMix64: small, fast, deterministic. Not for secrets.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Seeded from a hash of `parts`.
+    pub(crate) fn from_parts(parts: &[&str]) -> Self {
+        Rng(seed_of(parts))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// One of `items`, which every caller passes as a non-empty constant list.
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[(self.next_u64() % items.len().max(1) as u64) as usize]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A 64-bit seed from a hash of `parts`.
+pub(crate) fn seed_of(parts: &[&str]) -> u64 {
+    let joined = parts.join("\u{1f}");
+    let d = digime_crypto::sha256(joined.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+// ---------------------------------------------------------------------------
+// Calendar helpers (proleptic Gregorian, UTC).
+
+const DAY_MS: u64 = 86_400_000;
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+fn month_start_ms(y: i64, m: u32) -> u64 {
+    (days_from_civil(y, m, 1).max(0) as u64) * DAY_MS
+}
+
+fn add_months(y: i64, m: u32, delta: i64) -> (i64, u32) {
+    let idx = y * 12 + i64::from(m) - 1 + delta;
+    (idx.div_euclid(12), (idx.rem_euclid(12) + 1) as u32)
+}
+
+// ---------------------------------------------------------------------------
+// The services and what they hold.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Activity,
+    Sleep,
+    HeartRate,
+    Post,
+    Media,
+    Comment,
+}
+
+pub(crate) struct FileSpec {
+    object_type_id: u64,
+    object_type: &'static str,
+    kind: Kind,
+    /// How many recent months have a file.
+    months: i64,
+}
+
+pub(crate) struct Service {
+    key: &'static str,
+    pub(crate) group_id: u64,
+    pub(crate) group_name: &'static str,
+    pub(crate) group_ref: &'static str,
+    pub(crate) type_id: u64,
+    pub(crate) type_name: &'static str,
+    pub(crate) type_ref: &'static str,
+    pub(crate) source_id: u64,
+    pub(crate) provider: (u64, &'static str),
+    files: &'static [FileSpec],
+}
+
+static SERVICES: [Service; 2] = [
+    Service {
+        key: "fitbit",
+        group_id: 4,
+        group_name: "Health & Fitness",
+        group_ref: "health",
+        type_id: 12,
+        type_name: "Fitbit",
+        type_ref: "fitbit",
+        source_id: 16,
+        provider: (7, "Fitbit"),
+        files: &[
+            FileSpec {
+                object_type_id: 300,
+                object_type: "activity",
+                kind: Kind::Activity,
+                months: 2,
+            },
+            FileSpec {
+                object_type_id: 301,
+                object_type: "sleep",
+                kind: Kind::Sleep,
+                months: 2,
+            },
+            FileSpec {
+                object_type_id: 302,
+                object_type: "heartrate",
+                kind: Kind::HeartRate,
+                months: 1,
+            },
+        ],
+    },
+    Service {
+        key: "instagram",
+        group_id: 1,
+        group_name: "Social",
+        group_ref: "social",
+        type_id: 4,
+        type_name: "Instagram",
+        type_ref: "instagram",
+        source_id: 5,
+        provider: (1, "Meta"),
+        files: &[
+            FileSpec {
+                object_type_id: 2,
+                object_type: "post",
+                kind: Kind::Post,
+                months: 2,
+            },
+            FileSpec {
+                object_type_id: 1,
+                object_type: "media",
+                kind: Kind::Media,
+                months: 1,
+            },
+            FileSpec {
+                object_type_id: 7,
+                object_type: "comment",
+                kind: Kind::Comment,
+                months: 1,
+            },
+        ],
+    },
+];
+
+/// One of the user's service accounts.
+pub(crate) struct DemoAccount {
+    /// `<serviceTypeId>_<opaque>`.
+    pub(crate) id: String,
+    pub(crate) service: &'static Service,
+    pub(crate) username: String,
+}
+
+/// A mapped (service) file of the demo library.
+pub(crate) struct MappedFile {
+    /// Index into `DemoLibrary::accounts`.
+    pub(crate) account: usize,
+    pub(crate) name: String,
+    pub(crate) object_type: &'static str,
+    pub(crate) object_type_id: u64,
+    kind: Kind,
+    /// The month it covers, `[start, end)` in Unix ms.
+    pub(crate) start_ms: u64,
+    pub(crate) end_ms: u64,
+    base_count: u64,
+}
+
+impl MappedFile {
+    /// Objects in the file at `version`.
+    pub(crate) fn object_count(&self, version: u32) -> u64 {
+        self.base_count + u64::from(version)
+    }
+}
+
+/// A raw file of the demo library, as if the demo write contract had pushed it.
+pub(crate) struct DemoRaw {
+    pub(crate) name: &'static str,
+    pub(crate) mime_type: &'static str,
+    tags: &'static [&'static str],
+}
+
+static DEMO_RAW: [DemoRaw; 2] = [
+    DemoRaw {
+        name: "demo_statement.pdf",
+        mime_type: "application/pdf",
+        tags: &["demo", "finance"],
+    },
+    DemoRaw {
+        name: "demo_workouts.csv",
+        mime_type: "text/csv",
+        tags: &["demo", "fitness"],
+    },
+];
+
+impl DemoRaw {
+    /// The descriptor it was "pushed" with (write.md §2.4).
+    pub(crate) fn descriptor(&self) -> Value {
+        json!({
+            "mimeType": self.mime_type,
+            "accounts": [{"accountId": "demo-account-1"}],
+            "reference": [self.name],
+            "tags": self.tags,
+        })
+    }
+    pub(crate) fn app_id(&self) -> &'static str {
+        DEMO_APP_ID
+    }
+    pub(crate) fn contract_id(&self) -> &'static str {
+        DEMO_WRITE_CONTRACT
+    }
+}
+
+/// A user's demo library.
+pub(crate) struct DemoLibrary {
+    user_id: String,
+    /// When the user was created, Unix ms; the library's data ends before that month.
+    pub(crate) created_ms: u64,
+    pub(crate) accounts: Vec<DemoAccount>,
+    pub(crate) files: Vec<MappedFile>,
+    pub(crate) raw: &'static [DemoRaw],
+}
+
+impl DemoLibrary {
+    /// The library of `user_id`; empty when `enabled` is false.
+    pub(crate) fn of(user_id: &str, created_ms: u64, enabled: bool) -> DemoLibrary {
+        let mut lib = DemoLibrary {
+            user_id: user_id.to_owned(),
+            created_ms,
+            accounts: Vec::new(),
+            files: Vec::new(),
+            raw: &[],
+        };
+        if !enabled {
+            return lib;
+        }
+        lib.raw = &DEMO_RAW;
+        let (cy, cm, _) = civil_from_days((created_ms / DAY_MS) as i64);
+        for service in &SERVICES {
+            let mut rng = Rng::from_parts(&["account", user_id, service.key]);
+            let opaque = format!("{:012x}", rng.next_u64() >> 16);
+            let account = lib.accounts.len();
+            lib.accounts.push(DemoAccount {
+                id: format!("{}_{opaque}", service.type_id),
+                service,
+                username: format!("demo.{}.{}", service.key, &opaque[..6]),
+            });
+            for spec in service.files {
+                for back in (1..=spec.months).rev() {
+                    let (y, m) = add_months(cy, cm, -back);
+                    let (ny, nm) = add_months(y, m, 1);
+                    let name = format!(
+                        "{}_{}_{}_{y:04}{m:02}_1.json",
+                        service.group_id, service.type_id, spec.object_type_id
+                    );
+                    let start_ms = month_start_ms(y, m);
+                    let end_ms = month_start_ms(ny, nm);
+                    let days = (end_ms.saturating_sub(start_ms) / DAY_MS).max(1);
+                    let mut rng = Rng::from_parts(&["count", user_id, &name]);
+                    let base_count = match spec.kind {
+                        Kind::Activity => days,
+                        Kind::Sleep => days - rng.range(0, 3).min(days - 1),
+                        Kind::HeartRate => rng.range(180, 260),
+                        Kind::Post => rng.range(25, 60),
+                        Kind::Media => rng.range(15, 40),
+                        Kind::Comment => rng.range(40, 90),
+                    };
+                    lib.files.push(MappedFile {
+                        account,
+                        name,
+                        object_type: spec.object_type,
+                        object_type_id: spec.object_type_id,
+                        kind: spec.kind,
+                        start_ms,
+                        end_ms,
+                        base_count,
+                    });
+                }
+            }
+        }
+        lib
+    }
+
+    pub(crate) fn account(&self, id: &str) -> Option<&DemoAccount> {
+        self.accounts.iter().find(|a| a.id == id)
+    }
+
+    /// The content of a mapped file at `version`: a JSON array of objects.
+    pub(crate) fn mapped_content(&self, file: &MappedFile, version: u32) -> Vec<u8> {
+        let Some(account) = self.accounts.get(file.account) else {
+            return b"[]".to_vec();
+        };
+        let mut rng =
+            Rng::from_parts(&["content", &self.user_id, &file.name, &version.to_string()]);
+        let count = file.object_count(version);
+        let span = file.end_ms.saturating_sub(file.start_ms).max(1);
+        let objects: Vec<Value> = (0..count)
+            .map(|i| {
+                let at = file.start_ms + span * i / count + rng.range(0, span / count / 2);
+                let id = format!("{}_{}_{}_{i}", account.id, file.object_type, at / 1000);
+                object(file.kind, &mut rng, &id, at, &account.username, &account.id)
+            })
+            .collect();
+        serde_json::to_vec_pretty(&objects).unwrap_or_default()
+    }
+
+    /// The content of a raw demo file.
+    pub(crate) fn raw_content(&self, raw: &DemoRaw) -> Vec<u8> {
+        let mut rng = Rng::from_parts(&["raw", &self.user_id, raw.name]);
+        match raw.mime_type {
+            "application/pdf" => pdf_like(&mut rng),
+            _ => workouts_csv(&mut rng, self.created_ms),
+        }
+    }
+}
+
+const WORDS: &[&str] = &[
+    "morning", "run", "coffee", "city", "sunset", "friends", "weekend", "trail", "mountain",
+    "beach", "dinner", "new", "book", "music", "finally", "great", "day", "with", "the", "at",
+    "park", "walk", "dog", "rain", "summer", "project", "team", "happy", "birthday", "trip",
+    "home", "garden", "bike", "ride", "lake", "view", "best", "ever", "tired", "but", "worth",
+    "it", "training", "goal", "reached", "steps", "today", "love", "this", "place",
+];
+
+fn sentence(rng: &mut Rng, min: u64, max: u64) -> String {
+    let n = rng.range(min, max);
+    let mut s = String::new();
+    for i in 0..n {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(rng.pick(WORDS));
+    }
+    if let Some(first) = s.get(..1) {
+        let upper = first.to_ascii_uppercase();
+        s.replace_range(..1, &upper);
+    }
+    s.push('.');
+    s
+}
+
+fn object(kind: Kind, rng: &mut Rng, id: &str, at: u64, username: &str, account: &str) -> Value {
+    match kind {
+        Kind::Activity => {
+            let steps = rng.range(1800, 16_000);
+            json!({
+                "id": id, "accountentityid": account, "createddate": at,
+                "startdate": at - at % DAY_MS, "steps": steps,
+                "distance": steps * 3 / 4, "calories": rng.range(1600, 3200),
+                "activeminutes": rng.range(5, 120), "floors": rng.range(0, 25),
+                "restingheartrate": rng.range(52, 72), "type": "daily",
+            })
+        }
+        Kind::Sleep => {
+            let start =
+                (at - at % DAY_MS + rng.range(79_200_000, 84_600_000)).saturating_sub(DAY_MS);
+            let duration = rng.range(18_000_000, 32_400_000);
+            let minutes = duration / 60_000;
+            let deep = minutes * rng.range(12, 22) / 100;
+            let rem = minutes * rng.range(18, 25) / 100;
+            let wake = minutes * rng.range(4, 10) / 100;
+            json!({
+                "id": id, "accountentityid": account, "createddate": start + duration,
+                "startdate": start, "enddate": start + duration, "duration": duration,
+                "efficiency": rng.range(70, 98), "ismainsleep": true,
+                "stages": {"deep": deep, "light": minutes - deep - rem - wake, "rem": rem, "wake": wake},
+            })
+        }
+        Kind::HeartRate => {
+            let bpm = rng.range(48, 165);
+            let zone = match bpm {
+                0..=97 => "outofrange",
+                98..=135 => "fatburn",
+                136..=160 => "cardio",
+                _ => "peak",
+            };
+            json!({"id": id, "accountentityid": account, "createddate": at, "bpm": bpm, "zone": zone, "source": "wrist"})
+        }
+        Kind::Post => json!({
+            "id": id, "accountentityid": account, "createddate": at, "type": "status",
+            "text": sentence(rng, 4, 16), "personusername": username,
+            "likecount": rng.range(0, 250), "commentcount": rng.range(0, 30),
+            "visibility": if rng.chance(80) { "public" } else { "friends" },
+        }),
+        Kind::Media => {
+            let video = rng.chance(20);
+            json!({
+                "id": id, "accountentityid": account, "createddate": at,
+                "type": if video { "video" } else { "image" },
+                "caption": sentence(rng, 2, 9),
+                "link": format!("https://media.sandbox.invalid/{id}.{}", if video { "mp4" } else { "jpg" }),
+                "width": 1080, "height": rng.pick(&[1080u64, 1350, 1920]),
+                "likecount": rng.range(0, 500), "personusername": username,
+                "tags": [rng.pick(WORDS), rng.pick(WORDS)],
+            })
+        }
+        Kind::Comment => json!({
+            "id": id, "accountentityid": account, "createddate": at,
+            "text": sentence(rng, 1, 10),
+            "personusername": format!("friend_{}", rng.range(1, 40)),
+            "postid": format!("{account}_post_{}", rng.range(1, 60)),
+        }),
+    }
+}
+
+fn pdf_like(rng: &mut Rng) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    out.extend_from_slice(b"1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n");
+    out.extend_from_slice(b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n");
+    out.extend_from_slice(b"3 0 obj << /Type /Page /Parent 2 0 R /Contents 4 0 R >> endobj\n");
+    let len = 12_000u64;
+    out.extend_from_slice(format!("4 0 obj << /Length {len} >>\nstream\n").as_bytes());
+    for _ in 0..len / 8 {
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out.extend_from_slice(b"\nendstream\nendobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
+    out
+}
+
+fn workouts_csv(rng: &mut Rng, created_ms: u64) -> Vec<u8> {
+    let mut out = String::from("date,workout,duration_min,calories,avg_bpm\n");
+    let first_day = (created_ms / DAY_MS).saturating_sub(60) as i64;
+    for d in 0..60 {
+        if !rng.chance(55) {
+            continue;
+        }
+        let (y, m, day) = civil_from_days(first_day + d);
+        let workout = rng.pick(&["run", "ride", "swim", "walk", "yoga", "strength"]);
+        out.push_str(&format!(
+            "{y:04}-{m:02}-{day:02},{workout},{},{},{}\n",
+            rng.range(20, 95),
+            rng.range(150, 900),
+            rng.range(95, 165)
+        ));
+    }
+    out.into_bytes()
+}
+
+// ---------------------------------------------------------------------------
+// Synthetic files.
+
+/// The bytes of a synthetic file: 64-byte text lines `SEED:LINE:<33 letters>\n`, each a
+/// pure function of (seed, line number), cut at `size`. Any size, constant memory.
+pub(crate) struct Generator {
+    seed: u64,
+    size: u64,
+    pos: u64,
+}
+
+const LINE: u64 = 64;
+
+fn line(seed: u64, n: u64) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for i in 0..16 {
+        out[i] = HEX[((seed >> (60 - 4 * i)) & 15) as usize];
+    }
+    out[16] = b':';
+    for i in 0..12 {
+        out[17 + i] = HEX[((n >> (44 - 4 * i)) & 15) as usize];
+    }
+    out[29] = b':';
+    let mut rng = Rng::new(seed ^ mix(n));
+    let mut bits = rng.next_u64();
+    for (i, slot) in out[30..63].iter_mut().enumerate() {
+        if i == 16 {
+            bits = rng.next_u64();
+        }
+        *slot = b'a' + (bits & 15) as u8;
+        bits >>= 4;
+    }
+    out[63] = b'\n';
+    out
+}
+
+impl Generator {
+    pub(crate) fn new(seed: u64, size: u64) -> Self {
+        Generator { seed, size, pos: 0 }
+    }
+
+    /// Fills `buf` with the next bytes; returns how many were written (0 at the end).
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) -> usize {
+        let mut written = 0;
+        while written < buf.len() && self.pos < self.size {
+            let l = line(self.seed, self.pos / LINE);
+            let off = (self.pos % LINE) as usize;
+            let n = (LINE as usize - off)
+                .min(buf.len() - written)
+                .min((self.size - self.pos) as usize);
+            buf[written..written + n].copy_from_slice(&l[off..off + n]);
+            written += n;
+            self.pos += n as u64;
+        }
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_round_trips() {
+        for days in [-1000i64, 0, 10_957, 19_723, 20_000, 30_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(add_months(2024, 1, -1), (2023, 12));
+        assert_eq!(add_months(2024, 12, 1), (2025, 1));
+    }
+
+    #[test]
+    fn library_is_deterministic_and_realistic() {
+        let a = DemoLibrary::of("usr_x", 1_718_000_000_000, true);
+        let b = DemoLibrary::of("usr_x", 1_718_000_000_000, true);
+        assert_eq!(a.accounts.len(), 2);
+        assert!((6..=12).contains(&a.files.len()), "{}", a.files.len());
+        let total: u64 = a.files.iter().map(|f| f.object_count(0)).sum();
+        assert!(total >= 300, "{total}");
+        for (fa, fb) in a.files.iter().zip(&b.files) {
+            assert_eq!(fa.name, fb.name);
+            let ca = a.mapped_content(fa, 0);
+            assert_eq!(ca, b.mapped_content(fb, 0));
+            assert_ne!(ca, a.mapped_content(fa, 1));
+            let parsed: Vec<Value> = serde_json::from_slice(&ca).unwrap();
+            assert_eq!(parsed.len() as u64, fa.object_count(0));
+        }
+        assert!(a.accounts[0].id.starts_with("12_"));
+        let other = DemoLibrary::of("usr_y", 1_718_000_000_000, true);
+        assert_ne!(other.accounts[0].id, a.accounts[0].id);
+        assert!(DemoLibrary::of("usr_x", 0, false).files.is_empty());
+    }
+
+    #[test]
+    fn generator_is_exact_and_chunking_does_not_matter() {
+        let mut whole = vec![0u8; 1000];
+        assert_eq!(Generator::new(7, 1000).fill(&mut whole), 1000);
+        let mut g = Generator::new(7, 1000);
+        let mut pieces = Vec::new();
+        let mut buf = [0u8; 37];
+        loop {
+            let n = g.fill(&mut buf);
+            if n == 0 {
+                break;
+            }
+            pieces.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(pieces, whole);
+        assert_eq!(&whole[63..64], b"\n");
+        assert_ne!(whole[..64], whole[64..128]);
+        let mut other = vec![0u8; 1000];
+        Generator::new(8, 1000).fill(&mut other);
+        assert_ne!(other, whole);
+    }
+}
