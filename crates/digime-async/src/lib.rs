@@ -32,13 +32,21 @@ use bytes::Bytes;
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
+use digime_protocol::read::{Account, StreamResponse};
+use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
 use digime_protocol::{
     CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken,
 };
+use digime_protocol::{
+    FileData, FileHead, FileList, Output, PullOptions, ReadAllEvent, ReadAllOptions,
+    ReadAllSummary, ReadFile, Session, SessionKey,
+};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 type TokenListener = Arc<dyn Fn(&UserAccessToken) + Send + Sync>;
 
@@ -173,24 +181,294 @@ impl Client {
         self.run(flow, Some(shared)).await
     }
 
+    /// Starts a read session: the user's sources sync; the session key reads the file
+    /// list and the files.
+    pub async fn read_session(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        options: &PullOptions,
+    ) -> Result<Authed<Session>, Error> {
+        self.run(self.sdk.read_session(contract, token, options), None)
+            .await
+    }
+
+    /// The session's file list and sync status.
+    pub async fn read_file_list(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+    ) -> Result<Authed<FileList>, Error> {
+        self.run(self.sdk.read_file_list(contract, token, session), None)
+            .await
+    }
+
+    /// Downloads, decrypts and decompresses a file into memory.
+    pub async fn read_file(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+    ) -> Result<Authed<FileData>, Error> {
+        let flow = self
+            .sdk
+            .read_file(contract, token, session, file_name, Output::Buffer)?;
+        self.run(flow, None).await
+    }
+
+    /// Downloads a file, decrypting and decompressing it into `sink` as it arrives (a
+    /// 1 GiB file passes in constant memory). The bytes are only valid once this
+    /// returns `Ok`: the envelope has no MAC, so truncation and corruption show at the
+    /// end; on an error, discard what was written.
+    pub async fn read_file_to<W: AsyncWrite + Unpin + Send>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+        sink: &mut W,
+    ) -> Result<Authed<FileHead>, Error> {
+        let flow = self
+            .sdk
+            .read_file(contract, token, session, file_name, Output::Stream)?;
+        let mut sink = Writer(sink);
+        let a = self.drive(flow, None, &mut sink).await?;
+        Ok(Authed {
+            value: a.value.head,
+            refreshed_token: a.refreshed_token,
+        })
+    }
+
+    /// A file's metadata, without its body (`HEAD`).
+    pub async fn read_file_metadata(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+    ) -> Result<Authed<FileHead>, Error> {
+        let flow = self
+            .sdk
+            .read_file_metadata(contract, token, session, file_name)?;
+        self.run(flow, None).await
+    }
+
+    /// The user's source accounts.
+    pub async fn read_accounts(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> Result<Authed<Vec<Account>>, Error> {
+        self.run(self.sdk.read_accounts(contract, token), None)
+            .await
+    }
+
+    /// Reads every file of a session as its sync goes on, into memory, calling
+    /// `on_event` for status changes, each file, each file error and refreshed tokens.
+    /// Up to `options.max_concurrency` downloads run at once, within this future (no
+    /// task is spawned). Stop it from anywhere with `options.stop`.
+    pub async fn read_all_files(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        options: ReadAllOptions,
+        on_event: impl FnMut(ReadAllEvent<FileData>),
+    ) -> Result<ReadAllSummary, Error> {
+        let all = self.sdk.read_all_files(contract, token, session, options);
+        let no_sink = |_: &FileHead| std::future::ready(Ok(tokio::io::sink()));
+        self.drive_all(all, Output::Buffer, None, &no_sink, |f| f, on_event)
+            .await
+    }
+
+    /// Like [`Client::read_all_files`], but each file is decrypted and decompressed
+    /// into the writer that `open` yields for it (once the file's headers have
+    /// arrived), in constant memory. A file reported as [`ReadAllEvent::FileError`]
+    /// may have been partly written: discard it.
+    pub async fn read_all_files_to<W, Fut>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        options: ReadAllOptions,
+        open: impl Fn(&FileHead) -> Fut + Sync,
+        on_event: impl FnMut(ReadAllEvent<FileHead>),
+    ) -> Result<ReadAllSummary, Error>
+    where
+        W: AsyncWrite + Unpin + Send,
+        Fut: Future<Output = std::io::Result<W>> + Send,
+    {
+        let all = self.sdk.read_all_files(contract, token, session, options);
+        self.drive_all(all, Output::Stream, Some(()), &open, |f| f.head, on_event)
+            .await
+    }
+
+    /// The coordinator loop of `digime_protocol::read_all`; tasks run concurrently
+    /// inside this future.
+    async fn drive_all<T: Send, W, Fut>(
+        &self,
+        mut all: ReadAllFiles<T>,
+        output: Output,
+        sink: Option<()>,
+        open: &(impl Fn(&FileHead) -> Fut + Sync),
+        value: impl Fn(FileData) -> T + Sync,
+        mut on_event: impl FnMut(ReadAllEvent<T>),
+    ) -> Result<ReadAllSummary, Error>
+    where
+        W: AsyncWrite + Unpin + Send,
+        Fut: Future<Output = std::io::Result<W>> + Send,
+    {
+        enum Ended<T> {
+            List(Result<Authed<FileList>, Error>),
+            File(u64, Result<T, Error>),
+            Refresh(Result<UserAccessToken, Error>),
+        }
+        type Running<'a, T> =
+            FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Ended<T>> + Send + 'a>>>;
+        let value = &value;
+        let mut tasks: Running<'_, T> = FuturesUnordered::new();
+        let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| match ended {
+            Ended::List(r) => all.list_done(r, SystemTime::now()),
+            Ended::File(id, r) => all.file_done(id, r),
+            Ended::Refresh(r) => all.refresh_done(r),
+        };
+        loop {
+            match all.poll(SystemTime::now()) {
+                ReadAllStep::Run(Task::List(t)) => tasks.push(Box::pin(async move {
+                    Ended::List(self.run(t.into_flow(), None).await)
+                })),
+                ReadAllStep::Run(Task::Refresh(t)) => tasks.push(Box::pin(async move {
+                    Ended::Refresh(self.run(t.into_flow(), None).await)
+                })),
+                ReadAllStep::Run(Task::File(t)) => tasks.push(Box::pin(async move {
+                    let id = t.id;
+                    let flow = t.into_flow(output);
+                    let result = match sink {
+                        Some(()) => {
+                            let mut lazy = Lazy {
+                                open,
+                                head: None,
+                                writer: None,
+                            };
+                            let r = self.drive(flow, None, &mut lazy).await;
+                            lazy.close(r).await
+                        }
+                        None => self.drive(flow, None, &mut Discard).await,
+                    };
+                    Ended::File(id, result.map(|a| value(a.value)))
+                })),
+                ReadAllStep::Run(_) => {}
+                ReadAllStep::Sleep(d) => {
+                    if tasks.is_empty() {
+                        tokio::time::sleep(d).await;
+                    } else {
+                        tokio::select! {
+                            Some(ended) = tasks.next() => handle(&mut all, ended),
+                            _ = tokio::time::sleep(d) => {}
+                        }
+                    }
+                }
+                ReadAllStep::Wait => match tasks.next().await {
+                    Some(ended) => handle(&mut all, ended),
+                    None => {
+                        return Err(Error::InvalidInput(
+                            "read_all_files: waiting with no task running".into(),
+                        ));
+                    }
+                },
+                ReadAllStep::Event(event) => {
+                    if let ReadAllEvent::TokenRefreshed(t) = &event {
+                        self.announce(t);
+                    }
+                    on_event(event);
+                }
+                ReadAllStep::Done(result) => return result,
+            }
+        }
+    }
+
+    fn announce(&self, token: &UserAccessToken) {
+        if let Some(listener) = &self.on_token {
+            listener(token);
+        }
+    }
+
     /// Runs any flow; `upload` is the body of requests that carry [`Body::Upload`].
-    async fn run<F: Flow>(
+    async fn run<F: Flow + Send>(
+        &self,
+        flow: F,
+        upload: Option<SharedUpload>,
+    ) -> Result<F::Output, Error> {
+        self.drive(flow, upload, &mut Discard).await
+    }
+
+    /// The loop of the flow module's docs, with streamed bodies written to `sink`.
+    async fn drive<F: Flow + Send, S: Sink<F>>(
         &self,
         mut flow: F,
         upload: Option<SharedUpload>,
+        sink: &mut S,
     ) -> Result<F::Output, Error> {
+        let mut pending: Option<reqwest::Response> = None;
+        let mut out = Vec::new();
         loop {
             match flow.poll(SystemTime::now()) {
-                Step::Send(request) => match self.send(request, upload.as_ref()).await {
-                    Ok(response) => flow.handle_response(response),
-                    Err(error) => flow.handle_transport_error(error),
-                },
-                Step::Sleep(d) => tokio::time::sleep(d).await,
-                Step::Event(Event::TokenRefreshed(token)) => {
-                    if let Some(listener) = &self.on_token {
-                        listener(&token);
+                Step::Send(request) => {
+                    pending = None;
+                    match self.send(request, upload.as_ref()).await {
+                        Ok((response, body)) => {
+                            pending = body;
+                            flow.handle_response(response);
+                        }
+                        Err(error) => flow.handle_transport_error(error),
                     }
                 }
+                Step::Receive => {
+                    let Some(mut body) = pending.take() else {
+                        flow.handle_transport_error(TransportError::new(
+                            TransportErrorKind::Other,
+                            "no response body to receive",
+                        ));
+                        continue;
+                    };
+                    loop {
+                        let chunk =
+                            match tokio::time::timeout(self.idle_timeout, body.chunk()).await {
+                                Err(_) => Err(self.stalled()),
+                                Ok(r) => r.map_err(transport_error),
+                            };
+                        out.clear();
+                        match chunk {
+                            Ok(Some(bytes)) => {
+                                let more = flow.handle_body(&bytes, &mut out);
+                                sink.observe(&flow);
+                                if let Err(e) = sink.write(&out).await {
+                                    flow.handle_transport_error(TransportError::sink(&e));
+                                    break;
+                                }
+                                if !more {
+                                    break;
+                                }
+                            }
+                            Ok(None) => {
+                                flow.handle_body_end(&mut out);
+                                sink.observe(&flow);
+                                if let Err(e) = sink.write(&out).await {
+                                    flow.handle_transport_error(TransportError::sink(&e));
+                                }
+                                break;
+                            }
+                            Err(e) => {
+                                flow.handle_transport_error(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Event(Event::TokenRefreshed(token)) => self.announce(&token),
                 Step::Event(_) => {}
                 Step::Done(result) => return result,
             }
@@ -201,8 +479,9 @@ impl Client {
         &self,
         request: http::Request<Body>,
         upload: Option<&SharedUpload>,
-    ) -> Result<http::Response<Vec<u8>>, TransportError> {
+    ) -> Result<(http::Response<Vec<u8>>, Option<reqwest::Response>), TransportError> {
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let stream = request.extensions().get::<StreamResponse>().is_some();
         let progress = Arc::new(Mutex::new(Instant::now()));
         let (parts, body) = request.into_parts();
         let body = match body {
@@ -251,6 +530,17 @@ impl Client {
             return Err(TransportError::new(TransportErrorKind::BodySource, msg));
         }
         let mut response = result.map_err(transport_error)?;
+        let head = |response: &reqwest::Response, bytes: Vec<u8>| {
+            let mut out = http::Response::builder().status(response.status());
+            if let Some(h) = out.headers_mut() {
+                *h = response.headers().clone();
+            }
+            out.body(bytes)
+                .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))
+        };
+        if stream && response.status().is_success() {
+            return Ok((head(&response, Vec::new())?, Some(response)));
+        }
         let mut bytes = Vec::new();
         loop {
             let chunk = tokio::time::timeout(self.idle_timeout, response.chunk())
@@ -266,12 +556,7 @@ impl Client {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let mut out = http::Response::builder().status(response.status());
-        if let Some(h) = out.headers_mut() {
-            *h = response.headers().clone();
-        }
-        out.body(bytes)
-            .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))
+        Ok((head(&response, bytes)?, None))
     }
 }
 
@@ -281,6 +566,83 @@ impl Client {
             TransportErrorKind::Timeout,
             format!("no progress for {:?}", self.idle_timeout),
         )
+    }
+}
+
+/// Where a flow's streamed output goes.
+trait Sink<F>: Send {
+    /// Looks at the flow before a write (flows are `Send` but not `Sync`, so the
+    /// write itself cannot hold on to them).
+    fn observe(&mut self, flow: &F) {
+        let _ = flow;
+    }
+    fn write(&mut self, data: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Drops output (flows that do not stream to the caller).
+struct Discard;
+
+impl<F> Sink<F> for Discard {
+    async fn write(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The caller's writer.
+struct Writer<'a, W>(&'a mut W);
+
+impl<F, W: AsyncWrite + Unpin + Send> Sink<F> for Writer<'_, W> {
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(data).await
+    }
+}
+
+/// A writer opened when a download's headers have arrived.
+struct Lazy<'a, O, W> {
+    open: &'a O,
+    head: Option<FileHead>,
+    writer: Option<W>,
+}
+
+impl<O, W, Fut> Sink<ReadFile> for Lazy<'_, O, W>
+where
+    O: Fn(&FileHead) -> Fut + Sync,
+    Fut: Future<Output = std::io::Result<W>> + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    fn observe(&mut self, flow: &ReadFile) {
+        if self.writer.is_none() && self.head.is_none() {
+            self.head = flow.head().cloned();
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.writer.is_none()
+            && let Some(head) = self.head.take()
+        {
+            self.writer = Some((self.open)(&head).await?);
+        }
+        match self.writer.as_mut() {
+            Some(w) if !data.is_empty() => w.write_all(data).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<O, W: AsyncWrite + Unpin + Send> Lazy<'_, O, W> {
+    /// Flushes and shuts the writer down; a failure there fails the download.
+    async fn close(
+        &mut self,
+        result: Result<Authed<FileData>, Error>,
+    ) -> Result<Authed<FileData>, Error> {
+        let Some(w) = self.writer.as_mut() else {
+            return result;
+        };
+        let closed = w.shutdown().await;
+        match (result, closed) {
+            (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
+            (r, _) => r,
+        }
     }
 }
 

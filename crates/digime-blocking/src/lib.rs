@@ -27,15 +27,25 @@
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
+use digime_protocol::read::Account;
+use digime_protocol::read::StreamResponse;
+use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
 use digime_protocol::{
     CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken,
 };
-use std::io::{Read, Seek, SeekFrom};
+use digime_protocol::{
+    FileData, FileHead, FileList, Output, PullOptions, ReadAllEvent, ReadAllOptions,
+    ReadAllSummary, ReadFile, Session, SessionKey,
+};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 type TokenListener = Arc<dyn Fn(&UserAccessToken) + Send + Sync>;
+
+/// Size of the reads of a streamed response body.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Default time allowed to connect.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -149,36 +159,317 @@ impl Client {
         self.run(flow, Some(&mut body))
     }
 
-    /// Runs any flow. `upload` is the body of requests that carry [`Body::Upload`].
+    /// Starts a read session: the user's sources sync; the session key reads the file
+    /// list and the files.
+    pub fn read_session(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        options: &PullOptions,
+    ) -> Result<Authed<Session>, Error> {
+        self.run(self.sdk.read_session(contract, token, options), None)
+    }
+
+    /// The session's file list and sync status.
+    pub fn read_file_list(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+    ) -> Result<Authed<FileList>, Error> {
+        self.run(self.sdk.read_file_list(contract, token, session), None)
+    }
+
+    /// Downloads, decrypts and decompresses a file into memory.
+    pub fn read_file(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+    ) -> Result<Authed<FileData>, Error> {
+        let flow = self
+            .sdk
+            .read_file(contract, token, session, file_name, Output::Buffer)?;
+        self.run(flow, None)
+    }
+
+    /// Downloads a file, decrypting and decompressing it into `sink` as it arrives (a
+    /// 1 GiB file passes in constant memory). The bytes are only valid once this
+    /// returns `Ok`: the envelope has no MAC, so truncation and corruption show at the
+    /// end; on an error, discard what was written.
+    pub fn read_file_to(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+        sink: &mut dyn Write,
+    ) -> Result<Authed<FileHead>, Error> {
+        let flow = self
+            .sdk
+            .read_file(contract, token, session, file_name, Output::Stream)?;
+        self.run_to(flow, sink).map(|a| Authed {
+            value: a.value.head,
+            refreshed_token: a.refreshed_token,
+        })
+    }
+
+    /// A file's metadata, without its body (`HEAD`).
+    pub fn read_file_metadata(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        file_name: &str,
+    ) -> Result<Authed<FileHead>, Error> {
+        let flow = self
+            .sdk
+            .read_file_metadata(contract, token, session, file_name)?;
+        self.run(flow, None)
+    }
+
+    /// The user's source accounts.
+    pub fn read_accounts(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> Result<Authed<Vec<Account>>, Error> {
+        self.run(self.sdk.read_accounts(contract, token), None)
+    }
+
+    /// Reads every file of a session as its sync goes on, into memory, calling
+    /// `on_event` (on this thread) for status changes, each file, each file error and
+    /// refreshed tokens. Downloads run on up to `options.max_concurrency` threads.
+    /// Stop it from anywhere with `options.stop`.
+    pub fn read_all_files(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        options: ReadAllOptions,
+        on_event: impl FnMut(ReadAllEvent<FileData>),
+    ) -> Result<ReadAllSummary, Error> {
+        let all = self.sdk.read_all_files(contract, token, session, options);
+        self.drive_all(
+            all,
+            Output::Buffer,
+            |_| None::<std::io::Result<std::io::Sink>>,
+            |f| f,
+            on_event,
+        )
+    }
+
+    /// Like [`Client::read_all_files`], but each file is decrypted and decompressed
+    /// into the writer `open` returns for it (called on a download thread once the
+    /// file's headers have arrived), in constant memory. A file reported as
+    /// [`ReadAllEvent::FileError`] may have been partly written: discard it.
+    pub fn read_all_files_to<W: Write>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        session: &SessionKey,
+        options: ReadAllOptions,
+        open: impl Fn(&FileHead) -> std::io::Result<W> + Sync,
+        on_event: impl FnMut(ReadAllEvent<FileHead>),
+    ) -> Result<ReadAllSummary, Error> {
+        let all = self.sdk.read_all_files(contract, token, session, options);
+        self.drive_all(all, Output::Stream, |h| Some(open(h)), |f| f.head, on_event)
+    }
+
+    /// The coordinator loop of `digime_protocol::read_all`, with each task on a
+    /// thread of its own.
+    fn drive_all<T: Send, W: Write>(
+        &self,
+        mut all: ReadAllFiles<T>,
+        output: Output,
+        open: impl Fn(&FileHead) -> Option<std::io::Result<W>> + Sync,
+        value: impl Fn(FileData) -> T + Sync,
+        mut on_event: impl FnMut(ReadAllEvent<T>),
+    ) -> Result<ReadAllSummary, Error> {
+        enum Ended<T> {
+            List(Result<Authed<FileList>, Error>),
+            File(u64, Result<T, Error>),
+            Refresh(Result<UserAccessToken, Error>),
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Ended<T>>();
+        let (open, value) = (&open, &value);
+        std::thread::scope(|scope| {
+            let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| match ended {
+                Ended::List(r) => all.list_done(r, SystemTime::now()),
+                Ended::File(id, r) => all.file_done(id, r),
+                Ended::Refresh(r) => all.refresh_done(r),
+            };
+            loop {
+                match all.poll(SystemTime::now()) {
+                    ReadAllStep::Run(task) => {
+                        let tx = tx.clone();
+                        let client = self.clone();
+                        scope.spawn(move || {
+                            let ended = match task {
+                                Task::List(t) => Ended::List(client.run(t.into_flow(), None)),
+                                Task::Refresh(t) => Ended::Refresh(client.run(t.into_flow(), None)),
+                                Task::File(t) => {
+                                    let id = t.id;
+                                    Ended::File(
+                                        id,
+                                        client.download(t.into_flow(output), open).map(value),
+                                    )
+                                }
+                                _ => return,
+                            };
+                            let _ = tx.send(ended);
+                        });
+                    }
+                    ReadAllStep::Sleep(d) => {
+                        if let Ok(ended) = rx.recv_timeout(d) {
+                            handle(&mut all, ended);
+                        }
+                    }
+                    ReadAllStep::Wait => match rx.recv() {
+                        Ok(ended) => handle(&mut all, ended),
+                        Err(_) => {
+                            return Err(Error::InvalidInput(
+                                "read_all_files: a task ended without reporting".into(),
+                            ));
+                        }
+                    },
+                    ReadAllStep::Event(event) => {
+                        if let ReadAllEvent::TokenRefreshed(t) = &event {
+                            self.announce(t);
+                        }
+                        on_event(event);
+                    }
+                    ReadAllStep::Done(result) => return result,
+                }
+            }
+        })
+    }
+
+    /// Runs a download, opening the sink (if any) when the headers arrive.
+    fn download<W: Write>(
+        &self,
+        flow: ReadFile,
+        open: &dyn Fn(&FileHead) -> Option<std::io::Result<W>>,
+    ) -> Result<FileData, Error> {
+        let mut sink: Option<W> = None;
+        let result = self.drive(flow, None, &mut |flow: &ReadFile, data: &[u8]| {
+            if sink.is_none()
+                && let Some(head) = flow.head()
+            {
+                sink = open(head).transpose()?;
+            }
+            match sink.as_mut() {
+                Some(w) if !data.is_empty() => w.write_all(data),
+                _ => Ok(()),
+            }
+        });
+        let flushed = sink.as_mut().map_or(Ok(()), Write::flush);
+        match (result, flushed) {
+            (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
+            (r, _) => r.map(|a| a.value),
+        }
+    }
+
+    /// Runs any flow. `upload` is the body of requests that carry [`Body::Upload`];
+    /// output of a flow that streams to the caller ([`Output::Stream`]) is dropped:
+    /// use [`Client::run_to`] for those.
     pub fn run<F: Flow>(
+        &self,
+        flow: F,
+        upload: Option<&mut dyn ReadSeek>,
+    ) -> Result<F::Output, Error> {
+        self.drive(flow, upload, &mut |_, _| Ok(()))
+    }
+
+    /// Runs a flow whose output goes to `sink` (a [`ReadFile`] with [`Output::Stream`]).
+    pub fn run_to<F: Flow>(&self, flow: F, sink: &mut dyn Write) -> Result<F::Output, Error> {
+        self.drive(flow, None, &mut |_, data| sink.write_all(data))
+    }
+
+    /// The loop of the flow module's docs. `sink` gets the flow (for its state, e.g.
+    /// the head of a file) and each piece of output.
+    fn drive<F: Flow>(
         &self,
         mut flow: F,
         mut upload: Option<&mut dyn ReadSeek>,
+        sink: &mut dyn FnMut(&F, &[u8]) -> std::io::Result<()>,
     ) -> Result<F::Output, Error> {
+        let mut pending: Option<ureq::BodyReader<'static>> = None;
+        let mut out = Vec::new();
         loop {
             match flow.poll(SystemTime::now()) {
-                Step::Send(request) => match self.send(request, upload.as_deref_mut()) {
-                    Ok(response) => flow.handle_response(response),
-                    Err(error) => flow.handle_transport_error(error),
-                },
-                Step::Sleep(d) => std::thread::sleep(d),
-                Step::Event(Event::TokenRefreshed(token)) => {
-                    if let Some(listener) = &self.on_token {
-                        listener(&token);
+                Step::Send(request) => {
+                    pending = None;
+                    match self.send(request, upload.as_deref_mut()) {
+                        Ok((response, body)) => {
+                            pending = body;
+                            flow.handle_response(response);
+                        }
+                        Err(error) => flow.handle_transport_error(error),
                     }
                 }
+                Step::Receive => {
+                    let Some(mut body) = pending.take() else {
+                        flow.handle_transport_error(TransportError::new(
+                            TransportErrorKind::Other,
+                            "no response body to receive",
+                        ));
+                        continue;
+                    };
+                    let mut buf = vec![0u8; READ_CHUNK];
+                    loop {
+                        match body.read(&mut buf) {
+                            Ok(0) => {
+                                out.clear();
+                                flow.handle_body_end(&mut out);
+                                if let Err(e) = sink(&flow, &out) {
+                                    flow.handle_transport_error(TransportError::sink(&e));
+                                }
+                                break;
+                            }
+                            Ok(n) => {
+                                out.clear();
+                                let more = flow.handle_body(&buf[..n], &mut out);
+                                if let Err(e) = sink(&flow, &out) {
+                                    flow.handle_transport_error(TransportError::sink(&e));
+                                    break;
+                                }
+                                if !more {
+                                    break;
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                flow.handle_transport_error(io_transport_error(&e));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Step::Sleep(d) => std::thread::sleep(d),
+                Step::Event(Event::TokenRefreshed(token)) => self.announce(&token),
                 Step::Event(_) => {}
                 Step::Done(result) => return result,
             }
         }
     }
 
+    fn announce(&self, token: &UserAccessToken) {
+        if let Some(listener) = &self.on_token {
+            listener(token);
+        }
+    }
+
+    /// Sends a request. A 2xx answer to a request marked [`StreamResponse`] comes back
+    /// with an empty body and its body reader, unread.
     fn send<'b>(
         &self,
         request: http::Request<Body>,
         upload: Option<&mut (dyn ReadSeek + 'b)>,
-    ) -> Result<http::Response<Vec<u8>>, TransportError> {
+    ) -> Result<(http::Response<Vec<u8>>, Option<ureq::BodyReader<'static>>), TransportError> {
         let (parts, body) = request.into_parts();
+        let stream = parts.extensions.get::<StreamResponse>().is_some();
         let result = match body {
             Body::Empty => self.agent.run(http::Request::from_parts(parts, ())),
             Body::Bytes(bytes) => self.agent.run(http::Request::from_parts(parts, bytes)),
@@ -207,7 +498,15 @@ impl Client {
                 r
             }
         };
-        let mut response = result.map_err(transport_error)?;
+        let response = result.map_err(transport_error)?;
+        if stream && response.status().is_success() {
+            let (parts, body) = response.into_parts();
+            return Ok((
+                http::Response::from_parts(parts, Vec::new()),
+                Some(body.into_reader()),
+            ));
+        }
+        let mut response = response;
         let bytes = response
             .body_mut()
             .with_config()
@@ -215,7 +514,7 @@ impl Client {
             .read_to_vec()
             .map_err(transport_error)?;
         let (parts, _) = response.into_parts();
-        Ok(http::Response::from_parts(parts, bytes))
+        Ok((http::Response::from_parts(parts, bytes), None))
     }
 }
 
@@ -248,6 +547,25 @@ fn default_agent(idle: std::time::Duration) -> ureq::Agent {
         .timeout_per_write(Some(idle))
         .build()
         .new_agent()
+}
+
+fn io_transport_error(e: &std::io::Error) -> TransportError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
+        std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Connect,
+        std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::UnexpectedEof => TransportErrorKind::Reset,
+        _ => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        {
+            Some(ureq::Error::Timeout(_)) => TransportErrorKind::Timeout,
+            _ => TransportErrorKind::Reset,
+        },
+    };
+    TransportError::new(kind, e.to_string())
 }
 
 fn transport_error(e: ureq::Error) -> TransportError {

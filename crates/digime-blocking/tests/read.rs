@@ -1,0 +1,624 @@
+//! Reading through the blocking driver against the strict sandbox: sessions, every
+//! file-list state, downloads (whole and streamed, every compression), accounts,
+//! read-all with partial syncs, changing files, broken files, an expired token, and a
+//! stop; and reading back, byte for byte, what a write contract pushed.
+
+use digime_blocking::Client;
+use digime_protocol::read::{AccountSyncStatus, FileMetadata};
+use digime_protocol::{
+    AuthorizeOptions, Contract, Error, FileData, FileDescriptor, PullOptions, ReadAllEvent,
+    ReadAllOptions, SessionKey, StopHandle, SyncState, UserAccessToken, parse_callback,
+};
+use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CALLBACK: &str = "http://localhost:9999/return";
+
+struct Env {
+    sandbox: BackgroundSandbox,
+    client: Client,
+    write: Contract,
+    read: Contract,
+    http: ureq::Agent,
+    refreshes: Arc<Mutex<Vec<UserAccessToken>>>,
+}
+
+fn env() -> Env {
+    let sandbox = Sandbox::spawn(SandboxConfig {
+        consent: ConsentMode::Auto,
+        sync_step: Duration::from_millis(30),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let info = sandbox.info().clone();
+    let mut config = info.client_config();
+    config.retry.base_delay = Duration::from_millis(5);
+    let refreshes = Arc::new(Mutex::new(Vec::new()));
+    let seen = refreshes.clone();
+    let client =
+        Client::new(config).on_token_refreshed(move |t| seen.lock().unwrap().push(t.clone()));
+    Env {
+        write: info.demo.write.contract().unwrap(),
+        read: info.demo.read.contract().unwrap(),
+        sandbox,
+        client,
+        http: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .build()
+            .new_agent(),
+        refreshes,
+    }
+}
+
+fn fast() -> ReadAllOptions {
+    ReadAllOptions {
+        poll_interval: Duration::from_millis(20),
+        ..ReadAllOptions::default()
+    }
+}
+
+impl Env {
+    fn control(&self, path: &str) -> String {
+        format!("{}{path}", self.sandbox.info().control())
+    }
+    fn post_json(&self, path: &str, body: Value) -> Value {
+        let mut r = self
+            .http
+            .post(&self.control(path))
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
+    }
+    fn requests_to(&self, suffix: &str) -> usize {
+        let mut r = self.http.get(&self.control("requests")).call().unwrap();
+        let v: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().ends_with(suffix))
+            .count()
+    }
+    fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
+        let auth = self
+            .client
+            .authorize_url(contract, CALLBACK, "st", options)
+            .unwrap();
+        let r = self.http.get(&auth.url).call().unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let callback = parse_callback(&location)
+            .unwrap()
+            .verify_state("st")
+            .unwrap();
+        self.client
+            .exchange_code_for_token(contract, &callback.code, &auth.code_verifier)
+            .unwrap()
+    }
+    /// A user with a read token (the demo library, plus whatever is generated).
+    fn reader(&self) -> UserAccessToken {
+        self.authorize(&self.read, AuthorizeOptions::default())
+    }
+    fn session(&self, token: &UserAccessToken) -> SessionKey {
+        self.client
+            .read_session(&self.read, token, &PullOptions::default())
+            .unwrap()
+            .value
+            .key
+    }
+    fn read_all(
+        &self,
+        token: &UserAccessToken,
+        options: ReadAllOptions,
+    ) -> (
+        Vec<ReadAllEvent<FileData>>,
+        Result<digime_protocol::ReadAllSummary, Error>,
+    ) {
+        let session = self.session(token);
+        let mut events = Vec::new();
+        let r = self
+            .client
+            .read_all_files(&self.read, token, &session, options, |e| events.push(e));
+        (events, r)
+    }
+    fn generate(&self, user: &str, body: Value) -> Vec<Value> {
+        self.post_json(&format!("users/{user}/generate-files"), body)["files"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn files_of(events: &[ReadAllEvent<FileData>]) -> BTreeMap<String, Vec<u8>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ReadAllEvent::File(f) => Some((f.head.name.clone(), f.data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn what_a_write_contract_pushed_is_read_back_byte_for_byte() {
+    let env = env();
+    let write_token = env.authorize(&env.write, AuthorizeOptions::default());
+    let receipt = br#"{"receipt":42,"total":"9.99"}"#.to_vec();
+    let mut descriptor = FileDescriptor::new("application/json");
+    descriptor.tags = Some(vec!["receipt".into()]);
+    env.client
+        .push_to_library(
+            &env.write,
+            &write_token,
+            &descriptor,
+            Cursor::new(receipt.clone()),
+        )
+        .unwrap();
+    // The read contract, linked to the same user with the write token.
+    let read_token = env.authorize(
+        &env.read,
+        AuthorizeOptions {
+            user_access_token: Some(write_token.clone()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(read_token.user_id(), write_token.user_id());
+    let (events, summary) = env.read_all(&read_token, fast());
+    let summary = summary.unwrap();
+    assert_eq!(summary.status.state, SyncState::Completed);
+    let raw: Vec<&FileData> = events
+        .iter()
+        .filter_map(|e| match e {
+            ReadAllEvent::File(f) => Some(f),
+            _ => None,
+        })
+        .filter(|f| matches!(&f.head.metadata, FileMetadata::Raw(m) if m.tags.as_deref() == Some(&["receipt".to_string()][..])))
+        .collect();
+    assert_eq!(raw.len(), 1, "the pushed file comes back once");
+    assert_eq!(raw[0].data, receipt);
+    let FileMetadata::Raw(meta) = &raw[0].head.metadata else {
+        unreachable!()
+    };
+    assert_eq!(meta.mimetype, "application/json");
+    assert_eq!(meta.contractid.as_deref(), Some(env.write.id().as_str()));
+    assert!(raw[0].head.last_modified.is_some());
+    // The seeded service data comes too: mapped JSON of several object types.
+    let mapped: Vec<&FileData> = events
+        .iter()
+        .filter_map(|e| match e {
+            ReadAllEvent::File(f) if matches!(f.head.metadata, FileMetadata::Mapped(_)) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(mapped.len() >= 3, "{}", mapped.len());
+    for f in &mapped {
+        let v: Value = serde_json::from_slice(&f.data).expect("mapped data is JSON");
+        assert!(v.is_array() || v.is_object());
+    }
+    assert_eq!(
+        summary.files_read,
+        events
+            .iter()
+            .filter(|e| matches!(e, ReadAllEvent::File(_)))
+            .count()
+    );
+    assert_eq!(summary.files_failed, 0);
+}
+
+#[test]
+fn the_file_list_goes_through_every_state_and_accounts_match() {
+    let env = env();
+    let token = env.reader();
+    let session = env.session(&token);
+    let mut seen = Vec::new();
+    let list = loop {
+        let list = env
+            .client
+            .read_file_list(&env.read, &token, &session)
+            .unwrap()
+            .value;
+        if seen.last() != Some(&list.status.state) {
+            seen.push(list.status.state);
+        }
+        if list.status.state.is_final() {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        seen,
+        [SyncState::Pending, SyncState::Running, SyncState::Completed]
+    );
+    assert!(!list.file_list.is_empty());
+    assert!(list.file_list.iter().all(|f| f.updated_date > 0));
+    let accounts = env.client.read_accounts(&env.read, &token).unwrap().value;
+    assert!(!accounts.is_empty());
+    for id in list.status.details.keys() {
+        assert!(accounts.iter().any(|a| &a.id == id), "{id}");
+    }
+    // HEAD gives the same metadata as the download.
+    let name = &list.file_list[0].name;
+    let head = env
+        .client
+        .read_file_metadata(&env.read, &token, &session, name)
+        .unwrap()
+        .value;
+    let file = env
+        .client
+        .read_file(&env.read, &token, &session, name)
+        .unwrap()
+        .value;
+    assert_eq!(head.metadata, file.head.metadata);
+    assert_eq!(head.name, *name);
+}
+
+#[test]
+fn every_compression_reads_back_the_generated_bytes_whole_and_streamed() {
+    let env = env();
+    let token = env.reader();
+    let user = token.user_id().unwrap().to_owned();
+    let mut expected = BTreeMap::new();
+    for (kind, size) in [("none", 70_001), ("gzip", 300_000), ("brotli", 1 << 20)] {
+        for f in env.generate(
+            &user,
+            json!({"count": 1, "size": size, "compression": kind, "prefix": format!("c-{kind}")}),
+        ) {
+            expected.insert(
+                f["name"].as_str().unwrap().to_owned(),
+                (f["sha256"].as_str().unwrap().to_owned(), size, kind),
+            );
+        }
+    }
+    let session = env.session(&token);
+    // Wait for the sync to list them.
+    loop {
+        let l = env
+            .client
+            .read_file_list(&env.read, &token, &session)
+            .unwrap()
+            .value;
+        if l.status.state.is_final() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (name, (sha, size, kind)) in &expected {
+        let whole = env
+            .client
+            .read_file(&env.read, &token, &session, name)
+            .unwrap()
+            .value;
+        assert_eq!(whole.data.len(), *size, "{name}");
+        assert_eq!(hex(&digime_crypto::sha256(&whole.data)), *sha, "{name}");
+        assert_eq!(whole.head.compression.as_str().unwrap_or("none"), *kind);
+        let mut streamed = Vec::new();
+        env.client
+            .read_file_to(&env.read, &token, &session, name, &mut streamed)
+            .unwrap();
+        assert_eq!(streamed, whole.data, "{name}");
+    }
+}
+
+#[test]
+fn a_failing_account_ends_partial_and_the_other_files_arrive() {
+    let env = env();
+    let token = env.reader();
+    let user = token.user_id().unwrap().to_owned();
+    let accounts = env.client.read_accounts(&env.read, &token).unwrap().value;
+    assert!(accounts.len() >= 2, "the demo library has two accounts");
+    let failing = accounts[0].id.clone();
+    env.post_json(&format!("users/{user}/accounts/{failing}/fail"), json!({}));
+    let (events, summary) = env.read_all(&token, fast());
+    let summary = summary.unwrap();
+    assert_eq!(summary.status.state, SyncState::Partial);
+    match &summary.status.details[&failing] {
+        AccountSyncStatus::Partial { error } => {
+            assert_eq!(error.code, "ServiceAuthorizationError");
+            assert_eq!(error.status_code, 511);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        summary.status.details[&accounts[1].id],
+        AccountSyncStatus::Completed
+    ));
+    assert!(summary.files_read > 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ReadAllEvent::StatusChanged(s) if s.state == SyncState::Partial))
+    );
+    // The status events never report the initial pending.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ReadAllEvent::StatusChanged(s) if s.state == SyncState::Pending))
+    );
+}
+
+#[test]
+fn a_file_rewritten_mid_sync_is_read_again_with_its_new_content() {
+    let env = env();
+    env.post_json("settings", json!({"rewriteMidSync": true}));
+    let token = env.reader();
+    let (events, summary) = env.read_all(&token, fast());
+    summary.unwrap();
+    let mut versions: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for e in &events {
+        if let ReadAllEvent::File(f) = e {
+            versions
+                .entry(f.head.name.clone())
+                .or_default()
+                .push(f.data.clone());
+        }
+    }
+    let twice: Vec<_> = versions.iter().filter(|(_, v)| v.len() == 2).collect();
+    assert_eq!(twice.len(), 1, "exactly the rewritten file comes twice");
+    assert_ne!(twice[0].1[0], twice[0].1[1], "with new content");
+    assert!(versions.values().all(|v| v.len() <= 2));
+}
+
+#[test]
+fn unknown_and_expired_sessions_are_clear_errors() {
+    let env = env();
+    let token = env.reader();
+    let unknown = env
+        .client
+        .read_file_list(
+            &env.read,
+            &token,
+            &SessionKey::new("no-such-session").unwrap(),
+        )
+        .unwrap_err();
+    assert_eq!(unknown.api().unwrap().status, 404);
+    assert_eq!(unknown.api().unwrap().code.as_str(), "SessionNotFound");
+    let session = env.session(&token);
+    env.post_json(&format!("sessions/{}/expire", session.as_str()), json!({}));
+    let expired = env
+        .client
+        .read_file_list(&env.read, &token, &session)
+        .unwrap_err();
+    assert_eq!(expired.api().unwrap().code.as_str(), "SessionExpired");
+    assert!(!expired.needs_reauthorization());
+    // read_all ends with the same error.
+    let mut events = 0;
+    let err = env
+        .client
+        .read_all_files(&env.read, &token, &session, fast(), |_| events += 1)
+        .unwrap_err();
+    assert_eq!(err.api().unwrap().code.as_str(), "SessionExpired");
+    assert_eq!(events, 0);
+    // A file of an unknown session is a 404 too, not a refresh.
+    let e = env
+        .client
+        .read_file(&env.read, &token, &session, "x.json")
+        .unwrap_err();
+    assert!(e.api().is_some());
+    assert!(env.refreshes.lock().unwrap().is_empty());
+}
+
+#[test]
+fn corrupted_and_truncated_files_are_errors_and_the_others_are_delivered() {
+    let env = env();
+    let token = env.reader();
+    let user = token.user_id().unwrap().to_owned();
+    let generated = env.generate(&user, json!({"count": 4, "size": 50_000, "prefix": "bad"}));
+    let corrupt = generated[0]["name"].as_str().unwrap().to_owned();
+    let truncated = generated[1]["name"].as_str().unwrap().to_owned();
+    env.post_json(
+        "settings",
+        json!({"corrupt": [corrupt.clone()], "truncate": [truncated.clone()]}),
+    );
+    let (events, summary) = env.read_all(&token, fast());
+    let summary = summary.unwrap();
+    let mut failed = BTreeMap::new();
+    for e in &events {
+        if let ReadAllEvent::FileError { entry, error } = e {
+            failed.insert(entry.name.clone(), error.to_string());
+        }
+    }
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed.contains_key(&corrupt) && failed.contains_key(&truncated));
+    let files = files_of(&events);
+    for g in &generated[2..] {
+        let name = g["name"].as_str().unwrap();
+        assert_eq!(
+            hex(&digime_crypto::sha256(&files[name])),
+            g["sha256"].as_str().unwrap()
+        );
+    }
+    assert_eq!(summary.files_failed, 2);
+    // Whole-file reads give typed errors too.
+    let session = env.session(&token);
+    loop {
+        let l = env
+            .client
+            .read_file_list(&env.read, &token, &session)
+            .unwrap()
+            .value;
+        if l.status.state.is_final() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = env
+        .client
+        .read_file(&env.read, &token, &session, &corrupt)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Decryption(_) | Error::Decompression { .. }),
+        "{e:?}"
+    );
+    let e = env
+        .client
+        .read_file(&env.read, &token, &session, &truncated)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Decryption(_) | Error::Transport(_)),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_access_token_expiring_during_read_all_is_refreshed_once() {
+    let env = env();
+    let token = env.reader();
+    let user = token.user_id().unwrap().to_owned();
+    env.generate(
+        &user,
+        json!({"count": 12, "size": 10_000, "prefix": "many"}),
+    );
+    let session = env.session(&token);
+    let before = env.requests_to("/oauth/token");
+    let mut events = Vec::new();
+    let mut expired = false;
+    let summary = env
+        .client
+        .read_all_files(
+            &env.read,
+            &token,
+            &session,
+            ReadAllOptions {
+                max_concurrency: 4,
+                ..fast()
+            },
+            |e| {
+                if !expired && matches!(e, ReadAllEvent::File(_)) {
+                    expired = true;
+                    env.post_json(&format!("users/{user}/expire-access-tokens"), json!({}));
+                }
+                events.push(e);
+            },
+        )
+        .unwrap();
+    assert!(expired);
+    assert_eq!(env.requests_to("/oauth/token") - before, 1, "one refresh");
+    let refreshed = summary
+        .refreshed_token
+        .expect("the new token is handed over");
+    assert_eq!(*env.refreshes.lock().unwrap(), vec![refreshed.clone()]);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, ReadAllEvent::TokenRefreshed(_)))
+            .count(),
+        1
+    );
+    assert_eq!(summary.files_failed, 0);
+    let names = files_of(&events);
+    assert!(names.keys().filter(|n| n.starts_with("many")).count() == 12);
+    // The old refresh token is spent; the new one works.
+    assert!(env.client.refresh_token(&env.read, &token).is_err());
+    env.client.read_accounts(&env.read, &refreshed).unwrap();
+}
+
+#[test]
+fn read_all_into_writers_streams_every_file() {
+    let env = env();
+    let token = env.reader();
+    let user = token.user_id().unwrap().to_owned();
+    let big = env.generate(
+        &user,
+        json!({"count": 2, "size": 3 << 20, "compression": "gzip", "prefix": "big"}),
+    );
+    let session = env.session(&token);
+    let written: Mutex<BTreeMap<String, Arc<Mutex<Vec<u8>>>>> = Mutex::new(BTreeMap::new());
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut heads = Vec::new();
+    let summary = env
+        .client
+        .read_all_files_to(
+            &env.read,
+            &token,
+            &session,
+            fast(),
+            |head| {
+                let buf = Arc::new(Mutex::new(Vec::new()));
+                written
+                    .lock()
+                    .unwrap()
+                    .insert(head.name.clone(), buf.clone());
+                Ok(Shared(buf))
+            },
+            |e| {
+                if let ReadAllEvent::File(h) = e {
+                    heads.push(h.name);
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(summary.files_read, heads.len());
+    let written = written.into_inner().unwrap();
+    for g in &big {
+        let name = g["name"].as_str().unwrap();
+        let bytes = written[name].lock().unwrap();
+        assert_eq!(bytes.len(), 3 << 20);
+        assert_eq!(
+            hex(&digime_crypto::sha256(&bytes)),
+            g["sha256"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_stop_ends_read_all_cleanly() {
+    let env = env();
+    env.post_json("settings", json!({"syncStepMs": 200}));
+    let token = env.reader();
+    let session = env.session(&token);
+    let stop = StopHandle::default();
+    let options = ReadAllOptions {
+        stop: stop.clone(),
+        ..fast()
+    };
+    let lists_before = env.requests_to(&format!("/query/{}", session.as_str()));
+    let summary = env
+        .client
+        .read_all_files(&env.read, &token, &session, options, |e| {
+            if matches!(e, ReadAllEvent::StatusChanged(_)) {
+                stop.stop();
+            }
+        })
+        .unwrap();
+    assert!(summary.stopped);
+    assert!(!summary.status.state.is_final());
+    let lists = env.requests_to(&format!("/query/{}", session.as_str())) - lists_before;
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        env.requests_to(&format!("/query/{}", session.as_str())) - lists_before,
+        lists,
+        "no list call after the stop"
+    );
+}
+
+#[test]
+fn a_write_only_contract_cannot_open_a_read_session() {
+    let env = env();
+    let write_token = env.authorize(&env.write, AuthorizeOptions::default());
+    let e = env
+        .client
+        .read_session(&env.write, &write_token, &PullOptions::default())
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().status, 403);
+    assert_eq!(e.api().unwrap().code.as_str(), "InsufficientScope");
+}
