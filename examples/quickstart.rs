@@ -1,5 +1,7 @@
 //! The write guide, end to end: authorize, follow the consent redirect, exchange the
-//! code, push a file, and show that the user's library holds exactly those bytes.
+//! code, push a file, and show that the user's library holds exactly those bytes; then,
+//! as the guide's last step says, authorize a read contract with the same user's token,
+//! read all files, and show that the pushed file comes back identical.
 //!
 //! With no environment it starts an embedded sandbox and runs offline:
 //!
@@ -7,17 +9,23 @@
 //! cargo run -p digime-examples --bin quickstart
 //! ```
 //!
-//! Against the real digi.me API, give your application and write contract:
+//! Against the real digi.me API, give your application and write contract (and, to
+//! read back, a read contract of the same application):
 //!
 //! ```text
 //! DIGIME_APPLICATION_ID=... DIGIME_CONTRACT_ID=... DIGIME_PRIVATE_KEY=path/to/key.pem \
+//! [DIGIME_READ_CONTRACT_ID=... DIGIME_READ_PRIVATE_KEY=path/to/read-key.pem] \
 //! DIGIME_CALLBACK=https://your.app/return cargo run -p digime-examples --bin quickstart
 //! ```
 //! It then prints the authorization URL and asks you to paste the URL the browser
 //! was sent back to.
 
 use digime_blocking::Client;
-use digime_protocol::{AuthorizeOptions, Config, Contract, FileDescriptor, parse_callback};
+use digime_protocol::read::FileMetadata;
+use digime_protocol::{
+    AuthorizeOptions, Config, Contract, FileData, FileDescriptor, PullOptions, ReadAllEvent,
+    ReadAllOptions, UserAccessToken, parse_callback,
+};
 use digime_sandbox::{ConsentMode, Sandbox, SandboxConfig};
 use std::error::Error;
 use std::io::{BufRead, Cursor};
@@ -114,8 +122,80 @@ fn offline() -> Result<(), Box<dyn Error>> {
     if stored != FILE {
         return Err("the stored bytes differ from the pushed ones".into());
     }
-    println!("\nOK: the user's library holds exactly the bytes that were pushed.");
+    println!("   OK: the user's library holds exactly the bytes that were pushed.");
+
+    // 6. The read contract, authorized with the same user's token: same library.
+    let read = info.demo.read.contract()?;
+    let options = AuthorizeOptions {
+        user_access_token: Some(token.clone()),
+        ..Default::default()
+    };
+    let auth = client.authorize_url(&read, "http://localhost:8080/return", state, options)?;
+    let redirect = browser
+        .get(&auth.url)
+        .call()?
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("the onboard page did not redirect")?
+        .to_owned();
+    let callback = parse_callback(&redirect)?.verify_state(state)?;
+    let read_token = client.exchange_code_for_token(&read, &callback.code, &auth.code_verifier)?;
+    println!(
+        "6. Read contract authorized for user {}",
+        read_token.user_id().unwrap_or("?")
+    );
+
+    // 7. Read everything back.
+    let found = read_back(&client, &read, &read_token)?;
+    if found != FILE {
+        return Err("the file read back differs from the pushed one".into());
+    }
+    println!("\nOK: the file read back with the read contract is identical to the one pushed.");
     Ok(())
+}
+
+/// Opens a read session, reads all files, and returns the pushed receipt's bytes.
+fn read_back(
+    client: &Client,
+    read: &Contract,
+    token: &UserAccessToken,
+) -> Result<Vec<u8>, Box<dyn Error>> {
+    let session = client
+        .read_session(read, token, &PullOptions::default())?
+        .value;
+    println!("7. Read session {} — syncing…", session.key);
+    let mut receipt = None;
+    let options = ReadAllOptions {
+        poll_interval: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let summary =
+        client.read_all_files(read, token, &session.key, options, |event| match event {
+            ReadAllEvent::StatusChanged(status) => println!("   sync {}", status.state),
+            ReadAllEvent::File(FileData { head, data }) => {
+                let what = match &head.metadata {
+                    FileMetadata::Mapped(m) => {
+                        format!("{} {} of {}", m.object_count, m.object_type, m.service_name)
+                    }
+                    FileMetadata::Raw(r) => format!("raw {}", r.mimetype),
+                };
+                println!("   {:<40} {:>8} bytes  {what}", head.name, data.len());
+                if let FileMetadata::Raw(r) = &head.metadata
+                    && r.reference.as_deref() == Some(&["receipt-42.json".to_string()][..])
+                {
+                    receipt = Some(data);
+                }
+            }
+            ReadAllEvent::FileError { entry, error } => println!("   {}: {error}", entry.name),
+            ReadAllEvent::TokenRefreshed(_) => println!("   (token refreshed; persist it)"),
+            _ => {}
+        })?;
+    println!(
+        "   {} files read, {} failed; sync {}",
+        summary.files_read, summary.files_failed, summary.status.state
+    );
+    receipt.ok_or_else(|| "the pushed file was not among the files read".into())
 }
 
 fn real_service(app: &str) -> Result<(), Box<dyn Error>> {
@@ -149,6 +229,35 @@ fn real_service(app: &str) -> Result<(), Box<dyn Error>> {
         FILE.len(),
         token.user_id()
     );
+    if let (Ok(read_id), Ok(read_key)) = (
+        std::env::var("DIGIME_READ_CONTRACT_ID"),
+        std::env::var("DIGIME_READ_PRIVATE_KEY"),
+    ) {
+        let read = Contract::from_pem(read_id, &std::fs::read_to_string(read_key)?)?;
+        let options = AuthorizeOptions {
+            user_access_token: Some(token.clone()),
+            ..Default::default()
+        };
+        let auth = client.authorize_url(&read, &callback, &state, options)?;
+        println!(
+            "Now authorize the read contract:\n\n  {}\n\nThen paste the URL you were sent back to:",
+            auth.url
+        );
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let cb = parse_callback(line.trim())?.verify_state(&state)?;
+        let read_token = client.exchange_code_for_token(&read, &cb.code, &auth.code_verifier)?;
+        let found = read_back(&client, &read, &read_token)?;
+        println!(
+            "Read back {} bytes: {}",
+            found.len(),
+            if found == FILE {
+                "identical"
+            } else {
+                "DIFFERENT"
+            }
+        );
+    }
     println!(
         "Persist this token to write again later:\n{}",
         serde_json::to_string(&token)?
