@@ -15,7 +15,7 @@
 use crate::config::SessionKey;
 use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::flow::{Authed, AuthedCall, Flow, Step};
-use crate::read::{Compression, FileData, FileHead, ReadFileHead};
+use crate::read::{Compression, FileData, FileHead, ReadFileMetadata};
 use crate::retry::Outcome;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
@@ -202,7 +202,7 @@ pub enum Output {
 // The GET is live for one phase at a time, and only one flow exists per download.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    Head(AuthedCall<ReadFileHead>),
+    Head(AuthedCall<ReadFileMetadata>),
     Body {
         head: FileHead,
         decoder: Option<FileDecoder>,
@@ -265,12 +265,12 @@ impl ReadFile {
         self
     }
 
-    fn head_call(&self) -> AuthedCall<ReadFileHead> {
+    fn head_call(&self) -> AuthedCall<ReadFileMetadata> {
         let call = AuthedCall::new(
             self.sdk.clone(),
             self.contract.clone(),
             self.token.clone(),
-            ReadFileHead::new(self.session.clone(), self.name.clone()),
+            ReadFileMetadata::download(self.session.clone(), self.name.clone()),
         );
         if self.may_refresh {
             call

@@ -727,23 +727,41 @@ pub fn parse_file_head(name: &str, response: &Response<Vec<u8>>) -> Result<FileH
     })
 }
 
-/// `HEAD permission-access/query/{sessionKey}/{fileName}` (§3.2).
+/// `HEAD permission-access/query/{sessionKey}/{fileName}` (§3.2), or the headers half
+/// of the `GET` (§3.1), whose body [`crate::file::ReadFile`] then streams.
 #[derive(Debug, Clone)]
 pub struct ReadFileMetadata {
     session: SessionKey,
     name: String,
+    download: bool,
 }
 
 impl ReadFileMetadata {
-    pub(crate) fn new(session: SessionKey, name: String) -> Self {
-        ReadFileMetadata { session, name }
+    pub(crate) fn head(session: SessionKey, name: String) -> Self {
+        ReadFileMetadata {
+            session,
+            name,
+            download: false,
+        }
+    }
+
+    pub(crate) fn download(session: SessionKey, name: String) -> Self {
+        ReadFileMetadata {
+            session,
+            name,
+            download: true,
+        }
     }
 }
 
 impl UserOperation for ReadFileMetadata {
     type Output = FileHead;
     fn method(&self) -> Method {
-        Method::HEAD
+        if self.download {
+            Method::GET
+        } else {
+            Method::HEAD
+        }
     }
     fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
         sdk.config().retry.clone()
@@ -756,51 +774,11 @@ impl UserOperation for ReadFileMetadata {
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
         let path = file_path(&self.session, &self.name);
-        let req = user_request(sdk, contract, token, now, Method::HEAD, &path, Body::Empty)?;
-        Ok(wire::accept_json(req))
-    }
-    fn parse(&self, response: Response<Vec<u8>>) -> Result<FileHead, Error> {
-        // The official SDK reports only the metadata of a HEAD; `Last-Modified` is kept
-        // here when the server sends it, since it costs nothing and tells when the file
-        // changed.
-        parse_file_head(&self.name, &response)
-    }
-    fn refresh_on_any_401(&self) -> bool {
-        true
-    }
-}
-
-/// The headers half of `GET permission-access/query/{sessionKey}/{fileName}` (§3.1);
-/// the body is streamed by [`crate::file::ReadFile`].
-#[derive(Debug, Clone)]
-pub struct ReadFileHead {
-    session: SessionKey,
-    name: String,
-}
-
-impl ReadFileHead {
-    pub(crate) fn new(session: SessionKey, name: String) -> Self {
-        ReadFileHead { session, name }
-    }
-}
-
-impl UserOperation for ReadFileHead {
-    type Output = FileHead;
-    fn method(&self) -> Method {
-        Method::GET
-    }
-    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
-        sdk.config().retry.clone()
-    }
-    fn build(
-        &self,
-        sdk: &Sdk,
-        contract: &Contract,
-        token: &UserAccessToken,
-        now: SystemTime,
-    ) -> Result<Request<Body>, Error> {
-        let path = file_path(&self.session, &self.name);
-        let mut req = user_request(sdk, contract, token, now, Method::GET, &path, Body::Empty)?;
+        let req = user_request(sdk, contract, token, now, self.method(), &path, Body::Empty)?;
+        if !self.download {
+            return Ok(wire::accept_json(req));
+        }
+        let mut req = req;
         req.headers_mut().insert(
             header::ACCEPT,
             HeaderValue::from_static("application/octet-stream"),
@@ -808,6 +786,8 @@ impl UserOperation for ReadFileHead {
         req.extensions_mut().insert(StreamResponse);
         Ok(req)
     }
+    // The official SDK reports only the metadata of a HEAD; `Last-Modified` is kept here
+    // when the server sends it, since it costs nothing and tells when the file changed.
     fn parse(&self, response: Response<Vec<u8>>) -> Result<FileHead, Error> {
         parse_file_head(&self.name, &response)
     }

@@ -179,7 +179,7 @@ impl Sdk {
         Ok(self.call(
             contract,
             token,
-            ReadFileMetadata::new(session.clone(), file_name.to_owned()),
+            ReadFileMetadata::head(session.clone(), file_name.to_owned()),
         ))
     }
 
