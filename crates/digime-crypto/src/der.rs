@@ -81,6 +81,18 @@ fn push_unsigned_integer(out: &mut Vec<u8>, be: &[u8]) {
     out.extend_from_slice(trimmed);
 }
 
+/// Whether `der` is exactly one PKCS#1 `RSAPublicKey`: a SEQUENCE of two INTEGERs and
+/// nothing else (an SPKI `SubjectPublicKeyInfo` starts with an algorithm SEQUENCE).
+pub(crate) fn is_pkcs1_public_key(der: &[u8]) -> bool {
+    let Ok((SEQUENCE, body, [])) = read_tlv(der) else {
+        return false;
+    };
+    let Ok((INTEGER, _, rest)) = read_tlv(body) else {
+        return false;
+    };
+    matches!(read_tlv(rest), Ok((INTEGER, _, [])))
+}
+
 /// PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
 pub(crate) fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(n.len() + e.len() + 16);
@@ -107,6 +119,19 @@ mod tests {
         ] {
             assert!(pkcs8_to_pkcs1(input).is_err());
         }
+    }
+
+    #[test]
+    fn pkcs1_public_key_shape() {
+        assert!(is_pkcs1_public_key(&rsa_public_key(
+            &[0xc1; 256],
+            &[1, 0, 1]
+        )));
+        let mut trailing = rsa_public_key(&[0xc1; 256], &[1, 0, 1]);
+        trailing.push(0);
+        assert!(!is_pkcs1_public_key(&trailing));
+        assert!(!is_pkcs1_public_key(&[]));
+        assert!(!is_pkcs1_public_key(&[0x30, 0x03, 0x02, 0x01, 0x01]));
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub enum CryptoError {
     /// file, or a data encryption key that does not belong to it.
     #[error("bad decrypt: invalid final block or PKCS#7 padding")]
     BadPadding,
+    /// AES-CBC ciphertext that is empty or not a whole number of 16-byte blocks.
+    #[error("ciphertext length {len} is not a non-zero multiple of 16")]
+    CiphertextLength {
+        /// The number of ciphertext bytes seen.
+        len: u64,
+    },
     /// The SHA-512 digest at the start of a SHA-512-prefixed file does not match its data.
     #[error("hash is not valid")]
     HashMismatch,

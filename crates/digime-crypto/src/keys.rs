@@ -161,6 +161,68 @@ impl PublicKey {
         }
     }
 
+    /// Parses a postbox public key as the callback of postbox creation carries it
+    /// (write.md §4.2, §6): a PKCS#1 PEM (`BEGIN RSA PUBLIC KEY`) or the bare base64 of a
+    /// PKCS#1 `RSAPublicKey` DER. SPKI (`BEGIN PUBLIC KEY`) is refused, as the official
+    /// SDK's `pkcs1-public` import refuses it.
+    ///
+    /// The value travels in a query string, so it is read forgivingly: line breaks, tabs
+    /// and surrounding whitespace are dropped; a space inside the base64 is taken for a
+    /// `+` that form-decoding turned into a space (and, if that does not decode, for a
+    /// line break); a label spelled with `+` for spaces is accepted; padding may be
+    /// missing.
+    pub fn from_postbox_key(text: &str) -> Result<Self, CryptoError> {
+        const BEGIN: &str = "-----BEGIN";
+        const DASHES: &str = "-----";
+        let text = text.trim();
+        let body = match text.find(BEGIN) {
+            None => text,
+            Some(start) => {
+                let after = &text[start + BEGIN.len()..];
+                let label_end = after
+                    .find(DASHES)
+                    .ok_or(CryptoError::InvalidPem("unterminated BEGIN line"))?;
+                let label = after[..label_end].replace('+', " ");
+                let label = label.trim();
+                if label != "RSA PUBLIC KEY" {
+                    return Err(CryptoError::UnexpectedPemLabel {
+                        found: label.to_owned(),
+                        expected: "RSA PUBLIC KEY",
+                    });
+                }
+                let rest = &after[label_end + DASHES.len()..];
+                let end = rest
+                    .find("-----END")
+                    .ok_or(CryptoError::InvalidPem("no matching END line"))?;
+                &rest[..end]
+            }
+        };
+        let cleaned: String = body
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n' | '\t'))
+            .collect();
+        if cleaned.is_empty() {
+            return Err(CryptoError::InvalidPem("empty key"));
+        }
+        let as_plus = cleaned.replace(' ', "+");
+        let without = cleaned.replace(' ', "");
+        let der = decode_base64_lenient(&as_plus)
+            .filter(|d| der::is_pkcs1_public_key(d))
+            .or_else(|| decode_base64_lenient(&without).filter(|d| der::is_pkcs1_public_key(d)));
+        match der {
+            Some(der) => Self::from_der(&der),
+            None => {
+                match decode_base64_lenient(&as_plus).or_else(|| decode_base64_lenient(&without)) {
+                    None => Err(CryptoError::Base64),
+                    Some(_) => Err(CryptoError::KeyRejected(
+                        "not a PKCS#1 RSAPublicKey (an SPKI key is not accepted here)".into(),
+                    )),
+                }
+            }
+        }
+    }
+
     /// Parses DER, PKCS#1 `RSAPublicKey` or SPKI.
     pub fn from_der(der_bytes: &[u8]) -> Result<Self, CryptoError> {
         let rsa = aws_lc_rs::rsa::PublicKey::from_der(der_bytes)
@@ -256,6 +318,17 @@ impl PublicKey {
             .verify_sig(message, sig)
             .map_err(|_| CryptoError::BadSignature)
     }
+}
+
+/// Standard-alphabet base64, padding optional.
+fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT.decode(text.as_bytes()).ok()
 }
 
 impl PartialEq for PublicKey {
@@ -366,6 +439,67 @@ mod tests {
             public.encrypt_oaep_sha1(&[0u8; 215]),
             Err(CryptoError::MessageTooLong { len: 215, max: 214 })
         );
+    }
+
+    #[test]
+    fn postbox_keys_in_every_wire_form() {
+        use base64::Engine;
+        let key = PrivateKey::generate().unwrap().public_key();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key.to_pkcs1_der());
+        assert!(b64.contains('+') || b64.contains('/'));
+        let pem = key.to_pkcs1_pem();
+        let forms = [
+            pem.clone(),
+            pem.replace('\n', "\r\n"),
+            b64.clone(),
+            format!("  {b64}\n"),
+            b64.trim_end_matches('=').to_owned(),
+            // Form-decoded: every `+` became a space, also in the label.
+            pem.replace('+', " "),
+            b64.replace('+', " "),
+            // Percent-decoded only: the label kept its `+`.
+            pem.replace(' ', "+"),
+            // Line breaks turned into spaces.
+            b64.as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ];
+        for form in &forms {
+            assert_eq!(
+                PublicKey::from_postbox_key(form).as_ref(),
+                Ok(&key),
+                "{form:?}"
+            );
+        }
+        let spki = AsDer::<PublicKeyX509Der>::as_der(
+            &aws_lc_rs::rsa::PublicKey::from_der(key.to_pkcs1_der()).unwrap(),
+        )
+        .unwrap();
+        let spki_b64 = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+        let spki_pem = pem::encode("PUBLIC KEY", spki.as_ref());
+        assert!(matches!(
+            PublicKey::from_postbox_key(&spki_b64),
+            Err(CryptoError::KeyRejected(_))
+        ));
+        assert!(matches!(
+            PublicKey::from_postbox_key(&spki_pem),
+            Err(CryptoError::UnexpectedPemLabel { .. })
+        ));
+        for bad in [
+            "",
+            "   ",
+            "!!!!",
+            "AAAA",
+            "-----BEGIN RSA PUBLIC KEY-----",
+            "-----BEGIN RSA PUBLIC KEY-----\nAAAA\n",
+            "-----BEGIN RSA PUBLIC KEY-----\n-----END RSA PUBLIC KEY-----",
+            "-----BEGIN",
+            "\u{e9}-----BEGIN \u{e9}-----",
+        ] {
+            assert!(PublicKey::from_postbox_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

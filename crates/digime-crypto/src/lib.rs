@@ -7,7 +7,9 @@
 //!   SHA-512, MGF1-SHA-512, 64-byte salt, keys of at least 2048 bits), request
 //!   nonces, PKCE (S256), secrets that zeroize and never print, and the data-file
 //!   envelope ([`envelope`]: RSA-OAEP-SHA1-wrapped AES-256-CBC, whole buffers and
-//!   incremental, current and SHA-512-prefixed formats).
+//!   incremental, current and SHA-512-prefixed formats), and bare AES-256-CBC with a
+//!   caller-supplied key and IV ([`cbc`], the postbox envelope of the legacy write
+//!   path).
 //! * Out: anything that talks to the network, JSON claim handling (that is the
 //!   protocol crate's job), decompression of decrypted files.
 //!
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cbc;
 mod der;
 pub mod envelope;
 mod error;
