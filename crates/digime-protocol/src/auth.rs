@@ -398,36 +398,46 @@ impl AuthorizationCallback {
     }
 }
 
-/// Parses the redirect back from the onboard page: a full URL, a path with a query,
-/// or a bare query string. Repeated parameters are refused (they make the redirect
-/// ambiguous).
-pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackError> {
+/// The decoded query parameters of a callback (a full URL, a path with a query, or a
+/// bare query string), in order; a repeated parameter is refused.
+pub(crate) fn callback_query_pairs(input: &str) -> Result<Vec<(String, String)>, CallbackError> {
     let query = match input.find('?') {
         Some(i) => &input[i + 1..],
         None if input.contains("://") => "",
         None => input,
     };
     let query = query.split('#').next().unwrap_or("");
-    let mut success = None;
-    let mut code = None;
-    let mut state = None;
-    let mut error_code = None;
-    let mut account_reference = None;
-    let mut extra = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if !seen.insert(k.to_string()) {
             return Err(CallbackError::Malformed(format!(
                 "parameter {k:?} is repeated"
             )));
         }
+        pairs.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(pairs)
+}
+
+/// Parses the redirect back from the onboard page: a full URL, a path with a query,
+/// or a bare query string. Repeated parameters are refused (they make the redirect
+/// ambiguous).
+pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackError> {
+    let mut success = None;
+    let mut code = None;
+    let mut state = None;
+    let mut error_code = None;
+    let mut account_reference = None;
+    let mut extra = Vec::new();
+    for (k, v) in callback_query_pairs(input)? {
         match &*k {
-            "success" => success = Some(v.into_owned()),
-            "code" => code = Some(v.into_owned()),
-            "state" => state = Some(v.into_owned()),
-            "errorCode" => error_code = Some(v.into_owned()),
-            "accountReference" => account_reference = Some(v.into_owned()),
-            _ => extra.push((k.into_owned(), v.into_owned())),
+            "success" => success = Some(v),
+            "code" => code = Some(v),
+            "state" => state = Some(v),
+            "errorCode" => error_code = Some(v),
+            "accountReference" => account_reference = Some(v),
+            _ => extra.push((k, v)),
         }
     }
     match success.as_deref() {

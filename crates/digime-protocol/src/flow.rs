@@ -117,7 +117,7 @@ pub(crate) fn misuse(what: &'static str) -> Error {
 // ---------------------------------------------------------------------------------
 // One request with retries.
 
-enum Sub<T> {
+pub(crate) enum Sub<T> {
     Send(Request<Body>),
     Sleep(Duration),
     Done(Result<T, Error>),
@@ -131,7 +131,7 @@ enum LegState {
 }
 
 /// One logical request: built (signed) per attempt, retried per policy.
-struct Leg {
+pub(crate) struct Leg {
     method: Method,
     policy: RetryPolicy,
     retries: u32,
@@ -139,7 +139,7 @@ struct Leg {
 }
 
 impl Leg {
-    fn new(method: Method, policy: RetryPolicy) -> Self {
+    pub(crate) fn new(method: Method, policy: RetryPolicy) -> Self {
         Leg {
             method,
             policy,
@@ -148,7 +148,7 @@ impl Leg {
         }
     }
 
-    fn poll(
+    pub(crate) fn poll(
         &mut self,
         now: SystemTime,
         build: impl FnOnce(SystemTime) -> Result<Request<Body>, Error>,
@@ -188,7 +188,7 @@ impl Leg {
         }
     }
 
-    fn handle(&mut self, outcome: Result<Response<Vec<u8>>, TransportError>) {
+    pub(crate) fn handle(&mut self, outcome: Result<Response<Vec<u8>>, TransportError>) {
         if matches!(self.state, LegState::InFlight) {
             self.state = LegState::Got(outcome);
         }
@@ -297,6 +297,19 @@ enum Grant {
     },
 }
 
+/// The shape of the token payload and the claims of the request.
+#[derive(Clone)]
+pub(crate) enum TokenFormat {
+    /// Today's nested `{access_token:{value,expires_on}, ...}` (auth.md §7.2).
+    Nested,
+    /// SDK v4's flat `{access_token, refresh_token, expires_on}`, with a `redirect_uri`
+    /// claim in the request (write.md §5.3.3, §5.3.4).
+    Flat {
+        /// The `redirect_uri` claim.
+        redirect_uri: String,
+    },
+}
+
 enum TokenPhase {
     Post(Leg),
     Verify(VerifyToken),
@@ -309,6 +322,7 @@ pub struct TokenFlow {
     sdk: Sdk,
     contract: Contract,
     grant: Grant,
+    format: TokenFormat,
     phase: TokenPhase,
 }
 
@@ -327,6 +341,7 @@ impl TokenFlow {
                 code: SecretString::new(code),
                 verifier,
             },
+            format: TokenFormat::Nested,
             phase: TokenPhase::Post(Leg::new(Method::POST, policy)),
         }
     }
@@ -338,17 +353,27 @@ impl TokenFlow {
             grant: Grant::Refresh {
                 refresh_token: token.refresh_token.value.clone(),
             },
+            format: TokenFormat::Nested,
             // The refresh never follows the user's retry options (auth.md §1.3).
             phase: TokenPhase::Post(Leg::new(Method::POST, RetryPolicy::never())),
         }
+    }
+
+    /// Uses the SDK v4 (legacy ongoing postbox) token format.
+    pub(crate) fn with_format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn poll_sub(&mut self, now: SystemTime) -> Sub<UserAccessToken> {
         loop {
             match &mut self.phase {
                 TokenPhase::Post(leg) => {
-                    let (sdk, contract, grant) = (&self.sdk, &self.contract, &self.grant);
-                    match leg.poll(now, |now| build_token_request(sdk, contract, grant, now)) {
+                    let (sdk, contract, grant, format) =
+                        (&self.sdk, &self.contract, &self.grant, &self.format);
+                    match leg.poll(now, |now| {
+                        build_token_request(sdk, contract, grant, format, now)
+                    }) {
                         Sub::Send(r) => return Sub::Send(r),
                         Sub::Sleep(d) => return Sub::Sleep(d),
                         Sub::Done(Err(e)) => {
@@ -378,7 +403,12 @@ impl TokenFlow {
                         Sub::Sleep(d) => Sub::Sleep(d),
                         Sub::Done(result) => {
                             self.phase = TokenPhase::Finished;
-                            Sub::Done(result.and_then(|claims| auth::token_from_claims(&claims)))
+                            Sub::Done(result.and_then(|claims| match &self.format {
+                                TokenFormat::Nested => auth::token_from_claims(&claims),
+                                TokenFormat::Flat { .. } => {
+                                    crate::legacy::token_from_flat_claims(&claims)
+                                }
+                            }))
                         }
                     };
                 }
@@ -429,9 +459,13 @@ fn build_token_request(
     sdk: &Sdk,
     contract: &Contract,
     grant: &Grant,
+    format: &TokenFormat,
     now: SystemTime,
 ) -> Result<Request<Body>, Error> {
     let mut claims = Map::new();
+    if let TokenFormat::Flat { redirect_uri } = format {
+        claims.insert("redirect_uri".into(), redirect_uri.as_str().into());
+    }
     match grant {
         Grant::Code { code, verifier } => {
             claims.insert("code".into(), code.expose().into());
@@ -490,14 +524,26 @@ enum AuthorizePhase {
     Finished,
 }
 
+/// What an [`AuthorizeFlow`] makes of the preauthorization code.
+pub(crate) enum AuthorizeTarget {
+    /// The onboard URL; the request has the JSON body `{agent, actions}`.
+    Onboard,
+    /// The SDK v4 ongoing-postbox deep link (write.md §5.3.2): the request has no body.
+    PostboxDeepLink {
+        /// The session the deep link carries.
+        session_key: SessionKey,
+    },
+}
+
 /// Builds the authorization URL (auth.md §5): POST `oauth/authorize` with a fresh PKCE
 /// pair per attempt, verify the server's token, build the onboard URL.
 pub struct AuthorizeFlow {
     sdk: Sdk,
     contract: Contract,
     callback: String,
-    state: String,
+    state: Option<String>,
     options: AuthorizeOptions,
+    target: AuthorizeTarget,
     verifier: Option<CodeVerifier>,
     phase: AuthorizePhase,
 }
@@ -515,8 +561,31 @@ impl AuthorizeFlow {
             sdk,
             contract,
             callback,
-            state,
+            state: Some(state),
             options,
+            target: AuthorizeTarget::Onboard,
+            verifier: None,
+            phase: AuthorizePhase::Post(Leg::new(Method::POST, policy)),
+        }
+    }
+
+    /// The pre-authorization of an SDK v4 ongoing postbox: no body, no `access_token`,
+    /// `state` only when given; the result is the `digime://postbox/create` deep link.
+    pub(crate) fn postbox_deep_link(
+        sdk: Sdk,
+        contract: Contract,
+        redirect_uri: String,
+        state: Option<String>,
+        session_key: SessionKey,
+    ) -> Self {
+        let policy = sdk.config().retry.clone();
+        AuthorizeFlow {
+            sdk,
+            contract,
+            callback: redirect_uri,
+            state,
+            options: AuthorizeOptions::default(),
+            target: AuthorizeTarget::PostboxDeepLink { session_key },
             verifier: None,
             phase: AuthorizePhase::Post(Leg::new(Method::POST, policy)),
         }
@@ -526,12 +595,13 @@ impl AuthorizeFlow {
         loop {
             match &mut self.phase {
                 AuthorizePhase::Post(leg) => {
-                    let (sdk, contract, callback, state, options, verifier) = (
+                    let (sdk, contract, callback, state, options, target, verifier) = (
                         &self.sdk,
                         &self.contract,
                         &self.callback,
                         &self.state,
                         &self.options,
+                        &self.target,
                         &mut self.verifier,
                     );
                     let step = leg.poll(now, |now| {
@@ -549,10 +619,20 @@ impl AuthorizeFlow {
                         claims.insert("redirect_uri".into(), callback.as_str().into());
                         claims.insert("response_mode".into(), "query".into());
                         claims.insert("response_type".into(), "code".into());
-                        claims.insert("state".into(), state.as_str().into());
+                        if let Some(state) = state {
+                            claims.insert("state".into(), state.as_str().into());
+                        }
                         *verifier = Some(v);
                         let config = sdk.config();
                         let jwt = wire::sign_request_jwt(config, contract, now, claims)?;
+                        if let AuthorizeTarget::PostboxDeepLink { .. } = target {
+                            return Ok(wire::accept_json(wire::request(
+                                Method::POST,
+                                &config.api("oauth/authorize"),
+                                Some(&jwt),
+                                Body::Empty,
+                            )?));
+                        }
                         let mut body = Map::new();
                         body.insert("agent".into(), wire::agent_json(config));
                         if let Some(actions) = &options.session_options {
@@ -611,13 +691,23 @@ impl AuthorizeFlow {
                             let Some(code_verifier) = self.verifier.take() else {
                                 return self.finish(Err(misuse("no verifier")));
                             };
-                            let url = auth::onboard_url(
-                                self.sdk.config(),
-                                "authorize",
-                                &code,
-                                &self.options,
-                                None,
-                            );
+                            let url = match &self.target {
+                                AuthorizeTarget::Onboard => auth::onboard_url(
+                                    self.sdk.config(),
+                                    "authorize",
+                                    &code,
+                                    &self.options,
+                                    None,
+                                ),
+                                AuthorizeTarget::PostboxDeepLink { session_key } => {
+                                    crate::legacy::ongoing_postbox_url(
+                                        self.sdk.config(),
+                                        &code,
+                                        &self.callback,
+                                        session_key,
+                                    )
+                                }
+                            };
                             self.finish(Ok(AuthorizeUrl {
                                 url,
                                 code_verifier,

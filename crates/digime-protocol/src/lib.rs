@@ -7,7 +7,8 @@
 //!   exchange, refresh, library push with refresh-on-401, server token verification
 //!   against a pinned, cached key set; reading ([`read`]): read sessions, file lists,
 //!   accounts, file downloads decrypted and decompressed as they stream ([`mod@file`]),
-//!   and the read-all polling coordinator with bounded concurrency ([`read_all`]).
+//!   and the read-all polling coordinator with bounded concurrency ([`read_all`]); the
+//!   postbox era of the older official SDKs, kept apart in [`legacy`].
 //! * Out: sockets, clocks, sleeping, and reading or writing bodies. The drivers
 //!   (`digime-blocking`, `digime-async`) do that, in a short loop around a [`Flow`];
 //!   any other transport can do the same.
@@ -62,6 +63,7 @@ pub mod error;
 pub mod file;
 pub mod flow;
 pub mod jwks;
+pub mod legacy;
 pub mod push;
 pub mod read;
 pub mod read_all;

@@ -18,6 +18,11 @@ pub enum Body {
     /// The caller's upload, streamed by the driver from the start (it is rewound
     /// before a retry). Only push operations produce it.
     Upload,
+    /// The caller's upload, encrypted on the way (postbox pushes): the driver rewinds
+    /// the reader and sends what a fresh [`crate::legacy::EncryptedUpload::encoder`]
+    /// makes of it, never the reader's own bytes. A variant of its own, so that a
+    /// driver unaware of it fails to compile rather than sending plaintext.
+    EncryptedUpload(crate::legacy::EncryptedUpload),
 }
 
 /// The largest non-streamed response body the SDK reads (JSON answers, key sets).

@@ -1,0 +1,144 @@
+//! Postbox-creation deep links (write.md §5.2) and the ongoing postbox's
+//! pre-authorization and flat tokens (§5.3).
+
+use crate::config::{Config, SessionKey};
+use crate::error::{Error, TransportError};
+use crate::flow::{AuthorizeFlow, Flow, Step};
+use crate::token::{Token, User, UserAccessToken};
+use digime_crypto::{CodeVerifier, SecretString};
+use http::Response;
+use serde_json::{Map, Value};
+use std::time::SystemTime;
+
+/// The deep link that opens the native digi.me app to create a postbox.
+pub const CREATE_POSTBOX_LINK: &str = "digime://postbox/create";
+
+fn deep_link(pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    format!("{CREATE_POSTBOX_LINK}?{}", q.finish())
+}
+
+/// The one-off link, SDK v4 form: `callbackUrl`, `sessionKey`, `appId`, `sdkVersion`,
+/// form-urlencoded in that order.
+pub(crate) fn once_postbox_url(
+    config: &Config,
+    session_key: &SessionKey,
+    callback_url: &str,
+) -> String {
+    deep_link(&[
+        ("callbackUrl", callback_url),
+        ("sessionKey", session_key.as_str()),
+        ("appId", config.application_id().as_str()),
+        ("sdkVersion", &config.agent.version),
+    ])
+}
+
+/// The ongoing link: `preauthorizationCode` first, then as the one-off link with the
+/// `redirectUri` as `callbackUrl`.
+pub(crate) fn ongoing_postbox_url(
+    config: &Config,
+    preauthorization_code: &str,
+    redirect_uri: &str,
+    session_key: &SessionKey,
+) -> String {
+    deep_link(&[
+        ("preauthorizationCode", preauthorization_code),
+        ("callbackUrl", redirect_uri),
+        ("sessionKey", session_key.as_str()),
+        ("appId", config.application_id().as_str()),
+        ("sdkVersion", &config.agent.version),
+    ])
+}
+
+/// Checks a callback or redirect URI: an absolute URL (any scheme: apps use their own).
+pub(crate) fn check_url(what: &str, url: &str) -> Result<(), Error> {
+    url::Url::parse(url)
+        .map(drop)
+        .map_err(|e| Error::InvalidInput(format!("{what} {url:?}: {e}")))
+}
+
+/// The deep link of an ongoing postbox, and the PKCE verifier to keep until the code
+/// comes back.
+#[derive(Debug, Clone)]
+pub struct OngoingPostboxUrl {
+    /// `digime://postbox/create?preauthorizationCode=…`: open it on the user's device.
+    pub url: String,
+    /// Keep it server-side, for [`super::Legacy::exchange_code_for_token_ongoing`].
+    pub code_verifier: CodeVerifier,
+}
+
+/// The pre-authorization of an ongoing postbox (SDK v4): `POST {base}oauth/authorize`
+/// with no body and a fresh PKCE pair per attempt, the server token verified against
+/// the pinned key set (the same machinery as today's authorization), then the deep link.
+pub struct CreatePostboxOngoing {
+    inner: AuthorizeFlow,
+}
+
+impl CreatePostboxOngoing {
+    pub(crate) fn new(inner: AuthorizeFlow) -> Self {
+        CreatePostboxOngoing { inner }
+    }
+}
+
+impl Flow for CreatePostboxOngoing {
+    type Output = OngoingPostboxUrl;
+
+    fn poll(&mut self, now: SystemTime) -> Step<OngoingPostboxUrl> {
+        match self.inner.poll(now) {
+            Step::Send(r) => Step::Send(r),
+            Step::Receive => Step::Receive,
+            Step::Sleep(d) => Step::Sleep(d),
+            Step::Event(e) => Step::Event(e),
+            Step::Done(r) => Step::Done(r.map(|a| OngoingPostboxUrl {
+                url: a.url,
+                code_verifier: a.code_verifier,
+            })),
+        }
+    }
+
+    fn handle_response(&mut self, response: Response<Vec<u8>>) {
+        self.inner.handle_response(response);
+    }
+
+    fn handle_transport_error(&mut self, error: TransportError) {
+        self.inner.handle_transport_error(error);
+    }
+}
+
+/// Maps SDK v4's flat token payload `{"access_token":"…","refresh_token":"…",
+/// "expires_on":N}` (write.md §5.3.3) to a [`UserAccessToken`] whose two expiries are
+/// both `expires_on`; no user id, no consent id.
+pub fn token_from_flat_claims(claims: &Map<String, Value>) -> Result<UserAccessToken, Error> {
+    let decode = |detail: String| Error::Decode {
+        context: "token",
+        detail,
+    };
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| decode(format!("no {name} string")))
+    };
+    let access = text("access_token")?;
+    let refresh = text("refresh_token")?;
+    let expiry = claims
+        .get("expires_on")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| decode("no numeric expires_on".into()))?;
+    Ok(UserAccessToken {
+        access_token: Token {
+            value: SecretString::new(access),
+            expiry,
+        },
+        refresh_token: Token {
+            value: SecretString::new(refresh),
+            expiry,
+        },
+        user: User::default(),
+        consent_id: None,
+    })
+}

@@ -1,0 +1,737 @@
+//! Pushing a file into a postbox (write.md §4, §5.4): the envelope, the multipart body,
+//! the request of each era, the response, and the push flow with its refresh on
+//! `pending`.
+
+use super::callback::PostboxId;
+use crate::config::{Contract, SessionKey};
+use crate::error::Error;
+use crate::flow::{Authed, Event, Flow, Leg, Step, Sub, TokenFlow, TokenFormat, misuse};
+use crate::push::FileDescriptor;
+use crate::retry::RetryPolicy;
+use crate::sdk::Sdk;
+use crate::token::UserAccessToken;
+use crate::wire::{self, Body};
+use base64::Engine;
+use digime_crypto::cbc::{self, CbcEncryptor};
+use digime_crypto::{PublicKey, random};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+use zeroize::Zeroizing;
+
+/// A postbox to push into: its id and its RSA public key, both from the callback of
+/// postbox creation (see [`super::parse_postbox_callback`]). Persist the id and
+/// [`PublicKey::to_pkcs1_pem`] to push again later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postbox {
+    /// The postbox id (`postboxId`).
+    pub id: PostboxId,
+    /// The postbox public key (`publicKey`), which wraps each push's AES key.
+    pub public_key: PublicKey,
+}
+
+impl Postbox {
+    /// A postbox from the stored id and public key text (PKCS#1 PEM or bare base64, as
+    /// [`PublicKey::from_postbox_key`] reads it).
+    pub fn new(id: impl Into<String>, public_key: &str) -> Result<Self, Error> {
+        Ok(Postbox {
+            id: PostboxId::new(id)?,
+            public_key: PublicKey::from_postbox_key(public_key)?,
+        })
+    }
+}
+
+/// How a push authenticates, by the era of the integration being ported.
+#[derive(Debug, Clone)]
+pub enum PostboxAuth {
+    /// SDK v0.5–v3 (API `v1.0`/`v1.4`): the session key and the envelope in plain
+    /// headers `sessionKey`, `symmetricalKey`, `iv`, `metadata`; no signature, no token.
+    /// The server answers `pending`; nothing is refreshed.
+    Headers {
+        /// The key of the session the postbox was created in.
+        session_key: SessionKey,
+    },
+    /// SDK v4 (API `v1.5`): a PS512 JWT with `session_key`, `redirect_uri` and the
+    /// envelope. With the user's token (an ongoing postbox) the JWT also carries
+    /// `access_token`, and a `pending` answer refreshes the token (SDK v4's flat format)
+    /// and pushes once more.
+    SessionJwt {
+        /// The contract that signs the JWT.
+        contract: Contract,
+        /// The key of the session the postbox was created in.
+        session_key: SessionKey,
+        /// The `redirectUri` of the postbox creation (required even for one-off pushes).
+        redirect_uri: String,
+        /// The user's token, for an ongoing postbox.
+        token: Option<UserAccessToken>,
+    },
+    /// SDK v5–v8 (API `v1.7`): a PS512 JWT with the user's `access_token` and the
+    /// envelope. A `pending` answer refreshes the token and pushes once more.
+    TokenJwt {
+        /// The contract that signs the JWT.
+        contract: Contract,
+        /// The user's token.
+        token: UserAccessToken,
+    },
+}
+
+impl PostboxAuth {
+    fn token(&self) -> Option<&UserAccessToken> {
+        match self {
+            PostboxAuth::Headers { .. } => None,
+            PostboxAuth::SessionJwt { token, .. } => token.as_ref(),
+            PostboxAuth::TokenJwt { token, .. } => Some(token),
+        }
+    }
+
+    fn set_token(&mut self, new: UserAccessToken) {
+        match self {
+            PostboxAuth::Headers { .. } => {}
+            PostboxAuth::SessionJwt { token, .. } => *token = Some(new),
+            PostboxAuth::TokenJwt { token, .. } => *token = new,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let empty_token = |t: &UserAccessToken| t.access_token.value.is_empty();
+        match self {
+            PostboxAuth::Headers { .. } => Ok(()),
+            PostboxAuth::SessionJwt {
+                redirect_uri,
+                token,
+                ..
+            } => {
+                if redirect_uri.is_empty() {
+                    return Err(Error::InvalidInput("redirect_uri cannot be empty".into()));
+                }
+                if token.as_ref().is_some_and(empty_token) {
+                    return Err(Error::InvalidInput("the user access token is empty".into()));
+                }
+                Ok(())
+            }
+            PostboxAuth::TokenJwt { token, .. } if empty_token(token) => {
+                Err(Error::InvalidInput("the user access token is empty".into()))
+            }
+            PostboxAuth::TokenJwt { .. } => Ok(()),
+        }
+    }
+}
+
+/// What the server did with a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostboxStatus {
+    /// Imported into the user's library now (a valid access token came with it).
+    Delivered,
+    /// Kept in the postbox until the user next opens the native app.
+    Pending,
+}
+
+/// The answer to a push: `{"status":"delivered"|"pending","expires":N}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostboxPush {
+    /// Delivered or pending.
+    pub status: PostboxStatus,
+    /// `expires`, as the server sent it: its unit and meaning (a duration or a time)
+    /// are not established, so it is kept opaque.
+    pub expires: serde_json::Number,
+}
+
+/// Parses a push response body, strictly: a JSON object whose `status` is
+/// `"delivered"` or `"pending"` and whose `expires` is a number (other members are
+/// ignored).
+pub fn parse_push_response(body: &[u8]) -> Result<PostboxPush, Error> {
+    let decode = |detail: &str| Error::Decode {
+        context: "postbox push",
+        detail: detail.to_owned(),
+    };
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return Err(decode("body is not a JSON object"));
+    };
+    let status = match obj.get("status").and_then(Value::as_str) {
+        Some("delivered") => PostboxStatus::Delivered,
+        Some("pending") => PostboxStatus::Pending,
+        Some(other) => return Err(decode(&format!("unknown status {other:?}"))),
+        None => return Err(decode("no status string")),
+    };
+    match obj.get("expires") {
+        Some(Value::Number(n)) => Ok(PostboxPush {
+            status,
+            expires: n.clone(),
+        }),
+        _ => Err(decode("no numeric expires")),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The envelope (§4.2).
+
+/// The symmetric half of a push's envelope: one AES-256 key and one IV that encrypt
+/// both the file and its metadata (write.md §4.2).
+pub struct Envelope {
+    key: Zeroizing<[u8; cbc::KEY_LEN]>,
+    iv: [u8; cbc::IV_LEN],
+}
+
+impl Envelope {
+    /// A fresh random key and IV (what every push does).
+    pub fn generate() -> Result<Self, Error> {
+        let mut key = Zeroizing::new([0u8; cbc::KEY_LEN]);
+        random::fill(&mut key[..])?;
+        let mut iv = [0u8; cbc::IV_LEN];
+        random::fill(&mut iv)?;
+        Ok(Envelope { key, iv })
+    }
+
+    /// A given key and IV: for test vectors only. A real push must never reuse either.
+    pub fn from_key_and_iv(key: [u8; cbc::KEY_LEN], iv: [u8; cbc::IV_LEN]) -> Self {
+        Envelope {
+            key: Zeroizing::new(key),
+            iv,
+        }
+    }
+
+    /// The `iv` claim or header: 32 lowercase hex characters.
+    pub fn iv_hex(&self) -> String {
+        self.iv.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The `metadata` claim or header: standard padded base64 of AES-256-CBC(K, IV,
+    /// compact JSON of the descriptor).
+    pub fn encrypt_metadata(&self, descriptor: &FileDescriptor) -> Result<String, Error> {
+        let json =
+            serde_json::to_vec(descriptor).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let sealed = cbc::encrypt(&self.key, &self.iv, &json)?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    /// The `symmetrical_key` claim (`symmetricalKey` header): standard padded base64 of
+    /// RSA-OAEP-SHA1(postbox key, K). Randomised: differs on every call.
+    pub fn wrap_key(&self, postbox_key: &PublicKey) -> Result<String, Error> {
+        let wrapped = postbox_key.encrypt_oaep_sha1(&self.key[..])?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(wrapped))
+    }
+
+    /// A streaming encryptor of the file under this key and IV.
+    pub fn file_encryptor(&self) -> Result<CbcEncryptor, Error> {
+        Ok(CbcEncryptor::new(&self.key, &self.iv)?)
+    }
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Envelope([redacted])")
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The multipart body (§4.4).
+
+/// A fresh boundary: 26 `-` and 24 random decimal digits, as the official SDK's
+/// form-data library draws them.
+pub fn random_boundary() -> Result<String, Error> {
+    let mut b = "-".repeat(26);
+    for _ in 0..24 {
+        let d = random::below(10)? as u8;
+        b.push((b'0' + d) as char);
+    }
+    Ok(b)
+}
+
+/// The part's `filename`: the text after the last `/`, with `"`, CR and LF
+/// percent-encoded as browsers do (the official SDK inserts it raw, which lets a name
+/// break the part header).
+pub fn part_file_name(file_name: &str) -> String {
+    let last = file_name.rsplit('/').next().unwrap_or(file_name);
+    let mut out = String::with_capacity(last.len());
+    for c in last.chars() {
+        match c {
+            '"' => out.push_str("%22"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The MIME type the official SDK's form-data library guesses from a file name's
+/// extension (case-insensitive), `application/octet-stream` when unknown. It says
+/// nothing about the ciphertext; the real type is the descriptor's `mimeType`.
+pub fn guess_mime_type(file_name: &str) -> &'static str {
+    let last = file_name.rsplit('/').next().unwrap_or(file_name);
+    let Some((_, ext)) = last.rsplit_once('.') else {
+        return "application/octet-stream";
+    };
+    match ext.to_ascii_lowercase().as_str() {
+        "json" => "application/json",
+        "txt" | "text" | "log" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "md" | "markdown" => "text/markdown",
+        "ics" => "text/calendar",
+        "vcf" => "text/vcard",
+        "yaml" | "yml" => "text/yaml",
+        "xml" => "application/xml",
+        "js" | "mjs" => "application/javascript",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "rtf" => "application/rtf",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "tif" | "tiff" => "image/tiff",
+        "ico" => "image/x-icon",
+        "heic" => "image/heic",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "ogg" => "audio/ogg",
+        "m4a" => "audio/mp4",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "avi" => "video/x-msvideo",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The bytes before the ciphertext: the opening delimiter and the part's headers.
+pub fn multipart_prefix(boundary: &str, file_name: &str) -> Vec<u8> {
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+        part_file_name(file_name),
+        guess_mime_type(file_name)
+    )
+    .into_bytes()
+}
+
+/// The bytes after the ciphertext: CRLF and the closing delimiter.
+pub fn multipart_suffix(boundary: &str) -> Vec<u8> {
+    format!("\r\n--{boundary}--\r\n").into_bytes()
+}
+
+// ---------------------------------------------------------------------------------
+// The streamed body.
+
+struct UploadParts {
+    key: Zeroizing<[u8; cbc::KEY_LEN]>,
+    iv: [u8; cbc::IV_LEN],
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+}
+
+/// The body of a [`Body::EncryptedUpload`] request: the upload must go out as
+/// `prefix ‖ AES-256-CBC(K, IV, the caller's bytes) ‖ suffix` (the multipart body of a
+/// postbox push). The driver wraps the caller's reader with a fresh [`UploadEncoder`]
+/// per send:
+///
+/// ```text
+/// let mut encoder = upload.encoder()?;
+/// for chunk in reader { encoder.encode(chunk, &mut out)?; send(out) }
+/// encoder.finish(&mut out)?; send(out)
+/// ```
+///
+/// With a seekable reader of `n` bytes the body is exactly
+/// [`EncryptedUpload::encoded_len`]`(n)` bytes long, so a driver may send a
+/// `Content-Length`; otherwise it sends the body chunked.
+#[derive(Clone)]
+pub struct EncryptedUpload {
+    parts: Arc<UploadParts>,
+}
+
+impl EncryptedUpload {
+    fn new(envelope: &Envelope, prefix: Vec<u8>, suffix: Vec<u8>) -> Self {
+        EncryptedUpload {
+            parts: Arc::new(UploadParts {
+                key: envelope.key.clone(),
+                iv: envelope.iv,
+                prefix,
+                suffix,
+            }),
+        }
+    }
+
+    /// A fresh encoder of the whole body, from its first byte.
+    pub fn encoder(&self) -> Result<UploadEncoder, Error> {
+        Ok(UploadEncoder {
+            parts: self.parts.clone(),
+            prefix_sent: false,
+            cipher: CbcEncryptor::new(&self.parts.key, &self.parts.iv)?,
+        })
+    }
+
+    /// The length of the body made from `plaintext_len` bytes of the caller's reader.
+    pub fn encoded_len(&self, plaintext_len: u64) -> u64 {
+        cbc::encrypted_len(plaintext_len)
+            .saturating_add(self.parts.prefix.len() as u64)
+            .saturating_add(self.parts.suffix.len() as u64)
+    }
+}
+
+/// Two uploads are equal when they are the same upload (same key, IV and framing).
+impl PartialEq for EncryptedUpload {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.parts, &other.parts)
+    }
+}
+
+impl Eq for EncryptedUpload {}
+
+impl fmt::Debug for EncryptedUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedUpload")
+            .field("prefix_len", &self.parts.prefix.len())
+            .field("suffix_len", &self.parts.suffix.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns the caller's bytes into the body of one send (see [`EncryptedUpload`]).
+pub struct UploadEncoder {
+    parts: Arc<UploadParts>,
+    prefix_sent: bool,
+    cipher: CbcEncryptor,
+}
+
+impl UploadEncoder {
+    fn prefix(&mut self, out: &mut Vec<u8>) {
+        if !self.prefix_sent {
+            self.prefix_sent = true;
+            out.extend_from_slice(&self.parts.prefix);
+        }
+    }
+
+    /// Appends the body bytes that `chunk` (the next bytes of the caller's reader)
+    /// completes to `out`: the prefix first, then whole AES blocks.
+    pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.prefix(out);
+        Ok(self.cipher.update(chunk, out)?)
+    }
+
+    /// The reader is exhausted: appends the last, padded block and the suffix.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.prefix(out);
+        self.cipher.finish(out)?;
+        out.extend_from_slice(&self.parts.suffix);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for UploadEncoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadEncoder")
+            .field("prefix_sent", &self.prefix_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The request of one attempt.
+
+/// The key, IV and boundary of one attempt.
+pub(crate) struct Material {
+    pub(crate) envelope: Envelope,
+    pub(crate) boundary: String,
+}
+
+impl Material {
+    fn fresh() -> Result<Self, Error> {
+        Ok(Material {
+            envelope: Envelope::generate()?,
+            boundary: random_boundary()?,
+        })
+    }
+}
+
+fn header_value(name: &str, value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value)
+        .map_err(|_| Error::InvalidInput(format!("{name} is not a valid header value")))
+}
+
+/// Builds one push request: a fresh envelope and boundary, the era's authentication.
+fn build_push(
+    sdk: &Sdk,
+    postbox: &Postbox,
+    auth: &PostboxAuth,
+    file_name: &str,
+    descriptor: &FileDescriptor,
+    material: Material,
+    now: SystemTime,
+) -> Result<Request<Body>, Error> {
+    let Material { envelope, boundary } = material;
+    let iv = envelope.iv_hex();
+    let metadata = envelope.encrypt_metadata(descriptor)?;
+    let symmetrical_key = envelope.wrap_key(&postbox.public_key)?;
+    let config = sdk.config();
+    let url = config.api(&format!(
+        "permission-access/postbox/{}",
+        crate::read::encode_path_segment(postbox.id.as_str())
+    ));
+    let bearer = match auth {
+        PostboxAuth::Headers { .. } => None,
+        PostboxAuth::SessionJwt {
+            contract,
+            session_key,
+            redirect_uri,
+            token,
+        } => {
+            let mut claims = Map::new();
+            if let Some(t) = token {
+                claims.insert("access_token".into(), t.access_token.value.expose().into());
+            }
+            claims.insert("iv".into(), iv.as_str().into());
+            claims.insert("metadata".into(), metadata.as_str().into());
+            claims.insert("redirect_uri".into(), redirect_uri.as_str().into());
+            claims.insert("session_key".into(), session_key.as_str().into());
+            claims.insert("symmetrical_key".into(), symmetrical_key.as_str().into());
+            Some(wire::sign_request_jwt(config, contract, now, claims)?)
+        }
+        PostboxAuth::TokenJwt { contract, token } => {
+            let mut claims = Map::new();
+            claims.insert(
+                "access_token".into(),
+                token.access_token.value.expose().into(),
+            );
+            claims.insert("iv".into(), iv.as_str().into());
+            claims.insert("metadata".into(), metadata.as_str().into());
+            claims.insert("symmetrical_key".into(), symmetrical_key.as_str().into());
+            Some(wire::sign_request_jwt(config, contract, now, claims)?)
+        }
+    };
+    let upload = EncryptedUpload::new(
+        &envelope,
+        multipart_prefix(&boundary, file_name),
+        multipart_suffix(&boundary),
+    );
+    // Fail here, before any IO, rather than in the driver.
+    drop(upload.encoder()?);
+    let mut req = wire::accept_json(wire::request(
+        Method::POST,
+        &url,
+        bearer.as_deref(),
+        Body::EncryptedUpload(upload),
+    )?);
+    let headers = req.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header_value(
+            "the boundary",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )?,
+    );
+    if let PostboxAuth::Headers { session_key } = auth {
+        headers.insert(
+            HeaderName::from_static("sessionkey"),
+            header_value("the session key", session_key.as_str())?,
+        );
+        headers.insert(
+            HeaderName::from_static("symmetricalkey"),
+            header_value("symmetricalKey", &symmetrical_key)?,
+        );
+        headers.insert(HeaderName::from_static("iv"), header_value("iv", &iv)?);
+        headers.insert(
+            HeaderName::from_static("metadata"),
+            header_value("metadata", &metadata)?,
+        );
+    }
+    Ok(req)
+}
+
+// ---------------------------------------------------------------------------------
+// The flow.
+
+// One phase is live at a time and a flow lives as long as one push.
+#[allow(clippy::large_enum_variant)]
+enum PushPhase {
+    Push(Leg),
+    Refresh(Box<TokenFlow>),
+    Finished,
+}
+
+/// Pushes a file into a postbox, streamed from the caller's reader by the driver
+/// ([`Body::Upload`] with an [`EncryptedUpload`]). Never retried (a POST), no 401
+/// handling; a `pending` answer to a push made with the user's token refreshes the
+/// token once ([`Event::TokenRefreshed`]), rebuilds the whole envelope (new key, IV,
+/// boundary and nonce) and pushes once more from the start of the reader. The new
+/// token is in the result, or in [`Error::AfterRefresh`] if the second push fails.
+pub struct PushToPostbox {
+    sdk: Sdk,
+    postbox: Postbox,
+    auth: PostboxAuth,
+    file_name: String,
+    descriptor: FileDescriptor,
+    refreshed: bool,
+    phase: PushPhase,
+    /// Given keys, IVs and boundaries for the next attempts, last first (tests only;
+    /// always empty otherwise).
+    materials: Vec<Material>,
+}
+
+impl PushToPostbox {
+    pub(crate) fn new(
+        sdk: Sdk,
+        postbox: Postbox,
+        auth: PostboxAuth,
+        file_name: String,
+        descriptor: FileDescriptor,
+    ) -> Self {
+        PushToPostbox {
+            sdk,
+            postbox,
+            auth,
+            file_name,
+            descriptor,
+            refreshed: false,
+            phase: PushPhase::Push(Leg::new(Method::POST, RetryPolicy::never())),
+            materials: Vec::new(),
+        }
+    }
+
+    /// Test hook: the key, IV and boundary of the next attempts, in order.
+    #[cfg(test)]
+    pub(crate) fn with_materials(mut self, mut materials: Vec<Material>) -> Self {
+        materials.reverse();
+        self.materials = materials;
+        self
+    }
+
+    fn refresh_flow(&self) -> Option<TokenFlow> {
+        let (sdk, contract) = (self.sdk.clone(), self.auth_contract()?.clone());
+        match &self.auth {
+            PostboxAuth::Headers { .. } => None,
+            PostboxAuth::SessionJwt {
+                redirect_uri,
+                token: Some(token),
+                ..
+            } => Some(
+                TokenFlow::refresh(sdk, contract, token).with_format(TokenFormat::Flat {
+                    redirect_uri: redirect_uri.clone(),
+                }),
+            ),
+            PostboxAuth::SessionJwt { token: None, .. } => None,
+            PostboxAuth::TokenJwt { token, .. } => Some(TokenFlow::refresh(sdk, contract, token)),
+        }
+    }
+
+    fn auth_contract(&self) -> Option<&Contract> {
+        match &self.auth {
+            PostboxAuth::Headers { .. } => None,
+            PostboxAuth::SessionJwt { contract, .. } | PostboxAuth::TokenJwt { contract, .. } => {
+                Some(contract)
+            }
+        }
+    }
+
+    fn finish(&mut self, r: Result<PostboxPush, Error>) -> Step<Authed<PostboxPush>> {
+        self.phase = PushPhase::Finished;
+        let refreshed = if self.refreshed {
+            self.auth.token().cloned()
+        } else {
+            None
+        };
+        Step::Done(match (r, refreshed) {
+            (Ok(value), refreshed_token) => Ok(Authed {
+                value,
+                refreshed_token,
+            }),
+            (Err(error), Some(token)) => Err(Error::AfterRefresh {
+                refreshed_token: Box::new(token),
+                error: Box::new(error),
+            }),
+            (Err(error), None) => Err(error),
+        })
+    }
+}
+
+impl Flow for PushToPostbox {
+    type Output = Authed<PostboxPush>;
+
+    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
+        loop {
+            match &mut self.phase {
+                PushPhase::Push(leg) => {
+                    let (sdk, postbox, auth, file_name, descriptor, materials) = (
+                        &self.sdk,
+                        &self.postbox,
+                        &self.auth,
+                        &self.file_name,
+                        &self.descriptor,
+                        &mut self.materials,
+                    );
+                    match leg.poll(now, |now| {
+                        let material = match materials.pop() {
+                            Some(m) => m,
+                            None => Material::fresh()?,
+                        };
+                        build_push(sdk, postbox, auth, file_name, descriptor, material, now)
+                    }) {
+                        Sub::Send(r) => return Step::Send(r),
+                        Sub::Sleep(d) => return Step::Sleep(d),
+                        Sub::Done(Err(e)) => return self.finish(Err(e)),
+                        Sub::Done(Ok(resp)) => {
+                            if !wire::is_success(&resp) {
+                                return self.finish(Err(wire::error_from_response(&resp, now)));
+                            }
+                            let push = match parse_push_response(resp.body()) {
+                                Ok(p) => p,
+                                Err(e) => return self.finish(Err(e)),
+                            };
+                            if push.status == PostboxStatus::Pending
+                                && !self.refreshed
+                                && let Some(flow) = self.refresh_flow()
+                            {
+                                self.phase = PushPhase::Refresh(Box::new(flow));
+                                continue;
+                            }
+                            return self.finish(Ok(push));
+                        }
+                    }
+                }
+                PushPhase::Refresh(flow) => match flow.poll(now) {
+                    Step::Send(r) => return Step::Send(r),
+                    Step::Sleep(d) => return Step::Sleep(d),
+                    Step::Done(Err(e)) => return self.finish(Err(e)),
+                    Step::Done(Ok(token)) => {
+                        self.auth.set_token(token.clone());
+                        self.refreshed = true;
+                        self.phase = PushPhase::Push(Leg::new(Method::POST, RetryPolicy::never()));
+                        return Step::Event(Event::TokenRefreshed(token));
+                    }
+                    Step::Receive | Step::Event(_) => {
+                        return self.finish(Err(misuse("unexpected step of a token refresh")));
+                    }
+                },
+                PushPhase::Finished => return Step::Done(Err(misuse("poll after Done"))),
+            }
+        }
+    }
+
+    fn handle_response(&mut self, response: Response<Vec<u8>>) {
+        match &mut self.phase {
+            PushPhase::Push(leg) => leg.handle(Ok(response)),
+            PushPhase::Refresh(f) => f.handle_response(response),
+            PushPhase::Finished => {}
+        }
+    }
+
+    fn handle_transport_error(&mut self, error: crate::error::TransportError) {
+        match &mut self.phase {
+            PushPhase::Push(leg) => leg.handle(Err(error)),
+            PushPhase::Refresh(f) => f.handle_transport_error(error),
+            PushPhase::Finished => {}
+        }
+    }
+}
