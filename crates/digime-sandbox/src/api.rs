@@ -20,7 +20,7 @@ use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
 /// Lifetime of preauthorization and authorization codes.
-const CODE_TTL_MS: u64 = 10 * 60 * 1000;
+pub(crate) const CODE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Largest JSON body accepted on the API.
 const MAX_JSON_BODY: usize = 256 * 1024;
 
@@ -47,6 +47,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         )
         .route("/apps/saas/authorize", get(onboard_page))
         .route("/apps/saas/authorize/decision", post(onboard_decision))
+        .merge(crate::legacy::api_routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), log_requests))
         .with_state(shared)
@@ -73,7 +74,17 @@ async fn not_found() -> Response {
 }
 
 fn server_token(shared: &Shared, claims: Value) -> Result<String, ApiFailure> {
-    let header = json!({"alg": "PS512", "typ": "JWT", "kid": shared.kid, "jku": format!("{}jwks/oauth", shared.info.api)});
+    server_token_at(shared, &shared.info.api, claims)
+}
+
+/// A server JWS whose `jku` is the key set of the API base `base` (the base the client
+/// talks to, e.g. `…/v1.5/`).
+pub(crate) fn server_token_at(
+    shared: &Shared,
+    base: &str,
+    claims: Value,
+) -> Result<String, ApiFailure> {
+    let header = json!({"alg": "PS512", "typ": "JWT", "kid": shared.kid, "jku": format!("{base}jwks/oauth")});
     digime_crypto::jws::sign(
         header.to_string().as_bytes(),
         claims.to_string().as_bytes(),
@@ -82,7 +93,7 @@ fn server_token(shared: &Shared, claims: Value) -> Result<String, ApiFailure> {
     .map_err(|_| ApiFailure::new(500, "InternalError", "signing failed"))
 }
 
-async fn jwks(State(shared): State<Shared>) -> Response {
+pub(crate) async fn jwks(State(shared): State<Shared>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         shared.jwks.clone(),
@@ -205,6 +216,7 @@ async fn authorize(
                 expires_ms: now + SESSION_TTL_MS,
                 user_id: None,
                 sync: None,
+                exchange_token: None,
             },
         );
         shared.save(&st).map_err(internal)?;
@@ -278,7 +290,7 @@ async fn onboard_page(State(shared): State<Shared>, Query(q): Query<OnboardQuery
         );
     };
     if shared.config.consent == ConsentMode::Auto {
-        return decide(&shared, &code, true);
+        return decide(&shared, &code, true).await;
     }
     let contract = shared.contract(&pre.client_id);
     let name = contract
@@ -315,8 +327,8 @@ async fn onboard_decision(
     axum::Form(d): axum::Form<Decision>,
 ) -> Response {
     match d.decision.as_str() {
-        "allow" => decide(&shared, &d.code, true),
-        "deny" => decide(&shared, &d.code, false),
+        "allow" => decide(&shared, &d.code, true).await,
+        "deny" => decide(&shared, &d.code, false).await,
         _ => error_page(
             StatusCode::BAD_REQUEST,
             "ONBOARD_ERROR",
@@ -325,8 +337,42 @@ async fn onboard_decision(
     }
 }
 
-/// Consumes the preauthorization and redirects to the app with the result.
-fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
+/// Whether consenting to this preauthorization must make a new postbox: its contract
+/// may write and the linked user (if any) has none for it yet.
+fn needs_postbox_key(shared: &Shared, code: &str) -> bool {
+    let st = shared.lock();
+    let Some(pre) = st.preauths.get(code) else {
+        return false;
+    };
+    let writes = shared
+        .contract(&pre.client_id)
+        .is_some_and(|c| c.kind.can_write());
+    writes
+        && pre
+            .link_user
+            .as_ref()
+            .is_none_or(|u| crate::legacy::saas_postbox_of(&st, u, &pre.client_id).is_none())
+}
+
+/// Consumes the preauthorization and redirects to the app with the result. Consent to a
+/// contract that may write also gives the user a postbox for it (one per user and
+/// contract, reused), whose id and public key follow the other success parameters
+/// (write.md §5.5, §6).
+async fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
+    // The postbox key pair is made before the state is locked (it takes a while).
+    let mut postbox_key = None;
+    if allow && needs_postbox_key(shared, code) {
+        match crate::legacy::postbox_key(shared).await {
+            Ok(k) => postbox_key = Some(k),
+            Err(e) => {
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "SERVER_ERROR",
+                    &e.message,
+                );
+            }
+        }
+    }
     let now = now_ms();
     let settings = shared.settings();
     let mut st = shared.lock();
@@ -382,14 +428,35 @@ fn decide(shared: &Shared, code: &str, allow: bool) -> Response {
             auth_code.clone(),
             AuthCode {
                 client_id: pre.client_id.clone(),
-                user_id,
+                user_id: user_id.clone(),
                 code_challenge: pre.code_challenge.clone(),
                 expires_ms: now + CODE_TTL_MS,
+                legacy_redirect_uri: None,
             },
         );
         params.push(("success", "true".into()));
         params.push(("code", auth_code));
         params.push(("state", pre.state.clone()));
+        let writes = shared
+            .contract(&pre.client_id)
+            .is_some_and(|c| c.kind.can_write());
+        if writes {
+            let Some((id, public_key)) = crate::legacy::saas_postbox(
+                &mut st,
+                &pre.client_id,
+                &user_id,
+                postbox_key.take(),
+                now,
+            ) else {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVER_ERROR",
+                    "The postbox could not be made; follow the link again.",
+                );
+            };
+            params.push(("postboxId", id));
+            params.push(("publicKey", public_key));
+        }
     } else {
         params.push(("success", "false".into()));
         params.push(("errorCode", "USER_CANCEL".into()));
@@ -489,7 +556,23 @@ fn issue_tokens(shared: &Shared, client_id: &str, user_id: &str) -> Result<Value
 async fn token(State(shared): State<Shared>, headers: HeaderMap, _body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     let client_id = v.contract.client_id();
-    let claims = match v.str_claim("grant_type") {
+    let user_id = redeem_grant(&shared, &v, None)?;
+    let claims = issue_tokens(&shared, &client_id, &user_id)?;
+    let token = server_token(&shared, claims)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "token": token }))).into_response())
+}
+
+/// Redeems the grant of an `oauth/token` request (authorization code with PKCE, or
+/// refresh token with rotation) and answers whose tokens to issue. `legacy_redirect`:
+/// the `redirect_uri` claim of a v1.5 call, which only takes codes of the native app
+/// made for that redirect URI (v1.7 takes only the onboard page's codes).
+pub(crate) fn redeem_grant(
+    shared: &Shared,
+    v: &crate::checks::Verified,
+    legacy_redirect: Option<&str>,
+) -> Result<String, ApiFailure> {
+    let client_id = v.contract.client_id();
+    match v.str_claim("grant_type") {
         Some("authorization_code") => {
             let code = v.require_str("code")?;
             let verifier = v.require_str("code_verifier")?;
@@ -520,36 +603,41 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, _body: Bytes) -
             ) {
                 return Err(invalid());
             }
-            issue_tokens(&shared, &client_id, &grant.user_id)?
+            match (grant.legacy_redirect_uri.as_deref(), legacy_redirect) {
+                (None, None) => {}
+                (Some(expected), Some(got)) if expected == got => {}
+                (Some(_), Some(_)) => {
+                    return Err(ApiFailure::new(
+                        400,
+                        "InvalidGrant",
+                        "The redirect_uri does not match the one of the authorization",
+                    ));
+                }
+                _ => return Err(invalid()),
+            }
+            Ok(grant.user_id)
         }
         Some("refresh_token") => {
             let presented = v.require_str("refresh_token")?;
-            let rec = {
-                let mut st = shared.lock();
-                let rec = st
-                    .refresh_tokens
-                    .get(presented)
-                    .filter(|t| t.client_id == client_id)
-                    .cloned()
-                    .ok_or_else(|| ApiFailure::invalid_token("refresh_token", false))?;
-                if rec.expires_s * 1000 <= now_ms() {
-                    return Err(ApiFailure::invalid_token("refresh_token", true));
-                }
-                if !shared.config.keep_rotated_refresh_tokens {
-                    st.refresh_tokens.remove(presented);
-                }
-                rec
-            };
-            issue_tokens(&shared, &client_id, &rec.user_id)?
+            let mut st = shared.lock();
+            let rec = st
+                .refresh_tokens
+                .get(presented)
+                .filter(|t| t.client_id == client_id)
+                .cloned()
+                .ok_or_else(|| ApiFailure::invalid_token("refresh_token", false))?;
+            if rec.expires_s * 1000 <= now_ms() {
+                return Err(ApiFailure::invalid_token("refresh_token", true));
+            }
+            if !shared.config.keep_rotated_refresh_tokens {
+                st.refresh_tokens.remove(presented);
+            }
+            Ok(rec.user_id)
         }
-        _ => {
-            return Err(ApiFailure::bad_params(
-                "grant_type must be authorization_code or refresh_token",
-            ));
-        }
-    };
-    let token = server_token(&shared, claims)?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "token": token }))).into_response())
+        _ => Err(ApiFailure::bad_params(
+            "grant_type must be authorization_code or refresh_token",
+        )),
+    }
 }
 
 /// Checks a FileDescriptor JWT payload: exactly `{"metadata": {...}}` with the schema
@@ -620,7 +708,7 @@ fn check_import(shared: &Shared, headers: &HeaderMap) -> Result<ImportTarget, Ap
 
 /// Reads and discards up to `limit` bytes of a refused upload, so that a client still
 /// writing its body can read the error instead of hitting a closed connection.
-async fn drain(body: Body, limit: u64) {
+pub(crate) async fn drain(body: Body, limit: u64) {
     let mut seen = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(Ok(chunk)) = stream.next().await {

@@ -55,6 +55,7 @@ pub(crate) fn router(shared: Shared) -> Router {
             post(expire_refresh),
         )
         .route("/_sandbox/reset", post(reset))
+        .merge(crate::legacy::control_routes())
         .with_state(shared)
 }
 

@@ -8,8 +8,9 @@
 //!   JWT is verified against the registered contract key; nonces are single-use;
 //!   timestamps must be within five minutes; errors have the real status codes and body
 //!   shapes.
-//! * Out (for now): user and account deletion, storage, discovery, postbox-era
-//!   endpoints.
+//!   The postbox era (legacy writes, SDK ≤ v8) is in too, on its own API versions:
+//!   see [Writing in the postbox era](#writing-in-the-postbox-era).
+//! * Out (for now): user and account deletion, storage, discovery, `/v1.6/`.
 //!
 //! Start it in-process on `127.0.0.1:0`:
 //!
@@ -73,6 +74,91 @@
 //! (never 401, which means "refresh your token"); a file not in the list → 404
 //! `FileNotFound`.
 //!
+//! # Writing in the postbox era
+//!
+//! Three API versions share the one state (users, contracts, tokens, sessions,
+//! library): E0 on `/v1.4/` (and `/v1.0/`, for v0.5 SDKs), E1 on `/v1.5/`, E2 on
+//! `/v1.7/` ([`SandboxInfo::api_version`] gives each base). The decoder every push goes
+//! through is public: [`postbox`].
+//!
+//! * `POST {v1.0,v1.4,v1.5}/permission-access/session` (no auth) `{"appId",
+//!   "contractId", "scope"?: {}, "sdkAgent": {"name","version","meta"?: {}},
+//!   "accept"?: {"compression"?: string}}` → 200 `{"expiry","sessionKey",
+//!   "sessionExchangeToken"}`; `expiry` is Unix **ms**, 30 minutes on (write.md leaves
+//!   the unit open). Bad types or missing fields → 400 `ValidationErrors`; an agent
+//!   name not in [`SandboxConfig::agents`] → 400 `SDKInvalid` (every version is
+//!   accepted: these are the old SDKs); an unknown `{appId}_{contractId}` → 404
+//!   `InvalidContractId`. Such a session is never readable; it opens postbox links
+//!   and authorises E0/E1 pushes. `POST /_sandbox/sessions/{key}/expire` expires it.
+//! * `POST v1.5/oauth/authorize`, **no body** (a non-empty one → 400
+//!   `ValidationErrors`), bearer claims of write.md §5.3.2 checked as on v1.7
+//!   (`response_type` `code`, `response_mode` `query`, `code_challenge_method` `S256`,
+//!   a 43-character `code_challenge`, `redirect_uri` https or loopback http, else 404
+//!   `InvalidRedirectUri`; `state` optional) → 201 `{"token": JWS}` whose only claim is
+//!   `preauthorization_code` (valid 10 minutes; only a native-app link redeems it).
+//! * `POST v1.5/oauth/token`, no body, `redirect_uri` claim required (400
+//!   `ValidationErrors` without, 404 `InvalidRedirectUri` if unacceptable):
+//!   `authorization_code` takes only a code of the native app, single use, with PKCE
+//!   and the pre-authorization's `redirect_uri` (else 400 `InvalidGrant`);
+//!   `refresh_token` rotates as on v1.7 (dead → 401 `InvalidToken`). → 201
+//!   `{"token": JWS}` with the **flat** payload `{"access_token","refresh_token",
+//!   "expires_on"}` (the access token's expiry, Unix s). v1.7 does not take native-app
+//!   codes, nor v1.5 onboard-page codes (400 `InvalidGrant`). Tokens are the same
+//!   store: a v1.5 refresh token refreshes on v1.7 and vice versa.
+//! * `GET v1.5/jwks/oauth`: the same key set as v1.7; JWS issued on v1.5 name it in
+//!   `jku`.
+//! * The native app, over HTTP (a sandbox shortcut):
+//!   `GET /_sandbox/app/postbox/create?<the query of the digime://postbox/create
+//!   link>&user=<userId>[&decision=allow|deny]` ([`SandboxInfo::native_app_url`] maps
+//!   a deep link). The user must exist (`POST /_sandbox/users`; 404 `NotFound`); the
+//!   link needs `sessionKey` (a live establish-session session whose application is
+//!   the link's `appId`: 404 `SessionNotFound`, 410 `SessionExpired`), `appId`, and
+//!   `callbackUrl` (or v0.5's `callbackURL`; an absolute URL) (400 `ValidationErrors`
+//!   when missing); the contract must be allowed to write (403 `InsufficientScope`).
+//!   With `preauthorizationCode` (an ongoing link) the code must be a live v1.5
+//!   pre-authorization of the same contract (400 `InvalidGrant`) and the callback its
+//!   `redirect_uri` (404 `InvalidRedirectUri`). Errors are JSON and call nothing
+//!   back. Allowed → a new postbox (fresh RSA-2048 key pair; one per link) and **302**
+//!   to the callback, its own query kept, then `result=SUCCESS` (`POSTBOX_READY` for a
+//!   v0.5 link: `callbackURL` and no `resultVersion`, write.md §6), `postboxId`,
+//!   `publicKey` (form-encoded bare base64 of the PKCS#1 DER), and for an ongoing link
+//!   `code` (an authorization code for `v1.5/oauth/token`) and `state` (when the
+//!   pre-authorization had one). Denied → 302 with `result=CANCEL` (and `state`); the
+//!   pre-authorization is spent either way. `result=ERROR` is never sent.
+//! * E2: consent to a contract that may write (page or automatic) also gives the user
+//!   a postbox for that contract (made once per user and contract, then reused):
+//!   `postboxId` and `publicKey` follow `success`, `code` and `state` on the callback.
+//! * `POST {v1.0,v1.4,v1.5,v1.7}/permission-access/postbox/{postboxId}`, a
+//!   `multipart/form-data` body (either framing, at most 256 MiB: more → 413
+//!   `PayloadTooLarge`) whose first part named `file` is the bare ciphertext. Checked,
+//!   before the body is read: the postbox (unknown, or another contract's → 404
+//!   `PostboxNotFound`); the credentials of the era; the envelope. Then the body is
+//!   streamed: parsed, decrypted and written in constant memory.
+//!   * E0 (`v1.0`, `v1.4`): headers `sessionKey` (a live session of the postbox's
+//!     contract: 404 `SessionNotFound`, 410 `SessionExpired`), `symmetricalKey`, `iv`,
+//!     `metadata` (missing → 400 `ValidationErrors`); no JWT; always `pending`.
+//!   * E1 (`v1.5`): bearer JWT (406 as everywhere), claims `iv`, `metadata`,
+//!     `symmetrical_key`, `session_key` (live, as E0), `redirect_uri` (an absolute
+//!     URL) required; `access_token` optional.
+//!   * E2 (`v1.7`): bearer JWT, claims `access_token`, `iv`, `metadata`,
+//!     `symmetrical_key` required; `redirect_uri` (v5–v7) tolerated; `session_key`
+//!     ignored.
+//!   * An `access_token` that is live and of the postbox's user and contract → the
+//!     file is imported now, `delivered`; absent, unknown, expired or someone else's →
+//!     queued, `pending`. Never 401 (write.md §4.5).
+//!   * The envelope: a key that does not unwrap with the postbox's key (wrapped to
+//!     another public key, or not OAEP-SHA1), that is not 32 bytes, an `iv` that is not
+//!     32 hex digits, metadata that does not decrypt or is not a write.md §2.4
+//!     descriptor, a file that does not decrypt (length, padding), and a body that is
+//!     not multipart, has no `file` part or ends inside it → **400
+//!     `ValidationErrors`** with a message naming the fault. Nothing is stored.
+//!   * → 200 `{"status":"delivered"|"pending","expires":2592000}`: `expires` is the
+//!     number of seconds a pending item waits in the postbox (30 days) — the same
+//!     number for both statuses. Delivered and imported items are library files like
+//!     those of `permission-access/import` (descriptor = the decrypted metadata, raw
+//!     metadata with lower-case keys), read back by a read contract of the same
+//!     application. A re-push is a new item (no dedup).
+//!
 //! # Control API (`/_sandbox/`, JSON, no authentication)
 //!
 //! * `GET info`, `GET requests` (the last 1000 API requests), `GET users`,
@@ -98,6 +184,16 @@
 //!   required", true) → syncs started afterwards end `partial` with that error;
 //!   `DELETE` the same path heals the account → `{"account","healed"}`.
 //! * `POST sessions/{key}/expire` → the session answers 410 from now on.
+//! * `GET app/postbox/create?…&user=` — the native app, see
+//!   [above](#writing-in-the-postbox-era).
+//! * `POST users/{id}/postbox-import` — the user opens the native app (or
+//!   `digime://postbox/import`): every pending item of their postboxes joins the
+//!   library, with `created` = now → `{"imported":[{"name","postboxId","size",
+//!   "sha256","descriptor"}],"expired":n}` (items older than 30 days are dropped and
+//!   counted instead).
+//! * `GET users/{id}/postboxes` → `{"postboxes":[{"id","clientId","kind":
+//!   "once"|"ongoing"|"saas","created","publicKey","pending":[{"name","postboxId",
+//!   "size","sha256","descriptor","pushed","expires"}]}]}`.
 //! * `GET settings`; `POST settings` `{"syncStepMs"?,"rewriteMidSync"?,
 //!   "compression"?,"corrupt"?: [fileName],"truncate"?: [fileName]}` → `{"settings":
 //!   {…}}`. The pace and the rewrite apply to sessions started afterwards; compression
@@ -112,6 +208,8 @@ mod api;
 mod checks;
 mod control;
 mod demo;
+mod legacy;
+pub mod postbox;
 mod read;
 mod serve;
 pub mod state;
@@ -266,7 +364,43 @@ impl SandboxInfo {
 
     /// The control API base, `http://HOST:PORT/_sandbox/`.
     pub fn control(&self) -> String {
-        self.api.replace("/v1.7/", "/_sandbox/")
+        format!("{}/_sandbox/", self.origin())
+    }
+
+    /// `http://HOST:PORT`.
+    fn origin(&self) -> &str {
+        self.api.strip_suffix("/v1.7/").unwrap_or(&self.api)
+    }
+
+    /// The API base of another version, `http://HOST:PORT/v1.5/` for `"v1.5"` (or
+    /// `"1.5"`). Served: `v1.0` and `v1.4` (E0 postbox era), `v1.5` (E1), `v1.7`.
+    pub fn api_version(&self, version: &str) -> String {
+        let v = version.trim_matches('/');
+        let v = v.strip_prefix('v').unwrap_or(v);
+        format!("{}/v{v}/", self.origin())
+    }
+
+    /// Where the emulated native app takes a postbox-creation deep link:
+    /// `digime://postbox/create?Q` → `http://HOST:PORT/_sandbox/app/postbox/create?Q&user=USER`.
+    /// `None` for any other link.
+    pub fn native_app_url(&self, deep_link: &str, user: &str) -> Option<String> {
+        const PREFIX: &str = "digime://postbox/create";
+        let head = deep_link.get(..PREFIX.len())?;
+        if !head.eq_ignore_ascii_case(PREFIX) {
+            return None;
+        }
+        let rest = &deep_link[PREFIX.len()..];
+        let rest = rest.split('#').next().unwrap_or("");
+        let query = match rest {
+            "" => "",
+            r => r.strip_prefix('?')?,
+        };
+        let user: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
+        let sep = if query.is_empty() { "" } else { "&" };
+        Some(format!(
+            "{}app/postbox/create?{query}{sep}user={user}",
+            self.control()
+        ))
     }
 }
 
@@ -348,14 +482,22 @@ impl Shared {
     pub(crate) fn library_dir(&self) -> PathBuf {
         self.dir.join("library")
     }
-    /// Saves the state (atomically: temp file, then rename) when persistence is on.
+    /// Saves the state (atomically: temp file, then rename) when persistence is on. The
+    /// file is readable by its owner only: it holds tokens and postbox private keys.
     pub(crate) fn save(&self, st: &Persisted) -> std::io::Result<()> {
         if !self.persist {
             return Ok(());
         }
         let bytes = serde_json::to_vec(st).map_err(std::io::Error::other)?;
         let tmp = self.dir.join("state.json.tmp");
-        std::fs::write(&tmp, bytes)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        std::io::Write::write_all(&mut opts.open(&tmp)?, &bytes)?;
         std::fs::rename(tmp, self.dir.join("state.json"))
     }
 }

@@ -34,7 +34,7 @@ pub(crate) const SESSION_TTL_MS: u64 = 30 * 60 * 1000;
 /// Files each syncing account adds to the list per step.
 pub(crate) const BATCH: usize = 2;
 /// How long expired sessions are remembered (so they answer 410, not 404).
-const EXPIRED_SESSION_MEMORY_MS: u64 = 24 * 3600 * 1000;
+pub(crate) const EXPIRED_SESSION_MEMORY_MS: u64 = 24 * 3600 * 1000;
 
 type ApiResult = Result<Response, ApiFailure>;
 
@@ -687,6 +687,7 @@ pub(crate) async fn trigger(
                 expires_ms: expiry,
                 user_id: Some(tok.user_id.clone()),
                 sync: Some(plan),
+                exchange_token: None,
             },
         );
         shared.save(&st).map_err(internal)?;

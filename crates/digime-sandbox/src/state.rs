@@ -67,6 +67,62 @@ pub(crate) struct AuthCode {
     pub user_id: String,
     pub code_challenge: String,
     pub expires_ms: u64,
+    /// Issued by the (emulated) native app for an ongoing postbox (write.md §5.3): only
+    /// `v1.5/oauth/token` exchanges it, and only with this `redirect_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_redirect_uri: Option<String>,
+}
+
+/// A pre-authorization of the v1.5 API (`oauth/authorize` without a body, write.md
+/// §5.3.2), redeemed by the native app's `postbox/create` deep link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LegacyPreAuth {
+    pub client_id: String,
+    pub code_challenge: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub expires_ms: u64,
+}
+
+/// How a postbox came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostboxKind {
+    /// Native app, one-off link (E0, E1 once).
+    Once,
+    /// Native app, link with a pre-authorization code (E1 ongoing).
+    Ongoing,
+    /// Consent to a write contract on the onboard page (E2).
+    Saas,
+}
+
+/// A postbox: a key pair whose public half the app encrypts to, and what was pushed
+/// into it and not yet imported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PostboxRecord {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub kind: PostboxKind,
+    /// The establish-session key of the link that made it (native-app postboxes).
+    pub session_key: Option<String>,
+    /// The private key, PKCS#1 PEM.
+    pub private_key_pem: String,
+    /// The public key as sent on the callback: bare base64 of the PKCS#1 DER.
+    pub public_key: String,
+    pub created_ms: u64,
+    /// Pushed items waiting for the user to open the app (`pending`).
+    #[serde(default)]
+    pub pending: Vec<PendingItem>,
+}
+
+/// A decrypted item waiting in a postbox; its plaintext is already on disk where the
+/// library keeps files, and it joins the library when imported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PendingItem {
+    pub file: LibraryFile,
+    pub pushed_ms: u64,
+    pub expires_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +144,11 @@ pub(crate) struct SessionRecord {
     /// The simulated source sync of this session.
     #[serde(default)]
     pub sync: Option<SyncPlan>,
+    /// Set for a session of the legacy `permission-access/session` call (write.md §5.1):
+    /// its exchange token. Such a session is never readable; it authorises postbox
+    /// links and E0/E1 pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_token: Option<String>,
 }
 
 /// Everything that decides what a read session shows, fixed when the sync starts, so
@@ -277,4 +338,10 @@ pub(crate) struct Persisted {
     /// user → when recent source syncs end(ed), Unix ms (the last few)
     #[serde(default)]
     pub sync_ends: HashMap<String, Vec<u64>>,
+    /// postbox id → postbox
+    #[serde(default)]
+    pub postboxes: HashMap<String, PostboxRecord>,
+    /// v1.5 pre-authorization code → its request
+    #[serde(default)]
+    pub legacy_preauths: HashMap<String, LegacyPreAuth>,
 }
