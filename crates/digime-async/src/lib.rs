@@ -32,6 +32,7 @@ use bytes::Bytes;
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
+use digime_protocol::legacy::UploadEncoder;
 use digime_protocol::read::{Account, StreamResponse};
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
@@ -483,27 +484,48 @@ impl Client {
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let stream = request.extensions().get::<StreamResponse>().is_some();
         let progress = Arc::new(Mutex::new(Instant::now()));
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let body = match body {
             Body::Empty => reqwest::Body::from(Vec::new()),
             Body::Bytes(b) => reqwest::Body::from(b),
-            Body::Upload => {
+            body @ (Body::Upload | Body::EncryptedUpload(_)) => {
                 let Some(upload) = upload else {
                     return Err(TransportError::new(
                         TransportErrorKind::BodySource,
                         "this operation needs a body",
                     ));
                 };
-                upload
-                    .lock()
-                    .await
+                let body_source =
+                    |e: String| TransportError::new(TransportErrorKind::BodySource, e);
+                let mut reader = upload.lock().await;
+                // A postbox push: the body is the reader encoded by the core, of a
+                // length the core computes from the reader's.
+                let encoding = match body {
+                    Body::EncryptedUpload(encoding) => Some(encoding),
+                    _ => None,
+                };
+                let encoder = match &encoding {
+                    Some(encoding) => {
+                        let len = reader
+                            .seek(std::io::SeekFrom::End(0))
+                            .await
+                            .map_err(|e| body_source(e.to_string()))?;
+                        parts.headers.insert(
+                            http::header::CONTENT_LENGTH,
+                            http::HeaderValue::from(encoding.encoded_len(len)),
+                        );
+                        Some(encoding.encoder().map_err(|e| body_source(e.to_string()))?)
+                    }
+                    None => None,
+                };
+                reader
                     .seek(std::io::SeekFrom::Start(0))
                     .await
-                    .map_err(|e| {
-                        TransportError::new(TransportErrorKind::BodySource, e.to_string())
-                    })?;
+                    .map_err(|e| body_source(e.to_string()))?;
+                drop(reader);
                 reqwest::Body::wrap_stream(upload_stream(
                     upload.clone(),
+                    encoder,
                     failure.clone(),
                     progress.clone(),
                 ))
@@ -557,6 +579,159 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         Ok((head(&response, bytes)?, None))
+    }
+}
+
+/// The postbox era of the older official SDKs (`digime_protocol::legacy`), through
+/// [`Client::legacy`]; the same operations as `digime_blocking::legacy`, async.
+///
+/// ```no_run
+/// use digime_async::Client;
+/// use digime_protocol::legacy::{self, PostboxAuth};
+/// use digime_protocol::{Config, Contract, FileDescriptor};
+///
+/// # async fn demo(token: digime_protocol::UserAccessToken) -> Result<(), digime_protocol::Error> {
+/// let client = Client::new(Config::new("my-application-id")?);
+/// let contract = Contract::from_pem("my-write-contract", &std::fs::read_to_string("key.pem").unwrap())?;
+/// # let callback_url = "";
+/// let callback = legacy::parse_saas_postbox_callback(callback_url)?.verify_state("state-123")?;
+/// let file = tokio::fs::File::open("receipt.json").await.unwrap();
+/// let pushed = client
+///     .legacy()
+///     .push_to_postbox(
+///         &callback.postbox,
+///         PostboxAuth::TokenJwt { contract, token },
+///         "receipt.json",
+///         &FileDescriptor::new("application/json"),
+///         file,
+///     )
+///     .await?;
+/// if let Some(new_token) = pushed.refreshed_token { /* persist it */ }
+/// # Ok(()) }
+/// ```
+pub mod legacy {
+    use super::{Client, SharedUpload, Upload};
+    use digime_protocol::auth::{AuthorizationCode, Scope};
+    use digime_protocol::flow::Authed;
+    use digime_protocol::legacy::{
+        LegacySession, OngoingPostboxUrl, Postbox, PostboxAuth, PostboxPush,
+    };
+    use digime_protocol::{
+        CodeVerifier, Contract, ContractId, Error, FileDescriptor, SessionKey, UserAccessToken,
+    };
+    use std::sync::Arc;
+
+    /// The postbox-era operations of a [`Client`]; see `digime_protocol::legacy` for
+    /// which API base and which [`PostboxAuth`] each era needs.
+    #[derive(Debug, Clone, Copy)]
+    pub struct LegacyClient<'a> {
+        client: &'a Client,
+    }
+
+    impl Client {
+        /// The postbox-era operations (SDK v0.5–v8 integrations).
+        pub fn legacy(&self) -> LegacyClient<'_> {
+            LegacyClient { client: self }
+        }
+    }
+
+    impl LegacyClient<'_> {
+        /// Establishes a session (`POST permission-access/session`, SDK v0.5–v4).
+        pub async fn establish_session(
+            &self,
+            contract_id: &ContractId,
+            scope: Option<&Scope>,
+        ) -> Result<LegacySession, Error> {
+            let flow = self
+                .client
+                .sdk
+                .legacy()
+                .establish_session(contract_id, scope)?;
+            self.client.run(flow, None).await
+        }
+
+        /// The one-off `digime://postbox/create` deep link (no IO, so not async).
+        pub fn create_postbox_url_once(
+            &self,
+            session_key: &SessionKey,
+            callback_url: &str,
+        ) -> Result<String, Error> {
+            self.client
+                .sdk
+                .legacy()
+                .create_postbox_url_once(session_key, callback_url)
+        }
+
+        /// Pre-authorizes an ongoing postbox (SDK v4): its deep link and the PKCE
+        /// verifier to keep.
+        pub async fn create_postbox_url_ongoing(
+            &self,
+            contract: &Contract,
+            session_key: &SessionKey,
+            redirect_uri: &str,
+            state: Option<&str>,
+        ) -> Result<OngoingPostboxUrl, Error> {
+            let flow = self.client.sdk.legacy().create_postbox_url_ongoing(
+                contract,
+                session_key,
+                redirect_uri,
+                state,
+            )?;
+            self.client.run(flow, None).await
+        }
+
+        /// Exchanges an ongoing postbox's code for the user's token (SDK v4 flat format).
+        pub async fn exchange_code_for_token_ongoing(
+            &self,
+            contract: &Contract,
+            redirect_uri: &str,
+            code: &AuthorizationCode,
+            verifier: &CodeVerifier,
+        ) -> Result<UserAccessToken, Error> {
+            let flow = self.client.sdk.legacy().exchange_code_for_token_ongoing(
+                contract,
+                redirect_uri,
+                code,
+                verifier,
+            )?;
+            self.client.run(flow, None).await
+        }
+
+        /// Refreshes an ongoing postbox's token (SDK v4 flat format).
+        pub async fn refresh_token_ongoing(
+            &self,
+            contract: &Contract,
+            redirect_uri: &str,
+            token: &UserAccessToken,
+        ) -> Result<UserAccessToken, Error> {
+            let flow =
+                self.client
+                    .sdk
+                    .legacy()
+                    .refresh_token_ongoing(contract, redirect_uri, token);
+            self.client.run(flow, None).await
+        }
+
+        /// Pushes `body` into a postbox, encrypted and streamed in 64 KiB chunks (the
+        /// request has a `Content-Length`). On `pending` with a token, the token is
+        /// refreshed (the client's listener hears of it) and the body is rewound and
+        /// pushed again under a new key.
+        pub async fn push_to_postbox(
+            &self,
+            postbox: &Postbox,
+            auth: PostboxAuth,
+            file_name: &str,
+            descriptor: &FileDescriptor,
+            body: impl Upload,
+        ) -> Result<Authed<PostboxPush>, Error> {
+            let flow = self
+                .client
+                .sdk
+                .legacy()
+                .push_to_postbox(postbox, auth, file_name, descriptor)?;
+            let shared: SharedUpload = Arc::new(tokio::sync::Mutex::new(Box::new(body)));
+            self.client.run(flow, Some(shared)).await
+        }
     }
 }
 
@@ -646,27 +821,66 @@ impl<O, W: AsyncWrite + Unpin + Send> Lazy<'_, O, W> {
     }
 }
 
-/// Streams the shared upload in chunks, recording a read failure of the caller's body
-/// and the time of the last chunk handed to the connection.
+/// Streams the shared upload in chunks, through the core's encoder when there is one
+/// (a postbox push), recording a read failure of the caller's body and the time of the
+/// last chunk handed to the connection.
 fn upload_stream(
     upload: SharedUpload,
+    encoder: Option<UploadEncoder>,
     failure: Arc<Mutex<Option<String>>>,
     progress: Arc<Mutex<Instant>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some((upload, failure, progress)), |state| async move {
-        let (upload, failure, progress) = state?;
-        *progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        let mut buf = vec![0u8; UPLOAD_CHUNK];
-        let read = upload.lock().await.read(&mut buf).await;
-        match read {
-            Ok(0) => None,
-            Ok(n) => {
+    struct State {
+        upload: SharedUpload,
+        encoder: Option<UploadEncoder>,
+        encoded: bool,
+        failure: Arc<Mutex<Option<String>>>,
+        progress: Arc<Mutex<Instant>>,
+    }
+    let encoded = encoder.is_some();
+    let state = State {
+        upload,
+        encoder,
+        encoded,
+        failure,
+        progress,
+    };
+    futures_util::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            *state.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            let mut buf = vec![0u8; UPLOAD_CHUNK];
+            let read = state.upload.lock().await.read(&mut buf).await;
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    *state.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    return Some((Err(e), None));
+                }
+            };
+            if !state.encoded {
+                if n == 0 {
+                    return None;
+                }
                 buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some((upload, failure, progress))))
+                return Some((Ok(Bytes::from(buf)), Some(state)));
             }
-            Err(e) => {
-                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                Some((Err(e), None))
+            let mut out = Vec::new();
+            let result = match (n, state.encoder.take()) {
+                (_, None) => return None,
+                (0, Some(encoder)) => encoder.finish(&mut out),
+                (n, Some(mut encoder)) => {
+                    let r = encoder.encode(&buf[..n], &mut out);
+                    state.encoder = Some(encoder);
+                    r
+                }
+            };
+            if let Err(e) = result {
+                *state.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return Some((Err(std::io::Error::other(e.to_string())), None));
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), Some(state)));
             }
         }
     })
@@ -683,4 +897,231 @@ fn transport_error(e: reqwest::Error) -> TransportError {
         TransportErrorKind::Other
     };
     TransportError::new(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::Client;
+    use digime_crypto::{PrivateKey, cbc, jws};
+    use digime_protocol::legacy::{Postbox, PostboxAuth, PostboxStatus};
+    use digime_protocol::{Config, Contract, FileDescriptor, KeySet, UserAccessToken};
+    use std::io::{BufRead, BufReader, Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// One request as the test server received it.
+    struct Captured {
+        head: String,
+        body: Vec<u8>,
+    }
+
+    impl Captured {
+        fn header(&self, name: &str) -> Option<String> {
+            self.head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        }
+
+        fn claims(&self) -> serde_json::Value {
+            let auth = self.header("authorization").unwrap();
+            let jwt = auth.strip_prefix("Bearer ").unwrap();
+            let payload = jws::Compact::parse(jwt).unwrap().payload().unwrap();
+            serde_json::from_slice(&payload).unwrap()
+        }
+
+        /// Decrypts the pushed file as a server would.
+        fn open_push(&self, postbox_key: &PrivateKey) -> Vec<u8> {
+            let c = self.claims();
+            let std_b64 = |s: &str| {
+                let url: String = s
+                    .trim_end_matches('=')
+                    .chars()
+                    .map(|c| match c {
+                        '+' => '-',
+                        '/' => '_',
+                        c => c,
+                    })
+                    .collect();
+                digime_crypto::b64url_decode(&url).unwrap()
+            };
+            let key = postbox_key
+                .decrypt_oaep_sha1(&std_b64(c["symmetrical_key"].as_str().unwrap()))
+                .unwrap();
+            let iv_hex = c["iv"].as_str().unwrap();
+            let iv: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&iv_hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let ct = self.header("content-type").unwrap();
+            let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+            let close = format!("\r\n--{boundary}--\r\n");
+            assert!(
+                self.body
+                    .starts_with(format!("--{boundary}\r\n").as_bytes())
+            );
+            assert!(self.body.ends_with(close.as_bytes()));
+            let start = self.body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let c_file = &self.body[start..self.body.len() - close.len()];
+            cbc::decrypt(
+                &key[..].try_into().unwrap(),
+                &iv[..].try_into().unwrap(),
+                c_file,
+            )
+            .unwrap()
+        }
+    }
+
+    /// A one-request-per-connection HTTP/1.1 server answering with `responses` in order.
+    fn serve(responses: Vec<(u16, String)>) -> (String, std::thread::JoinHandle<Vec<Captured>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/v1.7/", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for (status, answer) in responses {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut c = Captured {
+                    head,
+                    body: Vec::new(),
+                };
+                if let Some(len) = c.header("content-length") {
+                    c.body.resize(len.parse().unwrap(), 0);
+                    reader.read_exact(&mut c.body).unwrap();
+                } else if c.header("transfer-encoding").as_deref() == Some("chunked") {
+                    loop {
+                        let mut size = String::new();
+                        reader.read_line(&mut size).unwrap();
+                        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                        let mut chunk = vec![0u8; n + 2];
+                        reader.read_exact(&mut chunk).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        c.body.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .unwrap();
+                got.push(c);
+            }
+            got
+        });
+        (base, handle)
+    }
+
+    struct Setup {
+        keys: KeySet,
+        contract: Contract,
+        postbox_key: PrivateKey,
+        postbox: Postbox,
+        token: UserAccessToken,
+        data: Vec<u8>,
+        responses: Vec<(u16, String)>,
+    }
+
+    fn setup() -> Setup {
+        let server = PrivateKey::generate().unwrap();
+        let signed = jws::sign(
+            br#"{"alg":"PS512","typ":"JWT","kid":"k"}"#,
+            br#"{"access_token":{"value":"new","expires_on":4000000000},"refresh_token":{"value":"r2","expires_on":4000000000}}"#,
+            &server,
+        )
+        .unwrap();
+        let postbox_key = PrivateKey::generate().unwrap();
+        Setup {
+            keys: KeySet::from_keys([("k".to_string(), server.public_key())]),
+            contract: Contract::new("c", PrivateKey::generate().unwrap()).unwrap(),
+            postbox: Postbox::new("pbx-1", &postbox_key.public_key().to_pkcs1_pem()).unwrap(),
+            postbox_key,
+            token: serde_json::from_str(
+                r#"{"accessToken":{"value":"old","expiry":1},"refreshToken":{"value":"r1","expiry":2}}"#,
+            )
+            .unwrap(),
+            data: (0..200_000u32).map(|i| (i % 253) as u8).collect(),
+            responses: vec![
+                (200, r#"{"status":"pending","expires":200000}"#.into()),
+                (201, format!(r#"{{"token":"{signed}"}}"#)),
+                (200, r#"{"status":"delivered","expires":200000}"#.into()),
+            ],
+        }
+    }
+
+    fn config(base: &str) -> Config {
+        Config::new("app").unwrap().with_base_url(base).unwrap()
+    }
+
+    fn check(s: &Setup, got: &[Captured], heard: &Mutex<Vec<String>>) {
+        assert_eq!(got.len(), 3);
+        let (first, refresh, second) = (&got[0], &got[1], &got[2]);
+        assert!(
+            first
+                .head
+                .starts_with("POST /v1.7/permission-access/postbox/pbx-1 ")
+        );
+        assert!(refresh.head.starts_with("POST /v1.7/oauth/token "));
+        for push in [first, second] {
+            // A fixed length, not chunked, and exactly the body.
+            assert_eq!(
+                push.header("content-length").unwrap(),
+                push.body.len().to_string()
+            );
+            assert!(push.header("transfer-encoding").is_none());
+            assert_eq!(push.open_push(&s.postbox_key), s.data);
+        }
+        assert_eq!(first.claims()["access_token"], "old");
+        assert_eq!(second.claims()["access_token"], "new");
+        assert_ne!(first.claims()["iv"], second.claims()["iv"]);
+        assert_eq!(*heard.lock().unwrap(), vec!["new".to_string()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pending_push_refreshes_and_streams_the_file_again_with_a_content_length() {
+        let s = setup();
+        let (base, server) = serve(s.responses.clone());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        let client = Client::new(config(&base)).on_token_refreshed(move |t| {
+            h.lock()
+                .unwrap()
+                .push(t.access_token.value.expose().to_owned())
+        });
+        client.sdk().use_static_server_keys(s.keys.clone());
+        let auth = PostboxAuth::TokenJwt {
+            contract: s.contract.clone(),
+            token: s.token.clone(),
+        };
+        let pushed = client
+            .legacy()
+            .push_to_postbox(
+                &s.postbox,
+                auth,
+                "big.bin",
+                &FileDescriptor::new("application/octet-stream"),
+                std::io::Cursor::new(s.data.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pushed.value.status, PostboxStatus::Delivered);
+        assert_eq!(
+            pushed.refreshed_token.unwrap().refresh_token.value.expose(),
+            "r2"
+        );
+        let got = tokio::task::spawn_blocking(move || server.join().unwrap())
+            .await
+            .unwrap();
+        check(&s, &got, &heard);
+    }
 }

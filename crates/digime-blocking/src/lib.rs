@@ -27,6 +27,7 @@
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
+use digime_protocol::legacy::UploadEncoder;
 use digime_protocol::read::Account;
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
@@ -468,30 +469,67 @@ impl Client {
         request: http::Request<Body>,
         upload: Option<&mut (dyn ReadSeek + 'b)>,
     ) -> Result<(http::Response<Vec<u8>>, Option<ureq::BodyReader<'static>>), TransportError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let stream = parts.extensions.get::<StreamResponse>().is_some();
         let result = match body {
             Body::Empty => self.agent.run(http::Request::from_parts(parts, ())),
             Body::Bytes(bytes) => self.agent.run(http::Request::from_parts(parts, bytes)),
-            Body::Upload => {
+            body @ (Body::Upload | Body::EncryptedUpload(_)) => {
                 let Some(reader) = upload else {
                     return Err(TransportError::new(
                         TransportErrorKind::BodySource,
                         "this operation needs a body",
                     ));
                 };
-                reader.seek(SeekFrom::Start(0)).map_err(|e| {
-                    TransportError::new(TransportErrorKind::BodySource, e.to_string())
-                })?;
+                let body_source =
+                    |e: String| TransportError::new(TransportErrorKind::BodySource, e);
+                // A postbox push: the body is the reader encoded by the core, of a
+                // length the core computes from the reader's.
+                let encoding = match body {
+                    Body::EncryptedUpload(encoding) => Some(encoding),
+                    _ => None,
+                };
+                let encoder = match &encoding {
+                    Some(encoding) => {
+                        let len = reader
+                            .seek(SeekFrom::End(0))
+                            .map_err(|e| body_source(e.to_string()))?;
+                        parts.headers.insert(
+                            http::header::CONTENT_LENGTH,
+                            http::HeaderValue::from(encoding.encoded_len(len)),
+                        );
+                        Some(encoding.encoder().map_err(|e| body_source(e.to_string()))?)
+                    }
+                    None => None,
+                };
+                reader
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| body_source(e.to_string()))?;
                 let failure = Arc::new(Mutex::new(None));
                 let mut tracked = Tracked {
                     inner: reader,
                     failure: failure.clone(),
                 };
-                let r = self.agent.run(http::Request::from_parts(
-                    parts,
-                    ureq::SendBody::from_reader(&mut tracked),
-                ));
+                let r = match encoder {
+                    None => self.agent.run(http::Request::from_parts(
+                        parts,
+                        ureq::SendBody::from_reader(&mut tracked),
+                    )),
+                    Some(encoder) => {
+                        let mut encoded = Encoded {
+                            inner: &mut tracked,
+                            encoder: Some(encoder),
+                            chunk: vec![0u8; READ_CHUNK],
+                            out: Vec::new(),
+                            pos: 0,
+                            failure: failure.clone(),
+                        };
+                        self.agent.run(http::Request::from_parts(
+                            parts,
+                            ureq::SendBody::from_reader(&mut encoded),
+                        ))
+                    }
+                };
                 if let Some(msg) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(TransportError::new(TransportErrorKind::BodySource, msg));
                 }
@@ -518,6 +556,153 @@ impl Client {
     }
 }
 
+/// The postbox era of the older official SDKs (`digime_protocol::legacy`), through
+/// [`Client::legacy`].
+///
+/// ```no_run
+/// use digime_blocking::Client;
+/// use digime_protocol::legacy::{self, PostboxAuth};
+/// use digime_protocol::{Config, ContractId, FileDescriptor};
+///
+/// # fn main() -> Result<(), digime_protocol::Error> {
+/// let client = Client::new(Config::new("my-application-id")?.with_base_url(legacy::BASE_URL_V1_4)?);
+/// let session = client.legacy().establish_session(&ContractId::new("my-contract")?, None)?;
+/// let link = client.legacy().create_postbox_url_once(&session.session_key, "https://app.example/push")?;
+/// // ... open `link` on the user's phone; the digi.me app calls the callback back ...
+/// # let callback_url = "";
+/// let callback = legacy::parse_postbox_callback(callback_url)?;
+/// let auth = PostboxAuth::Headers { session_key: session.session_key };
+/// let file = std::fs::File::open("receipt.json").unwrap();
+/// let pushed = client.legacy().push_to_postbox(
+///     &callback.postbox, auth, "receipt.json", &FileDescriptor::new("application/json"), file)?;
+/// println!("{:?}", pushed.value.status);
+/// # Ok(()) }
+/// ```
+pub mod legacy {
+    use super::Client;
+    use digime_protocol::auth::{AuthorizationCode, Scope};
+    use digime_protocol::flow::Authed;
+    use digime_protocol::legacy::{
+        LegacySession, OngoingPostboxUrl, Postbox, PostboxAuth, PostboxPush,
+    };
+    use digime_protocol::{
+        CodeVerifier, Contract, ContractId, Error, FileDescriptor, SessionKey, UserAccessToken,
+    };
+    use std::io::{Read, Seek};
+
+    /// The postbox-era operations of a [`Client`]; see `digime_protocol::legacy` for
+    /// which API base and which [`PostboxAuth`] each era needs.
+    #[derive(Debug, Clone, Copy)]
+    pub struct LegacyClient<'a> {
+        client: &'a Client,
+    }
+
+    impl Client {
+        /// The postbox-era operations (SDK v0.5–v8 integrations).
+        pub fn legacy(&self) -> LegacyClient<'_> {
+            LegacyClient { client: self }
+        }
+    }
+
+    impl LegacyClient<'_> {
+        /// Establishes a session (`POST permission-access/session`, SDK v0.5–v4).
+        pub fn establish_session(
+            &self,
+            contract_id: &ContractId,
+            scope: Option<&Scope>,
+        ) -> Result<LegacySession, Error> {
+            let flow = self
+                .client
+                .sdk
+                .legacy()
+                .establish_session(contract_id, scope)?;
+            self.client.run(flow, None)
+        }
+
+        /// The one-off `digime://postbox/create` deep link (no IO).
+        pub fn create_postbox_url_once(
+            &self,
+            session_key: &SessionKey,
+            callback_url: &str,
+        ) -> Result<String, Error> {
+            self.client
+                .sdk
+                .legacy()
+                .create_postbox_url_once(session_key, callback_url)
+        }
+
+        /// Pre-authorizes an ongoing postbox (SDK v4): its deep link and the PKCE
+        /// verifier to keep.
+        pub fn create_postbox_url_ongoing(
+            &self,
+            contract: &Contract,
+            session_key: &SessionKey,
+            redirect_uri: &str,
+            state: Option<&str>,
+        ) -> Result<OngoingPostboxUrl, Error> {
+            let flow = self.client.sdk.legacy().create_postbox_url_ongoing(
+                contract,
+                session_key,
+                redirect_uri,
+                state,
+            )?;
+            self.client.run(flow, None)
+        }
+
+        /// Exchanges an ongoing postbox's code for the user's token (SDK v4 flat format).
+        pub fn exchange_code_for_token_ongoing(
+            &self,
+            contract: &Contract,
+            redirect_uri: &str,
+            code: &AuthorizationCode,
+            verifier: &CodeVerifier,
+        ) -> Result<UserAccessToken, Error> {
+            let flow = self.client.sdk.legacy().exchange_code_for_token_ongoing(
+                contract,
+                redirect_uri,
+                code,
+                verifier,
+            )?;
+            self.client.run(flow, None)
+        }
+
+        /// Refreshes an ongoing postbox's token (SDK v4 flat format).
+        pub fn refresh_token_ongoing(
+            &self,
+            contract: &Contract,
+            redirect_uri: &str,
+            token: &UserAccessToken,
+        ) -> Result<UserAccessToken, Error> {
+            let flow =
+                self.client
+                    .sdk
+                    .legacy()
+                    .refresh_token_ongoing(contract, redirect_uri, token);
+            self.client.run(flow, None)
+        }
+
+        /// Pushes `body` into a postbox, encrypted and streamed (a 1 GiB file is never
+        /// held in memory; the request has a `Content-Length`). On `pending` with a
+        /// token, the token is refreshed (the client's listener hears of it) and the
+        /// body is rewound and pushed again under a new key.
+        pub fn push_to_postbox<R: Read + Seek>(
+            &self,
+            postbox: &Postbox,
+            auth: PostboxAuth,
+            file_name: &str,
+            descriptor: &FileDescriptor,
+            mut body: R,
+        ) -> Result<Authed<PostboxPush>, Error> {
+            let flow = self
+                .client
+                .sdk
+                .legacy()
+                .push_to_postbox(postbox, auth, file_name, descriptor)?;
+            self.client.run(flow, Some(&mut body))
+        }
+    }
+}
+
 /// `Read + Seek`, object-safe.
 pub trait ReadSeek: Read + Seek {}
 impl<T: Read + Seek + ?Sized> ReadSeek for T {}
@@ -534,6 +719,46 @@ impl Read for Tracked<'_, '_> {
         self.inner.read(buf).inspect_err(|e| {
             *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         })
+    }
+}
+
+/// The caller's reader passed through the core's [`UploadEncoder`] (a postbox push).
+struct Encoded<'a, R> {
+    inner: &'a mut R,
+    encoder: Option<UploadEncoder>,
+    chunk: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl<R: Read> Read for Encoded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.pos < self.out.len() {
+                let n = buf.len().min(self.out.len() - self.pos);
+                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            let Some(encoder) = self.encoder.as_mut() else {
+                return Ok(0);
+            };
+            self.out.clear();
+            self.pos = 0;
+            let n = self.inner.read(&mut self.chunk)?;
+            let encoded = if n == 0 {
+                self.encoder
+                    .take()
+                    .map_or(Ok(()), |e| e.finish(&mut self.out))
+            } else {
+                encoder.encode(&self.chunk[..n], &mut self.out)
+            };
+            if let Err(e) = encoded {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return Err(std::io::Error::other(e.to_string()));
+            }
+        }
     }
 }
 
@@ -587,4 +812,227 @@ fn transport_error(e: ureq::Error) -> TransportError {
         _ => TransportErrorKind::Other,
     };
     TransportError::new(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::Client;
+    use digime_crypto::{PrivateKey, cbc, jws};
+    use digime_protocol::legacy::{Postbox, PostboxAuth, PostboxStatus};
+    use digime_protocol::{Config, Contract, FileDescriptor, KeySet, UserAccessToken};
+    use std::io::{BufRead, BufReader, Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// One request as the test server received it.
+    struct Captured {
+        head: String,
+        body: Vec<u8>,
+    }
+
+    impl Captured {
+        fn header(&self, name: &str) -> Option<String> {
+            self.head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        }
+
+        fn claims(&self) -> serde_json::Value {
+            let auth = self.header("authorization").unwrap();
+            let jwt = auth.strip_prefix("Bearer ").unwrap();
+            let payload = jws::Compact::parse(jwt).unwrap().payload().unwrap();
+            serde_json::from_slice(&payload).unwrap()
+        }
+
+        /// Decrypts the pushed file as a server would.
+        fn open_push(&self, postbox_key: &PrivateKey) -> Vec<u8> {
+            let c = self.claims();
+            let std_b64 = |s: &str| {
+                let url: String = s
+                    .trim_end_matches('=')
+                    .chars()
+                    .map(|c| match c {
+                        '+' => '-',
+                        '/' => '_',
+                        c => c,
+                    })
+                    .collect();
+                digime_crypto::b64url_decode(&url).unwrap()
+            };
+            let key = postbox_key
+                .decrypt_oaep_sha1(&std_b64(c["symmetrical_key"].as_str().unwrap()))
+                .unwrap();
+            let iv_hex = c["iv"].as_str().unwrap();
+            let iv: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&iv_hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let ct = self.header("content-type").unwrap();
+            let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+            let close = format!("\r\n--{boundary}--\r\n");
+            assert!(
+                self.body
+                    .starts_with(format!("--{boundary}\r\n").as_bytes())
+            );
+            assert!(self.body.ends_with(close.as_bytes()));
+            let start = self.body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let c_file = &self.body[start..self.body.len() - close.len()];
+            cbc::decrypt(
+                &key[..].try_into().unwrap(),
+                &iv[..].try_into().unwrap(),
+                c_file,
+            )
+            .unwrap()
+        }
+    }
+
+    /// A one-request-per-connection HTTP/1.1 server answering with `responses` in order.
+    fn serve(responses: Vec<(u16, String)>) -> (String, std::thread::JoinHandle<Vec<Captured>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/v1.7/", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for (status, answer) in responses {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut c = Captured {
+                    head,
+                    body: Vec::new(),
+                };
+                if let Some(len) = c.header("content-length") {
+                    c.body.resize(len.parse().unwrap(), 0);
+                    reader.read_exact(&mut c.body).unwrap();
+                } else if c.header("transfer-encoding").as_deref() == Some("chunked") {
+                    loop {
+                        let mut size = String::new();
+                        reader.read_line(&mut size).unwrap();
+                        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                        let mut chunk = vec![0u8; n + 2];
+                        reader.read_exact(&mut chunk).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        c.body.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .unwrap();
+                got.push(c);
+            }
+            got
+        });
+        (base, handle)
+    }
+
+    struct Setup {
+        keys: KeySet,
+        contract: Contract,
+        postbox_key: PrivateKey,
+        postbox: Postbox,
+        token: UserAccessToken,
+        data: Vec<u8>,
+        responses: Vec<(u16, String)>,
+    }
+
+    fn setup() -> Setup {
+        let server = PrivateKey::generate().unwrap();
+        let signed = jws::sign(
+            br#"{"alg":"PS512","typ":"JWT","kid":"k"}"#,
+            br#"{"access_token":{"value":"new","expires_on":4000000000},"refresh_token":{"value":"r2","expires_on":4000000000}}"#,
+            &server,
+        )
+        .unwrap();
+        let postbox_key = PrivateKey::generate().unwrap();
+        Setup {
+            keys: KeySet::from_keys([("k".to_string(), server.public_key())]),
+            contract: Contract::new("c", PrivateKey::generate().unwrap()).unwrap(),
+            postbox: Postbox::new("pbx-1", &postbox_key.public_key().to_pkcs1_pem()).unwrap(),
+            postbox_key,
+            token: serde_json::from_str(
+                r#"{"accessToken":{"value":"old","expiry":1},"refreshToken":{"value":"r1","expiry":2}}"#,
+            )
+            .unwrap(),
+            data: (0..200_000u32).map(|i| (i % 253) as u8).collect(),
+            responses: vec![
+                (200, r#"{"status":"pending","expires":200000}"#.into()),
+                (201, format!(r#"{{"token":"{signed}"}}"#)),
+                (200, r#"{"status":"delivered","expires":200000}"#.into()),
+            ],
+        }
+    }
+
+    fn config(base: &str) -> Config {
+        Config::new("app").unwrap().with_base_url(base).unwrap()
+    }
+
+    fn check(s: &Setup, got: &[Captured], heard: &Mutex<Vec<String>>) {
+        assert_eq!(got.len(), 3);
+        let (first, refresh, second) = (&got[0], &got[1], &got[2]);
+        assert!(
+            first
+                .head
+                .starts_with("POST /v1.7/permission-access/postbox/pbx-1 ")
+        );
+        assert!(refresh.head.starts_with("POST /v1.7/oauth/token "));
+        for push in [first, second] {
+            // A fixed length, not chunked, and exactly the body.
+            assert_eq!(
+                push.header("content-length").unwrap(),
+                push.body.len().to_string()
+            );
+            assert!(push.header("transfer-encoding").is_none());
+            assert_eq!(push.open_push(&s.postbox_key), s.data);
+        }
+        assert_eq!(first.claims()["access_token"], "old");
+        assert_eq!(second.claims()["access_token"], "new");
+        assert_ne!(first.claims()["iv"], second.claims()["iv"]);
+        assert_eq!(*heard.lock().unwrap(), vec!["new".to_string()]);
+    }
+
+    #[test]
+    fn a_pending_push_refreshes_and_streams_the_file_again_with_a_content_length() {
+        let s = setup();
+        let (base, server) = serve(s.responses.clone());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        let client = Client::new(config(&base)).on_token_refreshed(move |t| {
+            h.lock()
+                .unwrap()
+                .push(t.access_token.value.expose().to_owned())
+        });
+        client.sdk().use_static_server_keys(s.keys.clone());
+        let auth = PostboxAuth::TokenJwt {
+            contract: s.contract.clone(),
+            token: s.token.clone(),
+        };
+        let pushed = client
+            .legacy()
+            .push_to_postbox(
+                &s.postbox,
+                auth,
+                "big.bin",
+                &FileDescriptor::new("application/octet-stream"),
+                std::io::Cursor::new(s.data.clone()),
+            )
+            .unwrap();
+        assert_eq!(pushed.value.status, PostboxStatus::Delivered);
+        assert_eq!(
+            pushed.refreshed_token.unwrap().refresh_token.value.expose(),
+            "r2"
+        );
+        check(&s, &server.join().unwrap(), &heard);
+    }
 }

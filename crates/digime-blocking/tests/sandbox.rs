@@ -134,10 +134,11 @@ fn write_flow_end_to_end() {
         .unwrap()
         .verify_state("st-1")
         .unwrap();
-    assert_eq!(
-        callback.extra,
-        vec![("userId".to_string(), "42".to_string())]
-    );
+    // The caller's own parameter survives; a write contract's callback also carries
+    // the E2-era postbox (write.md §6), which today's flow leaves alone.
+    let names: Vec<&str> = callback.extra.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["userId", "postboxId", "publicKey"]);
+    assert_eq!(callback.extra[0].1, "42");
     let token = env
         .client
         .exchange_code_for_token(&env.write, &callback.code, &auth.code_verifier)
