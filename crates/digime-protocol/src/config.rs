@@ -179,7 +179,18 @@ fn normalise_base(what: &str, url: &str) -> Result<String, Error> {
 }
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
+    (redacted $(#[$doc:meta])* $name:ident) => {
+        id_type!(@common $(#[$doc])* $name);
+
+        /// Redacted: a session key is a credential (the only one of an SDK v0.5–v3
+        /// postbox push). `Display` shows it, for when it must be sent or stored.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}([redacted])", stringify!($name))
+            }
+        }
+    };
+    (@common $(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(transparent)]
@@ -205,6 +216,9 @@ macro_rules! id_type {
                 f.write_str(&self.0)
             }
         }
+    };
+    ($(#[$doc:meta])* $name:ident) => {
+        id_type!(@common $(#[$doc])* $name);
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,8 +236,8 @@ id_type!(
     /// A digi.me contract id.
     ContractId
 );
-id_type!(
-    /// A read session key.
+id_type!(redacted
+    /// A session key: of a read session, or of an SDK v0.5–v4 session.
     SessionKey
 );
 
@@ -319,5 +333,16 @@ mod file_format_tests {
         assert_eq!(test.file_format(), FileFormat::Current);
         let forced = old.with_file_format(FileFormat::Current);
         assert_eq!(forced.file_format(), FileFormat::Current);
+    }
+
+    #[test]
+    fn session_keys_never_print_in_debug() {
+        let k = SessionKey::new("sk-secret-123").unwrap();
+        assert_eq!(format!("{k:?}"), "SessionKey([redacted])");
+        assert_eq!(k.to_string(), "sk-secret-123");
+        assert_eq!(
+            format!("{:?}", ContractId::new("c-1").unwrap()),
+            "ContractId(\"c-1\")"
+        );
     }
 }
