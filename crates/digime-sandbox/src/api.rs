@@ -1,6 +1,8 @@
 //! The digi.me API endpoints and the onboard pages.
 
-use crate::checks::{ApiFailure, check_agent, check_redirect_uri, verify_bearer, verify_jws};
+use crate::checks::{
+    ApiFailure, Verified, check_agent, check_redirect_uri, verify_bearer, verify_jws,
+};
 use crate::read::{self, SESSION_TTL_MS};
 use crate::state::{
     AuthCode, IssuedToken, LibraryFile, Persisted, PreAuthorization, SessionRecord, UserRecord,
@@ -129,6 +131,36 @@ pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
     }
 }
 
+/// The claims every `oauth/authorize` carries (v1.5 and v1.7): `response_type=code`,
+/// `response_mode=query`, an S256 PKCE challenge and an acceptable `redirect_uri`.
+/// Returns the challenge and the redirect URI.
+pub(crate) fn check_authorize_claims(v: &Verified) -> Result<(&str, &str), ApiFailure> {
+    for (claim, expected) in [
+        ("response_type", "code"),
+        ("response_mode", "query"),
+        ("code_challenge_method", "S256"),
+    ] {
+        if v.str_claim(claim) != Some(expected) {
+            return Err(ApiFailure::bad_params(&format!(
+                "{claim} must be {expected}"
+            )));
+        }
+    }
+    let challenge = v.require_str("code_challenge")?;
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiFailure::bad_params(
+            "code_challenge must be a base64url SHA-256",
+        ));
+    }
+    let redirect_uri = v.require_str("redirect_uri")?;
+    check_redirect_uri(redirect_uri)?;
+    Ok((challenge, redirect_uri))
+}
+
 /// Looks up a live access token; errors are the 401 that makes SDKs refresh.
 pub(crate) fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFailure> {
     let st = shared.lock();
@@ -154,29 +186,7 @@ async fn authorize(
     if body.get("actions").is_some_and(|a| !a.is_object()) {
         return Err(ApiFailure::bad_params("actions must be an object"));
     }
-    for (claim, expected) in [
-        ("response_type", "code"),
-        ("response_mode", "query"),
-        ("code_challenge_method", "S256"),
-    ] {
-        if v.str_claim(claim) != Some(expected) {
-            return Err(ApiFailure::bad_params(&format!(
-                "{claim} must be {expected}"
-            )));
-        }
-    }
-    let challenge = v.require_str("code_challenge")?;
-    if challenge.len() != 43
-        || !challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ApiFailure::bad_params(
-            "code_challenge must be a base64url SHA-256",
-        ));
-    }
-    let redirect_uri = v.require_str("redirect_uri")?;
-    check_redirect_uri(redirect_uri)?;
+    let (challenge, redirect_uri) = check_authorize_claims(&v)?;
     let state = v.require_str("state")?;
     let link_user = match v.str_claim("access_token") {
         Some(at) => {

@@ -249,29 +249,7 @@ fn body_must_be_empty(body: &[u8]) -> Result<(), ApiFailure> {
 async fn authorize_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     body_must_be_empty(&body)?;
-    for (claim, expected) in [
-        ("response_type", "code"),
-        ("response_mode", "query"),
-        ("code_challenge_method", "S256"),
-    ] {
-        if v.str_claim(claim) != Some(expected) {
-            return Err(ApiFailure::bad_params(&format!(
-                "{claim} must be {expected}"
-            )));
-        }
-    }
-    let challenge = v.require_str("code_challenge")?;
-    if challenge.len() != 43
-        || !challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ApiFailure::bad_params(
-            "code_challenge must be a base64url SHA-256",
-        ));
-    }
-    let redirect_uri = v.require_str("redirect_uri")?;
-    check_redirect_uri(redirect_uri)?;
+    let (challenge, redirect_uri) = crate::api::check_authorize_claims(&v)?;
     let state = match v.claims.get("state") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
