@@ -76,14 +76,15 @@ impl Config {
     }
 
     /// The layout of downloaded files: as set by [`Config::with_file_format`], else
-    /// derived from the API base: the SHA-512-prefixed layout for `v1.0`–`v1.6`
+    /// derived from the API base: the SHA-512-prefixed layout for `v1.5` and `v1.6`
     /// (§4.3: the hash was dropped together with the move to `v1.7`), the current one
-    /// otherwise.
+    /// otherwise. (`v1.0`–`v1.4` sent files as base64 inside JSON, a transport this SDK
+    /// does not read.)
     pub fn file_format(&self) -> FileFormat {
         if let Some(f) = self.file_format {
             return f;
         }
-        let legacy = ["v1.0", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
+        let legacy = ["v1.5", "v1.6"];
         let path = self.base_url.split("://").nth(1).unwrap_or("");
         if path.split('/').any(|segment| legacy.contains(&segment)) {
             FileFormat::Sha512Prefixed

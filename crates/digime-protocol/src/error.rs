@@ -284,6 +284,24 @@ pub enum TransportErrorKind {
     Other,
 }
 
+impl TransportErrorKind {
+    /// The kind of an I/O failure, one table for every driver (so that a failure is
+    /// retried, or not, whatever the transport): refused → `Connect`, timed out →
+    /// `Timeout`, reset, aborted, broken pipe or cut short → `Reset`; anything else is
+    /// `Other`, which is never retried.
+    pub fn from_io(kind: std::io::ErrorKind) -> Self {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::ConnectionRefused | K::NotFound | K::AddrNotAvailable => TransportErrorKind::Connect,
+            K::TimedOut | K::WouldBlock => TransportErrorKind::Timeout,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                TransportErrorKind::Reset
+            }
+            _ => TransportErrorKind::Other,
+        }
+    }
+}
+
 /// The authorization callback did not carry a usable code.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]

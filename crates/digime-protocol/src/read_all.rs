@@ -214,6 +214,8 @@ pub enum ReadAllStep<T> {
 struct Queued {
     entry: FileListEntry,
     after_refresh: bool,
+    /// Why a parked download waits (its 401), reported if it never runs again.
+    cause: Option<Error>,
 }
 
 struct Running {
@@ -324,7 +326,16 @@ impl<T> ReadAllFiles<T> {
     fn end_polling(&mut self) {
         self.polling_over = true;
         self.queue.clear();
-        self.parked.clear();
+        // A download that failed and waits for a refresh is reported, never dropped.
+        for q in std::mem::take(&mut self.parked) {
+            if let Some(error) = q.cause {
+                self.files_failed += 1;
+                self.events.push_back(ReadAllEvent::FileError {
+                    entry: q.entry,
+                    error,
+                });
+            }
+        }
         self.list_waits_for_refresh = false;
     }
 
@@ -457,6 +468,7 @@ impl<T> ReadAllFiles<T> {
                             None => self.queue.push_back(Queued {
                                 entry,
                                 after_refresh: false,
+                                cause: None,
                             }),
                         }
                     }
@@ -467,14 +479,15 @@ impl<T> ReadAllFiles<T> {
                     self.next_poll = Some(now + self.options.poll_interval);
                 }
             }
+            // Sent with a token that has been refreshed since: try again with the new.
+            Err(e) if error_wants_refresh(&e, false) && list_gen < self.token_gen => {
+                if !self.polling_over {
+                    self.next_poll = None;
+                }
+            }
             Err(e) if error_wants_refresh(&e, false) && self.list_401s == 0 => {
                 self.list_401s += 1;
-                if self.polling_over {
-                    return;
-                }
-                if list_gen < self.token_gen {
-                    self.next_poll = None;
-                } else {
+                if !self.polling_over {
                     self.list_waits_for_refresh = true;
                     self.refresh_wanted |= !self.refresh_running;
                 }
@@ -495,18 +508,22 @@ impl<T> ReadAllFiles<T> {
             }
             Err(e)
                 if error_wants_refresh(&e, true)
-                    && !run.after_refresh
+                    && (!run.after_refresh || run.token_gen < self.token_gen)
                     && self.fatal.is_none()
-                    && !self.stopped =>
+                    && !self.stop.is_stopped() =>
             {
-                let again = Queued {
-                    entry: run.entry,
-                    after_refresh: true,
-                };
                 if run.token_gen < self.token_gen {
-                    self.queue.push_front(again);
+                    self.queue.push_front(Queued {
+                        entry: run.entry,
+                        after_refresh: true,
+                        cause: None,
+                    });
                 } else {
-                    self.parked.push(again);
+                    self.parked.push(Queued {
+                        entry: run.entry,
+                        after_refresh: true,
+                        cause: Some(e),
+                    });
                     self.refresh_wanted |= !self.refresh_running;
                 }
             }
@@ -532,7 +549,8 @@ impl<T> ReadAllFiles<T> {
                 self.token_gen += 1;
                 self.refreshed = Some(token.clone());
                 self.events.push_back(ReadAllEvent::TokenRefreshed(token));
-                for q in self.parked.drain(..).rev() {
+                for mut q in self.parked.drain(..).rev() {
+                    q.cause = None;
                     self.queue.push_front(q);
                 }
                 if std::mem::take(&mut self.list_waits_for_refresh) {
@@ -847,6 +865,99 @@ mod tests {
             s.refreshed_token.unwrap().refresh_token.value.expose(),
             "r2"
         );
+    }
+
+    #[test]
+    fn a_download_waiting_for_a_refresh_is_reported_when_the_run_stops() {
+        let w = world();
+        let mut all: ReadAllFiles<FileData> = w.sdk.read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions::default(),
+        );
+        let now = SystemTime::now();
+        let ReadAllStep::Run(Task::List(t)) = all.poll(now) else {
+            panic!()
+        };
+        let mut answer: VecDeque<_> = [list("completed", &[("a", 1)])].into();
+        all.list_done(run(t.into_flow(), &mut answer), now);
+        assert!(matches!(
+            all.poll(now),
+            ReadAllStep::Event(ReadAllEvent::StatusChanged(_))
+        ));
+        let ReadAllStep::Run(Task::File(a)) = all.poll(now) else {
+            panic!()
+        };
+        // The download is answered 401; the refresh is wanted, and the app stops.
+        all.file_done(
+            a.id,
+            Err(Error::UnexpectedStatus {
+                status: 401,
+                body: String::new(),
+                retry_after: None,
+            }),
+        );
+        all.stop();
+        match all.poll(now) {
+            ReadAllStep::Event(ReadAllEvent::FileError { entry, error }) => {
+                assert_eq!(entry.name, "a");
+                assert!(matches!(error, Error::UnexpectedStatus { status: 401, .. }));
+            }
+            _ => panic!("the parked download's error is reported"),
+        }
+        let ReadAllStep::Done(Ok(s)) = all.poll(now) else {
+            panic!()
+        };
+        assert!(s.stopped);
+        assert_eq!((s.files_read, s.files_failed), (0, 1));
+    }
+
+    #[test]
+    fn a_list_401_with_an_old_token_is_retried_with_the_new_one() {
+        let w = world();
+        let mut all: ReadAllFiles<FileData> = w.sdk.read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            ReadAllOptions::default(),
+        );
+        let now = SystemTime::now();
+        // L1 is answered 401: one refresh.
+        let ReadAllStep::Run(Task::List(_)) = all.poll(now) else {
+            panic!()
+        };
+        all.list_done(
+            Err(Error::UnexpectedStatus {
+                status: 401,
+                body: String::new(),
+                retry_after: None,
+            }),
+            now,
+        );
+        let ReadAllStep::Run(Task::Refresh(_)) = all.poll(now) else {
+            panic!()
+        };
+        all.refresh_done(Ok(w.token.clone()));
+        assert!(matches!(
+            all.poll(now),
+            ReadAllStep::Event(ReadAllEvent::TokenRefreshed(_))
+        ));
+        // L2 goes out with the new token; a file's 401 meanwhile refreshes again...
+        let ReadAllStep::Run(Task::List(_)) = all.poll(now) else {
+            panic!()
+        };
+        all.token_gen += 1;
+        // ... so L2's own 401 is not fatal: the list is asked again at once.
+        all.list_done(
+            Err(Error::UnexpectedStatus {
+                status: 401,
+                body: String::new(),
+                retry_after: None,
+            }),
+            now,
+        );
+        assert!(matches!(all.poll(now), ReadAllStep::Run(Task::List(_))));
     }
 
     #[test]

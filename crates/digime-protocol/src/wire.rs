@@ -80,7 +80,12 @@ pub fn request(
 ) -> Result<Request<Body>, Error> {
     let mut b = Request::builder().method(method).uri(url);
     if let Some(jwt) = bearer {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {jwt}"));
+        // Sensitive: the JWT carries the access token, and `Debug` of the request (a
+        // `Step::Send`) must not show it.
+        let mut value = HeaderValue::from_str(&format!("Bearer {jwt}"))
+            .map_err(|e| Error::InvalidInput(format!("bearer token: {e}")))?;
+        value.set_sensitive(true);
+        b = b.header(header::AUTHORIZATION, value);
     }
     if matches!(body, Body::Bytes(_)) {
         b = b.header(header::CONTENT_TYPE, "application/json");
@@ -190,6 +195,19 @@ mod tests {
             .status(status)
             .body(body.as_bytes().to_vec())
             .unwrap()
+    }
+
+    #[test]
+    fn the_bearer_never_shows_in_debug() {
+        let req = request(
+            Method::GET,
+            "https://a.example/x",
+            Some("JWT.SECRET.SIG"),
+            Body::Empty,
+        )
+        .unwrap();
+        assert_eq!(req.headers()["authorization"], "Bearer JWT.SECRET.SIG");
+        assert!(!format!("{req:?}").contains("SECRET"));
     }
 
     #[test]

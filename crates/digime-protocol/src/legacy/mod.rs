@@ -6,7 +6,7 @@
 //!   one-off and ongoing, with the ongoing postbox's pre-authorization (PKCE) and its
 //!   flat-token code exchange and refresh (SDK v4); the callbacks of every era, parsed
 //!   into typed values; and pushing a file into a postbox in each era's envelope,
-//!   streamed, with the refresh-on-`pending` of SDK v4 (ongoing) and v5–v8.
+//!   streamed, with the refresh-on-`pending` of SDK v4 (ongoing) and v8.
 //! * Out: today's API (library pushes, reads: see the crate root), the native app that
 //!   consumes the deep links, the pre-release envelope of SDK v0.3-postbox.1/.2, the
 //!   base64-string `fileData` of SDK v0.5–v3 (pass the decoded bytes), `resultVersion`
@@ -21,7 +21,7 @@
 //! |---|---|---|---|
 //! | E0 | v0.5 – v3 | [`BASE_URL_V1_4`] (v0.5: `…/v1.0/`) | [`PostboxAuth::Headers`] |
 //! | E1 | v4 | [`BASE_URL_V1_5`] | [`PostboxAuth::SessionJwt`] |
-//! | E2 | v5 – v8 | [`BASE_URL_V1_7`] | [`PostboxAuth::TokenJwt`] |
+//! | E2 | v8 (v5–v7 added a `redirect_uri` claim, not built) | [`BASE_URL_V1_7`] | [`PostboxAuth::TokenJwt`] |
 //!
 //! # The flows
 //!

@@ -67,8 +67,10 @@ pub enum PostboxAuth {
         /// The user's token, for an ongoing postbox.
         token: Option<UserAccessToken>,
     },
-    /// SDK v5–v8 (API `v1.7`): a PS512 JWT with the user's `access_token` and the
-    /// envelope. A `pending` answer refreshes the token and pushes once more.
+    /// SDK v8 (API `v1.7`): a PS512 JWT with the user's `access_token` and the
+    /// envelope. A `pending` answer refreshes the token and pushes once more. (SDK
+    /// v5–v7 on API `v1.6` also sent a `redirect_uri` claim, in the push and in the
+    /// refresh; that variant is not built.)
     TokenJwt {
         /// The contract that signs the JWT.
         contract: Contract,
@@ -533,10 +535,12 @@ fn build_push(
         )?,
     );
     if let PostboxAuth::Headers { session_key } = auth {
-        headers.insert(
-            HeaderName::from_static("sessionkey"),
-            header_value("the session key", session_key.as_str())?,
-        );
+        headers.insert(HeaderName::from_static("sessionkey"), {
+            // The only credential of an E0 push: hidden from `Debug`.
+            let mut v = header_value("the session key", session_key.as_str())?;
+            v.set_sensitive(true);
+            v
+        });
         headers.insert(
             HeaderName::from_static("symmetricalkey"),
             header_value("symmetricalKey", &symmetrical_key)?,
