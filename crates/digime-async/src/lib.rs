@@ -81,7 +81,23 @@ impl std::fmt::Debug for Client {
 pub trait Upload: AsyncRead + AsyncSeek + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncSeek + Send + Unpin + 'static> Upload for T {}
 
-type SharedUpload = Arc<tokio::sync::Mutex<Box<dyn Upload>>>;
+/// The caller's upload, shared by the attempts of one call. `generation` counts the
+/// attempts: a stream of an earlier attempt that is still polled (a server answered
+/// before reading the whole body) finds it changed and stops, instead of reading the
+/// reader from under the current attempt.
+struct UploadSlot {
+    generation: u64,
+    reader: Box<dyn Upload>,
+}
+
+type SharedUpload = Arc<tokio::sync::Mutex<UploadSlot>>;
+
+fn shared_upload(body: impl Upload) -> SharedUpload {
+    Arc::new(tokio::sync::Mutex::new(UploadSlot {
+        generation: 0,
+        reader: Box::new(body),
+    }))
+}
 
 impl Client {
     /// A client with a default `reqwest` client that follows no redirects and allows
@@ -178,7 +194,7 @@ impl Client {
         body: impl Upload,
     ) -> Result<Authed<()>, Error> {
         let flow = self.sdk.push_to_library(contract, token, descriptor)?;
-        let shared: SharedUpload = Arc::new(tokio::sync::Mutex::new(Box::new(body)));
+        let shared = shared_upload(body);
         self.run(flow, Some(shared)).await
     }
 
@@ -234,8 +250,11 @@ impl Client {
         let flow = self
             .sdk
             .read_file(contract, token, session, file_name, Output::Stream)?;
-        let mut sink = Writer(sink);
-        let a = self.drive(flow, None, &mut sink).await?;
+        let a = self.drive(flow, None, &mut Writer(&mut *sink)).await?;
+        // A buffered sink's last write fails here, not in `write_all`.
+        sink.flush()
+            .await
+            .map_err(|e| Error::Transport(TransportError::sink(&e)))?;
         Ok(Authed {
             value: a.value.head,
             refreshed_token: a.refreshed_token,
@@ -360,7 +379,11 @@ impl Client {
                     };
                     Ended::File(id, result.map(|a| value(a.value)))
                 })),
-                ReadAllStep::Run(_) => {}
+                ReadAllStep::Run(_) => {
+                    return Err(Error::InvalidInput(
+                        "read_all_files: a task unknown to this driver".into(),
+                    ));
+                }
                 ReadAllStep::Sleep(d) => {
                     if tasks.is_empty() {
                         tokio::time::sleep(d).await;
@@ -497,7 +520,10 @@ impl Client {
                 };
                 let body_source =
                     |e: String| TransportError::new(TransportErrorKind::BodySource, e);
-                let mut reader = upload.lock().await;
+                let mut slot = upload.lock().await;
+                slot.generation += 1;
+                let generation = slot.generation;
+                let reader = &mut slot.reader;
                 // A postbox push: the body is the reader encoded by the core, of a
                 // length the core computes from the reader's.
                 let encoding = match body {
@@ -522,9 +548,10 @@ impl Client {
                     .seek(std::io::SeekFrom::Start(0))
                     .await
                     .map_err(|e| body_source(e.to_string()))?;
-                drop(reader);
+                drop(slot);
                 reqwest::Body::wrap_stream(upload_stream(
                     upload.clone(),
+                    generation,
                     encoder,
                     failure.clone(),
                     progress.clone(),
@@ -610,7 +637,7 @@ impl Client {
 /// # Ok(()) }
 /// ```
 pub mod legacy {
-    use super::{Client, SharedUpload, Upload};
+    use super::{Client, Upload, shared_upload};
     use digime_protocol::auth::{AuthorizationCode, Scope};
     use digime_protocol::flow::Authed;
     use digime_protocol::legacy::{
@@ -619,7 +646,6 @@ pub mod legacy {
     use digime_protocol::{
         CodeVerifier, Contract, ContractId, Error, FileDescriptor, SessionKey, UserAccessToken,
     };
-    use std::sync::Arc;
 
     /// The postbox-era operations of a [`Client`]; see `digime_protocol::legacy` for
     /// which API base and which [`PostboxAuth`] each era needs.
@@ -729,7 +755,7 @@ pub mod legacy {
                 .sdk
                 .legacy()
                 .push_to_postbox(postbox, auth, file_name, descriptor)?;
-            let shared: SharedUpload = Arc::new(tokio::sync::Mutex::new(Box::new(body)));
+            let shared = shared_upload(body);
             self.client.run(flow, Some(shared)).await
         }
     }
@@ -826,12 +852,15 @@ impl<O, W: AsyncWrite + Unpin + Send> Lazy<'_, O, W> {
 /// last chunk handed to the connection.
 fn upload_stream(
     upload: SharedUpload,
+    generation: u64,
     encoder: Option<UploadEncoder>,
     failure: Arc<Mutex<Option<String>>>,
     progress: Arc<Mutex<Instant>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     struct State {
         upload: SharedUpload,
+        generation: u64,
+        buf: Vec<u8>,
         encoder: Option<UploadEncoder>,
         encoded: bool,
         failure: Arc<Mutex<Option<String>>>,
@@ -840,6 +869,8 @@ fn upload_stream(
     let encoded = encoder.is_some();
     let state = State {
         upload,
+        generation,
+        buf: vec![0u8; UPLOAD_CHUNK],
         encoder,
         encoded,
         failure,
@@ -849,8 +880,17 @@ fn upload_stream(
         let mut state = state?;
         loop {
             *state.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            let mut buf = vec![0u8; UPLOAD_CHUNK];
-            let read = state.upload.lock().await.read(&mut buf).await;
+            let read = {
+                let mut slot = state.upload.lock().await;
+                if slot.generation != state.generation {
+                    // A later attempt owns the reader now.
+                    return Some((
+                        Err(std::io::Error::other("superseded by a later attempt")),
+                        None,
+                    ));
+                }
+                slot.reader.read(&mut state.buf).await
+            };
             let n = match read {
                 Ok(n) => n,
                 Err(e) => {
@@ -862,15 +902,14 @@ fn upload_stream(
                 if n == 0 {
                     return None;
                 }
-                buf.truncate(n);
-                return Some((Ok(Bytes::from(buf)), Some(state)));
+                return Some((Ok(Bytes::copy_from_slice(&state.buf[..n])), Some(state)));
             }
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(n + 1024);
             let result = match (n, state.encoder.take()) {
                 (_, None) => return None,
                 (0, Some(encoder)) => encoder.finish(&mut out),
                 (n, Some(mut encoder)) => {
-                    let r = encoder.encode(&buf[..n], &mut out);
+                    let r = encoder.encode(&state.buf[..n], &mut out);
                     state.encoder = Some(encoder);
                     r
                 }
@@ -887,10 +926,24 @@ fn upload_stream(
 }
 
 fn transport_error(e: reqwest::Error) -> TransportError {
+    // An I/O failure underneath is classified by the core's table, as in the blocking
+    // driver; hyper's own "connection closed before the message completed" carries no
+    // I/O error and is a reset.
+    let mut source = std::error::Error::source(&e);
+    let mut io_kind = None;
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+            break;
+        }
+        source = err.source();
+    }
     let kind = if e.is_timeout() {
         TransportErrorKind::Timeout
     } else if e.is_connect() {
         TransportErrorKind::Connect
+    } else if let Some(kind) = io_kind {
+        TransportErrorKind::from_io(kind)
     } else if e.is_body() || e.is_request() {
         TransportErrorKind::Reset
     } else {

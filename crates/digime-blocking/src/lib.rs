@@ -292,14 +292,24 @@ impl Client {
             List(Result<Authed<FileList>, Error>),
             File(u64, Result<T, Error>),
             Refresh(Result<UserAccessToken, Error>),
+            /// A task that panicked or that this driver does not know.
+            Lost,
         }
         let (tx, rx) = std::sync::mpsc::channel::<Ended<T>>();
         let (open, value) = (&open, &value);
         std::thread::scope(|scope| {
-            let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| match ended {
-                Ended::List(r) => all.list_done(r, SystemTime::now()),
-                Ended::File(id, r) => all.file_done(id, r),
-                Ended::Refresh(r) => all.refresh_done(r),
+            let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| {
+                match ended {
+                    Ended::List(r) => all.list_done(r, SystemTime::now()),
+                    Ended::File(id, r) => all.file_done(id, r),
+                    Ended::Refresh(r) => all.refresh_done(r),
+                    Ended::Lost => {
+                        return Err(Error::InvalidInput(
+                            "read_all_files: a task panicked or is unknown to this driver".into(),
+                        ));
+                    }
+                }
+                Ok(())
             };
             loop {
                 match all.poll(SystemTime::now()) {
@@ -307,28 +317,37 @@ impl Client {
                         let tx = tx.clone();
                         let client = self.clone();
                         scope.spawn(move || {
-                            let ended = match task {
-                                Task::List(t) => Ended::List(client.run(t.into_flow(), None)),
-                                Task::Refresh(t) => Ended::Refresh(client.run(t.into_flow(), None)),
-                                Task::File(t) => {
-                                    let id = t.id;
-                                    Ended::File(
-                                        id,
-                                        client.download(t.into_flow(output), open).map(value),
-                                    )
-                                }
-                                _ => return,
-                            };
-                            let _ = tx.send(ended);
+                            // Whatever happens on this thread (a panic in the caller's
+                            // `open`, an unknown task), the coordinator hears of it:
+                            // it must never wait for a report that cannot come.
+                            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || match task {
+                                    Task::List(t) => {
+                                        Some(Ended::List(client.run(t.into_flow(), None)))
+                                    }
+                                    Task::Refresh(t) => {
+                                        Some(Ended::Refresh(client.run(t.into_flow(), None)))
+                                    }
+                                    Task::File(t) => {
+                                        let id = t.id;
+                                        Some(Ended::File(
+                                            id,
+                                            client.download(t.into_flow(output), open).map(value),
+                                        ))
+                                    }
+                                    _ => None,
+                                },
+                            ));
+                            let _ = tx.send(ran.ok().flatten().unwrap_or(Ended::Lost));
                         });
                     }
                     ReadAllStep::Sleep(d) => {
                         if let Ok(ended) = rx.recv_timeout(d) {
-                            handle(&mut all, ended);
+                            handle(&mut all, ended)?;
                         }
                     }
                     ReadAllStep::Wait => match rx.recv() {
-                        Ok(ended) => handle(&mut all, ended),
+                        Ok(ended) => handle(&mut all, ended)?,
                         Err(_) => {
                             return Err(Error::InvalidInput(
                                 "read_all_files: a task ended without reporting".into(),
@@ -385,7 +404,11 @@ impl Client {
 
     /// Runs a flow whose output goes to `sink` (a [`ReadFile`] with [`Output::Stream`]).
     pub fn run_to<F: Flow>(&self, flow: F, sink: &mut dyn Write) -> Result<F::Output, Error> {
-        self.drive(flow, None, &mut |_, data| sink.write_all(data))
+        let done = self.drive(flow, None, &mut |_, data| sink.write_all(data))?;
+        // A buffered sink's last write fails here, not in `write_all`.
+        sink.flush()
+            .map_err(|e| Error::Transport(TransportError::sink(&e)))?;
+        Ok(done)
     }
 
     /// The loop of the flow module's docs. `sink` gets the flow (for its state, e.g.
@@ -717,7 +740,10 @@ struct Tracked<'a, 'b> {
 impl Read for Tracked<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.inner.read(buf).inspect_err(|e| {
-            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            // An interrupted read is simply read again by the HTTP library.
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
         })
     }
 }
@@ -775,20 +801,12 @@ fn default_agent(idle: std::time::Duration) -> ureq::Agent {
 }
 
 fn io_transport_error(e: &std::io::Error) -> TransportError {
-    let kind = match e.kind() {
-        std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
-        std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Connect,
-        std::io::ErrorKind::ConnectionReset
-        | std::io::ErrorKind::ConnectionAborted
-        | std::io::ErrorKind::BrokenPipe
-        | std::io::ErrorKind::UnexpectedEof => TransportErrorKind::Reset,
-        _ => match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-        {
-            Some(ureq::Error::Timeout(_)) => TransportErrorKind::Timeout,
-            _ => TransportErrorKind::Reset,
-        },
+    let kind = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+    {
+        Some(ureq::Error::Timeout(_)) => TransportErrorKind::Timeout,
+        _ => TransportErrorKind::from_io(e.kind()),
     };
     TransportError::new(kind, e.to_string())
 }
@@ -798,17 +816,7 @@ fn transport_error(e: ureq::Error) -> TransportError {
         ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::ResponseTooLarge,
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
-                TransportErrorKind::Connect
-            }
-            std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
-            std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe
-            | std::io::ErrorKind::UnexpectedEof => TransportErrorKind::Reset,
-            _ => TransportErrorKind::Other,
-        },
+        ureq::Error::Io(io) => TransportErrorKind::from_io(io.kind()),
         _ => TransportErrorKind::Other,
     };
     TransportError::new(kind, e.to_string())
