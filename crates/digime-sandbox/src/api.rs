@@ -719,8 +719,12 @@ fn check_import(shared: &Shared, headers: &HeaderMap) -> Result<ImportTarget, Ap
 /// Reads and discards up to `limit` bytes of a refused upload, so that a client still
 /// writing its body can read the error instead of hitting a closed connection.
 pub(crate) async fn drain(body: Body, limit: u64) {
+    drain_stream(&mut body.into_data_stream(), limit).await;
+}
+
+/// [`drain`] for a body whose stream was already taken.
+pub(crate) async fn drain_stream(stream: &mut axum::body::BodyDataStream, limit: u64) {
     let mut seen = 0u64;
-    let mut stream = body.into_data_stream();
     while let Some(Ok(chunk)) = stream.next().await {
         seen += chunk.len() as u64;
         if seen > limit {

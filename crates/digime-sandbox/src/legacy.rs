@@ -605,6 +605,13 @@ fn check_push(
         .get(id)
         .cloned()
         .ok_or_else(|| postbox_not_found(id))?;
+    // A postbox takes the pushes of the era that made it: the native app's (E0, E1)
+    // or the web consent's (E2). Otherwise an unsigned E0 push, whose session anyone
+    // can open, would reach a postbox that only takes contract-signed pushes.
+    let web_postbox = postbox.kind == PostboxKind::Saas;
+    if web_postbox != matches!(era, Era::E2) {
+        return Err(postbox_not_found(id));
+    }
     let contract = shared
         .contract(&postbox.client_id)
         .ok_or_else(|| postbox_not_found(id))?;
@@ -741,16 +748,6 @@ async fn receive(
     Ok((size, sha256, descriptor))
 }
 
-async fn drain_stream(stream: &mut DataStream, limit: u64) {
-    let mut seen = 0u64;
-    while let Some(Ok(chunk)) = stream.next().await {
-        seen += chunk.len() as u64;
-        if seen > limit {
-            break;
-        }
-    }
-}
-
 /// `POST {v1.0,v1.4,v1.5,v1.7}/permission-access/postbox/{postboxId}` → 200
 /// `{"status":"delivered"|"pending","expires":2592000}`.
 async fn push(shared: Shared, era: Era, id: String, headers: HeaderMap, body: Body) -> ApiResult {
@@ -793,7 +790,7 @@ async fn push(shared: Shared, era: Era, id: String, headers: HeaderMap, body: Bo
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(match stop {
                 Stop::Refused(f) => {
-                    drain_stream(&mut stream, DRAIN_LIMIT).await;
+                    crate::api::drain_stream(&mut stream, DRAIN_LIMIT).await;
                     f
                 }
                 Stop::TooLarge => too_large(),
@@ -801,9 +798,10 @@ async fn push(shared: Shared, era: Era, id: String, headers: HeaderMap, body: Bo
             });
         }
     };
-    tokio::fs::rename(&partial, &final_path)
-        .await
-        .map_err(internal)?;
+    if let Err(e) = tokio::fs::rename(&partial, &final_path).await {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(internal(e));
+    }
     let now = now_ms();
     let entry = LibraryFile {
         id: file_id,

@@ -144,7 +144,9 @@ fn last_to_from_ms(v: Option<&Value>, path: &str, now: u64) -> Result<Option<u64
     let text = v
         .as_str()
         .ok_or_else(|| bad(path, "a string like \"6m\""))?;
-    let unit = text.chars().last().unwrap_or(' ');
+    let Some(unit) = text.chars().last() else {
+        return Err(bad(path, "a string like \"6m\""));
+    };
     let n = &text[..text.len() - unit.len_utf8()];
     let day = 86_400_000u64;
     let unit_ms = match unit {

@@ -1113,8 +1113,25 @@ fn e2_setup(env: &Env) -> (String, Postbox, String) {
 fn assert_nothing_stored(env: &Env, user: &str) {
     assert!(env.files(user).is_empty());
     assert_eq!(env.pending(user), 0);
-    let dir_files = env.control_get(&format!("users/{user}/postboxes"));
-    assert!(dir_files["postboxes"].is_array());
+    // Nothing on disk either: no stored file, no leftover `.partial`.
+    let state_dir = env
+        .sandbox
+        .info()
+        .demo
+        .write
+        .private_key_path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let user_dir = state_dir.join("library").join(user);
+    let left: Vec<_> = std::fs::read_dir(&user_dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "files left in {}: {left:?}",
+        user_dir.display()
+    );
 }
 
 #[test]
