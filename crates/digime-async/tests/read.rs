@@ -315,17 +315,21 @@ async fn broken_files_are_errors_the_others_arrive_and_one_refresh_serves_all() 
         .read_all_files(&env.read, &token, &session, fast(), |e| {
             if !expired && matches!(e, ReadAllEvent::File(_)) {
                 expired = true;
-                // Expire from another thread, without blocking the runtime.
+                // Expire now, from a thread of its own; `block_in_place` hands this
+                // worker's other tasks (the sandbox's among them) to another worker
+                // while the callback waits.
                 let (http, control) = (http.clone(), control.clone());
-                std::thread::spawn(move || {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap()
-                        .block_on(async { http.post(control).send().await.unwrap() })
-                })
-                .join()
-                .unwrap();
+                tokio::task::block_in_place(|| {
+                    std::thread::spawn(move || {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap()
+                            .block_on(async { http.post(control).send().await.unwrap() })
+                    })
+                    .join()
+                    .unwrap()
+                });
             }
             events.push(e);
         })
@@ -428,6 +432,9 @@ async fn read_all_runs_in_a_spawned_task_into_writers_and_stops_cleanly() {
         .await
         .unwrap();
     assert!(summary.stopped);
+    // The sync takes several 200 ms steps: without the stop the run would have gone
+    // on to a final state.
+    assert!(!summary.status.state.is_final());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

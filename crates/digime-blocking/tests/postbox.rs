@@ -405,6 +405,36 @@ fn e2_an_expired_token_is_answered_pending_then_refreshed_once_and_pushed_again(
 }
 
 #[test]
+fn a_postbox_takes_only_the_pushes_of_its_own_era() {
+    let env = env();
+    let client = env.client("v1.7");
+    let (postbox, token) = e2_authorize(&env, &client);
+    let user = token.user_id().unwrap().to_owned();
+    // Anyone can open an E0 session with the public app and contract ids; an unsigned
+    // E0 push must not reach a postbox that takes only contract-signed E2 pushes.
+    let e0 = env.client("v1.4");
+    let session = e0
+        .legacy()
+        .establish_session(&env.write_id(), None)
+        .unwrap();
+    let e = e0
+        .legacy()
+        .push_to_postbox(
+            &postbox,
+            PostboxAuth::Headers {
+                session_key: session.session_key,
+            },
+            "x.json",
+            &descriptor("x"),
+            Cursor::new(file(64)),
+        )
+        .unwrap_err();
+    assert_eq!(e.api().unwrap().status, 404);
+    assert!(env.library(&user).is_empty());
+    assert_eq!(env.pending(&user), 0);
+}
+
+#[test]
 fn a_wrong_public_key_or_a_dead_session_is_refused_and_nothing_is_stored() {
     let env = env();
     let client = env.client("v1.4");

@@ -219,6 +219,8 @@ fn what_a_write_contract_pushed_is_read_back_byte_for_byte() {
 #[test]
 fn the_file_list_goes_through_every_state_and_accounts_match() {
     let env = env();
+    // Steps long enough that a poll lands in each state, even on a loaded machine.
+    env.post_json("settings", json!({"syncStepMs": 400}));
     let token = env.reader();
     let session = env.session(&token);
     let mut seen = Vec::new();
@@ -350,7 +352,11 @@ fn a_failing_account_ends_partial_and_the_other_files_arrive() {
 #[test]
 fn a_file_rewritten_mid_sync_is_read_again_with_its_new_content() {
     let env = env();
-    env.post_json("settings", json!({"rewriteMidSync": true}));
+    // Steps long enough that a poll sees the file before and after its rewrite.
+    env.post_json(
+        "settings",
+        json!({"rewriteMidSync": true, "syncStepMs": 400}),
+    );
     let token = env.reader();
     let (events, summary) = env.read_all(&token, fast());
     summary.unwrap();
@@ -591,22 +597,24 @@ fn a_stop_ends_read_all_cleanly() {
         stop: stop.clone(),
         ..fast()
     };
-    let lists_before = env.requests_to(&format!("/query/{}", session.as_str()));
+    let list_path = format!("/query/{}", session.as_str());
+    let mut lists_at_stop = None;
     let summary = env
         .client
         .read_all_files(&env.read, &token, &session, options, |e| {
-            if matches!(e, ReadAllEvent::StatusChanged(_)) {
+            if matches!(e, ReadAllEvent::StatusChanged(_)) && lists_at_stop.is_none() {
+                lists_at_stop = Some(env.requests_to(&list_path));
                 stop.stop();
             }
         })
         .unwrap();
     assert!(summary.stopped);
+    // The sync takes several 200 ms steps: without the stop, more list calls would
+    // have followed and the run would have ended on a final state.
     assert!(!summary.status.state.is_final());
-    let lists = env.requests_to(&format!("/query/{}", session.as_str())) - lists_before;
-    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
-        env.requests_to(&format!("/query/{}", session.as_str())) - lists_before,
-        lists,
+        Some(env.requests_to(&list_path)),
+        lists_at_stop,
         "no list call after the stop"
     );
 }
