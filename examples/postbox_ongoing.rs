@@ -55,7 +55,7 @@ fn main() -> support::Result<()> {
         &ongoing.code_verifier,
     )?;
     // An app stores the token (and the postbox) for the pushes to come.
-    let stored = serde_json::to_string(&token)?;
+    let mut stored = serde_json::to_string(&token)?;
     println!("3. Token stored ({} bytes of JSON)", stored.len());
 
     for (n, data) in [FIRST, SECOND].into_iter().enumerate() {
@@ -73,8 +73,9 @@ fn main() -> support::Result<()> {
             Cursor::new(data),
         )?;
         println!("{}. Push {}: {:?}", 4 + n, n + 1, pushed.value.status);
-        if pushed.refreshed_token.is_some() {
-            println!("   (the token was refreshed; store the new one)");
+        if let Some(new) = &pushed.refreshed_token {
+            println!("   (the token was refreshed; the new one is stored)");
+            stored = serde_json::to_string(new)?;
         }
     }
     support::show_library(&sandbox, &user, &[FIRST, SECOND])

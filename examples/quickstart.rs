@@ -93,6 +93,8 @@ fn offline() -> Result<(), Box<dyn Error>> {
 
     // 4. Push a file.
     let pushed = client.push_to_library(&contract, &token, &descriptor(), Cursor::new(FILE))?;
+    // A refresh spends the old token: go on with the new one.
+    let token = pushed.refreshed_token.clone().unwrap_or(token);
     if pushed.refreshed_token.is_some() {
         println!("   (the token was refreshed; persist the new one)");
     }
@@ -161,9 +163,10 @@ fn read_back(
     read: &Contract,
     token: &UserAccessToken,
 ) -> Result<Vec<u8>, Box<dyn Error>> {
-    let session = client
-        .read_session(read, token, &PullOptions::default())?
-        .value;
+    let opened = client.read_session(read, token, &PullOptions::default())?;
+    let session = opened.value;
+    // If opening the session refreshed the token, the old one is spent.
+    let token = &opened.refreshed_token.unwrap_or_else(|| token.clone());
     println!("7. Read session {} — syncing…", session.key);
     let mut receipt = None;
     let options = ReadAllOptions {
@@ -223,7 +226,9 @@ fn real_service(app: &str) -> Result<(), Box<dyn Error>> {
     std::io::stdin().lock().read_line(&mut line)?;
     let cb = parse_callback(line.trim())?.verify_state(&state)?;
     let token = client.exchange_code_for_token(&contract, &cb.code, &auth.code_verifier)?;
-    client.push_to_library(&contract, &token, &descriptor(), Cursor::new(FILE))?;
+    let pushed = client.push_to_library(&contract, &token, &descriptor(), Cursor::new(FILE))?;
+    // A refresh spends the old token: go on with (and persist) the new one.
+    let token = pushed.refreshed_token.unwrap_or(token);
     println!(
         "Pushed {} bytes into the library of user {:?}.",
         FILE.len(),

@@ -135,9 +135,11 @@ fn read_into(
     token: &UserAccessToken,
     folder: &Path,
 ) -> Result<(), Box<dyn Error>> {
-    let session = client
-        .read_session(contract, token, &PullOptions::default())?
-        .value;
+    let opened = client.read_session(contract, token, &PullOptions::default())?;
+    let session = opened.value;
+    // If opening the session refreshed the token, the old one is spent.
+    let first_refresh = opened.refreshed_token;
+    let token = first_refresh.as_ref().unwrap_or(token);
     println!(
         "Read session {}; writing into {}",
         session.key,
@@ -214,7 +216,10 @@ fn read_into(
         started.elapsed().as_secs_f64(),
         summary.status.state
     );
-    if let Some(t) = latest_token.or(summary.refreshed_token) {
+    if let Some(t) = latest_token
+        .or(summary.refreshed_token)
+        .or(first_refresh.clone())
+    {
         println!("New token to persist: {}", serde_json::to_string(&t)?);
     }
     if failed > 0 {
