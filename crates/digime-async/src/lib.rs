@@ -32,9 +32,9 @@ use bytes::Bytes;
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step};
-use digime_protocol::legacy::UploadEncoder;
 use digime_protocol::read::{Account, StreamResponse};
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
+use digime_protocol::upload::UploadEncoder;
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
 use digime_protocol::{
     CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk, UserAccessToken,
@@ -511,7 +511,7 @@ impl Client {
         let body = match body {
             Body::Empty => reqwest::Body::from(Vec::new()),
             Body::Bytes(b) => reqwest::Body::from(b),
-            body @ (Body::Upload | Body::EncryptedUpload(_)) => {
+            Body::Upload(upload_kind) => {
                 let Some(upload) = upload else {
                     return Err(TransportError::new(
                         TransportErrorKind::BodySource,
@@ -526,23 +526,23 @@ impl Client {
                 let reader = &mut slot.reader;
                 // A postbox push: the body is the reader encoded by the core, of a
                 // length the core computes from the reader's.
-                let encoding = match body {
-                    Body::EncryptedUpload(encoding) => Some(encoding),
-                    _ => None,
-                };
-                let encoder = match &encoding {
-                    Some(encoding) => {
+                let encoder = match upload_kind.is_plain() {
+                    false => {
                         let len = reader
                             .seek(std::io::SeekFrom::End(0))
                             .await
                             .map_err(|e| body_source(e.to_string()))?;
                         parts.headers.insert(
                             http::header::CONTENT_LENGTH,
-                            http::HeaderValue::from(encoding.encoded_len(len)),
+                            http::HeaderValue::from(upload_kind.body_len(len)),
                         );
-                        Some(encoding.encoder().map_err(|e| body_source(e.to_string()))?)
+                        Some(
+                            upload_kind
+                                .encoder()
+                                .map_err(|e| body_source(e.to_string()))?,
+                        )
                     }
-                    None => None,
+                    true => None,
                 };
                 reader
                     .seek(std::io::SeekFrom::Start(0))

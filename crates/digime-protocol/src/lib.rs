@@ -70,6 +70,7 @@ pub mod read_all;
 pub mod retry;
 mod sdk;
 pub mod token;
+pub mod upload;
 pub mod wire;
 
 pub use auth::{

@@ -173,7 +173,7 @@ impl crate::flow::UserOperation for PushToLibrary {
             http::Method::POST,
             &config.api("permission-access/import"),
             Some(&jwt),
-            wire::Body::Upload,
+            wire::Body::Upload(crate::upload::Upload::plain()),
         )?;
         let headers = req.headers_mut();
         headers.insert(

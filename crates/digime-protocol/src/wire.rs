@@ -3,6 +3,7 @@
 
 use crate::config::{Config, Contract};
 use crate::error::{ApiError, Error, ErrorCode};
+use crate::upload::Upload;
 use digime_crypto::random;
 use http::{HeaderValue, Method, Request, Response, header};
 use serde_json::{Map, Value};
@@ -15,14 +16,11 @@ pub enum Body {
     Empty,
     /// These bytes.
     Bytes(Vec<u8>),
-    /// The caller's upload, streamed by the driver from the start (it is rewound
-    /// before a retry). Only push operations produce it.
-    Upload,
-    /// The caller's upload, encrypted on the way (postbox pushes): the driver rewinds
-    /// the reader and sends what a fresh [`crate::legacy::EncryptedUpload::encoder`]
-    /// makes of it, never the reader's own bytes. A variant of its own, so that a
-    /// driver unaware of it fails to compile rather than sending plaintext.
-    EncryptedUpload(crate::legacy::EncryptedUpload),
+    /// The caller's upload, streamed by the driver from its first byte (it is rewound
+    /// before every attempt) through a fresh [`Upload::encoder`], with a
+    /// `Content-Length` of [`Upload::body_len`] of the reader's length. Only push
+    /// operations produce it; see [`crate::upload`].
+    Upload(Upload),
 }
 
 /// The largest non-streamed response body the SDK reads (JSON answers, key sets).

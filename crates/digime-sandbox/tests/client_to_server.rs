@@ -37,16 +37,17 @@ fn client_push(file: &[u8], descriptor: &FileDescriptor, piece: usize) -> http::
         panic!("a push starts with its request")
     };
     let (parts, body) = req.into_parts();
-    let Body::EncryptedUpload(upload) = body else {
-        panic!("a postbox push encrypts its upload")
+    let Body::Upload(upload) = body else {
+        panic!("a postbox push streams an upload")
     };
+    assert!(!upload.is_plain(), "a postbox push encrypts its upload");
     let mut encoder = upload.encoder().unwrap();
     let mut bytes = Vec::new();
     for chunk in file.chunks(piece.max(1)) {
         encoder.encode(chunk, &mut bytes).unwrap();
     }
     encoder.finish(&mut bytes).unwrap();
-    assert_eq!(bytes.len() as u64, upload.encoded_len(file.len() as u64));
+    assert_eq!(bytes.len() as u64, upload.body_len(file.len() as u64));
     http::Request::from_parts(parts, bytes)
 }
 

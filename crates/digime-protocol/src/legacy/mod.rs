@@ -69,8 +69,8 @@
 //!
 //! The body is `multipart/form-data` with one part `file` whose content is the
 //! AES-256-CBC ciphertext of the caller's bytes. The core never holds the file: the
-//! request's body is [`Body::EncryptedUpload`](crate::wire::Body::EncryptedUpload), and
-//! the driver streams the caller's reader through its [`UploadEncoder`].
+//! request's body is [`Body::Upload`](crate::wire::Body::Upload) through an
+//! [`EncryptedUpload`], and the driver streams the caller's reader through it.
 //!
 //! Driven by hand, with canned answers:
 //!
@@ -90,7 +90,7 @@
 //! assert_eq!(req.uri(), "https://api.digi.me/v1.4/permission-access/postbox/pbx-7f3a");
 //! assert_eq!(req.headers()["sessionkey"], "sk-123");
 //! // The driver streams the file through the request's encoder ...
-//! assert!(matches!(req.body(), wire::Body::EncryptedUpload(_)));
+//! assert!(matches!(req.body(), wire::Body::Upload(u) if !u.is_plain()));
 //! // ... and reports the answer.
 //! push.handle_response(http::Response::builder().status(200)
 //!     .body(br#"{"status":"pending","expires":200000}"#.to_vec())?);
@@ -115,9 +115,9 @@ pub use link::{
     CREATE_POSTBOX_LINK, CreatePostboxOngoing, OngoingPostboxUrl, token_from_flat_claims,
 };
 pub use push::{
-    EncryptedUpload, Envelope, Postbox, PostboxAuth, PostboxPush, PostboxStatus, PushToPostbox,
-    UploadEncoder, guess_mime_type, multipart_prefix, multipart_suffix, parse_push_response,
-    part_file_name, random_boundary,
+    EncryptedUpload, EncryptedUploadEncoder, Envelope, Postbox, PostboxAuth, PostboxPush,
+    PostboxStatus, PushToPostbox, guess_mime_type, multipart_prefix, multipart_suffix,
+    parse_push_response, part_file_name, random_boundary,
 };
 pub use session::{EstablishSession, LegacySession, parse_session_response};
 

@@ -10,6 +10,7 @@ use crate::push::FileDescriptor;
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
+use crate::upload::{TransformEncoder, Upload, UploadTransform};
 use crate::wire::{self, Body};
 use base64::Engine;
 use digime_crypto::cbc::{self, CbcEncryptor};
@@ -335,20 +336,11 @@ struct UploadParts {
     suffix: Vec<u8>,
 }
 
-/// The body of a [`Body::EncryptedUpload`] request: the upload must go out as
-/// `prefix ‖ AES-256-CBC(K, IV, the caller's bytes) ‖ suffix` (the multipart body of a
-/// postbox push). The driver wraps the caller's reader with a fresh [`UploadEncoder`]
-/// per send:
-///
-/// ```text
-/// let mut encoder = upload.encoder()?;
-/// for chunk in reader { encoder.encode(chunk, &mut out)?; send(out) }
-/// encoder.finish(&mut out)?; send(out)
-/// ```
-///
-/// With a seekable reader of `n` bytes the body is exactly
-/// [`EncryptedUpload::encoded_len`]`(n)` bytes long, so a driver may send a
-/// `Content-Length`; otherwise it sends the body chunked.
+/// The body of a postbox push, an [`UploadTransform`]: the upload goes out as
+/// `prefix ‖ AES-256-CBC(K, IV, the caller's bytes) ‖ suffix` (the multipart body).
+/// The request carries it as [`Body::Upload`]; the driver streams the caller's reader
+/// through a fresh encoder per send ([`crate::upload`]). With a reader of `n` bytes
+/// the body is exactly [`EncryptedUpload::encoded_len`]`(n)` bytes long.
 #[derive(Clone)]
 pub struct EncryptedUpload {
     parts: Arc<UploadParts>,
@@ -367,8 +359,8 @@ impl EncryptedUpload {
     }
 
     /// A fresh encoder of the whole body, from its first byte.
-    pub fn encoder(&self) -> Result<UploadEncoder, Error> {
-        Ok(UploadEncoder {
+    pub fn encoder(&self) -> Result<EncryptedUploadEncoder, Error> {
+        Ok(EncryptedUploadEncoder {
             parts: self.parts.clone(),
             prefix_sent: false,
             cipher: CbcEncryptor::new(&self.parts.key, &self.parts.iv)?,
@@ -383,14 +375,23 @@ impl EncryptedUpload {
     }
 }
 
-/// Two uploads are equal when they are the same upload (same key, IV and framing).
-impl PartialEq for EncryptedUpload {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.parts, &other.parts)
+impl UploadTransform for EncryptedUpload {
+    fn body_len(&self, source_len: u64) -> u64 {
+        self.encoded_len(source_len)
+    }
+
+    fn encoder(&self) -> Result<Box<dyn TransformEncoder>, Error> {
+        Ok(Box::new(EncryptedUpload::encoder(self)?))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "postbox multipart, {} + {} framing bytes",
+            self.parts.prefix.len(),
+            self.parts.suffix.len()
+        )
     }
 }
-
-impl Eq for EncryptedUpload {}
 
 impl fmt::Debug for EncryptedUpload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -402,13 +403,13 @@ impl fmt::Debug for EncryptedUpload {
 }
 
 /// Turns the caller's bytes into the body of one send (see [`EncryptedUpload`]).
-pub struct UploadEncoder {
+pub struct EncryptedUploadEncoder {
     parts: Arc<UploadParts>,
     prefix_sent: bool,
     cipher: CbcEncryptor,
 }
 
-impl UploadEncoder {
+impl EncryptedUploadEncoder {
     fn prefix(&mut self, out: &mut Vec<u8>) {
         if !self.prefix_sent {
             self.prefix_sent = true;
@@ -432,9 +433,19 @@ impl UploadEncoder {
     }
 }
 
-impl fmt::Debug for UploadEncoder {
+impl TransformEncoder for EncryptedUploadEncoder {
+    fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        EncryptedUploadEncoder::encode(self, chunk, out)
+    }
+
+    fn finish(self: Box<Self>, out: &mut Vec<u8>) -> Result<(), Error> {
+        EncryptedUploadEncoder::finish(*self, out)
+    }
+}
+
+impl fmt::Debug for EncryptedUploadEncoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UploadEncoder")
+        f.debug_struct("EncryptedUploadEncoder")
             .field("prefix_sent", &self.prefix_sent)
             .finish_non_exhaustive()
     }
@@ -524,7 +535,7 @@ fn build_push(
         Method::POST,
         &url,
         bearer.as_deref(),
-        Body::EncryptedUpload(upload),
+        Body::Upload(Upload::transformed(upload)),
     )?);
     let headers = req.headers_mut();
     headers.insert(
@@ -566,7 +577,7 @@ enum PushPhase {
 }
 
 /// Pushes a file into a postbox, streamed from the caller's reader by the driver
-/// ([`Body::Upload`] with an [`EncryptedUpload`]). Never retried (a POST), no 401
+/// ([`Body::Upload`] through an [`EncryptedUpload`]). Never retried (a POST), no 401
 /// handling; a `pending` answer to a push made with the user's token refreshes the
 /// token once ([`Event::TokenRefreshed`]), rebuilds the whole envelope (new key, IV,
 /// boundary and nonce) and pushes once more from the start of the reader. The new
