@@ -77,6 +77,11 @@ pub enum Error {
     /// The authorization callback was an error or did not parse.
     #[error("callback: {0}")]
     Callback(#[from] CallbackError),
+    /// A flow was driven against its contract (polled out of order, fed a body it did
+    /// not ask for), or a driver lost one of its tasks (it panicked, or the driver does
+    /// not know it). A bug in a driver or in the caller's code, never in the input.
+    #[error("flow misuse: {0}")]
+    Misuse(String),
     /// The call refreshed the user's token and then failed. Persist `refreshed_token`
     /// all the same: the refresh rotated the refresh token, so the old one is spent.
     #[error("{error} (after refreshing the access token; persist the new token)")]

@@ -12,19 +12,14 @@
 //!     Done(Err)                       Done(Err)   buffered read: back off, GET again)
 //! ```
 
-use crate::config::SessionKey;
+use crate::config::FileFormat;
 use crate::error::{Error, TransportError, TransportErrorKind};
-use crate::flow::{Authed, AuthedCall, Flow, Step};
-use crate::read::{Compression, FileData, FileHead, ReadFileMetadata};
-use crate::retry::Outcome;
-use crate::sdk::Sdk;
-use crate::token::UserAccessToken;
-use crate::{Contract, config::FileFormat};
+use crate::read::Compression;
+use digime_crypto::PrivateKey;
 use digime_crypto::envelope::Decryptor;
-use digime_crypto::{PrivateKey, random};
-use http::{Method, Response};
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+
+pub use crate::read::file::{Output, ReadFile};
 
 /// Input is decompressed in slices of this size, so that one network chunk of highly
 /// compressed data expands by a bounded amount before the driver writes it out.
@@ -187,322 +182,6 @@ pub fn decode_file(
     Ok(out)
 }
 
-/// Where a [`ReadFile`] puts the plaintext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// Into a buffer of its own, returned in [`FileData::data`]. A connection lost in
-    /// the middle of the body is retried as the GET retry policy allows.
-    Buffer,
-    /// To the driver, through the `out` argument of [`Flow::handle_body`], for the
-    /// caller's sink ([`FileData::data`] stays empty). Once a byte has been handed
-    /// out, a lost connection is an error rather than a retry.
-    Stream,
-}
-
-// The GET is live for one phase at a time, and only one flow exists per download.
-#[allow(clippy::large_enum_variant)]
-enum Phase {
-    Head(AuthedCall<ReadFileMetadata>),
-    Body {
-        head: FileHead,
-        decoder: Option<FileDecoder>,
-        receiving: bool,
-        outcome: Option<Result<(), Error>>,
-    },
-    Backoff,
-    Finished,
-}
-
-/// Downloads, decrypts and decompresses one file (`GET …/query/{session}/{file}`),
-/// refreshing the token once on any 401 (§0.5). Run it like any [`Flow`]; it asks the
-/// driver to stream the body with [`Step::Receive`].
-pub struct ReadFile {
-    sdk: Sdk,
-    contract: Contract,
-    session: SessionKey,
-    name: String,
-    output: Output,
-    token: UserAccessToken,
-    refreshed: Option<UserAccessToken>,
-    may_refresh: bool,
-    buffer: Vec<u8>,
-    emitted: u64,
-    body_retries: u32,
-    phase: Phase,
-}
-
-impl ReadFile {
-    pub(crate) fn new(
-        sdk: Sdk,
-        contract: Contract,
-        token: UserAccessToken,
-        session: SessionKey,
-        name: String,
-        output: Output,
-    ) -> Self {
-        let mut flow = ReadFile {
-            sdk,
-            contract,
-            session,
-            name,
-            output,
-            token,
-            refreshed: None,
-            may_refresh: true,
-            buffer: Vec::new(),
-            emitted: 0,
-            body_retries: 0,
-            phase: Phase::Finished,
-        };
-        flow.phase = Phase::Head(flow.head_call());
-        flow
-    }
-
-    /// Never refreshes (a 401 ends the download with its error).
-    pub(crate) fn without_refresh(mut self) -> Self {
-        self.may_refresh = false;
-        self.phase = Phase::Head(self.head_call());
-        self
-    }
-
-    fn head_call(&self) -> AuthedCall<ReadFileMetadata> {
-        let call = AuthedCall::new(
-            self.sdk.clone(),
-            self.contract.clone(),
-            self.token.clone(),
-            ReadFileMetadata::download(self.session.clone(), self.name.clone()),
-        );
-        if self.may_refresh {
-            call
-        } else {
-            call.without_refresh()
-        }
-    }
-
-    /// The file name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The response headers, once they have arrived (the sink can be opened then).
-    pub fn head(&self) -> Option<&FileHead> {
-        match &self.phase {
-            Phase::Body { head, .. } => Some(head),
-            _ => None,
-        }
-    }
-
-    fn finish(&mut self, result: Result<FileData, Error>) -> Step<Authed<FileData>> {
-        self.phase = Phase::Finished;
-        let refreshed = self.refreshed.take();
-        Step::Done(match (result, refreshed) {
-            (Ok(value), refreshed_token) => Ok(Authed {
-                value,
-                refreshed_token,
-            }),
-            (Err(e @ Error::AfterRefresh { .. }), _) => Err(e),
-            (Err(error), Some(token)) => Err(Error::AfterRefresh {
-                refreshed_token: Box::new(token),
-                error: Box::new(error),
-            }),
-            (Err(error), None) => Err(error),
-        })
-    }
-
-    fn target<'a>(&'a mut self, out: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
-        match self.output {
-            Output::Buffer => &mut self.buffer,
-            Output::Stream => out,
-        }
-    }
-
-    /// Whether a body that broke off can be fetched again.
-    fn may_retry_body(&self, error: &TransportError, now: SystemTime) -> Option<Duration> {
-        if self.output == Output::Stream && self.emitted > 0 {
-            return None;
-        }
-        let jitter = random::below(u64::MAX).unwrap_or(0);
-        self.sdk.config().retry.delay(
-            &Method::GET,
-            self.body_retries + 1,
-            Outcome::Transport(error),
-            now,
-            jitter,
-        )
-    }
-}
-
-impl Flow for ReadFile {
-    type Output = Authed<FileData>;
-
-    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
-        loop {
-            match &mut self.phase {
-                Phase::Head(call) => match call.poll(now) {
-                    Step::Done(Ok(Authed {
-                        value: head,
-                        refreshed_token,
-                    })) => {
-                        if let Some(t) = refreshed_token {
-                            self.token = t.clone();
-                            self.refreshed = Some(t);
-                        }
-                        let decoder = FileDecoder::new(
-                            self.contract.key(),
-                            self.sdk.config().file_format(),
-                            &head.compression,
-                        );
-                        self.phase = Phase::Body {
-                            head,
-                            decoder: Some(decoder),
-                            receiving: true,
-                            outcome: None,
-                        };
-                        return Step::Receive;
-                    }
-                    Step::Done(Err(e)) => {
-                        if let Some(t) = e.refreshed_token() {
-                            self.token = t.clone();
-                            self.refreshed = None;
-                        }
-                        return self.finish(Err(e));
-                    }
-                    Step::Event(e) => return Step::Event(e),
-                    Step::Send(r) => return Step::Send(r),
-                    Step::Sleep(d) => return Step::Sleep(d),
-                    Step::Receive => {
-                        return self.finish(Err(crate::flow::misuse("a head call never streams")));
-                    }
-                },
-                Phase::Body {
-                    head,
-                    receiving,
-                    outcome,
-                    ..
-                } => {
-                    if *receiving {
-                        return self.finish(Err(crate::flow::misuse(
-                            "poll before the body was handed over",
-                        )));
-                    }
-                    match outcome.take() {
-                        Some(Ok(())) => {
-                            let head = head.clone();
-                            let data = std::mem::take(&mut self.buffer);
-                            return self.finish(Ok(FileData { head, data }));
-                        }
-                        Some(Err(Error::Transport(t))) => match self.may_retry_body(&t, now) {
-                            Some(delay) => {
-                                self.body_retries += 1;
-                                self.buffer.clear();
-                                self.phase = Phase::Backoff;
-                                return Step::Sleep(delay);
-                            }
-                            None => return self.finish(Err(Error::Transport(t))),
-                        },
-                        Some(Err(e)) => return self.finish(Err(e)),
-                        None => {
-                            return self.finish(Err(crate::flow::misuse("no body outcome")));
-                        }
-                    }
-                }
-                Phase::Backoff => {
-                    self.phase = Phase::Head(self.head_call());
-                }
-                Phase::Finished => {
-                    return Step::Done(Err(crate::flow::misuse("poll after Done")));
-                }
-            }
-        }
-    }
-
-    fn handle_response(&mut self, response: Response<Vec<u8>>) {
-        if let Phase::Head(call) = &mut self.phase {
-            call.handle_response(response);
-        }
-    }
-
-    fn handle_transport_error(&mut self, error: TransportError) {
-        match &mut self.phase {
-            Phase::Head(call) => call.handle_transport_error(error),
-            Phase::Body {
-                receiving, outcome, ..
-            } => {
-                // A sink that failed on the last write still spoils a finished body.
-                let sink = error.kind == TransportErrorKind::Sink;
-                if *receiving || sink {
-                    *receiving = false;
-                    if outcome.is_none() || sink {
-                        *outcome = Some(Err(Error::Transport(error)));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn handle_body(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
-        let mut decoder = match &mut self.phase {
-            Phase::Body {
-                decoder, receiving, ..
-            } if *receiving => match decoder.take() {
-                Some(d) => d,
-                None => return false,
-            },
-            _ => return false,
-        };
-        let before = out.len();
-        let result = decoder.update(chunk, self.target(out));
-        self.emitted += (out.len() - before) as u64;
-        if let Phase::Body {
-            decoder: slot,
-            outcome,
-            receiving,
-            ..
-        } = &mut self.phase
-        {
-            match result {
-                Ok(()) => {
-                    *slot = Some(decoder);
-                    return true;
-                }
-                Err(e) => {
-                    *outcome = Some(Err(e));
-                    *receiving = false;
-                }
-            }
-        }
-        false
-    }
-
-    fn handle_body_end(&mut self, out: &mut Vec<u8>) {
-        let decoder = match &mut self.phase {
-            Phase::Body {
-                decoder, receiving, ..
-            } if *receiving => decoder.take(),
-            _ => return,
-        };
-        let result = match decoder {
-            Some(d) => {
-                let before = out.len();
-                let r = d.finish(self.target(out));
-                self.emitted += (out.len() - before) as u64;
-                r
-            }
-            None => Err(crate::flow::misuse("body ended twice")),
-        };
-        if let Phase::Body {
-            outcome, receiving, ..
-        } = &mut self.phase
-        {
-            *receiving = false;
-            if outcome.is_none() {
-                *outcome = Some(result);
-            }
-        }
-    }
-}
-
 impl TransportError {
     /// A failure of the caller's sink (for drivers).
     pub fn sink(error: &std::io::Error) -> Self {
@@ -513,11 +192,14 @@ impl TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{Flow, Step};
     use crate::read::{FileMetadata, XMetadata};
-    use crate::{Config, KeySet};
+    use crate::{Config, Contract, KeySet, Sdk, SessionKey, UserAccessToken};
     use digime_crypto::envelope;
+    use http::Response;
     use proptest::prelude::*;
     use std::sync::OnceLock;
+    use std::time::{Duration, SystemTime};
 
     fn key() -> &'static PrivateKey {
         static KEY: OnceLock<PrivateKey> = OnceLock::new();

@@ -2,8 +2,13 @@
 //! fetched only from the configured URL, a token whose `jku` names another is refused,
 //! the algorithm is PS512 only, and the key set is cached for a short time.
 
-use crate::error::Error;
+use crate::error::{Error, TransportError};
+use crate::flow::{Leg, Sub, misuse};
+use crate::sdk::Sdk;
+use crate::wire::{self, Body};
 use digime_crypto::{PublicKey, b64url_decode, jws::Compact};
+use http::{Method, Response};
+use serde_json::Map;
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -186,6 +191,79 @@ pub fn verify(
         }
     }
     Ok(claims)
+}
+
+// ---------------------------------------------------------------------------------
+// Verifying a server token, fetching the pinned key set when needed.
+
+pub(crate) struct VerifyToken {
+    token: String,
+    kid: Option<String>,
+    fetch: Option<Leg>,
+}
+
+impl VerifyToken {
+    pub(crate) fn new(token: String) -> Self {
+        VerifyToken {
+            token,
+            kid: None,
+            fetch: None,
+        }
+    }
+
+    pub(crate) fn poll(&mut self, sdk: &Sdk, now: SystemTime) -> Sub<Map<String, Value>> {
+        let config = sdk.config();
+        let jwks_url = config.jwks_url();
+        if self.kid.is_none() {
+            let header = match check_header(&self.token, &jwks_url) {
+                Ok(h) => h,
+                Err(e) => return Sub::Done(Err(e)),
+            };
+            if let Some(key) = sdk.key_cache().get(&header.kid, now, config.jwks_ttl) {
+                return Sub::Done(verify(&self.token, &key, now));
+            }
+            self.kid = Some(header.kid);
+            self.fetch = Some(Leg::new(Method::GET, config.retry.clone()));
+        }
+        let Some(leg) = self.fetch.as_mut() else {
+            return Sub::Done(Err(misuse("verification already finished")));
+        };
+        let step = leg.poll(now, |_| {
+            Ok(wire::accept_json(wire::request(
+                Method::GET,
+                &jwks_url,
+                None,
+                Body::Empty,
+            )?))
+        });
+        match step {
+            Sub::Send(r) => Sub::Send(r),
+            Sub::Sleep(d) => Sub::Sleep(d),
+            Sub::Done(Err(e)) => Sub::Done(Err(e)),
+            Sub::Done(Ok(resp)) => {
+                if !wire::is_success(&resp) {
+                    return Sub::Done(Err(wire::error_from_response(&resp, now)));
+                }
+                let set = match KeySet::parse(resp.body()) {
+                    Ok(s) => s,
+                    Err(e) => return Sub::Done(Err(e)),
+                };
+                let kid = self.kid.clone().unwrap_or_default();
+                let key = set.get(&kid).cloned();
+                sdk.key_cache().store(set, now);
+                match key {
+                    Some(key) => Sub::Done(verify(&self.token, &key, now)),
+                    None => Sub::Done(Err(Error::UnknownSigningKey { kid })),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn handle(&mut self, outcome: Result<Response<Vec<u8>>, TransportError>) {
+        if let Some(leg) = self.fetch.as_mut() {
+            leg.handle(outcome);
+        }
+    }
 }
 
 #[cfg(test)]

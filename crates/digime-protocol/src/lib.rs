@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod call;
 pub mod config;
 pub mod error;
 pub mod file;
@@ -67,6 +68,7 @@ pub mod legacy;
 pub mod push;
 pub mod read;
 pub mod read_all;
+pub mod refresh;
 pub mod retry;
 mod sdk;
 pub mod token;

@@ -42,11 +42,13 @@
 //! ends the run only after the downloads already running have been reported.
 
 use crate::Contract;
+use crate::auth::TokenFlow;
 use crate::config::SessionKey;
 use crate::error::Error;
 use crate::file::{Output, ReadFile};
-use crate::flow::{Authed, AuthedCall, TokenFlow, error_wants_refresh};
+use crate::flow::Authed;
 use crate::read::{FileList, FileListEntry, ReadFileList, SyncState, SyncStatus};
+use crate::refresh::{AuthedCall, error_wants_refresh};
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use std::collections::{HashMap, VecDeque};

@@ -1,16 +1,19 @@
 //! The entry point of the core: configuration plus shared state (the key-set cache).
 
 use crate::auth::PullOptions;
+use crate::auth::ReadContractDetails;
 use crate::auth::{AuthorizationCode, AuthorizeOptions};
+use crate::auth::{AuthorizeFlow, TokenFlow};
+use crate::call::ClientCall;
 use crate::config::SessionKey;
 use crate::config::{Config, Contract};
 use crate::error::Error;
 use crate::file::{Output, ReadFile};
-use crate::flow::{AuthedCall, AuthorizeFlow, TokenFlow, UserOperation};
 use crate::jwks::{KeySet, KeySetCache};
 use crate::push::{FileDescriptor, PushToLibrary};
 use crate::read::{ReadAccounts, ReadFileList, ReadFileMetadata, ReadSession};
 use crate::read_all::{ReadAllFiles, ReadAllOptions};
+use crate::refresh::{AuthedCall, UserOperation};
 use crate::token::UserAccessToken;
 use digime_crypto::CodeVerifier;
 use std::sync::Arc;
@@ -207,6 +210,11 @@ impl Sdk {
             session.clone(),
             options,
         )
+    }
+
+    /// What the contract allows (GET `permission-access/contract`).
+    pub fn contract_details(&self, contract: &Contract) -> ClientCall<ReadContractDetails> {
+        ClientCall::new(self.clone(), contract.clone(), ReadContractDetails)
     }
 
     /// Runs any user-token operation with refresh-on-401.

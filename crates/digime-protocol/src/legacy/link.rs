@@ -109,6 +109,13 @@ impl Flow for CreatePostboxOngoing {
     }
 }
 
+/// The claims SDK v4 adds to its `oauth/token` requests: `redirect_uri`.
+pub(crate) fn flat_token_claims(redirect_uri: &str) -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert("redirect_uri".into(), redirect_uri.into());
+    claims
+}
+
 /// Maps SDK v4's flat token payload `{"access_token":"…","refresh_token":"…",
 /// "expires_on":N}` (write.md §5.3.3) to a [`UserAccessToken`] whose two expiries are
 /// both `expires_on`; no user id, no consent id.

@@ -110,7 +110,6 @@ pub use callback::{
     OngoingPostboxCallback, PostboxCallback, PostboxId, PostboxResult, SaasPostboxCallback,
     parse_ongoing_postbox_callback, parse_postbox_callback, parse_saas_postbox_callback,
 };
-pub(crate) use link::ongoing_postbox_url;
 pub use link::{
     CREATE_POSTBOX_LINK, CreatePostboxOngoing, OngoingPostboxUrl, token_from_flat_claims,
 };
@@ -122,9 +121,9 @@ pub use push::{
 pub use session::{EstablishSession, LegacySession, parse_session_response};
 
 use crate::auth::{AuthorizationCode, Scope};
+use crate::auth::{AuthorizeFlow, TokenFlow};
 use crate::config::{Contract, ContractId, SessionKey};
 use crate::error::Error;
-use crate::flow::{AuthorizeFlow, TokenFlow, TokenFormat};
 use crate::push::FileDescriptor;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
@@ -190,12 +189,16 @@ impl Legacy {
         state: Option<&str>,
     ) -> Result<CreatePostboxOngoing, Error> {
         link::check_url("redirect URI", redirect_uri)?;
-        Ok(CreatePostboxOngoing::new(AuthorizeFlow::postbox_deep_link(
+        let (redirect, session_key) = (redirect_uri.to_owned(), session_key.clone());
+        let make_url = Box::new(move |config: &crate::Config, code: &str| {
+            link::ongoing_postbox_url(config, code, &redirect, &session_key)
+        });
+        Ok(CreatePostboxOngoing::new(AuthorizeFlow::bare(
             self.sdk.clone(),
             contract.clone(),
             redirect_uri.to_owned(),
             state.map(str::to_owned),
-            session_key.clone(),
+            make_url,
         )))
     }
 
@@ -214,9 +217,10 @@ impl Legacy {
         Ok(self
             .sdk
             .exchange_code_for_token(contract, code, verifier)?
-            .with_format(TokenFormat::Flat {
-                redirect_uri: redirect_uri.to_owned(),
-            }))
+            .with_payload(
+                link::flat_token_claims(redirect_uri),
+                token_from_flat_claims,
+            ))
     }
 
     /// Refreshes an ongoing postbox's token (SDK v4 format). A push does this by itself
@@ -227,11 +231,10 @@ impl Legacy {
         redirect_uri: &str,
         token: &UserAccessToken,
     ) -> TokenFlow {
-        self.sdk
-            .refresh_token(contract, token)
-            .with_format(TokenFormat::Flat {
-                redirect_uri: redirect_uri.to_owned(),
-            })
+        self.sdk.refresh_token(contract, token).with_payload(
+            link::flat_token_claims(redirect_uri),
+            token_from_flat_claims,
+        )
     }
 
     /// Pushes a file into a postbox. The descriptor and the credentials are checked

@@ -3,10 +3,12 @@
 //! `pending`.
 
 use super::callback::PostboxId;
+use crate::auth::TokenFlow;
 use crate::config::{Contract, SessionKey};
 use crate::error::Error;
-use crate::flow::{Authed, Event, Flow, Leg, Step, Sub, TokenFlow, TokenFormat, misuse};
+use crate::flow::{Flow, Leg, Step, Sub, misuse};
 use crate::push::FileDescriptor;
+use crate::refresh::{Attempted, Refreshable, Refreshing};
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
@@ -568,34 +570,147 @@ fn build_push(
 // ---------------------------------------------------------------------------------
 // The flow.
 
-// One phase is live at a time and a flow lives as long as one push.
-#[allow(clippy::large_enum_variant)]
-enum PushPhase {
-    Push(Leg),
-    Refresh(Box<TokenFlow>),
-    Finished,
-}
-
-/// Pushes a file into a postbox, streamed from the caller's reader by the driver
-/// ([`Body::Upload`] through an [`EncryptedUpload`]). Never retried (a POST), no 401
-/// handling; a `pending` answer to a push made with the user's token refreshes the
-/// token once ([`Event::TokenRefreshed`]), rebuilds the whole envelope (new key, IV,
-/// boundary and nonce) and pushes once more from the start of the reader. The new
-/// token is in the result, or in [`Error::AfterRefresh`] if the second push fails.
-pub struct PushToPostbox {
+/// The attempts of a postbox push: each one a fresh envelope (key, IV, boundary and
+/// nonce) over the caller's reader from its start, with the current token.
+pub struct PostboxPushes {
     sdk: Sdk,
     postbox: Postbox,
     auth: PostboxAuth,
     file_name: String,
     descriptor: FileDescriptor,
-    refreshed: bool,
-    phase: PushPhase,
     /// Given keys, IVs and boundaries for the next attempts, last first (tests only;
     /// always empty otherwise).
     materials: Vec<Material>,
 }
 
-impl PushToPostbox {
+impl fmt::Debug for PostboxPushes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostboxPushes")
+            .field("postbox", &self.postbox.id)
+            .field("file_name", &self.file_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Refreshable for PostboxPushes {
+    type Output = PostboxPush;
+    type Attempt = PostboxAttempt;
+
+    fn attempt(&mut self) -> PostboxAttempt {
+        let request = match self.materials.pop() {
+            Some(m) => Ok(m),
+            None => Material::fresh(),
+        }
+        .map(|material| {
+            let (sdk, postbox, auth) = (self.sdk.clone(), self.postbox.clone(), self.auth.clone());
+            let (file_name, descriptor) = (self.file_name.clone(), self.descriptor.clone());
+            move |now| {
+                build_push(
+                    &sdk,
+                    &postbox,
+                    &auth,
+                    &file_name,
+                    &descriptor,
+                    material,
+                    now,
+                )
+            }
+        });
+        PostboxAttempt {
+            leg: Leg::new(Method::POST, RetryPolicy::never()),
+            build: Some(request.map(|b| Box::new(b) as BuildPush)),
+            can_refresh: self.auth.token().is_some(),
+        }
+    }
+
+    fn refresh(&self) -> Option<TokenFlow> {
+        match &self.auth {
+            PostboxAuth::Headers { .. } | PostboxAuth::SessionJwt { token: None, .. } => None,
+            PostboxAuth::SessionJwt {
+                contract,
+                redirect_uri,
+                token: Some(token),
+                ..
+            } => Some(
+                TokenFlow::refresh(self.sdk.clone(), contract.clone(), token).with_payload(
+                    super::link::flat_token_claims(redirect_uri),
+                    super::token_from_flat_claims,
+                ),
+            ),
+            PostboxAuth::TokenJwt { contract, token } => Some(TokenFlow::refresh(
+                self.sdk.clone(),
+                contract.clone(),
+                token,
+            )),
+        }
+    }
+
+    fn set_token(&mut self, token: UserAccessToken) {
+        self.auth.set_token(token);
+    }
+}
+
+type BuildPush = Box<dyn FnOnce(SystemTime) -> Result<Request<Body>, Error> + Send>;
+
+/// One push of a [`PushToPostbox`]: never retried (a POST), no 401 handling; a
+/// `pending` answer asks for a refresh when the push carries a token.
+pub struct PostboxAttempt {
+    leg: Leg,
+    build: Option<Result<BuildPush, Error>>,
+    can_refresh: bool,
+}
+
+impl fmt::Debug for PostboxAttempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostboxAttempt").finish_non_exhaustive()
+    }
+}
+
+impl Flow for PostboxAttempt {
+    type Output = Attempted<PostboxPush>;
+
+    fn poll(&mut self, now: SystemTime) -> Step<Attempted<PostboxPush>> {
+        let build = &mut self.build;
+        match self.leg.poll(now, |now| match build.take() {
+            Some(Ok(build)) => build(now),
+            Some(Err(e)) => Err(e),
+            None => Err(misuse("a postbox push is sent once per attempt")),
+        }) {
+            Sub::Send(r) => Step::Send(r),
+            Sub::Sleep(d) => Step::Sleep(d),
+            Sub::Done(Err(e)) => Step::Done(Err(e)),
+            Sub::Done(Ok(resp)) if !wire::is_success(&resp) => {
+                Step::Done(Err(wire::error_from_response(&resp, now)))
+            }
+            Sub::Done(Ok(resp)) => Step::Done(parse_push_response(resp.body()).map(|push| {
+                if push.status == PostboxStatus::Pending && self.can_refresh {
+                    Attempted::Refresh(Ok(push))
+                } else {
+                    Attempted::Final(push)
+                }
+            })),
+        }
+    }
+
+    fn handle_response(&mut self, response: Response<Vec<u8>>) {
+        self.leg.handle(Ok(response));
+    }
+
+    fn handle_transport_error(&mut self, error: crate::error::TransportError) {
+        self.leg.handle(Err(error));
+    }
+}
+
+/// Pushes a file into a postbox, streamed from the caller's reader by the driver
+/// ([`Body::Upload`] through an [`EncryptedUpload`]). Never retried (a POST), no 401
+/// handling; a `pending` answer to a push made with the user's token refreshes the
+/// token once ([`crate::Event::TokenRefreshed`], through [`crate::refresh`]), rebuilds
+/// the whole envelope (new key, IV, boundary and nonce) and pushes once more from the
+/// start of the reader. The new token is in the result, or in
+/// [`Error::AfterRefresh`] if the second push fails.
+pub type PushToPostbox = Refreshing<PostboxPushes>;
+
+impl Refreshing<PostboxPushes> {
     pub(crate) fn new(
         sdk: Sdk,
         postbox: Postbox,
@@ -603,150 +718,22 @@ impl PushToPostbox {
         file_name: String,
         descriptor: FileDescriptor,
     ) -> Self {
-        PushToPostbox {
+        Refreshing::start(PostboxPushes {
             sdk,
             postbox,
             auth,
             file_name,
             descriptor,
-            refreshed: false,
-            phase: PushPhase::Push(Leg::new(Method::POST, RetryPolicy::never())),
             materials: Vec::new(),
-        }
+        })
     }
 
     /// Test hook: the key, IV and boundary of the next attempts, in order.
     #[cfg(test)]
-    pub(crate) fn with_materials(mut self, mut materials: Vec<Material>) -> Self {
+    pub(crate) fn with_materials(self, mut materials: Vec<Material>) -> Self {
+        let mut calls = self.into_calls();
         materials.reverse();
-        self.materials = materials;
-        self
-    }
-
-    fn refresh_flow(&self) -> Option<TokenFlow> {
-        let (sdk, contract) = (self.sdk.clone(), self.auth_contract()?.clone());
-        match &self.auth {
-            PostboxAuth::Headers { .. } => None,
-            PostboxAuth::SessionJwt {
-                redirect_uri,
-                token: Some(token),
-                ..
-            } => Some(
-                TokenFlow::refresh(sdk, contract, token).with_format(TokenFormat::Flat {
-                    redirect_uri: redirect_uri.clone(),
-                }),
-            ),
-            PostboxAuth::SessionJwt { token: None, .. } => None,
-            PostboxAuth::TokenJwt { token, .. } => Some(TokenFlow::refresh(sdk, contract, token)),
-        }
-    }
-
-    fn auth_contract(&self) -> Option<&Contract> {
-        match &self.auth {
-            PostboxAuth::Headers { .. } => None,
-            PostboxAuth::SessionJwt { contract, .. } | PostboxAuth::TokenJwt { contract, .. } => {
-                Some(contract)
-            }
-        }
-    }
-
-    fn finish(&mut self, r: Result<PostboxPush, Error>) -> Step<Authed<PostboxPush>> {
-        self.phase = PushPhase::Finished;
-        let refreshed = if self.refreshed {
-            self.auth.token().cloned()
-        } else {
-            None
-        };
-        Step::Done(match (r, refreshed) {
-            (Ok(value), refreshed_token) => Ok(Authed {
-                value,
-                refreshed_token,
-            }),
-            (Err(error), Some(token)) => Err(Error::AfterRefresh {
-                refreshed_token: Box::new(token),
-                error: Box::new(error),
-            }),
-            (Err(error), None) => Err(error),
-        })
-    }
-}
-
-impl Flow for PushToPostbox {
-    type Output = Authed<PostboxPush>;
-
-    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
-        loop {
-            match &mut self.phase {
-                PushPhase::Push(leg) => {
-                    let (sdk, postbox, auth, file_name, descriptor, materials) = (
-                        &self.sdk,
-                        &self.postbox,
-                        &self.auth,
-                        &self.file_name,
-                        &self.descriptor,
-                        &mut self.materials,
-                    );
-                    match leg.poll(now, |now| {
-                        let material = match materials.pop() {
-                            Some(m) => m,
-                            None => Material::fresh()?,
-                        };
-                        build_push(sdk, postbox, auth, file_name, descriptor, material, now)
-                    }) {
-                        Sub::Send(r) => return Step::Send(r),
-                        Sub::Sleep(d) => return Step::Sleep(d),
-                        Sub::Done(Err(e)) => return self.finish(Err(e)),
-                        Sub::Done(Ok(resp)) => {
-                            if !wire::is_success(&resp) {
-                                return self.finish(Err(wire::error_from_response(&resp, now)));
-                            }
-                            let push = match parse_push_response(resp.body()) {
-                                Ok(p) => p,
-                                Err(e) => return self.finish(Err(e)),
-                            };
-                            if push.status == PostboxStatus::Pending
-                                && !self.refreshed
-                                && let Some(flow) = self.refresh_flow()
-                            {
-                                self.phase = PushPhase::Refresh(Box::new(flow));
-                                continue;
-                            }
-                            return self.finish(Ok(push));
-                        }
-                    }
-                }
-                PushPhase::Refresh(flow) => match flow.poll(now) {
-                    Step::Send(r) => return Step::Send(r),
-                    Step::Sleep(d) => return Step::Sleep(d),
-                    Step::Done(Err(e)) => return self.finish(Err(e)),
-                    Step::Done(Ok(token)) => {
-                        self.auth.set_token(token.clone());
-                        self.refreshed = true;
-                        self.phase = PushPhase::Push(Leg::new(Method::POST, RetryPolicy::never()));
-                        return Step::Event(Event::TokenRefreshed(token));
-                    }
-                    Step::Receive | Step::Event(_) => {
-                        return self.finish(Err(misuse("unexpected step of a token refresh")));
-                    }
-                },
-                PushPhase::Finished => return Step::Done(Err(misuse("poll after Done"))),
-            }
-        }
-    }
-
-    fn handle_response(&mut self, response: Response<Vec<u8>>) {
-        match &mut self.phase {
-            PushPhase::Push(leg) => leg.handle(Ok(response)),
-            PushPhase::Refresh(f) => f.handle_response(response),
-            PushPhase::Finished => {}
-        }
-    }
-
-    fn handle_transport_error(&mut self, error: crate::error::TransportError) {
-        match &mut self.phase {
-            PushPhase::Push(leg) => leg.handle(Err(error)),
-            PushPhase::Refresh(f) => f.handle_transport_error(error),
-            PushPhase::Finished => {}
-        }
+        calls.materials = materials;
+        Refreshing::start(calls)
     }
 }

@@ -593,7 +593,7 @@ fn errors_are_not_retried_and_401_does_not_refresh() {
         }
         assert!(matches!(
             push.poll(SystemTime::now()),
-            Step::Done(Err(Error::InvalidInput(_)))
+            Step::Done(Err(Error::Misuse(_)))
         ));
     }
 }

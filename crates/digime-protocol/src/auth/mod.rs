@@ -1,13 +1,32 @@
-//! Authorization: options and the onboard URL (auth.md §5), the callback (§6), the
-//! token payload (§7.2, §7.4).
+//! Authorization (`docs/protocol.md`, "Authorization"): the options and results of
+//! the authorization calls, one module per endpoint:
+//!
+//! | module | endpoint |
+//! |---|---|
+//! | [`authorize`] | POST `oauth/authorize`, then the onboard URL |
+//! | [`token`] | POST `oauth/token`: code exchange and refresh |
+//! | [`callback`] | the redirect back to the app (no request) |
+//! | [`contract`] | GET `permission-access/contract` |
+//!
+//! Server tokens are verified against the pinned key set of [`crate::jwks`].
 
-use crate::config::{Config, SessionKey};
-use crate::error::{CallbackError, CallbackErrorCode, Error};
-use crate::token::{Token, User, UserAccessToken};
-use digime_crypto::{CodeVerifier, SecretString};
+pub mod authorize;
+pub mod callback;
+pub mod contract;
+pub mod token;
+
+pub use authorize::{AuthorizeFlow, onboard_url};
+pub(crate) use callback::callback_query_pairs;
+pub use callback::{AuthorizationCallback, AuthorizationCode, parse_callback};
+pub use contract::{ContractAccess, ContractApplication, ContractDetails, ReadContractDetails};
+pub use token::{TokenFlow, token_from_claims};
+
+use crate::config::SessionKey;
+use crate::error::Error;
+use crate::token::UserAccessToken;
+use digime_crypto::CodeVerifier;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::fmt;
+use serde_json::{Map, Value};
 
 /// Where the user's data comes from in the onboard flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -295,216 +314,52 @@ pub struct AuthorizeUrl {
     pub session: Option<Session>,
 }
 
-/// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` is %-encoded.
-fn encode_uri_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Builds `{onboard}{page}?code=…&…` with the optional parameters of auth.md §5.4 in
-/// their order (`storage_ref` only for `authorize`).
-pub fn onboard_url(
-    config: &Config,
-    page: &str,
-    code: &str,
-    options: &AuthorizeOptions,
-    storage_ref: Option<&str>,
-) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("code", code);
-    q.append_pair("sourceType", options.source_type.as_str());
-    if let Some(id) = options.service_id.filter(|&id| id != 0) {
-        q.append_pair("service", &id.to_string());
-    }
-    if let Some(sd) = &options.sample_data {
-        q.append_pair("sampleDataSet", &sd.data_set);
-        if sd.auto_onboard {
-            q.append_pair("sampleDataAutoOnboard", "true");
-        }
-    }
-    if let Some(l) = &options.locale {
-        q.append_pair("lng", l);
-    }
-    if let Some(b) = options.include_sample_data_only_sources {
-        q.append_pair(
-            "includeSampleDataOnlySources",
-            if b { "true" } else { "false" },
-        );
-    }
-    if let Some(r) = storage_ref {
-        q.append_pair("storageRef", r);
-    }
-    if let Some(b) = options.trigger_query {
-        q.append_pair("triggerQuery", if b { "true" } else { "false" });
-    }
-    if let Some(scope) = &options.sources_scope {
-        // Encoded twice, as the official SDK does (encodeURIComponent, then the query).
-        let json = serde_json::to_string(scope).unwrap_or_default();
-        q.append_pair("sourcesScope", &encode_uri_component(&json));
-    }
-    format!("{}{}?{}", config.onboard_url(), page, q.finish())
-}
-
-/// An authorization code from the callback.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AuthorizationCode(SecretString);
-
-impl AuthorizationCode {
-    /// Wraps a code.
-    pub fn new(code: impl Into<String>) -> Self {
-        AuthorizationCode(SecretString::new(code))
-    }
-    /// The code.
-    pub fn expose(&self) -> &str {
-        self.0.expose()
-    }
-}
-
-impl fmt::Debug for AuthorizationCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AuthorizationCode([redacted])")
-    }
-}
-
-/// A successful authorization callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorizationCallback {
-    /// The code to exchange.
-    pub code: AuthorizationCode,
-    /// The echoed state.
-    pub state: Option<String>,
-    /// `accountReference`, when the service sent one.
-    pub account_reference: Option<String>,
-    /// Every other query parameter (the app's own, legacy `postboxId`, …), in order.
-    pub extra: Vec<(String, String)>,
-}
-
-impl AuthorizationCallback {
-    /// Checks the echoed state against the one the app stored (constant time).
-    pub fn verify_state(self, expected: &str) -> Result<Self, CallbackError> {
-        match &self.state {
-            Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => {
-                Ok(self)
-            }
-            _ => Err(CallbackError::StateMismatch),
-        }
-    }
-}
-
-/// The decoded query parameters of a callback (a full URL, a path with a query, or a
-/// bare query string), in order; a repeated parameter is refused.
-pub(crate) fn callback_query_pairs(input: &str) -> Result<Vec<(String, String)>, CallbackError> {
-    let query = match input.find('?') {
-        Some(i) => &input[i + 1..],
-        None if input.contains("://") => "",
-        None => input,
+/// Reads `{"token": "<JWS>", ...}` from a success body.
+pub(crate) fn token_field(
+    body: &[u8],
+    context: &'static str,
+) -> Result<(String, Map<String, Value>), Error> {
+    let decode = |detail: &str| Error::Decode {
+        context,
+        detail: detail.to_owned(),
     };
-    let query = query.split('#').next().unwrap_or("");
-    let mut seen = std::collections::HashSet::new();
-    let mut pairs = Vec::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if !seen.insert(k.to_string()) {
-            return Err(CallbackError::Malformed(format!(
-                "parameter {k:?} is repeated"
-            )));
-        }
-        pairs.push((k.into_owned(), v.into_owned()));
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return Err(decode("body is not a JSON object"));
+    };
+    match obj.get("token").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => Ok((t.to_owned(), obj)),
+        _ => Err(decode("no token in the response")),
     }
-    Ok(pairs)
 }
 
-/// Parses the redirect back from the onboard page: a full URL, a path with a query,
-/// or a bare query string. Repeated parameters are refused (they make the redirect
-/// ambiguous).
-pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackError> {
-    let mut success = None;
-    let mut code = None;
-    let mut state = None;
-    let mut error_code = None;
-    let mut account_reference = None;
-    let mut extra = Vec::new();
-    for (k, v) in callback_query_pairs(input)? {
-        match &*k {
-            "success" => success = Some(v),
-            "code" => code = Some(v),
-            "state" => state = Some(v),
-            "errorCode" => error_code = Some(v),
-            "accountReference" => account_reference = Some(v),
-            _ => extra.push((k, v)),
-        }
-    }
-    match success.as_deref() {
-        Some("true") => {
-            let code = code
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| CallbackError::Malformed("success without a code".into()))?;
-            Ok(AuthorizationCallback {
-                code: AuthorizationCode::new(code),
-                state,
-                account_reference,
-                extra,
-            })
-        }
-        Some("false") => Err(CallbackError::Failed {
-            code: CallbackErrorCode::parse(error_code.as_deref().unwrap_or("")),
-            state,
+/// Parses an optional `session` object `{key, expiry(ms)}`.
+pub(crate) fn parse_session(
+    v: Option<&Value>,
+    context: &'static str,
+) -> Result<Option<Session>, Error> {
+    let Some(v) = v else { return Ok(None) };
+    let key = v
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty());
+    let expiry = v.get("expiry").and_then(Value::as_u64);
+    match (key, expiry) {
+        (Some(key), Some(expiry)) => Ok(Some(Session {
+            key: SessionKey::new(key)?,
+            expiry,
+        })),
+        _ => Err(Error::Decode {
+            context,
+            detail: "session lacks a key or a numeric expiry".into(),
         }),
-        Some(other) => Err(CallbackError::Malformed(format!("success={other:?}"))),
-        None => Err(CallbackError::Malformed("no success parameter".into())),
     }
-}
-
-/// Maps a verified token-response payload to a `UserAccessToken` (auth.md §7.4).
-pub fn token_from_claims(
-    claims: &serde_json::Map<String, Value>,
-) -> Result<UserAccessToken, Error> {
-    let tok = |name: &str| -> Result<Token, Error> {
-        let obj = claims
-            .get(name)
-            .and_then(Value::as_object)
-            .ok_or_else(|| Error::Decode {
-                context: "token",
-                detail: format!("no {name} object"),
-            })?;
-        let value = obj
-            .get("value")
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty());
-        let expiry = obj.get("expires_on").and_then(Value::as_u64);
-        match (value, expiry) {
-            (Some(v), Some(e)) => Ok(Token {
-                value: SecretString::new(v),
-                expiry: e,
-            }),
-            _ => Err(Error::Decode {
-                context: "token",
-                detail: format!("{name} lacks a value or a numeric expires_on"),
-            }),
-        }
-    };
-    Ok(UserAccessToken {
-        access_token: tok("access_token")?,
-        refresh_token: tok("refresh_token")?,
-        user: User {
-            id: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
-        },
-        consent_id: claims
-            .get("consentid")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::error::{CallbackError, CallbackErrorCode};
 
     #[test]
     fn onboard_url_worked_example() {

@@ -1,0 +1,509 @@
+//! Refresh-then-retry: the one combinator behind every call made with a user's token
+//! (`docs/protocol.md`, "Refresh on 401").
+//!
+//! A call is a series of attempts ([`Refreshable`]). An attempt that the server
+//! answers with a refused token (or, for a postbox push, a parked file) ends with
+//! [`Attempted::Refresh`]; [`Refreshing`] then refreshes the token once, announces it
+//! ([`Event::TokenRefreshed`]) and runs one more attempt with it. The rule "a rotated
+//! token is never lost" lives here and only here: the new token is in the result
+//! ([`Authed::refreshed_token`]), or in [`Error::AfterRefresh`] when the call fails
+//! after the refresh.
+//!
+//! ```text
+//!  ┌─────────┐ Final / error ┌──────┐
+//!  │ Attempt ├──────────────▶│ Done │◀──────────────┐
+//!  └────┬────┘               └──────┘               │ any end
+//!       │ Refresh (first)  ┌─────────┐ new token ┌──┴────────┐
+//!       └─────────────────▶│ Refresh ├──────────▶│ Attempt 2 │ (Event::TokenRefreshed first)
+//!                          └────┬────┘           └───────────┘
+//!                               │ refused
+//!                   Done(Err(ReauthorizationRequired))
+//! ```
+//!
+//! [`AuthedCall`] is the combinator over one request ([`UserOperation`]); the file
+//! download ([`crate::ReadFile`]) and the postbox push
+//! ([`crate::legacy::PushToPostbox`]) are the same combinator over their own attempts.
+
+use crate::auth::TokenFlow;
+use crate::config::Contract;
+use crate::error::{Error, ErrorCode, TransportError};
+use crate::flow::{Authed, Event, Flow, Leg, Step, Sub, misuse};
+use crate::retry::RetryPolicy;
+use crate::sdk::Sdk;
+use crate::token::UserAccessToken;
+use crate::wire::{self, Body};
+use http::{Method, Request, Response};
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// How one attempt of a call made with a user's token ended.
+#[derive(Debug)]
+pub enum Attempted<T> {
+    /// The call's result; nothing to refresh.
+    Final(T),
+    /// The server wants a fresh token: refresh once and attempt again. When the call
+    /// cannot refresh (it already did, it has no token, or refreshing is off), this is
+    /// its result.
+    Refresh(Result<T, Error>),
+}
+
+/// A call made with a user's token, as a series of attempts.
+pub trait Refreshable {
+    /// What the call returns.
+    type Output;
+    /// One attempt, with the current token.
+    type Attempt: Flow<Output = Attempted<Self::Output>>;
+    /// A new attempt with the current token.
+    fn attempt(&mut self) -> Self::Attempt;
+    /// The refresh of the current token, or `None` when the call has none.
+    fn refresh(&self) -> Option<TokenFlow>;
+    /// Installs the refreshed token for the next attempts.
+    fn set_token(&mut self, token: UserAccessToken);
+}
+
+// One phase is live at a time and a flow lives as long as one call: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Phase<A> {
+    Attempt(A),
+    Refresh(Box<TokenFlow>),
+    Finished,
+}
+
+/// Runs a [`Refreshable`] call: refreshes the token at most once, when an attempt asks
+/// for it, and attempts again (see the module docs).
+pub struct Refreshing<R: Refreshable> {
+    calls: R,
+    may_refresh: bool,
+    refreshed: Option<UserAccessToken>,
+    phase: Phase<R::Attempt>,
+}
+
+impl<R: Refreshable> Refreshing<R> {
+    /// Starts the call with its first attempt.
+    pub fn start(mut calls: R) -> Self {
+        let first = calls.attempt();
+        Refreshing {
+            calls,
+            may_refresh: true,
+            refreshed: None,
+            phase: Phase::Attempt(first),
+        }
+    }
+
+    /// Never refreshes: an attempt that asks for a refresh ends the call with its
+    /// result, for a caller that refreshes once on behalf of many concurrent calls.
+    pub fn without_refresh(mut self) -> Self {
+        self.may_refresh = false;
+        self
+    }
+
+    /// The call's attempts.
+    pub fn calls(&self) -> &R {
+        &self.calls
+    }
+
+    /// The call's attempts, taken back (the flow is dropped).
+    pub fn into_calls(self) -> R {
+        self.calls
+    }
+
+    /// The attempt in flight, if any.
+    pub fn current_attempt(&self) -> Option<&R::Attempt> {
+        match &self.phase {
+            Phase::Attempt(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self, result: Result<R::Output, Error>) -> Step<Authed<R::Output>> {
+        self.phase = Phase::Finished;
+        Step::Done(with_refreshed(result, self.refreshed.take()))
+    }
+}
+
+/// The rule "a rotated token is never lost": a result carries the token a refresh
+/// issued, and so does an error ([`Error::AfterRefresh`]).
+fn with_refreshed<T>(
+    result: Result<T, Error>,
+    refreshed: Option<UserAccessToken>,
+) -> Result<Authed<T>, Error> {
+    match (result, refreshed) {
+        (Ok(value), refreshed_token) => Ok(Authed {
+            value,
+            refreshed_token,
+        }),
+        (Err(e @ Error::AfterRefresh { .. }), _) => Err(e),
+        (Err(error), Some(token)) => Err(Error::AfterRefresh {
+            refreshed_token: Box::new(token),
+            error: Box::new(error),
+        }),
+        (Err(error), None) => Err(error),
+    }
+}
+
+impl<R: Refreshable> Flow for Refreshing<R> {
+    type Output = Authed<R::Output>;
+
+    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
+        loop {
+            match &mut self.phase {
+                Phase::Attempt(attempt) => match attempt.poll(now) {
+                    Step::Send(r) => return Step::Send(r),
+                    Step::Sleep(d) => return Step::Sleep(d),
+                    Step::Receive => return Step::Receive,
+                    Step::Event(e) => return Step::Event(e),
+                    Step::Done(Ok(Attempted::Final(value))) => return self.finish(Ok(value)),
+                    Step::Done(Err(e)) => return self.finish(Err(e)),
+                    Step::Done(Ok(Attempted::Refresh(fallback))) => {
+                        let refresh = (self.may_refresh && self.refreshed.is_none())
+                            .then(|| self.calls.refresh())
+                            .flatten();
+                        match refresh {
+                            Some(flow) => self.phase = Phase::Refresh(Box::new(flow)),
+                            None => return self.finish(fallback),
+                        }
+                    }
+                },
+                Phase::Refresh(flow) => match flow.poll(now) {
+                    Step::Send(r) => return Step::Send(r),
+                    Step::Sleep(d) => return Step::Sleep(d),
+                    Step::Done(Err(e)) => return self.finish(Err(e)),
+                    Step::Done(Ok(token)) => {
+                        self.calls.set_token(token.clone());
+                        self.refreshed = Some(token.clone());
+                        self.phase = Phase::Attempt(self.calls.attempt());
+                        return Step::Event(Event::TokenRefreshed(token));
+                    }
+                    Step::Receive | Step::Event(_) => {
+                        return self.finish(Err(misuse("unexpected step of a token refresh")));
+                    }
+                },
+                Phase::Finished => return Step::Done(Err(misuse("poll after Done"))),
+            }
+        }
+    }
+
+    fn handle_response(&mut self, response: Response<Vec<u8>>) {
+        match &mut self.phase {
+            Phase::Attempt(a) => a.handle_response(response),
+            Phase::Refresh(f) => f.handle_response(response),
+            Phase::Finished => {}
+        }
+    }
+
+    fn handle_transport_error(&mut self, error: TransportError) {
+        match &mut self.phase {
+            Phase::Attempt(a) => a.handle_transport_error(error),
+            Phase::Refresh(f) => f.handle_transport_error(error),
+            Phase::Finished => {}
+        }
+    }
+
+    fn handle_body(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
+        match &mut self.phase {
+            Phase::Attempt(a) => a.handle_body(chunk, out),
+            _ => false,
+        }
+    }
+
+    fn handle_body_end(&mut self, out: &mut Vec<u8>) {
+        if let Phase::Attempt(a) = &mut self.phase {
+            a.handle_body_end(out);
+        }
+    }
+}
+
+impl<R: Refreshable + fmt::Debug> fmt::Debug for Refreshing<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match &self.phase {
+            Phase::Attempt(_) => "attempt",
+            Phase::Refresh(_) => "refresh",
+            Phase::Finished => "finished",
+        };
+        f.debug_struct("Refreshing")
+            .field("calls", &self.calls)
+            .field("may_refresh", &self.may_refresh)
+            .field("refreshed", &self.refreshed.is_some())
+            .field("phase", &phase)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// One request made with a user's token.
+
+/// One API call made with a user's access token: its request, its response parser
+/// and its refresh rule, in the module of its endpoint.
+pub trait UserOperation {
+    /// What the call returns.
+    type Output;
+    /// The HTTP method (for the retry policy).
+    fn method(&self) -> Method;
+    /// The retry policy of this call.
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy;
+    /// Builds the request for one attempt, signed with `token`.
+    fn build(
+        &self,
+        sdk: &Sdk,
+        contract: &Contract,
+        token: &UserAccessToken,
+        now: SystemTime,
+    ) -> Result<Request<Body>, Error>;
+    /// Parses a 2xx response.
+    fn parse(&self, response: Response<Vec<u8>>) -> Result<Self::Output, Error>;
+    /// Whether every 401 refreshes (file reads and library pushes), or only a 401
+    /// whose body is `InvalidToken` or not a standard error.
+    fn refresh_on_any_401(&self) -> bool;
+}
+
+/// Whether a 401 answer should make the caller refresh the token: any 401 for file
+/// reads and pushes, otherwise only `InvalidToken` or a body that is not a standard
+/// error.
+pub(crate) fn refresh_wanted(status: u16, body: &[u8], any_401: bool) -> bool {
+    status == 401
+        && (any_401
+            || match wire::parse_error_body(401, body) {
+                Some(api) => api.code == ErrorCode::InvalidToken,
+                None => true,
+            })
+}
+
+/// The same question asked of an error a call returned (for callers that refresh on
+/// the call's behalf, see [`Refreshing::without_refresh`]).
+pub(crate) fn error_wants_refresh(error: &Error, any_401: bool) -> bool {
+    match error {
+        Error::Api(api) => api.status == 401 && (any_401 || api.code == ErrorCode::InvalidToken),
+        Error::UnexpectedStatus { status, .. } => *status == 401,
+        _ => false,
+    }
+}
+
+/// The attempts of a [`UserOperation`]: one request each, with the current token.
+pub struct UserCall<O> {
+    sdk: Sdk,
+    contract: Contract,
+    token: UserAccessToken,
+    op: Arc<O>,
+}
+
+impl<O> fmt::Debug for UserCall<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserCall")
+            .field("operation", &std::any::type_name::<O>())
+            .field("contract", &self.contract.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O: UserOperation> Refreshable for UserCall<O> {
+    type Output = O::Output;
+    type Attempt = OneCall<O>;
+
+    fn attempt(&mut self) -> OneCall<O> {
+        OneCall {
+            leg: Leg::new(self.op.method(), self.op.retry_policy(&self.sdk)),
+            sdk: self.sdk.clone(),
+            contract: self.contract.clone(),
+            token: self.token.clone(),
+            op: self.op.clone(),
+        }
+    }
+
+    fn refresh(&self) -> Option<TokenFlow> {
+        Some(TokenFlow::refresh(
+            self.sdk.clone(),
+            self.contract.clone(),
+            &self.token,
+        ))
+    }
+
+    fn set_token(&mut self, token: UserAccessToken) {
+        self.token = token;
+    }
+}
+
+/// One attempt of a [`UserOperation`]: its request, retried as its policy says.
+pub struct OneCall<O> {
+    sdk: Sdk,
+    contract: Contract,
+    token: UserAccessToken,
+    op: Arc<O>,
+    leg: Leg,
+}
+
+impl<O: UserOperation> OneCall<O> {
+    /// A standalone attempt (no refresh), for flows that build on one request.
+    pub(crate) fn new(sdk: Sdk, contract: Contract, token: UserAccessToken, op: O) -> Self {
+        UserCall {
+            sdk,
+            contract,
+            token,
+            op: Arc::new(op),
+        }
+        .attempt()
+    }
+}
+
+impl<O: UserOperation> Flow for OneCall<O> {
+    type Output = Attempted<O::Output>;
+
+    fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
+        let (sdk, contract, token, op) = (&self.sdk, &self.contract, &self.token, &self.op);
+        match self
+            .leg
+            .poll(now, |now| op.build(sdk, contract, token, now))
+        {
+            Sub::Send(r) => Step::Send(r),
+            Sub::Sleep(d) => Step::Sleep(d),
+            Sub::Done(Err(e)) => Step::Done(Err(e)),
+            Sub::Done(Ok(resp)) if wire::is_success(&resp) => {
+                Step::Done(self.op.parse(resp).map(Attempted::Final))
+            }
+            Sub::Done(Ok(resp)) => {
+                let error = wire::error_from_response(&resp, now);
+                let (status, any) = (resp.status().as_u16(), self.op.refresh_on_any_401());
+                Step::Done(if refresh_wanted(status, resp.body(), any) {
+                    Ok(Attempted::Refresh(Err(error)))
+                } else {
+                    Err(error)
+                })
+            }
+        }
+    }
+
+    fn handle_response(&mut self, response: Response<Vec<u8>>) {
+        self.leg.handle(Ok(response));
+    }
+
+    fn handle_transport_error(&mut self, error: TransportError) {
+        self.leg.handle(Err(error));
+    }
+}
+
+/// A [`UserOperation`] run with refresh-on-401: the request, and on a 401 that asks
+/// for it, one refresh ([`Event::TokenRefreshed`]) and one more request, freshly
+/// signed with the new token.
+pub type AuthedCall<O> = Refreshing<UserCall<O>>;
+
+impl<O: UserOperation> Refreshing<UserCall<O>> {
+    /// Wraps `op`, to be run with `token`.
+    pub fn new(sdk: Sdk, contract: Contract, token: UserAccessToken, op: O) -> Self {
+        Refreshing::start(UserCall {
+            sdk,
+            contract,
+            token,
+            op: Arc::new(op),
+        })
+    }
+
+    /// The operation.
+    pub fn operation(&self) -> &O {
+        &self.calls.op
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attempts scripted by their ends; counts refreshes and attempts.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        ends: Vec<Result<Attempted<u8>, Error>>,
+        attempts: usize,
+        can_refresh: bool,
+    }
+
+    struct End(Option<Result<Attempted<u8>, Error>>);
+
+    impl Flow for End {
+        type Output = Attempted<u8>;
+        fn poll(&mut self, _: SystemTime) -> Step<Attempted<u8>> {
+            Step::Done(self.0.take().unwrap_or(Err(misuse("twice"))))
+        }
+        fn handle_response(&mut self, _: Response<Vec<u8>>) {}
+        fn handle_transport_error(&mut self, _: TransportError) {}
+    }
+
+    impl Refreshable for Scripted {
+        type Output = u8;
+        type Attempt = End;
+        fn attempt(&mut self) -> End {
+            self.attempts += 1;
+            End(Some(self.ends.remove(0)))
+        }
+        fn refresh(&self) -> Option<TokenFlow> {
+            let sdk = Sdk::new(crate::Config::new("app").unwrap());
+            let key = crate::PrivateKey::generate().unwrap();
+            let contract = Contract::new("c", key).unwrap();
+            let token: UserAccessToken = serde_json::from_str(
+                r#"{"accessToken":{"value":"a","expiry":1},"refreshToken":{"value":"r","expiry":2}}"#,
+            )
+            .unwrap();
+            self.can_refresh
+                .then(|| TokenFlow::refresh(sdk, contract, &token))
+        }
+        fn set_token(&mut self, _: UserAccessToken) {}
+    }
+
+    fn end(flow: &mut Refreshing<Scripted>) -> Result<Authed<u8>, Error> {
+        match flow.poll(SystemTime::now()) {
+            Step::Done(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refresh_that_cannot_happen_ends_with_the_fallback() {
+        let mut flow = Refreshing::start(Scripted {
+            ends: vec![Ok(Attempted::Refresh(Ok(7)))],
+            ..Scripted::default()
+        });
+        assert_eq!(end(&mut flow).unwrap().value, 7);
+        assert_eq!(flow.calls().attempts, 1);
+
+        let mut flow = Refreshing::start(Scripted {
+            ends: vec![Ok(Attempted::Refresh(Err(misuse("refused"))))],
+            can_refresh: true,
+            ..Scripted::default()
+        })
+        .without_refresh();
+        assert!(matches!(end(&mut flow), Err(Error::Misuse(_))));
+    }
+
+    #[test]
+    fn a_wanted_refresh_starts_the_token_flow() {
+        let mut flow = Refreshing::start(Scripted {
+            ends: vec![Ok(Attempted::Refresh(Ok(7)))],
+            can_refresh: true,
+            ..Scripted::default()
+        });
+        let Step::Send(req) = flow.poll(SystemTime::now()) else {
+            panic!("the refresh is sent")
+        };
+        assert!(req.uri().path().ends_with("oauth/token"));
+        assert!(format!("{flow:?}").contains(r#"phase: "refresh""#));
+    }
+
+    #[test]
+    fn errors_keep_the_rotated_token_once() {
+        let token: UserAccessToken = serde_json::from_str(
+            r#"{"accessToken":{"value":"a","expiry":1},"refreshToken":{"value":"r2","expiry":2}}"#,
+        )
+        .unwrap();
+        let once = with_refreshed::<u8>(Err(misuse("x")), Some(token.clone())).unwrap_err();
+        assert_eq!(
+            once.refreshed_token().unwrap().refresh_token.value.expose(),
+            "r2"
+        );
+        let twice = with_refreshed::<u8>(Err(once), Some(token)).unwrap_err();
+        assert!(matches!(twice.cause(), Error::Misuse(_)));
+        assert!(
+            with_refreshed(Ok(1), None)
+                .unwrap()
+                .refreshed_token
+                .is_none()
+        );
+    }
+}
