@@ -1,4 +1,4 @@
-//! Server token verification (auth.md §8): `jku` pinning, fetching the key set on an
+//! Server token verification: `jku` pinning, fetching the key set on an
 //! unknown `kid`, and the key-set cache, against the scripted server.
 
 mod support;

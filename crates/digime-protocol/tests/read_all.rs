@@ -1,4 +1,4 @@
-//! `read_all_files` (read-and-storage.md §5) through the public API: every task's
+//! `read_all_files` through the public API: every task's
 //! flow runs against the scripted server, downloads are really decrypted.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Refresh-on-401 (auth.md §9) through the public API, against the scripted server.
+//! Refresh-on-401 through the public API, against the scripted server.
 
 mod support;
 
@@ -97,7 +97,7 @@ fn read_calls_refresh_only_on_invalid_token_or_a_body_that_is_no_error() {
     }
 }
 
-/// auth.md §9.2 and read-and-storage.md §0.5: only the standard shape
+/// The wire protocol's refresh rule: only the standard shape
 /// `{"error":{"code","message"}}` with another code stops the refresh; "any other
 /// shape" refreshes. A flat `{"message":"Unauthorized"}` (an API gateway's 401) is
 /// not the standard shape.
@@ -176,7 +176,7 @@ fn a_refresh_failing_otherwise_is_neither_retried_nor_a_reauthorization() {
 }
 
 /// A buffered download whose body broke off is fetched again; the call has already
-/// refreshed once, so a 401 on the new GET must end it (no second refresh, §9.2).
+/// refreshed once, so a 401 on the new GET must end it (a call refreshes at most once).
 #[test]
 #[ignore = "bug: ReadFile's body retry builds a fresh AuthedCall that may refresh a second time"]
 fn a_download_fetched_again_after_a_cut_body_does_not_refresh_twice() {

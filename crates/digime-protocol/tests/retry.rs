@@ -1,4 +1,4 @@
-//! Retries (auth.md §1.3): `Retry-After`, backoff, limits, methods, transport errors,
+//! Retries: `Retry-After`, backoff, limits, methods, transport errors,
 //! against the scripted server and its fake clock.
 
 mod support;
@@ -120,7 +120,7 @@ fn posts_are_not_retried_unless_the_call_follows_a_policy_that_lists_post() {
     assert!(s.sleeps.is_empty());
 }
 
-/// The spec's got honours any `Retry-After`; this core refuses one above
+/// The official SDK honours any `Retry-After`; this core, on purpose, refuses one above
 /// `RetryPolicy::max_retry_after` (60 s by default) and reports it instead.
 #[test]
 fn a_retry_after_above_the_cap_ends_the_retries_and_is_reported() {
