@@ -83,18 +83,29 @@ impl KeySet {
     }
 }
 
-/// A key set cache shared by all calls of one SDK instance.
+/// A key set cache shared by all calls of one SDK instance: the statically trusted
+/// keys, which never expire, and the last fetched set, which does. A fetch never
+/// replaces the static keys.
 #[derive(Debug, Default)]
 pub struct KeySetCache {
-    inner: Mutex<Option<(KeySet, SystemTime, Option<Duration>)>>,
+    inner: Mutex<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    fixed: Option<KeySet>,
+    fetched: Option<(KeySet, SystemTime)>,
 }
 
 impl KeySetCache {
-    /// The cached key for `kid`, if the cache is fresh at `now`.
+    /// The key for `kid`: a static one, or one of the fetched set if it is fresh at
+    /// `now`.
     pub fn get(&self, kid: &str, now: SystemTime, ttl: Duration) -> Option<PublicKey> {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (set, fetched, fixed_ttl) = guard.as_ref()?;
-        let ttl = fixed_ttl.unwrap_or(ttl);
+        if let Some(key) = guard.fixed.as_ref().and_then(|set| set.get(kid)) {
+            return Some(key.clone());
+        }
+        let (set, fetched) = guard.fetched.as_ref()?;
         let age = now.duration_since(*fetched).unwrap_or(Duration::ZERO);
         if age > ttl {
             return None;
@@ -104,13 +115,12 @@ impl KeySetCache {
 
     /// Stores a freshly fetched key set.
     pub fn store(&self, set: KeySet, now: SystemTime) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some((set, now, None));
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).fetched = Some((set, now));
     }
 
-    /// Installs a static key set that never expires (no fetches happen while it has the kid).
+    /// Installs a static key set that never expires (no fetches happen for its kids).
     pub fn install_static(&self, set: KeySet) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((set, SystemTime::UNIX_EPOCH, Some(Duration::MAX)));
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).fixed = Some(set);
     }
 }
 

@@ -258,15 +258,24 @@ pub trait UserOperation {
 }
 
 /// Whether a 401 answer should make the caller refresh the token: any 401 for file
-/// reads and pushes, otherwise only `InvalidToken` or a body that is not a standard
-/// error.
+/// reads and pushes; otherwise every 401 but one whose body is the standard error
+/// shape `{"error":{"code","message"}}` with a code other than `InvalidToken` (a flat
+/// `{"error","message"}` body, plain text or nothing all refresh).
 pub(crate) fn refresh_wanted(status: u16, body: &[u8], any_401: bool) -> bool {
-    status == 401
-        && (any_401
-            || match wire::parse_error_body(401, body) {
-                Some(api) => api.code == ErrorCode::InvalidToken,
-                None => true,
-            })
+    if status != 401 {
+        return false;
+    }
+    if any_401 {
+        return true;
+    }
+    let standard_code = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let error = v.get("error")?.as_object()?;
+            error.get("message")?.as_str()?;
+            error.get("code")?.as_str().map(str::to_owned)
+        });
+    standard_code.is_none_or(|code| ErrorCode::from(code.as_str()) == ErrorCode::InvalidToken)
 }
 
 /// The same question asked of an error a call returned (for callers that refresh on

@@ -122,7 +122,6 @@ fn a_configured_key_set_url_is_the_one_pinned_and_fetched_with_retries() {
 /// `Sdk::use_static_server_keys` trusts keys "without fetching the key set"; a fetch
 /// for another `kid` should not make the SDK forget them.
 #[test]
-#[ignore = "bug: a fetched key set replaces the static one, so statically trusted keys are lost"]
 fn static_keys_stay_trusted_after_a_fetch_for_another_kid() {
     let w = World::new(); // k1 trusted statically
     let mut s = w.script();

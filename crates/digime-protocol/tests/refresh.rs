@@ -102,7 +102,6 @@ fn read_calls_refresh_only_on_invalid_token_or_a_body_that_is_no_error() {
 /// shape" refreshes. A flat `{"message":"Unauthorized"}` (an API gateway's 401) is
 /// not the standard shape.
 #[test]
-#[ignore = "bug: a 401 with a flat (shape B) error body is read as a standard error and not refreshed"]
 fn a_401_with_a_flat_error_body_refreshes() {
     let w = World::new();
     let mut s = w.script();
@@ -178,7 +177,6 @@ fn a_refresh_failing_otherwise_is_neither_retried_nor_a_reauthorization() {
 /// A buffered download whose body broke off is fetched again; the call has already
 /// refreshed once, so a 401 on the new GET must end it (a call refreshes at most once).
 #[test]
-#[ignore = "bug: ReadFile's body retry builds a fresh AuthedCall that may refresh a second time"]
 fn a_download_fetched_again_after_a_cut_body_does_not_refresh_twice() {
     let w = World::new();
     let mut s = w.script();
