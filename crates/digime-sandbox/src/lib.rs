@@ -204,15 +204,24 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod api;
+// The leaf layer (imports no endpoint family).
 mod checks;
-mod control;
+mod common;
 mod demo;
-mod legacy;
 pub mod postbox;
-mod read;
 mod serve;
 pub mod state;
+mod sync;
+mod tokens;
+// The endpoint families (each imports the leaf layer only).
+mod contract;
+mod control;
+mod legacy;
+mod oauth;
+mod read;
+mod write;
+// Composes the families.
+mod router;
 
 pub use crate::state::{AccountError, Compression};
 use crate::state::{ContractKind, Persisted, RegisteredContract};
@@ -305,6 +314,14 @@ pub const DEMO_APP_ID: &str = "sandbox-demo-app";
 pub const DEMO_WRITE_CONTRACT: &str = "demo-write";
 /// The demo read contract id.
 pub const DEMO_READ_CONTRACT: &str = "demo-read";
+/// The demo application's name (`application.name` of its contract details).
+pub const DEMO_APP_NAME: &str = "Sandbox demo";
+/// The partner every contract of the sandbox belongs to (`partnerId` of the contract
+/// details).
+pub const SANDBOX_PARTNER_ID: &str = "prt_sandbox";
+/// When every contract of the sandbox expires (`expirationDate` of the contract
+/// details): 2100-01-01T00:00:00Z, in Unix ms.
+pub const CONTRACT_EXPIRATION_MS: u64 = 4_102_444_800_000;
 
 /// One demo contract: its id and where its PKCS#1 private key is.
 #[derive(Debug, Clone, Serialize)]
@@ -630,6 +647,9 @@ impl Sandbox {
                 key: key.public_key(),
                 kind,
                 name: name.into(),
+                app_name: DEMO_APP_NAME.into(),
+                partner_id: SANDBOX_PARTNER_ID.into(),
+                expires_ms: CONTRACT_EXPIRATION_MS,
             };
             contracts.insert(c.client_id(), c);
         }
@@ -640,6 +660,9 @@ impl Sandbox {
                 key: reg.public_key.clone(),
                 kind: reg.kind,
                 name: format!("{} / {}", reg.app_id, reg.contract_id),
+                app_name: reg.app_id.clone(),
+                partner_id: SANDBOX_PARTNER_ID.into(),
+                expires_ms: CONTRACT_EXPIRATION_MS,
             };
             contracts.insert(c.client_id(), c);
         }
@@ -673,7 +696,7 @@ impl Sandbox {
                 },
             },
         };
-        let jwks = api::jwks_body(&signing_key.public_key(), &kid);
+        let jwks = common::jwks_body(&signing_key.public_key(), &kid);
         let settings = Mutex::new(Settings::from_config(&config));
         let shared = Shared(Arc::new(Inner {
             config,
@@ -688,7 +711,7 @@ impl Sandbox {
             state: Mutex::new(persisted),
             log: Mutex::new(VecDeque::new()),
         }));
-        let app = api::router(shared.clone()).merge(control::router(shared));
+        let app = router::router(shared);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -40,11 +40,23 @@ pub struct RegisteredContract {
     pub kind: ContractKind,
     /// A display name for the consent page.
     pub name: String,
+    /// The application's name, as `permission-access/contract` answers it.
+    pub app_name: String,
+    /// The partner (organisation) the contract belongs to.
+    pub partner_id: String,
+    /// When the contract expires, in Unix ms.
+    pub expires_ms: u64,
 }
 
 impl RegisteredContract {
     pub(crate) fn client_id(&self) -> String {
         format!("{}_{}", self.app_id, self.contract_id)
+    }
+
+    /// `accessType` of the contract details: `"w"` for a contract that may write
+    /// (a read-write one too), `"r"` for a read contract.
+    pub fn access_type(&self) -> &'static str {
+        if self.kind.can_write() { "w" } else { "r" }
     }
 }
 
