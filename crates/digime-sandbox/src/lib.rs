@@ -714,6 +714,12 @@ impl Sandbox {
         let app = router::router(shared);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Every answer goes out at once, as from a production server: without
+            // TCP_NODELAY a response written in two pieces (headers, then a streamed
+            // body) waits for the client's delayed ACK (about 40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;

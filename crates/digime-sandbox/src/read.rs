@@ -486,7 +486,15 @@ pub(crate) async fn file(
     if method == Method::HEAD {
         return Ok((StatusCode::OK, out, Body::empty()).into_response());
     }
-    let body = encrypted_body(v.contract.key.clone(), plain, compression, damage);
+    let body = encrypted_body(
+        v.contract.key.clone(),
+        plain,
+        plain_len,
+        compression,
+        damage,
+    )
+    .await
+    .map_err(internal)?;
     Ok((StatusCode::OK, out, body).into_response())
 }
 
