@@ -1,4 +1,4 @@
-//! The postbox era (write.md §4–§6): the establish-session call, the v1.5 OAuth calls
+//! The postbox era (docs/protocol.md, the postbox era): the establish-session call, the v1.5 OAuth calls
 //! with the flat token, postbox pushes of the three eras (E0 on `/v1.0/` and `/v1.4/`,
 //! E1 on `/v1.5/`, E2 on `/v1.7/`), the native app that consumes
 //! `digime://postbox/create` links, and the import of pending postbox items.
@@ -84,7 +84,7 @@ fn v15_base(shared: &Shared) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Establish session (write.md §5.1).
+// Establish session.
 
 fn field<'a>(
     m: &'a Map<String, Value>,
@@ -207,7 +207,7 @@ fn check_session(st: &Persisted, key: &str, client_id: &str, now: u64) -> Result
 }
 
 // ---------------------------------------------------------------------------
-// v1.5 OAuth (write.md §5.3).
+// v1.5 OAuth.
 
 fn body_must_be_empty(body: &[u8]) -> Result<(), ApiFailure> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -255,7 +255,7 @@ async fn authorize_v15(State(shared): State<Shared>, headers: HeaderMap, body: B
 }
 
 /// `POST v1.5/oauth/token`, no body → 201 `{"token": JWS{access_token, refresh_token,
-/// expires_on}}` (the flat payload of write.md §5.3.3).
+/// expires_on}}` (the flat payload of v1.5).
 async fn token_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     body_must_be_empty(&body)?;
@@ -276,7 +276,7 @@ async fn token_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
 // Postboxes.
 
 // ---------------------------------------------------------------------------
-// The native app: `digime://postbox/create?…` (write.md §5.2, §6).
+// The native app: `digime://postbox/create?…`.
 
 /// What a postbox-creation link asks for.
 struct Link {
@@ -470,7 +470,7 @@ async fn native_create(State(shared): State<Shared>, RawQuery(query): RawQuery) 
 }
 
 // ---------------------------------------------------------------------------
-// Pushes (write.md §4.7, §5.4).
+// Pushes.
 
 /// What an accepted push will do with the file.
 struct PushPlan {
@@ -516,7 +516,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiFail
         .ok_or_else(|| ApiFailure::bad_params(&format!("the {name} header is required")))
 }
 
-/// Every check of a push that needs no body, in the order of write.md §4.7.
+/// Every check of a push that needs no body, in the order the service checks them.
 fn check_push(
     shared: &Shared,
     era: Era,

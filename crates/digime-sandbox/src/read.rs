@@ -134,7 +134,7 @@ fn last_to_from_ms(v: Option<&Value>, path: &str, now: u64) -> Result<Option<u64
     Ok(Some(now.saturating_sub(n.saturating_mul(unit_ms))))
 }
 
-/// Checks the option types of read.md §1.1; unknown keys are ignored.
+/// Checks the types of the session options; unknown keys are ignored.
 pub(crate) fn parse_options(body: &Value, now: u64) -> Result<SessionOptions, ApiFailure> {
     let mut opts = SessionOptions::default();
     if let Some(limits) = object_at(body.get("limits"), "limits")?
@@ -363,7 +363,7 @@ fn open_session(
     Ok(SessionCtx { plan, lib, raws })
 }
 
-/// `GET permission-access/query/{sessionKey}` → the file list (read.md §2.2).
+/// `GET permission-access/query/{sessionKey}` → the file list.
 pub(crate) async fn file_list(
     State(shared): State<Shared>,
     Path(key): Path<String>,
@@ -392,7 +392,7 @@ fn http_date(ms: u64) -> String {
     httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-/// `GET` / `HEAD permission-access/query/{sessionKey}/{fileName}` (read.md §3).
+/// `GET` / `HEAD permission-access/query/{sessionKey}/{fileName}`: one file, encrypted.
 pub(crate) async fn file(
     State(shared): State<Shared>,
     method: Method,
@@ -498,7 +498,7 @@ pub(crate) async fn file(
     Ok((StatusCode::OK, out, body).into_response())
 }
 
-/// `GET permission-access/accounts` → a bare array of the user's accounts (read.md §6.1).
+/// `GET permission-access/accounts` → a bare array of the user's accounts.
 pub(crate) async fn accounts(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
     let (_, tok) = user_call(&shared, &headers)?;
     let now = now_ms();

@@ -228,7 +228,7 @@ impl RawRef {
             && any(&c.accounts, &accounts)
     }
 
-    /// Raw metadata: lower-case keys (write.md §2.4, README §5).
+    /// Raw metadata: the descriptor's keys in lower case, with the app, contract and date.
     fn metadata(&self) -> Value {
         let d = &self.descriptor;
         let mut m = Map::new();
