@@ -2,13 +2,15 @@
 //! make files, make accounts fail, change settings, reset. Not part of the digi.me API;
 //! no authentication. Shapes are documented in the crate docs.
 
-use crate::api::mint_tokens;
 use crate::checks::ApiFailure;
+use crate::common::hex;
 use crate::demo::{DemoLibrary, Generator, seed_of};
 use crate::serve::{Plain, plain_body};
 use crate::state::{
     AccountError, Compression, GeneratedContent, LibraryFile, Persisted, UserRecord,
 };
+use crate::sync::account_list;
+use crate::tokens::mint_tokens;
 use crate::{
     DEMO_APP_ID, DEMO_READ_CONTRACT, DEMO_WRITE_CONTRACT, Settings, Shared, now_ms, random_id,
 };
@@ -28,7 +30,8 @@ const MAX_GENERATED_SIZE: u64 = 64 << 30;
 /// Largest total of one `generate-files` call (every byte is hashed once).
 const MAX_GENERATED_TOTAL: u64 = 64 << 30;
 
-pub(crate) fn router(shared: Shared) -> Router {
+/// The control routes (the postbox era adds its own, see `legacy`).
+pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/_sandbox/info", get(info))
         .route("/_sandbox/requests", get(requests))
@@ -55,8 +58,6 @@ pub(crate) fn router(shared: Shared) -> Router {
             post(expire_refresh),
         )
         .route("/_sandbox/reset", post(reset))
-        .merge(crate::legacy::control_routes())
-        .with_state(shared)
 }
 
 async fn info(State(shared): State<Shared>) -> Response {
@@ -162,10 +163,6 @@ fn safe_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `POST /_sandbox/users` `{"id"?, "clients"?: [clientId]}`: a SANDBOX SHORTCUT that
 /// creates (or reuses) a user and issues tokens to the given clients (default: the demo
 /// read and write contracts) without the authorization flow.
@@ -234,7 +231,7 @@ async fn files(
         (files, created)
     };
     let lib = DemoLibrary::of(&user, created, shared.config.demo_data);
-    let demo: Vec<Value> = crate::read::demo_files(&lib)
+    let demo: Vec<Value> = demo_files(&lib)
         .into_iter()
         .map(|(name, mut info, bytes)| {
             if let Value::Object(m) = &mut info {
@@ -262,7 +259,7 @@ async fn user_accounts(
         )
     };
     let lib = DemoLibrary::of(&user, created, shared.config.demo_data);
-    let accounts = crate::read::account_list(&lib, &failures, created);
+    let accounts = account_list(&lib, &failures, created);
     Ok(axum::Json(json!({"accounts": accounts, "failures": failures})).into_response())
 }
 
@@ -595,4 +592,31 @@ async fn reset(State(shared): State<Shared>, _body: Bytes) -> Result<Response, A
     let _ = std::fs::create_dir_all(shared.library_dir());
     shared.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
     Ok(axum::Json(json!({ "reset": true })).into_response())
+}
+
+/// Plaintext of a demo file for the control API: `(name, kind, bytes)` of every mapped
+/// (version 0) and raw demo file of a user.
+fn demo_files(lib: &DemoLibrary) -> Vec<(String, Value, Vec<u8>)> {
+    let mut out = Vec::new();
+    for f in &lib.files {
+        let svc = lib
+            .accounts
+            .get(f.account)
+            .map(|a| (a.id.clone(), a.service));
+        let Some((account, svc)) = svc else { continue };
+        out.push((
+            f.name.clone(),
+            json!({"kind": "mapped", "account": account, "serviceName": svc.type_ref,
+                   "objectType": f.object_type, "objectCount": f.object_count(0)}),
+            lib.mapped_content(f, 0),
+        ));
+    }
+    for r in lib.raw {
+        out.push((
+            r.name.to_owned(),
+            json!({"kind": "raw", "mimeType": r.mime_type}),
+            lib.raw_content(r),
+        ));
+    }
+    out
 }

@@ -250,7 +250,7 @@ static DEMO_RAW: [DemoRaw; 2] = [
 ];
 
 impl DemoRaw {
-    /// The descriptor it was "pushed" with (write.md §2.4).
+    /// The descriptor it was "pushed" with (a file descriptor).
     pub(crate) fn descriptor(&self) -> Value {
         json!({
             "mimeType": self.mime_type,

@@ -1,19 +1,20 @@
-//! The postbox era (write.md §4–§6): the establish-session call, the v1.5 OAuth calls
+//! The postbox era (docs/protocol.md, the postbox era): the establish-session call, the v1.5 OAuth calls
 //! with the flat token, postbox pushes of the three eras (E0 on `/v1.0/` and `/v1.4/`,
 //! E1 on `/v1.5/`, E2 on `/v1.7/`), the native app that consumes
 //! `digime://postbox/create` links, and the import of pending postbox items.
 
-use crate::api::{
-    CODE_TTL_MS, drain, internal, json_body, live_access_token, mint_tokens, redeem_grant,
-    server_token_at,
-};
 use crate::checks::{ApiFailure, check_redirect_uri, verify_bearer};
-use crate::postbox::{MultipartFile, PostboxDecoder};
-use crate::read::{EXPIRED_SESSION_MEMORY_MS, SESSION_TTL_MS};
-use crate::state::{
-    AuthCode, LegacyPreAuth, LibraryFile, PendingItem, Persisted, PostboxKind, PostboxRecord,
-    SessionRecord,
+use crate::common::{
+    ApiResult, CODE_TTL_MS, DRAIN_LIMIT, Destination, EXPIRED_SESSION_MEMORY_MS, Owner,
+    POSTBOX_ITEM_TTL_S, SESSION_TTL_MS, Upload, drain, internal, internal_msg, json_body, jwks,
+    new_postbox, postbox_key, postbox_not_found, server_token_at, session_expired,
+    session_not_found, store_upload, too_large,
 };
+use crate::postbox::{MultipartFile, PostboxDecoder};
+use crate::state::{
+    AuthCode, LegacyPreAuth, LibraryFile, Persisted, PostboxKind, PostboxRecord, SessionRecord,
+};
+use crate::tokens::{check_authorize_claims, live_access_token, redeem_grant, token_answer};
 use crate::{Shared, now_ms, random_id};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -21,22 +22,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use digime_crypto::PrivateKey;
-use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use sha2::Digest;
-use tokio::io::AsyncWriteExt;
-
-type ApiResult = Result<Response, ApiFailure>;
 
 /// Largest postbox push body (the whole multipart body); more → 413.
 pub(crate) const MAX_POSTBOX_BODY: u64 = 256 << 20;
-/// How much of a refused push body is read and dropped before answering.
-const DRAIN_LIMIT: u64 = 64 << 20;
-/// How long a pending item waits in a postbox, and the `expires` of every push answer
-/// (in seconds: "seconds until the pushed data expires from the postbox").
-pub(crate) const POSTBOX_ITEM_TTL_S: u64 = 30 * 86_400;
 
 /// The write era of a push route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +64,7 @@ pub(crate) fn api_routes() -> Router<Shared> {
             .layer(axum::extract::DefaultBodyLimit::disable()),
         );
     }
-    r.route("/v1.5/jwks/oauth", get(crate::api::jwks))
+    r.route("/v1.5/jwks/oauth", get(jwks))
         .route("/v1.5/oauth/authorize", post(authorize_v15))
         .route("/v1.5/oauth/token", post(token_v15))
 }
@@ -93,24 +83,8 @@ fn v15_base(shared: &Shared) -> String {
     shared.info.api_version("v1.5")
 }
 
-fn session_not_found() -> ApiFailure {
-    ApiFailure::new(404, "SessionNotFound", "The session was not found")
-}
-
-fn session_expired() -> ApiFailure {
-    ApiFailure::new(410, "SessionExpired", "The session has expired")
-}
-
-fn postbox_not_found(id: &str) -> ApiFailure {
-    ApiFailure::new(
-        404,
-        "PostboxNotFound",
-        format!("The postbox ({id}) was not found"),
-    )
-}
-
 // ---------------------------------------------------------------------------
-// Establish session (write.md §5.1).
+// Establish session.
 
 fn field<'a>(
     m: &'a Map<String, Value>,
@@ -233,7 +207,7 @@ fn check_session(st: &Persisted, key: &str, client_id: &str, now: u64) -> Result
 }
 
 // ---------------------------------------------------------------------------
-// v1.5 OAuth (write.md §5.3).
+// v1.5 OAuth.
 
 fn body_must_be_empty(body: &[u8]) -> Result<(), ApiFailure> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -249,7 +223,7 @@ fn body_must_be_empty(body: &[u8]) -> Result<(), ApiFailure> {
 async fn authorize_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     body_must_be_empty(&body)?;
-    let (challenge, redirect_uri) = crate::api::check_authorize_claims(&v)?;
+    let (challenge, redirect_uri) = check_authorize_claims(&v)?;
     let state = match v.claims.get("state") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -281,7 +255,7 @@ async fn authorize_v15(State(shared): State<Shared>, headers: HeaderMap, body: B
 }
 
 /// `POST v1.5/oauth/token`, no body → 201 `{"token": JWS{access_token, refresh_token,
-/// expires_on}}` (the flat payload of write.md §5.3.3).
+/// expires_on}}` (the flat payload of v1.5).
 async fn token_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     body_must_be_empty(&body)?;
@@ -289,97 +263,20 @@ async fn token_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     check_redirect_uri(redirect_uri)?;
     let user_id = redeem_grant(&shared, &v, Some(redirect_uri))?;
     let client_id = v.contract.client_id();
-    let minted = {
-        let mut st = shared.lock();
-        let m = mint_tokens(&shared, &mut st, &client_id, &user_id);
-        shared.save(&st).map_err(internal)?;
-        m
-    };
-    let token = server_token_at(
-        &shared,
-        &v15_base(&shared),
+    token_answer(&shared, &v15_base(&shared), &client_id, &user_id, |m| {
         json!({
-            "access_token": minted.access,
-            "refresh_token": minted.refresh,
-            "expires_on": minted.access_exp,
-        }),
-    )?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "token": token }))).into_response())
+            "access_token": m.access,
+            "refresh_token": m.refresh,
+            "expires_on": m.access_exp,
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------
 // Postboxes.
 
-/// A fresh RSA-2048 key pair for a postbox, made off the async runtime.
-pub(crate) async fn postbox_key(_shared: &Shared) -> Result<PrivateKey, ApiFailure> {
-    tokio::task::spawn_blocking(PrivateKey::generate)
-        .await
-        .map_err(|e| ApiFailure::new(500, "InternalError", e.to_string()))?
-        .map_err(|e| ApiFailure::new(500, "InternalError", e.to_string()))
-}
-
-/// The callback form of a public key: bare standard base64 of the PKCS#1 DER.
-fn public_key_text(key: &PrivateKey) -> String {
-    base64::engine::general_purpose::STANDARD.encode(key.public_key().to_pkcs1_der())
-}
-
-fn new_postbox(
-    st: &mut Persisted,
-    key: &PrivateKey,
-    client_id: &str,
-    user_id: &str,
-    kind: PostboxKind,
-    session_key: Option<String>,
-    now: u64,
-) -> Option<(String, String)> {
-    let pem = key.to_pkcs1_pem().ok()?.to_string();
-    let id = random_id("pbx_");
-    let public_key = public_key_text(key);
-    st.postboxes.insert(
-        id.clone(),
-        PostboxRecord {
-            id: id.clone(),
-            client_id: client_id.to_owned(),
-            user_id: user_id.to_owned(),
-            kind,
-            session_key,
-            private_key_pem: pem,
-            public_key: public_key.clone(),
-            created_ms: now,
-            pending: Vec::new(),
-        },
-    );
-    Some((id, public_key))
-}
-
-/// The SaaS postbox of a user and client, if there is one.
-pub(crate) fn saas_postbox_of<'a>(
-    st: &'a Persisted,
-    user_id: &str,
-    client_id: &str,
-) -> Option<&'a PostboxRecord> {
-    st.postboxes
-        .values()
-        .find(|p| p.kind == PostboxKind::Saas && p.user_id == user_id && p.client_id == client_id)
-}
-
-/// The postbox an E2 consent hands out: the existing one of this user and client, or
-/// a new one with `key`. `(id, public key)`; `None` when there is none and no key.
-pub(crate) fn saas_postbox(
-    st: &mut Persisted,
-    client_id: &str,
-    user_id: &str,
-    key: Option<PrivateKey>,
-    now: u64,
-) -> Option<(String, String)> {
-    if let Some(p) = saas_postbox_of(st, user_id, client_id) {
-        return Some((p.id.clone(), p.public_key.clone()));
-    }
-    new_postbox(st, &key?, client_id, user_id, PostboxKind::Saas, None, now)
-}
-
 // ---------------------------------------------------------------------------
-// The native app: `digime://postbox/create?…` (write.md §5.2, §6).
+// The native app: `digime://postbox/create?…`.
 
 /// What a postbox-creation link asks for.
 struct Link {
@@ -518,7 +415,7 @@ async fn native_create(State(shared): State<Shared>, RawQuery(query): RawQuery) 
         }
         return Ok(redirect(link.callback, &params));
     }
-    let key = postbox_key(&shared).await?;
+    let key = postbox_key().await?;
     let now = now_ms();
     let mut st = shared.lock();
     // Checked again: the state may have changed while the key was made.
@@ -537,7 +434,7 @@ async fn native_create(State(shared): State<Shared>, RawQuery(query): RawQuery) 
         Some(link.session_key.clone()),
         now,
     )
-    .ok_or_else(|| ApiFailure::new(500, "InternalError", "the postbox key did not encode"))?;
+    .ok_or_else(|| internal_msg("the postbox key did not encode"))?;
     let result = if link.ready_vocabulary {
         "POSTBOX_READY"
     } else {
@@ -573,16 +470,43 @@ async fn native_create(State(shared): State<Shared>, RawQuery(query): RawQuery) 
 }
 
 // ---------------------------------------------------------------------------
-// Pushes (write.md §4.7, §5.4).
+// Pushes.
 
 /// What an accepted push will do with the file.
 struct PushPlan {
     postbox_id: String,
-    user_id: String,
-    app_id: String,
-    contract_id: String,
+    owner: Owner,
     deliver: bool,
     decoder: PostboxDecoder,
+}
+
+/// A push body: the `file` part of the multipart body, decrypted with the postbox's key.
+struct PushUpload {
+    parser: MultipartFile,
+    decoder: PostboxDecoder,
+    /// The part's bytes of the current chunk.
+    part: Vec<u8>,
+}
+
+impl Upload for PushUpload {
+    fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), ApiFailure> {
+        let refused = |e: &dyn std::fmt::Display| ApiFailure::bad_params(&e.to_string());
+        self.part.clear();
+        self.parser
+            .feed(chunk, &mut self.part)
+            .map_err(|e| refused(&e))?;
+        self.decoder
+            .update(&self.part, out)
+            .map_err(|e| refused(&e))
+    }
+    fn is_done(&self) -> bool {
+        self.parser.is_done()
+    }
+    fn finish(self, out: &mut Vec<u8>) -> Result<Value, ApiFailure> {
+        let refused = |e: &dyn std::fmt::Display| ApiFailure::bad_params(&e.to_string());
+        self.parser.finish().map_err(|e| refused(&e))?;
+        self.decoder.finish(out).map_err(|e| refused(&e))
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiFailure> {
@@ -592,7 +516,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiFail
         .ok_or_else(|| ApiFailure::bad_params(&format!("the {name} header is required")))
 }
 
-/// Every check of a push that needs no body, in the order of write.md §4.7.
+/// Every check of a push that needs no body, in the order the service checks them.
 fn check_push(
     shared: &Shared,
     era: Era,
@@ -662,90 +586,20 @@ fn check_push(
             (fields.0, fields.1, fields.2, deliver)
         }
     };
-    let key = PrivateKey::from_pem(&postbox.private_key_pem)
-        .map_err(|e| ApiFailure::new(500, "InternalError", e.to_string()))?;
+    let key =
+        PrivateKey::from_pem(&postbox.private_key_pem).map_err(|e| internal_msg(&e.to_string()))?;
     let decoder = PostboxDecoder::new(&key, &symmetrical_key, &iv, &metadata)
         .map_err(|e| ApiFailure::bad_params(&e.to_string()))?;
     Ok(PushPlan {
         postbox_id: postbox.id,
-        user_id: postbox.user_id,
-        app_id: contract.app_id,
-        contract_id: contract.contract_id,
+        owner: Owner {
+            user_id: postbox.user_id,
+            app_id: contract.app_id,
+            contract_id: contract.contract_id,
+        },
         deliver,
         decoder,
     })
-}
-
-fn too_large() -> ApiFailure {
-    ApiFailure::new(
-        413,
-        "PayloadTooLarge",
-        format!("The request body is larger than {MAX_POSTBOX_BODY} bytes"),
-    )
-}
-
-/// Why receiving a push body stopped.
-enum Stop {
-    /// The body is refused; the rest of it may be drained.
-    Refused(ApiFailure),
-    /// Over the size limit: answer at once.
-    TooLarge,
-    /// The body stream broke or the disk failed.
-    Broken(ApiFailure),
-}
-
-type DataStream = axum::body::BodyDataStream;
-
-/// Streams the body through the multipart parser and the decoder into `path`:
-/// `(size, sha256, descriptor)` of the plaintext.
-async fn receive(
-    stream: &mut DataStream,
-    mut parser: MultipartFile,
-    mut decoder: PostboxDecoder,
-    path: &std::path::Path,
-) -> Result<(u64, String, Value), Stop> {
-    let disk = |e: std::io::Error| Stop::Broken(internal(e));
-    let refused = |e: &dyn std::fmt::Display| Stop::Refused(ApiFailure::bad_params(&e.to_string()));
-    let mut file = tokio::fs::File::create(path).await.map_err(disk)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut size = 0u64;
-    let mut total = 0u64;
-    let mut part = Vec::new();
-    let mut plain = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            Stop::Broken(ApiFailure::bad_params(&format!(
-                "the upload did not complete: {e}"
-            )))
-        })?;
-        total += chunk.len() as u64;
-        if total > MAX_POSTBOX_BODY {
-            return Err(Stop::TooLarge);
-        }
-        if parser.is_done() {
-            continue;
-        }
-        part.clear();
-        parser.feed(&chunk, &mut part).map_err(|e| refused(&e))?;
-        plain.clear();
-        decoder.update(&part, &mut plain).map_err(|e| refused(&e))?;
-        hasher.update(&plain);
-        size += plain.len() as u64;
-        file.write_all(&plain).await.map_err(disk)?;
-    }
-    parser.finish().map_err(|e| refused(&e))?;
-    plain.clear();
-    let descriptor = decoder.finish(&mut plain).map_err(|e| refused(&e))?;
-    hasher.update(&plain);
-    size += plain.len() as u64;
-    file.write_all(&plain).await.map_err(disk)?;
-    file.sync_all().await.map_err(disk)?;
-    let sha256 = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((size, sha256, descriptor))
 }
 
 /// `POST {v1.0,v1.4,v1.5,v1.7}/permission-access/postbox/{postboxId}` → 200
@@ -756,7 +610,7 @@ async fn push(shared: Shared, era: Era, id: String, headers: HeaderMap, body: Bo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_POSTBOX_BODY) {
-        return Err(too_large());
+        return Err(too_large(MAX_POSTBOX_BODY));
     }
     // Every check that needs no body happens before a byte of it is read.
     let checked = check_push(&shared, era, &id, &headers).and_then(|plan| {
@@ -775,78 +629,25 @@ async fn push(shared: Shared, era: Era, id: String, headers: HeaderMap, body: Bo
             return Err(failure);
         }
     };
-    let file_id = random_id("file_");
-    let user_dir = shared.library_dir().join(&plan.user_id);
-    tokio::fs::create_dir_all(&user_dir)
-        .await
-        .map_err(internal)?;
-    let partial = user_dir.join(format!("{file_id}.partial"));
-    let final_path = user_dir.join(&file_id);
-    let mut stream = body.into_data_stream();
-    let received = receive(&mut stream, parser, plan.decoder, &partial).await;
-    let (size, sha256, descriptor) = match received {
-        Ok(x) => x,
-        Err(stop) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(match stop {
-                Stop::Refused(f) => {
-                    crate::api::drain_stream(&mut stream, DRAIN_LIMIT).await;
-                    f
-                }
-                Stop::TooLarge => too_large(),
-                Stop::Broken(f) => f,
-            });
-        }
+    let destination = if plan.deliver {
+        Destination::Library
+    } else {
+        Destination::Postbox(plan.postbox_id)
     };
-    if let Err(e) = tokio::fs::rename(&partial, &final_path).await {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(internal(e));
-    }
-    let now = now_ms();
-    let entry = LibraryFile {
-        id: file_id,
-        user_id: plan.user_id,
-        app_id: plan.app_id,
-        contract_id: plan.contract_id,
-        descriptor,
-        size,
-        sha256,
-        created: now,
-        generated: None,
+    let upload = PushUpload {
+        parser,
+        decoder: plan.decoder,
+        part: Vec::new(),
     };
-    let stored = {
-        let mut st = shared.lock();
-        let placed = if plan.deliver {
-            st.files.push(entry);
-            true
-        } else if let Some(p) = st.postboxes.get_mut(&plan.postbox_id) {
-            p.pending.push(PendingItem {
-                file: entry,
-                pushed_ms: now,
-                expires_ms: now + POSTBOX_ITEM_TTL_S * 1000,
-            });
-            true
-        } else {
-            false
-        };
-        let saved = if placed { shared.save(&st) } else { Ok(()) };
-        if placed && saved.is_err() {
-            if plan.deliver {
-                st.files.pop();
-            } else if let Some(p) = st.postboxes.get_mut(&plan.postbox_id) {
-                p.pending.pop();
-            }
-        }
-        match (placed, saved) {
-            (false, _) => Err(postbox_not_found(&plan.postbox_id)),
-            (true, Err(e)) => Err(internal(e)),
-            (true, Ok(())) => Ok(()),
-        }
-    };
-    if let Err(f) = stored {
-        let _ = tokio::fs::remove_file(&final_path).await;
-        return Err(f);
-    }
+    store_upload(
+        &shared,
+        body,
+        MAX_POSTBOX_BODY,
+        upload,
+        plan.owner,
+        destination,
+    )
+    .await?;
     let status = if plan.deliver { "delivered" } else { "pending" };
     Ok(axum::Json(json!({"status": status, "expires": POSTBOX_ITEM_TTL_S})).into_response())
 }

@@ -2,7 +2,8 @@
 //!
 //! Scope:
 //! * In: the JWKS, `oauth/authorize`, the onboard consent page, `oauth/token` (code
-//!   exchange with PKCE, refresh with rotation), `permission-access/import`, the read
+//!   exchange with PKCE, refresh with rotation), `permission-access/import`,
+//!   `permission-access/contract` (see [Contract details](#contract-details)), the read
 //!   side (`permission-access/trigger`, the file list, file download and `HEAD`,
 //!   `permission-access/accounts`), and a control API under `/_sandbox/`. Every request
 //!   JWT is verified against the registered contract key; nonces are single-use;
@@ -32,7 +33,7 @@
 //! files of the user's library. A reader sees raw files of its own application only.
 //!
 //! * `POST /v1.7/permission-access/trigger` (U bearer, a contract that may read; a
-//!   write-only one gets 403 `InsufficientScope`): body checked as read.md §1.1 (bad
+//!   write-only one gets 403 `InsufficientScope`): body checked as the session options say (bad
 //!   types → 400 `ValidationErrors`, `agent` as for `authorize`) → **202**
 //!   `{"session":{"key","expiry"}}` (expiry in Unix ms, 30 minutes). Honoured:
 //!   `sourceFetch:false` (straight to `completed` with what the library has),
@@ -44,7 +45,7 @@
 //!   reference, tags, accounts[].accountId}` against raw files; any criterion may
 //!   match). `limits` is only type-checked. The session of `oauth/authorize` becomes
 //!   readable, with a full sync, once the user consents.
-//! * `GET /v1.7/permission-access/query/{sessionKey}` → 200, read.md §2.2. The sync is
+//! * `GET /v1.7/permission-access/query/{sessionKey}` → 200, the file list. The sync is
 //!   simulated from the time elapsed since the session started, in steps of
 //!   [`SandboxConfig::sync_step`]: step 0 `pending` (no `fileList`); then `running`,
 //!   each syncing account adding two files per step (`status.details` per account
@@ -56,14 +57,14 @@
 //!   of a raw file. Mapped entries carry `schema`, `serviceGroup`, `serviceName`,
 //!   `objectType`, `objectCount` and `objectVersion`.
 //! * `GET` and `HEAD /v1.7/permission-access/query/{sessionKey}/{fileName}`: a file in
-//!   the session's current list, as the read.md §4.1 envelope encrypted to the reading
+//!   the session's current list, as the file envelope (RSA-OAEP-wrapped key, IV, AES-256-CBC) encrypted to the reading
 //!   contract's key (fresh key and IV each time), compressed first when configured,
 //!   streamed in constant memory; `content-type: application/octet-stream`,
 //!   `X-Metadata` (unpadded base64url of `{"metadata", "compression"?}`: Mapped
 //!   metadata, or Raw metadata with lower-case keys `mimetype`, `accounts[{accountid}]`,
 //!   `reference`, `tags`, `appid`, `contractid`, `created`), `Last-Modified`, and
 //!   `content-length` when uncompressed. `HEAD` sends the same headers and no body.
-//! * `GET /v1.7/permission-access/accounts` → 200, a bare array of read.md §6.1
+//! * `GET /v1.7/permission-access/accounts` → 200, a bare array of
 //!   accounts with `accessTokenStatus` (`authorized:false` while an account fails with
 //!   `reauth`).
 //!
@@ -73,6 +74,27 @@
 //! user → **404 `SessionNotFound`**; an expired session → **410 `SessionExpired`**
 //! (never 401, which means "refresh your token"); a file not in the list → 404
 //! `FileNotFound`.
+//!
+//! # Contract details
+//!
+//! * `GET /v1.7/permission-access/contract`, a client-only bearer (claims `client_id`,
+//!   `nonce`, `timestamp`, checked as on every call; other claims are ignored, an
+//!   `access_token` too; a body, if any, is read and ignored) → **200** with the
+//!   details of the contract that signed it:
+//!   `{"accessType": "w"|"r", "application": {"id", "name", "resources": {}, "status":
+//!   1}, "certificate", "certificateContractSchemaVersion": "2.0", "expirationDate",
+//!   "id", "partnerId", "type"}`. `accessType` is `w` for a contract that may write
+//!   (a read-write one too) and `r` for a read contract; `type` is the sandbox's kind
+//!   of the contract (`write`, `read`, `readwrite`); `application.name` is
+//!   [`DEMO_APP_NAME`] for the demo contracts and the application id for registered
+//!   ones; `partnerId` is [`SANDBOX_PARTNER_ID`]; `expirationDate` is
+//!   [`CONTRACT_EXPIRATION_MS`] (Unix ms); `certificate` is the bare standard base64
+//!   of the contract's registered public key (PKCS#1 DER), as the sandbox holds no
+//!   contract certificate. Errors as for every bearer: bad or missing bearer (a bad
+//!   signature too) → 406 `ValidationErrors`, a reused nonce or a timestamp more than
+//!   five minutes off → 406 `InvalidRequest`, an unknown `client_id` → 400
+//!   `InvalidClient`. Another method → 405 `MethodNotAllowed` (in the standard error
+//!   shape, as on every API path).
 //!
 //! # Writing in the postbox era
 //!
@@ -84,14 +106,14 @@
 //! * `POST {v1.0,v1.4,v1.5}/permission-access/session` (no auth) `{"appId",
 //!   "contractId", "scope"?: {}, "sdkAgent": {"name","version","meta"?: {}},
 //!   "accept"?: {"compression"?: string}}` → 200 `{"expiry","sessionKey",
-//!   "sessionExchangeToken"}`; `expiry` is Unix **ms**, 30 minutes on (write.md leaves
-//!   the unit open). Bad types or missing fields → 400 `ValidationErrors`; an agent
+//!   "sessionExchangeToken"}`; `expiry` is Unix **ms**, 30 minutes on (the unit is not
+//!   documented). Bad types or missing fields → 400 `ValidationErrors`; an agent
 //!   name not in [`SandboxConfig::agents`] → 400 `SDKInvalid` (every version is
 //!   accepted: these are the old SDKs); an unknown `{appId}_{contractId}` → 404
 //!   `InvalidContractId`. Such a session is never readable; it opens postbox links
 //!   and authorises E0/E1 pushes. `POST /_sandbox/sessions/{key}/expire` expires it.
 //! * `POST v1.5/oauth/authorize`, **no body** (a non-empty one → 400
-//!   `ValidationErrors`), bearer claims of write.md §5.3.2 checked as on v1.7
+//!   `ValidationErrors`), bearer claims checked as on v1.7
 //!   (`response_type` `code`, `response_mode` `query`, `code_challenge_method` `S256`,
 //!   a 43-character `code_challenge`, `redirect_uri` https or loopback http, else 404
 //!   `InvalidRedirectUri`; `state` optional) → 201 `{"token": JWS}` whose only claim is
@@ -120,7 +142,7 @@
 //!   `redirect_uri` (404 `InvalidRedirectUri`). Errors are JSON and call nothing
 //!   back. Allowed → a new postbox (fresh RSA-2048 key pair; one per link) and **302**
 //!   to the callback, its own query kept, then `result=SUCCESS` (`POSTBOX_READY` for a
-//!   v0.5 link: `callbackURL` and no `resultVersion`, write.md §6), `postboxId`,
+//!   v0.5 link: `callbackURL` and no `resultVersion`), `postboxId`,
 //!   `publicKey` (form-encoded bare base64 of the PKCS#1 DER), and for an ongoing link
 //!   `code` (an authorization code for `v1.5/oauth/token`) and `state` (when the
 //!   pre-authorization had one). Denied → 302 with `result=CANCEL` (and `state`); the
@@ -145,10 +167,10 @@
 //!     ignored.
 //!   * An `access_token` that is live and of the postbox's user and contract → the
 //!     file is imported now, `delivered`; absent, unknown, expired or someone else's →
-//!     queued, `pending`. Never 401 (write.md §4.5).
+//!     queued, `pending`. Never 401 (a push never makes an SDK refresh).
 //!   * The envelope: a key that does not unwrap with the postbox's key (wrapped to
 //!     another public key, or not OAEP-SHA1), that is not 32 bytes, an `iv` that is not
-//!     32 hex digits, metadata that does not decrypt or is not a write.md §2.4
+//!     32 hex digits, metadata that does not decrypt or is not a file
 //!     descriptor, a file that does not decrypt (length, padding), and a body that is
 //!     not multipart, has no `file` part or ends inside it → **400
 //!     `ValidationErrors`** with a message naming the fault. Nothing is stored.
@@ -204,15 +226,24 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod api;
+// The leaf layer (imports no endpoint family).
 mod checks;
-mod control;
+mod common;
 mod demo;
-mod legacy;
 pub mod postbox;
-mod read;
 mod serve;
 pub mod state;
+mod sync;
+mod tokens;
+// The endpoint families (each imports the leaf layer only).
+mod contract;
+mod control;
+mod legacy;
+mod oauth;
+mod read;
+mod write;
+// Composes the families.
+mod router;
 
 pub use crate::state::{AccountError, Compression};
 use crate::state::{ContractKind, Persisted, RegisteredContract};
@@ -305,6 +336,14 @@ pub const DEMO_APP_ID: &str = "sandbox-demo-app";
 pub const DEMO_WRITE_CONTRACT: &str = "demo-write";
 /// The demo read contract id.
 pub const DEMO_READ_CONTRACT: &str = "demo-read";
+/// The demo application's name (`application.name` of its contract details).
+pub const DEMO_APP_NAME: &str = "Sandbox demo";
+/// The partner every contract of the sandbox belongs to (`partnerId` of the contract
+/// details).
+pub const SANDBOX_PARTNER_ID: &str = "prt_sandbox";
+/// When every contract of the sandbox expires (`expirationDate` of the contract
+/// details): 2100-01-01T00:00:00Z, in Unix ms.
+pub const CONTRACT_EXPIRATION_MS: u64 = 4_102_444_800_000;
 
 /// One demo contract: its id and where its PKCS#1 private key is.
 #[derive(Debug, Clone, Serialize)]
@@ -630,6 +669,9 @@ impl Sandbox {
                 key: key.public_key(),
                 kind,
                 name: name.into(),
+                app_name: DEMO_APP_NAME.into(),
+                partner_id: SANDBOX_PARTNER_ID.into(),
+                expires_ms: CONTRACT_EXPIRATION_MS,
             };
             contracts.insert(c.client_id(), c);
         }
@@ -640,6 +682,9 @@ impl Sandbox {
                 key: reg.public_key.clone(),
                 kind: reg.kind,
                 name: format!("{} / {}", reg.app_id, reg.contract_id),
+                app_name: reg.app_id.clone(),
+                partner_id: SANDBOX_PARTNER_ID.into(),
+                expires_ms: CONTRACT_EXPIRATION_MS,
             };
             contracts.insert(c.client_id(), c);
         }
@@ -673,7 +718,7 @@ impl Sandbox {
                 },
             },
         };
-        let jwks = api::jwks_body(&signing_key.public_key(), &kid);
+        let jwks = common::jwks_body(&signing_key.public_key(), &kid);
         let settings = Mutex::new(Settings::from_config(&config));
         let shared = Shared(Arc::new(Inner {
             config,
@@ -688,9 +733,15 @@ impl Sandbox {
             state: Mutex::new(persisted),
             log: Mutex::new(VecDeque::new()),
         }));
-        let app = api::router(shared.clone()).merge(control::router(shared));
+        let app = router::router(shared);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Every answer goes out at once, as from a production server: without
+            // TCP_NODELAY a response written in two pieces (headers, then a streamed
+            // body) waits for the client's delayed ACK (about 40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;

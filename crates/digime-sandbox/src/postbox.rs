@@ -1,4 +1,4 @@
-//! The server's decoder of a postbox push (write.md §4.2, §4.4, §4.7), exactly as the
+//! The server's decoder of a postbox push (docs/protocol.md, the postbox era), exactly as the
 //! sandbox runs it on `permission-access/postbox/{postboxId}` of every era.
 //!
 //! A push carries a 32-byte AES key `K` wrapped with RSA-OAEP-SHA1 to the postbox's
@@ -61,7 +61,7 @@ pub enum PostboxError {
          and iv (wrong key or iv, or damaged)"
     )]
     MetadataDecrypt,
-    /// The decrypted metadata is not a file descriptor of write.md §2.4.
+    /// The decrypted metadata is not a file descriptor.
     #[error("the metadata is not a valid file descriptor: {0}")]
     Descriptor(String),
     /// The file part does not decrypt.
@@ -92,7 +92,7 @@ fn hex_iv(text: &str) -> Option<[u8; IV_LEN]> {
     Some(iv)
 }
 
-/// Checks a file descriptor against write.md §2.4: an object with a string `mimeType`,
+/// Checks a file descriptor: an object with a string `mimeType`,
 /// an array `accounts` of objects with a string `accountId`, and optional `reference`
 /// and `tags` arrays of strings. Other members are allowed (the SDK signs them too).
 pub fn check_descriptor(d: &Value) -> Result<(), String> {

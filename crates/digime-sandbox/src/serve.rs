@@ -1,7 +1,9 @@
 //! Serving a file body: the plaintext is read or generated in 64 KiB chunks, compressed
-//! as a stream, encrypted as a stream into the read.md §4.1 envelope (fresh DEK and IV
-//! per response) and sent chunk by chunk, on a blocking thread and through a small
-//! bounded channel, so any size is served in constant memory.
+//! as a stream, encrypted as a stream into the file envelope (RSA-wrapped key and IV,
+//! then AES-256-CBC; a fresh key and IV per response) and sent chunk by chunk, on a
+//! blocking thread and through a small bounded channel, so any size is served in
+//! constant memory. A small file (at most [`SMALL`] bytes of plaintext) is encrypted
+//! whole before the answer starts, so that its headers and body leave together.
 
 use crate::demo::Generator;
 use crate::state::Compression;
@@ -14,6 +16,8 @@ use tokio::sync::mpsc;
 
 /// Size of the chunks read and sent.
 const CHUNK: usize = 64 * 1024;
+/// Largest plaintext served as one buffered body rather than a stream.
+pub(crate) const SMALL: u64 = CHUNK as u64;
 /// Length of the envelope header: RSA block and IV.
 pub(crate) const HEADER_LEN: u64 = 272;
 
@@ -56,39 +60,86 @@ pub(crate) enum Damage {
     Truncate,
 }
 
-/// The encrypted, optionally compressed, optionally damaged body of a file.
-pub(crate) fn encrypted_body(
+/// The encrypted, optionally compressed, optionally damaged body of a file whose
+/// plaintext is `plain_len` bytes long: buffered whole when small, streamed otherwise.
+/// An error is only returned for a small file (a stream breaks off instead).
+pub(crate) async fn encrypted_body(
     key: PublicKey,
     plain: Plain,
+    plain_len: u64,
     compression: Compression,
     damage: Damage,
-) -> Body {
-    spawn_pump(move |tx| {
+) -> io::Result<Body> {
+    let work = move |mut out: Out| {
         if damage == Damage::Truncate {
             let enc = Encryptor::new(&key, Format::Current).map_err(io::Error::other)?;
-            let mut out = Vec::new();
-            enc.finish(&mut out).map_err(io::Error::other)?;
-            out.truncate(HEADER_LEN as usize);
-            return tx.blocking_send(Ok(Bytes::from(out))).map_err(|_| gone());
+            let mut header = Vec::new();
+            enc.finish(&mut header).map_err(io::Error::other)?;
+            header.truncate(HEADER_LEN as usize);
+            out.send(header)?;
+            return Ok(out);
         }
         let enc = Encryptor::new(&key, Format::Current).map_err(io::Error::other)?;
-        let sink = Sink::new(Some(enc), tx, damage == Damage::Corrupt);
+        let sink = Sink::new(Some(enc), out, damage == Damage::Corrupt);
         pump(plain, compression, sink)
-    })
+    };
+    if plain_len <= SMALL {
+        buffered(work).await
+    } else {
+        Ok(spawn_pump(work))
+    }
 }
 
 /// The plaintext body of a file (control API), uncompressed and unencrypted.
 pub(crate) fn plain_body(plain: Plain) -> Body {
-    spawn_pump(move |tx| pump(plain, Compression::None, Sink::new(None, tx, false)))
+    spawn_pump(move |out| pump(plain, Compression::None, Sink::new(None, out, false)))
 }
 
 type Tx = mpsc::Sender<io::Result<Bytes>>;
 
-fn spawn_pump(work: impl FnOnce(Tx) -> io::Result<()> + Send + 'static) -> Body {
+/// Where the pieces of a body go.
+enum Out {
+    /// To the response, as they come.
+    Stream(Tx),
+    /// Into one buffer, sent when complete.
+    Buffer(Vec<u8>),
+}
+
+impl Out {
+    fn send(&mut self, piece: Vec<u8>) -> io::Result<()> {
+        match self {
+            Out::Stream(tx) => tx.blocking_send(Ok(Bytes::from(piece))).map_err(|_| gone()),
+            Out::Buffer(b) if b.is_empty() => {
+                *b = piece;
+                Ok(())
+            }
+            Out::Buffer(b) => {
+                b.extend_from_slice(&piece);
+                Ok(())
+            }
+        }
+    }
+}
+
+type Work = dyn FnOnce(Out) -> io::Result<Out> + Send + 'static;
+
+/// Runs `work` on a blocking thread into one buffer: the whole body.
+async fn buffered(work: impl FnOnce(Out) -> io::Result<Out> + Send + 'static) -> io::Result<Body> {
+    let out = tokio::task::spawn_blocking(move || work(Out::Buffer(Vec::new())))
+        .await
+        .map_err(io::Error::other)??;
+    match out {
+        Out::Buffer(b) => Ok(Body::from(b)),
+        Out::Stream(_) => Err(io::Error::other("a buffered body was streamed")),
+    }
+}
+
+fn spawn_pump(work: impl FnOnce(Out) -> io::Result<Out> + Send + 'static) -> Body {
+    let work: Box<Work> = Box::new(work);
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let errors = tx.clone();
-        if let Err(e) = work(tx) {
+        if let Err(e) = work(Out::Stream(tx)) {
             // An error mid-body aborts the response (the client sees a broken transfer).
             let _ = errors.blocking_send(Err(e));
         }
@@ -102,7 +153,7 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the client went away")
 }
 
-fn pump(plain: Plain, compression: Compression, sink: Sink) -> io::Result<()> {
+fn pump(plain: Plain, compression: Compression, sink: Sink) -> io::Result<Out> {
     let reader = plain.open()?;
     let sink = match compression {
         Compression::None => {
@@ -142,7 +193,7 @@ struct Sink {
     enc: Option<Encryptor>,
     encrypt: bool,
     out: Vec<u8>,
-    tx: Tx,
+    out_to: Out,
     /// Bytes kept back until the end (the last two blocks, when corrupting).
     hold: usize,
     corrupt: bool,
@@ -150,12 +201,12 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(enc: Option<Encryptor>, tx: Tx, corrupt: bool) -> Self {
+    fn new(enc: Option<Encryptor>, out_to: Out, corrupt: bool) -> Self {
         Sink {
             encrypt: enc.is_some(),
             enc,
             out: Vec::with_capacity(CHUNK + 1024),
-            tx,
+            out_to,
             hold: if corrupt { 32 } else { 0 },
             corrupt,
             error: None,
@@ -168,12 +219,10 @@ impl Sink {
         }
         let keep = self.out.split_off(self.out.len() - self.hold);
         let chunk = std::mem::replace(&mut self.out, keep);
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| gone())
+        self.out_to.send(chunk)
     }
 
-    fn finish(mut self) -> io::Result<()> {
+    fn finish(mut self) -> io::Result<Out> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -188,11 +237,9 @@ impl Sink {
         }
         if !self.out.is_empty() {
             let rest = std::mem::take(&mut self.out);
-            self.tx
-                .blocking_send(Ok(Bytes::from(rest)))
-                .map_err(|_| gone())?;
+            self.out_to.send(rest)?;
         }
-        Ok(())
+        Ok(self.out_to)
     }
 }
 

@@ -40,11 +40,23 @@ pub struct RegisteredContract {
     pub kind: ContractKind,
     /// A display name for the consent page.
     pub name: String,
+    /// The application's name, as `permission-access/contract` answers it.
+    pub app_name: String,
+    /// The partner (organisation) the contract belongs to.
+    pub partner_id: String,
+    /// When the contract expires, in Unix ms.
+    pub expires_ms: u64,
 }
 
 impl RegisteredContract {
     pub(crate) fn client_id(&self) -> String {
         format!("{}_{}", self.app_id, self.contract_id)
+    }
+
+    /// `accessType` of the contract details: `"w"` for a contract that may write
+    /// (a read-write one too), `"r"` for a read contract.
+    pub fn access_type(&self) -> &'static str {
+        if self.kind.can_write() { "w" } else { "r" }
     }
 }
 
@@ -67,14 +79,14 @@ pub(crate) struct AuthCode {
     pub user_id: String,
     pub code_challenge: String,
     pub expires_ms: u64,
-    /// Issued by the (emulated) native app for an ongoing postbox (write.md §5.3): only
+    /// Issued by the (emulated) native app for an ongoing postbox: only
     /// `v1.5/oauth/token` exchanges it, and only with this `redirect_uri`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_redirect_uri: Option<String>,
 }
 
-/// A pre-authorization of the v1.5 API (`oauth/authorize` without a body, write.md
-/// §5.3.2), redeemed by the native app's `postbox/create` deep link.
+/// A pre-authorization of the v1.5 API (`oauth/authorize` without a
+/// body), redeemed by the native app's `postbox/create` deep link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LegacyPreAuth {
     pub client_id: String,
@@ -144,7 +156,7 @@ pub(crate) struct SessionRecord {
     /// The simulated source sync of this session.
     #[serde(default)]
     pub sync: Option<SyncPlan>,
-    /// Set for a session of the legacy `permission-access/session` call (write.md §5.1):
+    /// Set for a session of the legacy `permission-access/session` call:
     /// its exchange token. Such a session is never readable; it authorises postbox
     /// links and E0/E1 pushes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,7 +222,7 @@ pub(crate) struct Criterion {
     pub tags: Option<Vec<String>>,
 }
 
-/// The error a failing account's sync ends with (the flat PartialError of read.md §2.2).
+/// The error a failing account's sync ends with (the flat error of a `partial` account in the file list).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountError {
@@ -235,7 +247,7 @@ impl Default for AccountError {
     }
 }
 
-/// How served files are compressed before encryption (read.md §4.2).
+/// How served files are compressed before encryption (the `compression` of `X-Metadata`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {

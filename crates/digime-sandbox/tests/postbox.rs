@@ -1,4 +1,4 @@
-//! The postbox era of the sandbox (write.md §4–§6), exercised as a server: raw HTTP,
+//! The postbox era of the sandbox (docs/protocol.md, the postbox era), exercised as a server: raw HTTP,
 //! request JWTs signed by hand, and a minimal client-side envelope written here
 //! (RSA-OAEP-SHA1 key wrap, AES-256-CBC/PKCS#7, multipart) — no SDK request builders.
 
@@ -47,7 +47,7 @@ fn descriptor() -> Value {
 }
 
 // ---------------------------------------------------------------------------
-// The client side, written from write.md §4.2 and §4.4.
+// The client side, written from the protocol (the push envelope and its multipart body).
 
 /// An encrypted payload: the three envelope strings and the bare file ciphertext.
 #[derive(Clone)]
@@ -77,7 +77,7 @@ fn seal(public_key: &PublicKey, file: &[u8], d: &Value) -> Sealed {
 
 const BOUNDARY: &str = "--------------------------941175817833237358633249";
 
-/// The Node SDK's multipart layout (§4.4).
+/// The Node SDK's multipart layout.
 fn multipart(content: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"receipt-42.json\"\r\nContent-Type: application/json\r\n\r\n"
@@ -335,7 +335,7 @@ impl Env {
         )
     }
 
-    /// The claims of a v4 push (§4.3): access token only when given.
+    /// The claims of a v4 push: access token only when given.
     fn e1_bearer(&self, s: &Sealed, session: &str, access_token: Option<&str>) -> String {
         let mut claims = json!({
             "iv": s.iv, "metadata": s.metadata, "redirect_uri": REDIRECT,
@@ -347,7 +347,7 @@ impl Env {
         self.bearer(&self.write_key, &write_client(), claims)
     }
 
-    /// The claims of a v8 push (§4.3).
+    /// The claims of a v8 push.
     fn e2_bearer(&self, s: &Sealed, access_token: &str) -> String {
         self.bearer(
             &self.write_key,
@@ -416,7 +416,7 @@ impl Env {
         let pre = self.server_payload(r.json()["token"].as_str().unwrap(), &jku);
         assert_eq!(pre.as_object().unwrap().len(), 1);
         let code = pre["preauthorization_code"].as_str().unwrap();
-        // v4 builds the link with form encoding, in this order (§5.2).
+        // v4 builds the link with form encoding, in this order.
         let link = format!(
             "digime://postbox/create?preauthorizationCode={code}&callbackUrl={}&sessionKey={sk}&appId={DEMO_APP_ID}&sdkVersion=4.0.0",
             enc(REDIRECT)
@@ -632,7 +632,7 @@ fn e0_push_waits_in_the_postbox_until_the_user_imports_it() {
         enc(CALLBACK)
     );
     let (cb, pb) = env.create_postbox(&link, &user);
-    // The callback's own parameters come first, ours after (§6).
+    // The callback's own parameters come first, ours after.
     assert!(
         cb.as_str().starts_with(
             "https://app.example.com/push?sessionKey=mine&result=SUCCESS&postboxId=pbx_"
@@ -685,7 +685,7 @@ fn e0_v05_link_and_v1_0_push() {
     let env = env();
     let (user, _) = env.user();
     let sk = env.session("v1.0");
-    // v0.5: `callbackURL`, no resultVersion → POSTBOX_READY (§6).
+    // v0.5: `callbackURL`, no resultVersion → POSTBOX_READY.
     let link = format!(
         "digime://postbox/create?sessionKey={sk}&callbackURL={}&appId={DEMO_APP_ID}&sdkVersion=0.5.0",
         enc("https://app.example.com/ready")
@@ -770,7 +770,7 @@ fn e1_once_push_is_pending() {
     assert!(param(&cb, "code").is_none() && param(&cb, "state").is_none());
     let sealed = seal(&pb.key, b"once", &descriptor());
     assert_ok(&env.push_e1(&pb.id, &sk, None, &sealed), "pending");
-    // A bogus access token is no error either: pending, never 401 (§4.5).
+    // A bogus access token is no error either: pending, never 401.
     assert_ok(
         &env.push_e1(&pb.id, &sk, Some("at_bogus"), &sealed),
         "pending",
@@ -828,7 +828,7 @@ fn e1_ongoing_push_with_token_is_delivered() {
     let env = env();
     let (user, _) = env.user();
     let (sk, pb, flat) = env.e1_ongoing(&user);
-    // The flat token of §5.3.3.
+    // The flat token of v1.5.
     let keys: Vec<&String> = flat.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 3, "{flat}");
     let at = flat["access_token"].as_str().unwrap();
@@ -1540,7 +1540,7 @@ fn postbox_key() -> &'static PrivateKey {
 
 #[test]
 fn spec_vectors_decode() {
-    // write.md §4.8, with K wrapped to our key.
+    // The protocol's worked push example, with K wrapped to our key.
     let k: [u8; 32] = std::array::from_fn(|i| i as u8);
     let iv: [u8; 16] = std::array::from_fn(|i| 0xf0 + i as u8);
     let key = postbox_key();

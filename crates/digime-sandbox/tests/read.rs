@@ -130,7 +130,7 @@ impl Env {
         .unwrap()
     }
 
-    /// A U-flavour bearer JWT (read.md §0.3).
+    /// A user-scoped bearer JWT (with an `access_token` claim).
     fn bearer(&self, key: &PrivateKey, client_id: &str, access_token: &str) -> String {
         let claims = json!({
             "access_token": access_token,
@@ -398,7 +398,7 @@ fn trigger_checks_scope_body_agent_and_option_types() {
             "{bad}"
         );
     }
-    // The full example of read.md §1.1, with an unknown key passed through, is accepted.
+    // The protocol's full example of the session options, with an unknown key passed through, is accepted.
     env.trigger(
         &u,
         json!({

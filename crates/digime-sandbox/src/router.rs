@@ -1,0 +1,72 @@
+//! Composes the endpoint families into the server: the digi.me API (logged, with the
+//! API's own 404 and 405 answers) and the control API.
+
+use crate::checks::ApiFailure;
+use crate::common::{method_not_allowed, not_found};
+use crate::{LoggedRequest, Shared, contract, control, legacy, oauth, read, write};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+/// The whole server.
+pub(crate) fn router(shared: Shared) -> Router {
+    let api = Router::new()
+        .merge(oauth::routes())
+        .merge(write::routes())
+        .merge(read::routes())
+        .merge(contract::routes())
+        .merge(legacy::api_routes())
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), log_requests));
+    let control = control::routes().merge(legacy::control_routes());
+    api.merge(control)
+        .layer(middleware::from_fn(read_bodiless))
+        .with_state(shared)
+}
+
+/// Most a request of a method without a body may carry before it is refused.
+const BODILESS_LIMIT: usize = 64 * 1024;
+
+/// Reads the whole body of a `GET`, `HEAD`, `DELETE` or `OPTIONS` request before its
+/// handler runs (those handlers do not read it): hyper closes a keep-alive connection
+/// whose request body was left unread, and the client would pay a new connection for
+/// its next request. The body is passed on, so a handler may still look at it.
+async fn read_bodiless(req: Request, next: Next) -> Response {
+    if !matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    ) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, BODILESS_LIMIT).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            ApiFailure::new(413, "PayloadTooLarge", "The request body is too large").into_response()
+        }
+    }
+}
+
+/// Keeps the last 1000 API requests for the control API's `requests`.
+async fn log_requests(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
+    if log.len() >= 1000 {
+        log.pop_front();
+    }
+    log.push_back(LoggedRequest {
+        method,
+        path,
+        status: resp.status().as_u16(),
+    });
+    resp
+}

@@ -1,0 +1,435 @@
+//! The simulated source sync of a read session, shared by the read calls, the session
+//! an authorization hands out, and the control API.
+//!
+//! A session's sync is simulated lazily: the file list is a pure function of the
+//! session's [`SyncPlan`] and the time elapsed since the sync started, counted in steps
+//! of `step_ms`. Step 0 is `pending`; from step 1 the list is `running`, each syncing
+//! account adding [`BATCH`] files per step; an account is `completed` one step after its
+//! last batch (a failing account shows `running` for one or two steps and then `partial`
+//! with its error, and none of its files); the session ends `completed`, or `partial`
+//! when an account failed. Accounts that do not sync (`sourceFetch:false`, or left out
+//! by `sourceFetchFilter`) show what the library already has from step 1 on (at once
+//! with `sourceFetch:false`, which is `completed` from the start). Raw (pushed) files of
+//! the reading contract's application appear from step 1 on.
+
+use crate::demo::DemoLibrary;
+use crate::state::{
+    AccountError, Criterion, GroupFilter, LibraryFile, Persisted, ReadScope, SyncPlan, TypeFilter,
+};
+use crate::{Settings, Shared};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Files each syncing account adds to the list per step.
+pub(crate) const BATCH: usize = 2;
+
+/// What a session asks of its sync (the trigger body; the defaults for the session of
+/// an authorization).
+#[derive(Debug, Default)]
+pub(crate) struct SessionOptions {
+    pub(crate) fetch: Option<bool>,
+    pub(crate) only_accounts: Option<Vec<String>>,
+    pub(crate) scope: ReadScope,
+}
+
+/// Starts a sync for `user_id` now; records when it will end (the library's mapped data
+/// is dated from then on). Shared by `trigger` and the session of an authorization.
+pub(crate) fn start_sync(
+    shared: &Shared,
+    st: &mut Persisted,
+    settings: &Settings,
+    user_id: &str,
+    opts: SessionOptions,
+    now: u64,
+) -> SyncPlan {
+    let created = st.users.get(user_id).map_or(now, |u| u.created);
+    let ends = st.sync_ends.entry(user_id.to_owned()).or_default();
+    let library_ms = ends
+        .iter()
+        .copied()
+        .filter(|&e| e <= now)
+        .max()
+        .unwrap_or(0)
+        .max(created);
+    let plan = SyncPlan {
+        started_ms: now,
+        step_ms: settings.sync_step_ms.max(1),
+        fetch: opts.fetch.unwrap_or(true),
+        only_accounts: opts.only_accounts,
+        failures: st
+            .account_failures
+            .get(user_id)
+            .cloned()
+            .unwrap_or_default(),
+        rewrite: settings.rewrite_mid_sync,
+        library_ms,
+        scope: opts.scope,
+    };
+    if plan.fetch {
+        let lib = DemoLibrary::of(user_id, created, shared.config.demo_data);
+        let t = Timeline::of(&lib, &plan);
+        let ends = st.sync_ends.entry(user_id.to_owned()).or_default();
+        ends.push(now.saturating_add(t.done_step.saturating_mul(plan.step_ms)));
+        if ends.len() > 8 {
+            ends.remove(0);
+        }
+    }
+    plan
+}
+
+struct AccountPlan {
+    syncing: bool,
+    failing: Option<AccountError>,
+    /// Indexes into the library's mapped files, in scope.
+    files: Vec<usize>,
+    /// Steps the account shows `running`.
+    running_steps: u64,
+}
+
+struct Timeline {
+    accounts: Vec<AccountPlan>,
+    /// First step at which the session is `completed` or `partial`.
+    done_step: u64,
+    /// The file rewritten mid-sync and the step at which it is.
+    rewrite: Option<(usize, u64)>,
+}
+
+impl Timeline {
+    fn of(lib: &DemoLibrary, plan: &SyncPlan) -> Timeline {
+        let mut accounts = Vec::new();
+        for (i, a) in lib.accounts.iter().enumerate() {
+            let files: Vec<usize> = lib
+                .files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.account == i && mapped_in_scope(lib, f, &plan.scope))
+                .map(|(j, _)| j)
+                .collect();
+            let syncing = plan.fetch
+                && plan
+                    .only_accounts
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&a.id));
+            let failing = if syncing {
+                plan.failures.get(&a.id).cloned()
+            } else {
+                None
+            };
+            let batches = files.len().div_ceil(BATCH) as u64;
+            let running_steps = if failing.is_some() {
+                batches.clamp(1, 2)
+            } else {
+                batches.max(1)
+            };
+            accounts.push(AccountPlan {
+                syncing,
+                failing,
+                files,
+                running_steps,
+            });
+        }
+        let mut rewrite = None;
+        if plan.rewrite
+            && plan.fetch
+            && let Some(a) = accounts
+                .iter_mut()
+                .find(|a| a.syncing && a.failing.is_none() && !a.files.is_empty())
+        {
+            a.running_steps = a.running_steps.max(2);
+            rewrite = Some((a.files[0], a.running_steps));
+        }
+        let done_step = 1 + accounts
+            .iter()
+            .filter(|a| a.syncing)
+            .map(|a| a.running_steps)
+            .max()
+            .unwrap_or(0);
+        Timeline {
+            accounts,
+            done_step,
+            rewrite,
+        }
+    }
+}
+
+fn mapped_in_scope(lib: &DemoLibrary, f: &crate::demo::MappedFile, scope: &ReadScope) -> bool {
+    let Some(account) = lib.accounts.get(f.account) else {
+        return false;
+    };
+    let svc = account.service;
+    if let Some(groups) = scope.service_groups.as_ref().filter(|g| !g.is_empty()) {
+        let type_ok = |t: &TypeFilter| {
+            t.id == svc.type_id
+                && t.object_types
+                    .as_ref()
+                    .is_none_or(|os| os.is_empty() || os.contains(&f.object_type_id))
+        };
+        let group_ok = |g: &GroupFilter| {
+            g.id == svc.group_id
+                && g.service_types
+                    .as_ref()
+                    .is_none_or(|ts| ts.is_empty() || ts.iter().any(type_ok))
+        };
+        if !groups.iter().any(group_ok) {
+            return false;
+        }
+    }
+    scope.time_ranges.is_empty()
+        || scope.time_ranges.iter().any(|(from, to)| {
+            from.is_none_or(|fr| f.end_ms > fr) && to.is_none_or(|t| f.start_ms <= t)
+        })
+}
+
+/// A raw file the reading application may see.
+pub(crate) struct RawRef {
+    pub(crate) name: String,
+    pub(crate) created: u64,
+    pub(crate) app_id: String,
+    pub(crate) contract_id: String,
+    pub(crate) descriptor: Value,
+    pub(crate) what: What,
+}
+
+impl RawRef {
+    fn strings(&self, key: &str) -> Vec<&str> {
+        self.descriptor
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    fn matches(&self, c: &Criterion) -> bool {
+        let any = |want: &Option<Vec<String>>, have: &[&str]| {
+            want.as_ref()
+                .is_none_or(|w| w.is_empty() || have.iter().any(|h| w.iter().any(|x| x == h)))
+        };
+        let mime = self
+            .descriptor
+            .get("mimeType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let accounts: Vec<&str> = self
+            .descriptor
+            .get("accounts")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.get("accountId").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        c.from_ms.is_none_or(|f| self.created >= f)
+            && any(&c.app_id, &[&self.app_id])
+            && any(&c.contract_id, &[&self.contract_id])
+            && any(&c.mime_type, &[mime])
+            && any(&c.reference, &self.strings("reference"))
+            && any(&c.tags, &self.strings("tags"))
+            && any(&c.accounts, &accounts)
+    }
+
+    /// Raw metadata: the descriptor's keys in lower case, with the app, contract and date.
+    fn metadata(&self) -> Value {
+        let d = &self.descriptor;
+        let mut m = Map::new();
+        m.insert(
+            "mimetype".into(),
+            d.get("mimeType").cloned().unwrap_or_else(|| json!("")),
+        );
+        let accounts: Vec<Value> = d
+            .get("accounts")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.get("accountId").cloned())
+                    .map(|id| json!({ "accountid": id }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.insert("accounts".into(), Value::Array(accounts));
+        for key in ["reference", "tags"] {
+            if let Some(v) = d.get(key) {
+                m.insert(key.into(), v.clone());
+            }
+        }
+        m.insert("appid".into(), json!(self.app_id));
+        m.insert("contractid".into(), json!(self.contract_id));
+        m.insert("created".into(), json!(self.created));
+        Value::Object(m)
+    }
+}
+
+/// Where a listed file's content comes from.
+#[derive(Clone)]
+pub(crate) enum What {
+    Mapped { file: usize, version: u32 },
+    DemoRaw(usize),
+    Stored(Box<LibraryFile>),
+}
+
+/// A file in the list now.
+pub(crate) struct Visible {
+    pub(crate) name: String,
+    pub(crate) updated_ms: u64,
+    /// The list entry.
+    pub(crate) entry: Value,
+    /// The `X-Metadata` metadata.
+    pub(crate) metadata: Value,
+    pub(crate) what: What,
+}
+
+/// What a session's file list shows now.
+pub(crate) struct View {
+    pub(crate) state: &'static str,
+    pub(crate) details: Option<Map<String, Value>>,
+    pub(crate) files: Vec<Visible>,
+}
+
+fn schema() -> Value {
+    json!({"standard": "digime", "version": "1.0.0"})
+}
+
+fn mapped_visible(
+    lib: &DemoLibrary,
+    file: usize,
+    version: u32,
+    updated_ms: u64,
+) -> Option<Visible> {
+    let f = lib.files.get(file)?;
+    let svc = lib.accounts.get(f.account)?.service;
+    let count = f.object_count(version);
+    Some(Visible {
+        name: f.name.clone(),
+        updated_ms,
+        entry: json!({
+            "name": f.name, "updatedDate": updated_ms, "schema": schema(),
+            "serviceGroup": svc.group_ref, "serviceName": svc.type_ref,
+            "objectType": f.object_type, "objectCount": count, "objectVersion": "1.0.0",
+        }),
+        metadata: json!({
+            "objectCount": count, "objectType": f.object_type, "serviceGroup": svc.group_ref,
+            "serviceName": svc.type_ref, "schema": schema(), "objectVersion": "1.0.0",
+        }),
+        what: What::Mapped { file, version },
+    })
+}
+
+/// The file list of a session at `now`.
+pub(crate) fn view(lib: &DemoLibrary, plan: &SyncPlan, raws: Vec<RawRef>, now: u64) -> View {
+    let step = plan.step_ms.max(1);
+    let k = if plan.fetch {
+        now.saturating_sub(plan.started_ms) / step
+    } else {
+        u64::MAX
+    };
+    if k == 0 {
+        return View {
+            state: "pending",
+            details: None,
+            files: Vec::new(),
+        };
+    }
+    let t = Timeline::of(lib, plan);
+    let mut files = Vec::new();
+    let mut details = Map::new();
+    let mut failed = false;
+    for (a, ap) in lib.accounts.iter().zip(&t.accounts) {
+        if !ap.syncing {
+            files.extend(
+                ap.files
+                    .iter()
+                    .filter_map(|&f| mapped_visible(lib, f, 0, plan.library_ms)),
+            );
+            continue;
+        }
+        let running = k <= ap.running_steps;
+        if let Some(err) = &ap.failing {
+            let d = if running {
+                json!({"state": "running"})
+            } else {
+                failed = true;
+                json!({"state": "partial", "error": err})
+            };
+            details.insert(a.id.clone(), d);
+            continue;
+        }
+        for (j, &f) in ap.files.iter().enumerate() {
+            let batch = (j / BATCH) as u64;
+            if batch >= k {
+                break;
+            }
+            let (version, at) = match t.rewrite {
+                Some((rf, rs)) if rf == f && k >= rs => (1, rs),
+                _ => (0, batch + 1),
+            };
+            let updated = plan.started_ms.saturating_add(at.saturating_mul(step));
+            files.extend(mapped_visible(lib, f, version, updated));
+        }
+        let state = if running { "running" } else { "completed" };
+        details.insert(a.id.clone(), json!({ "state": state }));
+    }
+    for r in raws {
+        let in_scope = plan
+            .scope
+            .criteria
+            .as_ref()
+            .is_none_or(|cs| cs.is_empty() || cs.iter().any(|c| r.matches(c)));
+        if in_scope {
+            files.push(Visible {
+                entry: json!({"name": r.name, "updatedDate": r.created}),
+                metadata: r.metadata(),
+                name: r.name,
+                updated_ms: r.created,
+                what: r.what,
+            });
+        }
+    }
+    let state = if !plan.fetch {
+        "completed"
+    } else if k < t.done_step {
+        "running"
+    } else if failed {
+        "partial"
+    } else {
+        "completed"
+    };
+    View {
+        state,
+        details: plan.fetch.then_some(details),
+        files,
+    }
+}
+
+/// The account objects of a library, as `permission-access/accounts` answers them.
+pub(crate) fn account_list(
+    lib: &DemoLibrary,
+    failures: &BTreeMap<String, AccountError>,
+    updated_ms: u64,
+) -> Vec<Value> {
+    lib.accounts
+        .iter()
+        .map(|a| {
+            let s = a.service;
+            let status = match failures.get(&a.id) {
+                Some(e) if e.reauth => json!({"authorized": false}),
+                _ => json!({"authorized": true, "expiresAt": lib.created_ms + 365 * 86_400_000}),
+            };
+            json!({
+                "id": a.id,
+                "reference": a.username,
+                "type": "USER",
+                "createdDate": lib.created_ms,
+                "updatedDate": updated_ms,
+                "serviceGroupId": s.group_id,
+                "serviceGroupName": s.group_name,
+                "serviceTypeId": s.type_id,
+                "serviceTypeName": s.type_name,
+                "serviceTypeReference": s.type_ref,
+                "sourceId": s.source_id,
+                "serviceProviderId": s.provider.0,
+                "serviceProviderName": s.provider.1,
+                "accessTokenStatus": status,
+            })
+        })
+        .collect()
+}
