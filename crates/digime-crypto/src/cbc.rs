@@ -1,5 +1,5 @@
 //! Bare AES-256-CBC with PKCS#7 padding, with a key and IV the caller supplies: the
-//! cipher of the postbox envelope (write.md §4.2), where one random key and IV encrypt
+//! cipher of the postbox envelope (docs/protocol.md, "Postbox era"), where one random key and IV encrypt
 //! both the file and its metadata, and the ciphertext travels without any header.
 //!
 //! Whole buffers ([`encrypt`], [`decrypt`]) and incremental ([`CbcEncryptor`],
@@ -277,7 +277,7 @@ mod tests {
             .collect()
     }
 
-    // write.md §4.8.
+    // docs/protocol.md, "Postbox era"
     const K: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     const IV: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
     const M: &str = r#"{"mimeType":"application/json","accounts":[{"accountId":"acc-001"}],"reference":["receipt-42.json"],"tags":["receipt"]}"#;

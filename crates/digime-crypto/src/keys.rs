@@ -162,7 +162,7 @@ impl PublicKey {
     }
 
     /// Parses a postbox public key as the callback of postbox creation carries it
-    /// (write.md §4.2, §6): a PKCS#1 PEM (`BEGIN RSA PUBLIC KEY`) or the bare base64 of a
+    /// (docs/protocol.md, "Postbox era"): a PKCS#1 PEM (`BEGIN RSA PUBLIC KEY`) or the bare base64 of a
     /// PKCS#1 `RSAPublicKey` DER. SPKI (`BEGIN PUBLIC KEY`) is refused, as the official
     /// SDK's `pkcs1-public` import refuses it.
     ///

@@ -1,4 +1,4 @@
-//! PKCE as digi.me does it (auth.md §4): the verifier is the base64url of 32 random
+//! PKCE as digi.me does it (docs/protocol.md, "PKCE"): the verifier is the base64url of 32 random
 //! alphanumerics (43 characters), the S256 challenge hashes that verifier string.
 
 use crate::{CryptoError, SecretString, b64url_encode, random, sha256};

@@ -1,4 +1,4 @@
-//! SDK configuration (auth.md §1) and the identities of application and contract (§2).
+//! SDK configuration (docs/protocol.md, "Configuration") and the identities of application and contract (docs/protocol.md, "Authorization").
 
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -50,7 +50,7 @@ pub struct Config {
     file_format: Option<FileFormat>,
 }
 
-/// The layout of downloaded files (read-and-storage.md §4).
+/// The layout of downloaded files (docs/protocol.md, "File envelope").
 pub use digime_crypto::envelope::Format as FileFormat;
 
 impl Config {
@@ -77,7 +77,7 @@ impl Config {
 
     /// The layout of downloaded files: as set by [`Config::with_file_format`], else
     /// derived from the API base: the SHA-512-prefixed layout for `v1.5` and `v1.6`
-    /// (§4.3: the hash was dropped together with the move to `v1.7`), the current one
+    /// (docs/protocol.md, "PKCE": the hash was dropped together with the move to `v1.7`), the current one
     /// otherwise. (`v1.0`–`v1.4` sent files as base64 inside JSON, a transport this SDK
     /// does not read.)
     pub fn file_format(&self) -> FileFormat {

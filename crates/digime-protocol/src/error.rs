@@ -1,4 +1,4 @@
-//! The error model (auth.md §11), as one typed enum.
+//! The error model (docs/protocol.md, "Errors"), as one typed enum.
 
 use crate::token::UserAccessToken;
 use digime_crypto::CryptoError;
@@ -59,7 +59,7 @@ pub enum Error {
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
     /// A downloaded file could not be decrypted: truncated, corrupted, or encrypted to
-    /// another key (read-and-storage.md §4).
+    /// another key (docs/protocol.md, "File envelope").
     #[error("the file could not be decrypted: {0}")]
     Decryption(CryptoError),
     /// A downloaded file decrypted but did not decompress as its metadata says.
@@ -188,7 +188,7 @@ impl fmt::Display for ApiError {
 
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
-        /// Server error codes (auth.md §11.4, write.md §1.4), with a fallback.
+        /// Server error codes (docs/protocol.md, "Errors", docs/protocol.md, "Writing"), with a fallback.
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -327,7 +327,7 @@ pub enum CallbackError {
     StateMismatch,
 }
 
-/// The `errorCode` values of a failed authorization redirect (auth.md §6).
+/// The `errorCode` values of a failed authorization redirect (docs/protocol.md, "Callback").
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallbackErrorCode {

@@ -1,5 +1,5 @@
 //! Downloading one file: the envelope decrypted and the plaintext decompressed as the
-//! bytes arrive (read-and-storage.md §3.1, §4), so that a 1 GiB file passes through
+//! bytes arrive (docs/protocol.md, "Files"), so that a 1 GiB file passes through
 //! in constant memory.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Verifying server-issued JWS (auth.md §8) with the pinning of §8.2: the key set is
+//! Verifying server-issued JWS (docs/protocol.md, "Server tokens") with the pinning of docs/protocol.md, "Server tokens": the key set is
 //! fetched only from the configured URL, a token whose `jku` names another is refused,
 //! the algorithm is PS512 only, and the key set is cached for a short time.
 

@@ -1,4 +1,4 @@
-//! Writing into a user's library: `permission-access/import` (write.md §2).
+//! Writing into a user's library: `permission-access/import` (docs/protocol.md, "Library push").
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ pub struct AccountRef {
     pub account_id: String,
 }
 
-/// Describes a pushed file (write.md §2.4). Only these four fields are signed.
+/// Describes a pushed file (docs/protocol.md, "Library push"). Only these four fields are signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileDescriptor {
@@ -147,7 +147,7 @@ impl crate::flow::UserOperation for PushToLibrary {
     }
 
     fn retry_policy(&self, _sdk: &crate::Sdk) -> crate::RetryPolicy {
-        // Pushes never follow the retry options (write.md §1.5).
+        // Pushes never follow the retry options (docs/protocol.md, "Writing").
         crate::RetryPolicy::never()
     }
 

@@ -1,5 +1,5 @@
 //! `read_all_files`: poll a session's file list until the sync is over, downloading
-//! every new or updated file (read-and-storage.md §5), with bounded concurrency, one
+//! every new or updated file (docs/protocol.md, "Read all"), with bounded concurrency, one
 //! shared token refresh, and a clean stop.
 //!
 //! [`ReadAllFiles`] is a coordinator, not a single [`crate::Flow`]: it hands out

@@ -1,4 +1,4 @@
-//! Retry policy as data (auth.md §1.3): which requests are retried, how often, and
+//! Retry policy as data (docs/protocol.md, "Configuration"): which requests are retried, how often, and
 //! how long to wait. Every retry is a freshly signed request.
 
 use crate::error::TransportError;

@@ -1,4 +1,4 @@
-//! `UserAccessToken`, the object apps persist (auth.md §7.4). The JSON field names are
+//! `UserAccessToken`, the object apps persist (docs/protocol.md, "Token"). The JSON field names are
 //! the official SDK's, lower-case `consentid` included, so tokens stored by other
 //! SDKs load here and the other way round.
 

@@ -1,5 +1,5 @@
-//! Requests and responses as plain data, request JWT signing (auth.md §3) and the
-//! conversion of error responses (auth.md §11.2).
+//! Requests and responses as plain data, request JWT signing (docs/protocol.md, "Request JWTs") and the
+//! conversion of error responses (docs/protocol.md, "Errors").
 
 use crate::config::{Config, Contract};
 use crate::error::{ApiError, Error, ErrorCode};
@@ -111,7 +111,7 @@ pub fn retry_after_header(resp: &Response<Vec<u8>>) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Parses a body into the standard API error, if it is one (auth.md §11.1, shape A or B).
+/// Parses a body into the standard API error, if it is one (docs/protocol.md, "Errors", shape A or B).
 pub fn parse_error_body(status: u16, body: &[u8]) -> Option<ApiError> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let obj = value.as_object()?;

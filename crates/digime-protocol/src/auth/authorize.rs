@@ -26,7 +26,7 @@ pub(crate) fn encode_uri_component(s: &str) -> String {
     out
 }
 
-/// Builds `{onboard}{page}?code=…&…` with the optional parameters of auth.md §5.4 in
+/// Builds `{onboard}{page}?code=…&…` with the optional parameters of docs/protocol.md, "Authorize" in
 /// their order (`storage_ref` only for `authorize`).
 pub fn onboard_url(
     config: &Config,
@@ -91,7 +91,7 @@ enum Target {
     Bare(Option<MakeUrl>),
 }
 
-/// Builds the authorization URL (auth.md §5): POST `oauth/authorize` with a fresh PKCE
+/// Builds the authorization URL (docs/protocol.md, "Authorize"): POST `oauth/authorize` with a fresh PKCE
 /// pair per attempt, verify the server's token, build the onboard URL.
 pub struct AuthorizeFlow {
     sdk: Sdk,

@@ -235,7 +235,7 @@ pub struct SessionOptions {
     pub pull: Option<PullOptions>,
 }
 
-/// Everything optional about an authorization (auth.md §5.4, §5.5).
+/// Everything optional about an authorization (docs/protocol.md, "Authorize").
 #[derive(Debug, Clone, Default)]
 pub struct AuthorizeOptions {
     /// Preselect a service (`service`), from `querySources`.

@@ -15,7 +15,7 @@ use http::{Method, Request, Response};
 use serde_json::{Map, Value};
 use std::time::SystemTime;
 
-/// Maps a verified token-response payload to a `UserAccessToken` (auth.md §7.4).
+/// Maps a verified token-response payload to a `UserAccessToken` (docs/protocol.md, "Token").
 pub fn token_from_claims(
     claims: &serde_json::Map<String, Value>,
 ) -> Result<UserAccessToken, Error> {
@@ -80,7 +80,7 @@ enum TokenPhase {
 }
 
 /// Exchanges an authorization code, or refreshes a token, for a verified
-/// [`UserAccessToken`] (auth.md §7, §8).
+/// [`UserAccessToken`] (docs/protocol.md, "Token").
 pub struct TokenFlow {
     sdk: Sdk,
     contract: Contract,
@@ -121,7 +121,7 @@ impl TokenFlow {
             },
             extra_claims: Map::new(),
             read_claims: token_from_claims,
-            // The refresh never follows the user's retry options (auth.md §1.3).
+            // The refresh never follows the user's retry options (docs/protocol.md, "Configuration").
             phase: TokenPhase::Post(Leg::new(Method::POST, RetryPolicy::never())),
         }
     }

@@ -1,4 +1,4 @@
-//! The callbacks that end postbox creation, by era (write.md §6).
+//! The callbacks that end postbox creation, by era (docs/protocol.md, "Postbox era").
 
 use super::push::Postbox;
 use crate::auth::{AuthorizationCallback, AuthorizationCode, callback_query_pairs, parse_callback};

@@ -1,5 +1,5 @@
-//! Postbox-creation deep links (write.md §5.2) and the ongoing postbox's
-//! pre-authorization and flat tokens (§5.3).
+//! Postbox-creation deep links (docs/protocol.md, "Postbox era") and the ongoing postbox's
+//! pre-authorization and flat tokens (docs/protocol.md, "Postbox era").
 
 use crate::config::{Config, SessionKey};
 use crate::error::{Error, TransportError};
@@ -117,7 +117,7 @@ pub(crate) fn flat_token_claims(redirect_uri: &str) -> Map<String, Value> {
 }
 
 /// Maps SDK v4's flat token payload `{"access_token":"…","refresh_token":"…",
-/// "expires_on":N}` (write.md §5.3.3) to a [`UserAccessToken`] whose two expiries are
+/// "expires_on":N}` (docs/protocol.md, "Postbox era") to a [`UserAccessToken`] whose two expiries are
 /// both `expires_on`; no user id, no consent id.
 pub fn token_from_flat_claims(claims: &Map<String, Value>) -> Result<UserAccessToken, Error> {
     let decode = |detail: String| Error::Decode {

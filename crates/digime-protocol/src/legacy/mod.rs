@@ -1,5 +1,5 @@
 //! The postbox era: every write flow of the official SDKs before the direct library
-//! import, for integrations being ported (write.md §4–§6).
+//! import, for integrations being ported (docs/protocol.md, "Postbox era").
 //!
 //! Scope:
 //! * In: establishing a session (SDK v0.5–v4); the `digime://postbox/create` deep links,

@@ -1,4 +1,4 @@
-//! Pushing a file into a postbox (write.md §4, §5.4): the envelope, the multipart body,
+//! Pushing a file into a postbox (docs/protocol.md, "Postbox era"): the envelope, the multipart body,
 //! the request of each era, the response, and the push flow with its refresh on
 //! `pending`.
 
@@ -170,10 +170,10 @@ pub fn parse_push_response(body: &[u8]) -> Result<PostboxPush, Error> {
 }
 
 // ---------------------------------------------------------------------------------
-// The envelope (§4.2).
+// The envelope (docs/protocol.md, "Postbox era").
 
 /// The symmetric half of a push's envelope: one AES-256 key and one IV that encrypt
-/// both the file and its metadata (write.md §4.2).
+/// both the file and its metadata (docs/protocol.md, "Postbox era").
 pub struct Envelope {
     key: Zeroizing<[u8; cbc::KEY_LEN]>,
     iv: [u8; cbc::IV_LEN],
@@ -231,7 +231,7 @@ impl fmt::Debug for Envelope {
 }
 
 // ---------------------------------------------------------------------------------
-// The multipart body (§4.4).
+// The multipart body (docs/protocol.md, "Postbox era").
 
 /// A fresh boundary: 26 `-` and 24 random decimal digits, as the official SDK's
 /// form-data library draws them.

@@ -1,4 +1,4 @@
-//! Establishing a session (write.md §5.1).
+//! Establishing a session (docs/protocol.md, "Postbox era").
 
 use crate::auth::Scope;
 use crate::config::{ContractId, SessionKey};

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::SystemTime;
 
-/// An account type (§6.1).
+/// An account type (docs/protocol.md, "Accounts").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AccountType {
@@ -57,7 +57,7 @@ pub struct AccessTokenStatus {
     pub expires_at: Option<i64>,
 }
 
-/// One of the user's source accounts (§6.1).
+/// One of the user's source accounts (docs/protocol.md, "Accounts").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
@@ -113,12 +113,12 @@ pub struct Account {
     pub extra: Map<String, Value>,
 }
 
-/// Parses an accounts body: a bare JSON array (§6.1).
+/// Parses an accounts body: a bare JSON array (docs/protocol.md, "Accounts").
 pub fn parse_accounts(body: &[u8]) -> Result<Vec<Account>, Error> {
     decode_json(body, "accounts")
 }
 
-/// `GET permission-access/accounts` (§6.1).
+/// `GET permission-access/accounts` (docs/protocol.md, "Accounts").
 #[derive(Debug, Clone, Default)]
 pub struct ReadAccounts;
 

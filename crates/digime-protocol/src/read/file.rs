@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 use std::time::SystemTime;
 
-/// Metadata of data synced from a service (§3.1).
+/// Metadata of data synced from a service (docs/protocol.md, "Files").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MappedFileMetadata {
@@ -65,7 +65,7 @@ pub struct RawObjectType {
     pub references: Option<Vec<String>>,
 }
 
-/// Metadata of data an app pushed (§3.1); the keys are lower-case on the wire.
+/// Metadata of data an app pushed (docs/protocol.md, "Files"); the keys are lower-case on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawFileMetadata {
     /// MIME type.
@@ -254,8 +254,8 @@ pub fn parse_file_head(name: &str, response: &Response<Vec<u8>>) -> Result<FileH
     })
 }
 
-/// `HEAD permission-access/query/{sessionKey}/{fileName}` (§3.2), or the headers half
-/// of the `GET` (§3.1), whose body [`crate::file::ReadFile`] then streams.
+/// `HEAD permission-access/query/{sessionKey}/{fileName}` (docs/protocol.md, "Files"), or the headers half
+/// of the `GET` (docs/protocol.md, "Files"), whose body [`crate::file::ReadFile`] then streams.
 #[derive(Debug, Clone)]
 pub struct ReadFileMetadata {
     session: SessionKey,

@@ -74,7 +74,7 @@ pub struct ObjectTypeErrorDetail {
     pub status_code: i64,
 }
 
-/// Why an account's sync ended `partial` (§2.2).
+/// Why an account's sync ended `partial` (docs/protocol.md, "File list").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartialError {
@@ -151,7 +151,7 @@ pub struct Schema {
     pub id: Option<String>,
 }
 
-/// One entry of a file list (§2.2).
+/// One entry of a file list (docs/protocol.md, "File list").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileListEntry {
@@ -191,7 +191,7 @@ pub struct FileList {
 }
 
 impl FileList {
-    /// Parses a file-list body (§2.2), strictly: unknown states, entries without a
+    /// Parses a file-list body (docs/protocol.md, "File list"), strictly: unknown states, entries without a
     /// string `name` or a numeric `updatedDate`, and unknown per-account states fail.
     pub fn parse(body: &[u8]) -> Result<FileList, Error> {
         let list: FileList = decode_json(body, "file list")?;
@@ -199,7 +199,7 @@ impl FileList {
     }
 }
 
-/// `GET permission-access/query/{sessionKey}` (§2).
+/// `GET permission-access/query/{sessionKey}` (docs/protocol.md, "File list").
 #[derive(Debug, Clone)]
 pub struct ReadFileList {
     session: SessionKey,

@@ -14,7 +14,7 @@ use http::{Method, Request, Response};
 use serde_json::Value;
 use std::time::SystemTime;
 
-/// `POST permission-access/trigger` (§1).
+/// `POST permission-access/trigger` (docs/protocol.md, "Read session").
 #[derive(Debug, Clone)]
 pub struct ReadSession {
     options: PullOptions,
@@ -57,7 +57,7 @@ impl UserOperation for ReadSession {
         Method::POST
     }
     fn retry_policy(&self, _sdk: &Sdk) -> RetryPolicy {
-        // The client defaults, not the caller's retry options (§11); POST is not retried.
+        // The client defaults, not the caller's retry options (docs/protocol.md, "Reading"); POST is not retried.
         RetryPolicy::default()
     }
     fn build(
