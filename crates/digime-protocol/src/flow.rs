@@ -330,4 +330,60 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn no_flow_shows_a_secret_in_debug() {
+        let sdk = Sdk::new(Config::new("app").unwrap());
+        let contract = Contract::new("c", PrivateKey::generate().unwrap()).unwrap();
+        let token: UserAccessToken = serde_json::from_str(
+            r#"{"accessToken":{"value":"SECRET-AT","expiry":1},"refreshToken":{"value":"SECRET-RT","expiry":2}}"#,
+        )
+        .unwrap();
+        let session = crate::SessionKey::new("SECRET-SK").unwrap();
+        let code = crate::AuthorizationCode::new("SECRET-CODE");
+        let verifier = digime_crypto::CodeVerifier::generate().unwrap();
+        let descriptor = FileDescriptor::new("text/plain");
+        let postbox = crate::legacy::Postbox::new(
+            "pbx",
+            &PrivateKey::generate().unwrap().public_key().to_pkcs1_pem(),
+        )
+        .unwrap();
+        let auth = crate::legacy::PostboxAuth::TokenJwt {
+            contract: contract.clone(),
+            token: token.clone(),
+        };
+        let shown = [
+            format!("{:?}", sdk.read_accounts(&contract, &token)),
+            format!("{:?}", sdk.refresh_token(&contract, &token)),
+            format!(
+                "{:?}",
+                sdk.exchange_code_for_token(&contract, &code, &verifier)
+                    .unwrap()
+            ),
+            format!(
+                "{:?}",
+                sdk.read_file(&contract, &token, &session, "f", crate::Output::Stream)
+                    .unwrap()
+            ),
+            format!(
+                "{:?}",
+                sdk.read_all_files::<()>(&contract, &token, &session, Default::default())
+            ),
+            format!(
+                "{:?}",
+                sdk.push_to_library(&contract, &token, &descriptor).unwrap()
+            ),
+            format!("{:?}", sdk.contract_details(&contract)),
+            format!(
+                "{:?}",
+                sdk.legacy()
+                    .push_to_postbox(&postbox, auth, "f", &descriptor)
+                    .unwrap()
+            ),
+        ];
+        for text in shown {
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(!text.is_empty());
+        }
+    }
 }

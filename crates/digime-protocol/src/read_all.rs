@@ -136,6 +136,7 @@ impl StopHandle {
 }
 
 /// A file-list call to run; report its result with [`ReadAllFiles::list_done`].
+#[derive(Debug)]
 pub struct ListTask {
     flow: AuthedCall<ReadFileList>,
 }
@@ -148,6 +149,7 @@ impl ListTask {
 }
 
 /// A download to run; report its result with [`ReadAllFiles::file_done`].
+#[derive(Debug)]
 pub struct FileTask {
     /// Identifies the download in `file_done`.
     pub id: u64,
@@ -176,6 +178,7 @@ impl FileTask {
 }
 
 /// A token refresh to run; report its result with [`ReadAllFiles::refresh_done`].
+#[derive(Debug)]
 pub struct RefreshTask {
     flow: TokenFlow,
 }
@@ -188,6 +191,7 @@ impl RefreshTask {
 }
 
 /// Work for the driver.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Task {
     /// Fetch the file list.
@@ -199,6 +203,7 @@ pub enum Task {
 }
 
 /// What the driver must do next.
+#[derive(Debug)]
 pub enum ReadAllStep<T> {
     /// Start this task without waiting for it; report its end, then poll again.
     Run(Task),
@@ -257,6 +262,20 @@ pub struct ReadAllFiles<T> {
     files_read: usize,
     files_failed: usize,
     finished: bool,
+}
+
+impl<T> std::fmt::Debug for ReadAllFiles<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAllFiles")
+            .field("session", &self.session)
+            .field("state", &self.local_state)
+            .field("queued", &self.queue.len())
+            .field("running", &self.running.len())
+            .field("files_read", &self.files_read)
+            .field("files_failed", &self.files_failed)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> ReadAllFiles<T> {

@@ -341,6 +341,14 @@ pub struct OneCall<O> {
     leg: Leg,
 }
 
+impl<O> fmt::Debug for OneCall<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneCall")
+            .field("operation", &std::any::type_name::<O>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<O: UserOperation> OneCall<O> {
     /// A standalone attempt (no refresh), for flows that build on one request.
     pub(crate) fn new(sdk: Sdk, contract: Contract, token: UserAccessToken, op: O) -> Self {

@@ -91,6 +91,25 @@ pub struct TokenFlow {
     phase: TokenPhase,
 }
 
+impl std::fmt::Debug for TokenFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let grant = match self.grant {
+            Grant::Code { .. } => "authorization_code",
+            Grant::Refresh { .. } => "refresh_token",
+        };
+        let phase = match self.phase {
+            TokenPhase::Post(_) => "token",
+            TokenPhase::Verify(_) => "verify",
+            TokenPhase::Finished => "finished",
+        };
+        f.debug_struct("TokenFlow")
+            .field("contract", &self.contract.id())
+            .field("grant", &grant)
+            .field("phase", &phase)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenFlow {
     pub(crate) fn exchange(
         sdk: Sdk,

@@ -74,6 +74,7 @@ pub struct OngoingPostboxUrl {
 /// The pre-authorization of an ongoing postbox (SDK v4): `POST {base}oauth/authorize`
 /// with no body and a fresh PKCE pair per attempt, the server token verified against
 /// the pinned key set (the same machinery as today's authorization), then the deep link.
+#[derive(Debug)]
 pub struct CreatePostboxOngoing {
     inner: AuthorizeFlow,
 }

@@ -128,6 +128,14 @@ pub struct EstablishSession {
     finished: bool,
 }
 
+impl std::fmt::Debug for EstablishSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EstablishSession")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EstablishSession {
     pub(crate) fn new(sdk: Sdk, body: Vec<u8>) -> Self {
         let policy = sdk.config().retry.clone();
