@@ -26,7 +26,7 @@
 //!
 //! A call made with a user's token refreshes once on 401: see [`crate::refresh`].
 //! Each endpoint's flow lives in the module of its endpoint ([`crate::auth`],
-//! [`crate::read`], [`crate::push`], [`crate::legacy`]); this module has the run-loop
+//! [`crate::read`], [`crate::push`], and the postbox era's `legacy`); this module has the run-loop
 //! types and the one-request-with-retries building block they share.
 
 use crate::error::{Error, TransportError};
@@ -343,15 +343,6 @@ mod tests {
         let code = crate::AuthorizationCode::new("SECRET-CODE");
         let verifier = digime_crypto::CodeVerifier::generate().unwrap();
         let descriptor = FileDescriptor::new("text/plain");
-        let postbox = crate::legacy::Postbox::new(
-            "pbx",
-            &PrivateKey::generate().unwrap().public_key().to_pkcs1_pem(),
-        )
-        .unwrap();
-        let auth = crate::legacy::PostboxAuth::TokenJwt {
-            contract: contract.clone(),
-            token: token.clone(),
-        };
         let shown = [
             format!("{:?}", sdk.read_accounts(&contract, &token)),
             format!("{:?}", sdk.refresh_token(&contract, &token)),
@@ -374,12 +365,6 @@ mod tests {
                 sdk.push_to_library(&contract, &token, &descriptor).unwrap()
             ),
             format!("{:?}", sdk.contract_details(&contract)),
-            format!(
-                "{:?}",
-                sdk.legacy()
-                    .push_to_postbox(&postbox, auth, "f", &descriptor)
-                    .unwrap()
-            ),
         ];
         for text in shown {
             assert!(!text.contains("SECRET"), "{text}");

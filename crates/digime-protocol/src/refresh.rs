@@ -22,7 +22,7 @@
 //!
 //! [`AuthedCall`] is the combinator over one request ([`UserOperation`]); the file
 //! download ([`crate::ReadFile`]) and the postbox push
-//! ([`crate::legacy::PushToPostbox`]) are the same combinator over their own attempts.
+//! (`legacy::PushToPostbox`) are the same combinator over their own attempts.
 
 use crate::auth::TokenFlow;
 use crate::config::Contract;

@@ -3,8 +3,8 @@
 //! A push never holds the caller's file: its request carries [`Body::Upload`] with an
 //! [`Upload`], and the driver streams the caller's reader through a fresh
 //! [`UploadEncoder`] per send. Most uploads go out as they are (a library push); some
-//! are transformed on the way (a postbox push encrypts and frames the bytes,
-//! [`crate::legacy`]). Either way the driver does the same thing, once:
+//! are transformed on the way (a postbox push encrypts and frames the bytes).
+//! Either way the driver does the same thing, once:
 //!
 //! ```text
 //! let n = reader.seek(End(0))?;                 // the source's length

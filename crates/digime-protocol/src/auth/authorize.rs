@@ -87,7 +87,7 @@ enum Target {
     /// The onboard URL; the request has the JSON body `{agent, actions}`.
     Onboard,
     /// Another URL, made by the caller; the request has no body (the postbox era's
-    /// pre-authorization, [`crate::legacy`]).
+    /// pre-authorization).
     Bare(Option<MakeUrl>),
 }
 

@@ -146,7 +146,7 @@ impl TokenFlow {
     }
 
     /// Another token shape: `extra_claims` go into the request, and `read_claims`
-    /// reads the verified payload (the postbox era's flat tokens, [`crate::legacy`]).
+    /// reads the verified payload (the postbox era's flat tokens).
     pub(crate) fn with_payload(
         mut self,
         extra_claims: Map<String, Value>,

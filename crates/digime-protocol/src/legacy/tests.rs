@@ -1341,3 +1341,22 @@ fn parsers_never_panic_on_junk() {
         let _ = parse_push_response(s.as_bytes());
     }
 }
+
+#[test]
+fn a_push_shows_no_secret_in_debug() {
+    let w = world("https://api.digi.me/v1.7/");
+    let auth = PostboxAuth::TokenJwt {
+        contract: w.contract.clone(),
+        token: token("SECRET-AT", "SECRET-RT"),
+    };
+    let push = w
+        .sdk
+        .legacy()
+        .push_to_postbox(&w.postbox, auth, "f", &descriptor())
+        .unwrap();
+    let text = format!("{push:?}");
+    assert!(
+        text.contains("PostboxPushes") && !text.contains("SECRET"),
+        "{text}"
+    );
+}
