@@ -138,13 +138,13 @@ impl StopHandle {
 /// A file-list call to run; report its result with [`ReadAllFiles::list_done`].
 #[derive(Debug)]
 pub struct ListTask {
-    flow: AuthedCall<ReadFileList>,
+    flow: Box<AuthedCall<ReadFileList>>,
 }
 
 impl ListTask {
     /// The flow to run.
     pub fn into_flow(self) -> AuthedCall<ReadFileList> {
-        self.flow
+        *self.flow
     }
 }
 
@@ -403,7 +403,9 @@ impl<T> ReadAllFiles<T> {
                     ReadFileList::new(self.session.clone()),
                 )
                 .without_refresh();
-            return ReadAllStep::Run(Task::List(ListTask { flow }));
+            return ReadAllStep::Run(Task::List(ListTask {
+                flow: Box::new(flow),
+            }));
         }
         if !self.refresh_running
             && self.running.len() < self.options.max_concurrency

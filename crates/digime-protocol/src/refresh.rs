@@ -240,8 +240,10 @@ pub trait UserOperation {
     type Output;
     /// The HTTP method (for the retry policy).
     fn method(&self) -> Method;
-    /// The retry policy of this call.
-    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy;
+    /// The retry policy of this call: by default the configuration's.
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.clone()
+    }
     /// Builds the request for one attempt, signed with `token`.
     fn build(
         &self,

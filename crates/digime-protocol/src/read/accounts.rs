@@ -5,7 +5,6 @@ use super::{decode_json, user_request};
 use crate::config::Contract;
 use crate::error::Error;
 use crate::refresh::UserOperation;
-use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
@@ -126,9 +125,6 @@ impl UserOperation for ReadAccounts {
     type Output = Vec<Account>;
     fn method(&self) -> Method {
         Method::GET
-    }
-    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
-        sdk.config().retry.clone()
     }
     fn build(
         &self,

@@ -13,7 +13,6 @@ use crate::flow::{Flow, Step, misuse};
 use crate::refresh::UserOperation;
 use crate::refresh::{Attempted, OneCall, Refreshable, Refreshing};
 use crate::retry::Outcome;
-use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
@@ -289,9 +288,6 @@ impl UserOperation for ReadFileMetadata {
         } else {
             Method::HEAD
         }
-    }
-    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
-        sdk.config().retry.clone()
     }
     fn build(
         &self,

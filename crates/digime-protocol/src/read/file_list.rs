@@ -5,7 +5,6 @@ use super::{decode_json, encode_path_segment, user_request};
 use crate::config::{Contract, SessionKey};
 use crate::error::Error;
 use crate::refresh::UserOperation;
-use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
@@ -215,9 +214,6 @@ impl UserOperation for ReadFileList {
     type Output = FileList;
     fn method(&self) -> Method {
         Method::GET
-    }
-    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
-        sdk.config().retry.clone()
     }
     fn build(
         &self,
