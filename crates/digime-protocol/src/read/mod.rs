@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`trigger`] | POST `permission-access/trigger`: a read session |
 //! | [`file_list`] | GET `permission-access/query/{session}`: the file list and sync status |
-//! | [`file`] | GET and HEAD `permission-access/query/{session}/{file}`: a file, streamed and decrypted |
+//! | [`file`](mod@file) | GET and HEAD `permission-access/query/{session}/{file}`: a file, streamed and decrypted |
 //! | [`accounts`] | GET `permission-access/accounts` |
 //!
 //! Every read call refreshes on 401 through [`crate::refresh`]: the trigger, the file
