@@ -2,16 +2,34 @@
 //!
 //! Scope:
 //! * In: configuration, ids and models, request building (every request signed with a
-//!   fresh PS512 JWT), response parsing, the error model, retry policy as data, and the
-//!   multi-request operations as state machines ([`flow`]): authorization URL, code
-//!   exchange, refresh, library push with refresh-on-401, server token verification
-//!   against a pinned, cached key set; reading ([`read`]): read sessions, file lists,
-//!   accounts, file downloads decrypted and decompressed as they stream ([`mod@file`]),
-//!   and the read-all polling coordinator with bounded concurrency ([`read_all`]); the
-//!   postbox era of the older official SDKs, kept apart in [`legacy`].
+//!   fresh PS512 JWT), response parsing, the error model, retry policy as data, and every
+//!   call as a state machine ([`Flow`]) that a driver runs.
 //! * Out: sockets, clocks, sleeping, and reading or writing bodies. The drivers
-//!   (`digime-blocking`, `digime-async`) do that, in a short loop around a [`Flow`];
+//!   (`digime-blocking`, `digime-async`) do that, in one short loop around a [`Flow`];
 //!   any other transport can do the same.
+//!
+//! One module per endpoint, each with its request, its response parser and its
+//! refresh/retry rule (the wire facts are in the repository's `docs/protocol.md`):
+//!
+//! | endpoint | module | flow |
+//! |---|---|---|
+//! | POST `oauth/authorize` | [`auth::authorize`] | [`auth::AuthorizeFlow`] |
+//! | POST `oauth/token` | [`auth::token`] | [`auth::TokenFlow`] |
+//! | the redirect back | [`auth::callback`] | (a parser) |
+//! | GET `permission-access/contract` | [`auth::contract`] | [`call::ClientCall`] |
+//! | GET `jwks/oauth` | [`jwks`] | (inside the token flows) |
+//! | POST `permission-access/import` | [`push`] | [`refresh::AuthedCall`] |
+//! | POST `permission-access/trigger` | [`read::trigger`] | [`refresh::AuthedCall`] |
+//! | GET `permission-access/query/{session}` | [`read::file_list`] | [`refresh::AuthedCall`] |
+//! | GET, HEAD `…/query/{session}/{file}` | [`read::file`] | [`ReadFile`] |
+//! | GET `permission-access/accounts` | [`read::accounts`] | [`refresh::AuthedCall`] |
+//! | the postbox era | [`legacy`] | its own, built on the above |
+//!
+//! The building blocks they share: [`flow`] (the run loop, one request with retries),
+//! [`refresh`] (refresh-then-retry, for every call made with a user's token), [`call`]
+//! (calls made with the contract alone), [`upload`] (the caller's upload, plain or
+//! transformed), [`wire`] (signing, errors), and [`read_all`] (the read-all coordinator).
+//! [`legacy`] builds on them; nothing else names it.
 //!
 //! The run loop and the state diagrams are in [`flow`]. A push answered with 401,
 //! refreshed, and pushed again, driven by hand with canned responses:
@@ -79,7 +97,8 @@ pub mod wire;
 pub use auth::{
     AuthorizationCallback, AuthorizationCode, AuthorizeOptions, AuthorizeUrl, parse_callback,
 };
-pub use auth::{PullOptions, Session};
+pub use auth::{ContractAccess, ContractApplication, ContractDetails, PullOptions, Session};
+pub use call::{ClientCall, ClientOperation};
 pub use config::{Agent, ApplicationId, Config, Contract, ContractId, FileFormat, SessionKey};
 pub use digime_crypto::{CodeVerifier, PrivateKey, SecretString};
 pub use error::{
@@ -95,6 +114,7 @@ pub use read::{
     FileMetadata, MappedFileMetadata, RawFileMetadata, SyncState, SyncStatus,
 };
 pub use read_all::{ReadAllEvent, ReadAllOptions, ReadAllSummary, StopHandle};
+pub use refresh::{AuthedCall, UserOperation};
 pub use retry::RetryPolicy;
 pub use sdk::Sdk;
 pub use token::{Token, User, UserAccessToken};
