@@ -19,8 +19,9 @@ pub mod trigger;
 
 pub use accounts::{AccessTokenStatus, Account, AccountType, ReadAccounts, parse_accounts};
 pub use file::{
-    Compression, FileData, FileHead, FileMetadata, MappedFileMetadata, RawAccount, RawFileMetadata,
-    RawObjectType, ReadFileMetadata, XMetadata, parse_file_head,
+    Compression, Download, FileAttempt, FileData, FileHead, FileMetadata, MappedFileMetadata,
+    Output, RawAccount, RawFileMetadata, RawObjectType, ReadFile, ReadFileMetadata, XMetadata,
+    parse_file_head,
 };
 pub use file_list::{
     AccountSyncStatus, FileList, FileListEntry, ObjectTypeError, ObjectTypeErrorDetail,
