@@ -114,9 +114,9 @@ pub use link::{
     CREATE_POSTBOX_LINK, CreatePostboxOngoing, OngoingPostboxUrl, token_from_flat_claims,
 };
 pub use push::{
-    EncryptedUpload, EncryptedUploadEncoder, Envelope, Postbox, PostboxAuth, PostboxPush,
-    PostboxStatus, PushToPostbox, guess_mime_type, multipart_prefix, multipart_suffix,
-    parse_push_response, part_file_name, random_boundary,
+    EncryptedUpload, EncryptedUploadEncoder, Envelope, Postbox, PostboxAttempt, PostboxAuth,
+    PostboxPush, PostboxPushes, PostboxStatus, PushToPostbox, guess_mime_type, multipart_prefix,
+    multipart_suffix, parse_push_response, part_file_name, random_boundary,
 };
 pub use session::{EstablishSession, LegacySession, parse_session_response};
 
