@@ -250,7 +250,9 @@ impl Client {
                             // it must never wait for a report that cannot come.
                             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                                 || match task {
-                                    Task::List(t) => Some(Ended::List(self.run(t.into_flow(), None))),
+                                    Task::List(t) => {
+                                        Some(Ended::List(self.run(t.into_flow(), None)))
+                                    }
                                     Task::Refresh(t) => {
                                         Some(Ended::Refresh(self.run(t.into_flow(), None)))
                                     }
@@ -347,7 +349,9 @@ impl UploadBody<'_, '_> {
     /// Reads the caller's reader, at most up to the length it had; a reader that ends
     /// before that length fails the upload (the request promised those bytes).
     fn source(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         if want == 0 {
             return Ok(0);
         }

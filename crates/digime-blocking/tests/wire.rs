@@ -18,8 +18,11 @@ fn a_pending_push_refreshes_and_streams_the_file_again_with_a_content_length() {
     let (base, server) = serve(s.responses.clone());
     let heard = Arc::new(Mutex::new(Vec::new()));
     let h = heard.clone();
-    let client = Client::new(config(&base))
-        .on_token_refreshed(move |t| h.lock().unwrap().push(t.access_token.value.expose().to_owned()));
+    let client = Client::new(config(&base)).on_token_refreshed(move |t| {
+        h.lock()
+            .unwrap()
+            .push(t.access_token.value.expose().to_owned())
+    });
     client.sdk().use_static_server_keys(s.keys.clone());
     let auth = PostboxAuth::TokenJwt {
         contract: s.contract.clone(),
@@ -36,7 +39,10 @@ fn a_pending_push_refreshes_and_streams_the_file_again_with_a_content_length() {
         )
         .unwrap();
     assert_eq!(pushed.value.status, PostboxStatus::Delivered);
-    assert_eq!(pushed.refreshed_token.unwrap().refresh_token.value.expose(), "r2");
+    assert_eq!(
+        pushed.refreshed_token.unwrap().refresh_token.value.expose(),
+        "r2"
+    );
     s.check(&server.join().unwrap(), &heard.lock().unwrap());
 }
 
@@ -56,13 +62,27 @@ fn a_library_push_has_a_content_length_and_is_rewound_after_a_refresh() {
     let mut body = std::io::Cursor::new(s.data.clone());
     body.set_position(1234);
     let pushed = client
-        .push_to_library(&s.contract, &expired_token(), &FileDescriptor::new("text/plain"), body)
+        .push_to_library(
+            &s.contract,
+            &expired_token(),
+            &FileDescriptor::new("text/plain"),
+            body,
+        )
         .unwrap();
-    assert_eq!(pushed.refreshed_token.unwrap().access_token.value.expose(), "new");
+    assert_eq!(
+        pushed.refreshed_token.unwrap().access_token.value.expose(),
+        "new"
+    );
     let got = server.join().unwrap();
     for push in [&got[0], &got[2]] {
-        assert!(push.head.starts_with("POST /v1.7/permission-access/import "));
-        assert_eq!(push.header("content-length"), Some(s.data.len().to_string()));
+        assert!(
+            push.head
+                .starts_with("POST /v1.7/permission-access/import ")
+        );
+        assert_eq!(
+            push.header("content-length"),
+            Some(s.data.len().to_string())
+        );
         assert!(push.header("transfer-encoding").is_none());
         assert_eq!(push.body, s.data);
     }

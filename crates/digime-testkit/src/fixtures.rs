@@ -2,9 +2,7 @@
 
 use digime_crypto::{PrivateKey, jws};
 use digime_protocol::legacy::Postbox;
-use digime_protocol::{
-    Contract, FileData, KeySet, ReadAllEvent, ReadAllOptions, UserAccessToken,
-};
+use digime_protocol::{Contract, FileData, KeySet, ReadAllEvent, ReadAllOptions, UserAccessToken};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
@@ -15,7 +13,12 @@ pub fn expired_token() -> UserAccessToken {
 }
 
 /// A token with these values and expiries (Unix seconds).
-pub fn token(access: &str, access_expiry: u64, refresh: &str, refresh_expiry: u64) -> UserAccessToken {
+pub fn token(
+    access: &str,
+    access_expiry: u64,
+    refresh: &str,
+    refresh_expiry: u64,
+) -> UserAccessToken {
     serde_json::from_value(serde_json::json!({
         "accessToken": {"value": access, "expiry": access_expiry},
         "refreshToken": {"value": refresh, "expiry": refresh_expiry},

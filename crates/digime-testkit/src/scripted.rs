@@ -26,7 +26,9 @@ impl Captured {
 
     /// The claims of the bearer JWT (not verified).
     pub fn claims(&self) -> serde_json::Value {
-        let auth = self.header("authorization").expect("an authorization header");
+        let auth = self
+            .header("authorization")
+            .expect("an authorization header");
         let jwt = auth.strip_prefix("Bearer ").expect("a bearer token");
         let payload = jws::Compact::parse(jwt)
             .and_then(|c| c.payload())
