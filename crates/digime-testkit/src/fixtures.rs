@@ -147,10 +147,19 @@ impl Pattern {
     /// Fills `buf` from the current position; returns how much it wrote.
     pub fn fill(&mut self, buf: &mut [u8]) -> usize {
         let n = (self.len - self.pos).min(buf.len() as u64) as usize;
-        let mut v = (self.pos % 251) as u8;
-        for b in &mut buf[..n] {
-            *b = v;
-            v = if v == 250 { 0 } else { v + 1 };
+        let buf = &mut buf[..n];
+        // One period by hand, then doubling copies: the pattern costs little next to
+        // the transfer it feeds.
+        let first = (self.pos % 251) as u8;
+        for (i, b) in buf.iter_mut().take(251).enumerate() {
+            *b = ((first as usize + i) % 251) as u8;
+        }
+        let mut done = n.min(251);
+        while done < n {
+            let len = done.min(n - done);
+            // `done` is a multiple of 251, so the copy continues the period.
+            buf.copy_within(..len, done);
+            done += len;
         }
         self.pos += n as u64;
         n
