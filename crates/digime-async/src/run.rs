@@ -475,9 +475,8 @@ fn upload_stream(
             if !out.is_empty() {
                 return Some((Ok(Bytes::from(out)), Some(state)));
             }
-            if state.encoder.is_none() {
-                return None;
-            }
+            // Nothing came out: the encoder, if finished, ends the stream.
+            state.encoder.as_ref()?;
         }
     })
 }

@@ -94,3 +94,59 @@ async fn a_library_push_has_a_content_length_and_is_rewound_after_a_refresh() {
         assert_eq!(push.body, s.data);
     }
 }
+
+/// Says it is 1 MiB long, ends after 1,000 bytes.
+struct Short(u64);
+impl tokio::io::AsyncRead for Short {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = buf
+            .remaining()
+            .min(1000usize.saturating_sub(self.0 as usize));
+        buf.put_slice(&vec![1u8; n]);
+        self.0 += n as u64;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+impl tokio::io::AsyncSeek for Short {
+    fn start_seek(
+        mut self: std::pin::Pin<&mut Self>,
+        to: std::io::SeekFrom,
+    ) -> std::io::Result<()> {
+        self.0 = if to == std::io::SeekFrom::End(0) {
+            1 << 20
+        } else {
+            0
+        };
+        Ok(())
+    }
+    fn poll_complete(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<u64>> {
+        let at = std::mem::take(&mut self.0);
+        std::task::Poll::Ready(Ok(at))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_its_length_is_a_body_source_error() {
+    let (base, _server) = serve(vec![(201, String::new())]);
+    let client = Client::new(config(&base));
+    let err = client
+        .push_to_library(
+            &digime_testkit::fixtures::contract("c"),
+            &digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
+            &FileDescriptor::new("text/plain"),
+            Short(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::BodySource),
+        "{err:?}"
+    );
+}

@@ -215,7 +215,7 @@ fn e1_ongoing_postbox_pushes_twice_with_the_stored_token() {
             &ongoing.code_verifier,
         )
         .unwrap();
-    // SDK v4's flat token names no user (write.md §5.3.3).
+    // SDK v4's flat token names no user.
     assert!(!token.access_token.value.is_empty());
     // Persisted and loaded back, as an app would between the two pushes.
     let stored = serde_json::to_string(&token).unwrap();

@@ -135,7 +135,7 @@ fn write_flow_end_to_end() {
         .verify_state("st-1")
         .unwrap();
     // The caller's own parameter survives; a write contract's callback also carries
-    // the E2-era postbox (write.md §6), which today's flow leaves alone.
+    // the E2-era postbox (see docs/protocol.md), which today's flow leaves alone.
     let names: Vec<&str> = callback.extra.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["userId", "postboxId", "publicKey"]);
     assert_eq!(callback.extra[0].1, "42");
