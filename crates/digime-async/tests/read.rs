@@ -9,8 +9,8 @@ use digime_protocol::{
     parse_callback,
 };
 use digime_sandbox::{ConsentMode, RunningSandbox, Sandbox, SandboxConfig};
+use digime_testkit::fixtures::{fast, files_of, hex};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,17 +51,6 @@ async fn env() -> Env {
         sandbox,
         refreshes,
     }
-}
-
-fn fast() -> ReadAllOptions {
-    ReadAllOptions {
-        poll_interval: Duration::from_millis(20),
-        ..ReadAllOptions::default()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Env {
@@ -154,16 +143,6 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-fn files_of(events: &[ReadAllEvent<FileData>]) -> BTreeMap<String, Vec<u8>> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            ReadAllEvent::File(f) => Some((f.head.name.clone(), f.data.clone())),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

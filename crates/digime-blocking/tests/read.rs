@@ -9,7 +9,9 @@ use digime_protocol::{
     AuthorizeOptions, Contract, Error, FileData, FileDescriptor, PullOptions, ReadAllEvent,
     ReadAllOptions, SessionKey, StopHandle, SyncState, UserAccessToken, parse_callback,
 };
-use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig};
+use digime_sandbox::BackgroundSandbox;
+use digime_testkit::control::{Control, quick_config};
+use digime_testkit::fixtures::{fast, files_of, hex};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -19,82 +21,47 @@ use std::time::Duration;
 const CALLBACK: &str = "http://localhost:9999/return";
 
 struct Env {
-    sandbox: BackgroundSandbox,
+    _sandbox: BackgroundSandbox,
+    control: Control,
     client: Client,
     write: Contract,
     read: Contract,
-    http: ureq::Agent,
     refreshes: Arc<Mutex<Vec<UserAccessToken>>>,
 }
 
+/// The sandbox's control plane (`post_json`, `requests_to`, `generate`, `browse`) is
+/// the shared harness's.
+impl std::ops::Deref for Env {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
 fn env() -> Env {
-    let sandbox = Sandbox::spawn(SandboxConfig {
-        consent: ConsentMode::Auto,
-        sync_step: Duration::from_millis(30),
-        ..SandboxConfig::default()
-    })
-    .unwrap();
+    let (sandbox, control) = digime_testkit::control::sandbox();
     let info = sandbox.info().clone();
-    let mut config = info.client_config();
-    config.retry.base_delay = Duration::from_millis(5);
     let refreshes = Arc::new(Mutex::new(Vec::new()));
     let seen = refreshes.clone();
-    let client =
-        Client::new(config).on_token_refreshed(move |t| seen.lock().unwrap().push(t.clone()));
+    let client = Client::new(quick_config(&info))
+        .on_token_refreshed(move |t| seen.lock().unwrap().push(t.clone()));
     Env {
         write: info.demo.write.contract().unwrap(),
         read: info.demo.read.contract().unwrap(),
-        sandbox,
+        _sandbox: sandbox,
+        control,
         client,
-        http: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent(),
         refreshes,
     }
 }
 
-fn fast() -> ReadAllOptions {
-    ReadAllOptions {
-        poll_interval: Duration::from_millis(20),
-        ..ReadAllOptions::default()
-    }
-}
-
 impl Env {
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    fn post_json(&self, path: &str, body: Value) -> Value {
-        let mut r = self
-            .http
-            .post(&self.control(path))
-            .content_type("application/json")
-            .send(body.to_string())
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
-    }
-    fn requests_to(&self, suffix: &str) -> usize {
-        let mut r = self.http.get(&self.control("requests")).call().unwrap();
-        let v: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-        v["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["path"].as_str().unwrap().ends_with(suffix))
-            .count()
-    }
     fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
         let auth = self
             .client
             .authorize_url(contract, CALLBACK, "st", options)
             .unwrap();
-        let r = self.http.get(&auth.url).call().unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let callback = parse_callback(&location)
+        let callback = parse_callback(&self.browse(&auth.url))
             .unwrap()
             .verify_state("st")
             .unwrap();
@@ -128,26 +95,6 @@ impl Env {
             .read_all_files(&self.read, token, &session, options, |e| events.push(e));
         (events, r)
     }
-    fn generate(&self, user: &str, body: Value) -> Vec<Value> {
-        self.post_json(&format!("users/{user}/generate-files"), body)["files"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
-
-fn files_of(events: &[ReadAllEvent<FileData>]) -> BTreeMap<String, Vec<u8>> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            ReadAllEvent::File(f) => Some((f.head.name.clone(), f.data.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

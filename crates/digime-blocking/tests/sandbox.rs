@@ -504,7 +504,7 @@ fn unregistered_callback_is_invalid_redirect_uri() {
     );
 }
 
-/// A reader that fails half way.
+/// A reader of 1 MiB (as its seek says) that fails after 100,000 bytes.
 struct Failing(u64);
 impl Read for Failing {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -518,9 +518,9 @@ impl Read for Failing {
     }
 }
 impl Seek for Failing {
-    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
         self.0 = 0;
-        Ok(0)
+        Ok(if to == SeekFrom::End(0) { 1 << 20 } else { 0 })
     }
 }
 

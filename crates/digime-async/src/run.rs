@@ -1,0 +1,509 @@
+//! The one run loop: any [`Flow`], its uploads, its streamed answers, and the
+//! read-all coordinator on top.
+
+use crate::Client;
+use bytes::{Bytes, BytesMut};
+use digime_protocol::error::{TransportError, TransportErrorKind};
+use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
+use digime_protocol::read::StreamResponse;
+use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
+use digime_protocol::upload::UploadEncoder;
+use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
+use digime_protocol::{Contract, Error, FileData, FileHead, FileList, Output, ReadFile};
+use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+
+/// Size of the chunks of an upload: each is read from the caller's reader into a
+/// buffer that becomes the chunk without a copy.
+const UPLOAD_CHUNK: usize = 1024 * 1024;
+
+/// An upload body: anything async-readable that can be rewound for a retry.
+pub trait Upload: AsyncRead + AsyncSeek + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncSeek + Send + Unpin + 'static> Upload for T {}
+
+/// The caller's upload, shared by the attempts of one call. `generation` counts the
+/// attempts: a stream of an earlier attempt that is still polled (a server answered
+/// before reading the whole body) finds it changed and stops, instead of reading the
+/// reader from under the current attempt. Locked once per chunk, never contended.
+struct UploadSlot {
+    generation: u64,
+    reader: Box<dyn Upload>,
+}
+
+type SharedUpload = Arc<tokio::sync::Mutex<UploadSlot>>;
+
+/// Where a flow's streamed output goes; it is flushed once the flow is done.
+trait Sink<F>: Send {
+    /// Looks at the flow before a write (flows are `Send` but not `Sync`, so the
+    /// write itself cannot hold on to them).
+    fn observe(&mut self, flow: &F) {
+        let _ = flow;
+    }
+    fn write(&mut self, data: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// The caller's writer.
+struct Writer<'a, W>(&'a mut W);
+
+impl<F, W: AsyncWrite + Unpin + Send> Sink<F> for Writer<'_, W> {
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(data).await
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
+/// A writer opened when a download's headers have arrived.
+struct Lazy<'a, O, W> {
+    open: &'a O,
+    head: Option<FileHead>,
+    writer: Option<W>,
+}
+
+impl<O, W, Fut> Sink<ReadFile> for Lazy<'_, O, W>
+where
+    O: Fn(&FileHead) -> Fut + Sync,
+    Fut: Future<Output = std::io::Result<W>> + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    fn observe(&mut self, flow: &ReadFile) {
+        if self.writer.is_none() && self.head.is_none() {
+            self.head = flow.head().cloned();
+        }
+    }
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.writer.is_none()
+            && let Some(head) = self.head.take()
+        {
+            self.writer = Some((self.open)(&head).await?);
+        }
+        match self.writer.as_mut() {
+            Some(w) if !data.is_empty() => w.write_all(data).await,
+            _ => Ok(()),
+        }
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.flush().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Client {
+    /// Runs any flow. Output of a flow that streams to the caller ([`Output::Stream`])
+    /// is dropped: use [`Client::run_to`] for those; a flow whose requests carry
+    /// [`Body::Upload`] needs [`Client::run_with_upload`].
+    pub async fn run<F: Flow + Send>(&self, flow: F) -> Result<F::Output, Error> {
+        self.drive(flow, None, &mut Writer(&mut tokio::io::sink()))
+            .await
+    }
+
+    /// Runs a flow whose requests that carry [`Body::Upload`] send `body` (with a
+    /// `Content-Length`, rewound before every attempt).
+    pub async fn run_with_upload<F: Flow + Send>(
+        &self,
+        flow: F,
+        body: impl Upload,
+    ) -> Result<F::Output, Error> {
+        let slot = Arc::new(tokio::sync::Mutex::new(UploadSlot {
+            generation: 0,
+            reader: Box::new(body),
+        }));
+        let mut sink = Writer(&mut tokio::io::sink());
+        self.drive(flow, Some(&slot), &mut sink).await
+    }
+
+    /// Runs a flow whose output goes to `sink` (a [`ReadFile`] with
+    /// [`Output::Stream`]); `sink` is flushed (not shut down) at the end, and a failed
+    /// flush fails the run.
+    pub async fn run_to<F: Flow + Send, W: AsyncWrite + Unpin + Send>(
+        &self,
+        flow: F,
+        sink: &mut W,
+    ) -> Result<F::Output, Error> {
+        self.drive(flow, None, &mut Writer(sink)).await
+    }
+
+    /// Runs any operation made with a user's token (`sdk.call`): refreshed once on
+    /// 401, the new token announced to the listener and returned in the result.
+    pub async fn call<O: UserOperation + Send>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        op: O,
+    ) -> Result<Authed<O::Output>, Error> {
+        self.run(self.sdk.call(contract, token, op)).await
+    }
+
+    /// The loop of the flow module's docs.
+    async fn drive<F: Flow + Send, S: Sink<F>>(
+        &self,
+        mut flow: F,
+        upload: Option<&SharedUpload>,
+        sink: &mut S,
+    ) -> Result<F::Output, Error> {
+        let mut pending: Option<reqwest::Response> = None;
+        let mut out = Vec::new();
+        let result = loop {
+            match flow.poll(SystemTime::now()) {
+                Step::Send(request) => {
+                    pending = None;
+                    match self.send(request, upload).await {
+                        Ok((response, body)) => {
+                            pending = body;
+                            flow.handle_response(response);
+                        }
+                        Err(error) => flow.handle_transport_error(error),
+                    }
+                }
+                Step::Receive => {
+                    let Some(mut body) = pending.take() else {
+                        flow.handle_transport_error(TransportError::new(
+                            TransportErrorKind::Other,
+                            "no response body to receive",
+                        ));
+                        continue;
+                    };
+                    loop {
+                        out.clear();
+                        let more = match self.chunk(&mut body).await {
+                            Ok(Some(bytes)) => flow.handle_body(&bytes, &mut out),
+                            Ok(None) => {
+                                flow.handle_body_end(&mut out);
+                                false
+                            }
+                            Err(e) => {
+                                flow.handle_transport_error(e);
+                                break;
+                            }
+                        };
+                        sink.observe(&flow);
+                        if let Err(e) = sink.write(&out).await {
+                            flow.handle_transport_error(TransportError::sink(&e));
+                            break;
+                        }
+                        if !more {
+                            break;
+                        }
+                    }
+                }
+                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Event(Event::TokenRefreshed(token)) => self.announce(&token),
+                Step::Event(_) => {}
+                Step::Done(result) => break result,
+            }
+        };
+        // A buffered sink's last write fails here, not in `write_all`.
+        match (result, sink.flush().await) {
+            (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
+            (r, _) => r,
+        }
+    }
+
+    /// The next chunk of a response body, or a timeout after the idle time.
+    async fn chunk(&self, body: &mut reqwest::Response) -> Result<Option<Bytes>, TransportError> {
+        match tokio::time::timeout(self.idle_timeout, body.chunk()).await {
+            Err(_) => Err(self.stalled()),
+            Ok(r) => r.map_err(transport_error),
+        }
+    }
+
+    fn stalled(&self) -> TransportError {
+        let msg = format!("no progress for {:?}", self.idle_timeout);
+        TransportError::new(TransportErrorKind::Timeout, msg)
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<Body>,
+        upload: Option<&SharedUpload>,
+    ) -> Result<(http::Response<Vec<u8>>, Option<reqwest::Response>), TransportError> {
+        let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let stream = request.extensions().get::<StreamResponse>().is_some();
+        let progress = Arc::new(Mutex::new(Instant::now()));
+        let (mut parts, body) = request.into_parts();
+        let body = match body {
+            Body::Empty => reqwest::Body::from(Vec::new()),
+            Body::Bytes(b) => reqwest::Body::from(b),
+            Body::Upload(upload_kind) => {
+                let Some(upload) = upload else {
+                    return Err(body_source("this operation needs a body"));
+                };
+                let err = |e: &dyn std::fmt::Display| body_source(e.to_string());
+                // The length, a fresh encoder, the start: see `digime_protocol::upload`.
+                let mut slot = upload.lock().await;
+                slot.generation += 1;
+                let generation = slot.generation;
+                let len =
+                    (slot.reader.seek(std::io::SeekFrom::End(0)).await).map_err(|e| err(&e))?;
+                let encoder = upload_kind.encoder().map_err(|e| err(&e))?;
+                parts.headers.insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from(upload_kind.body_len(len)),
+                );
+                (slot.reader.seek(std::io::SeekFrom::Start(0)).await).map_err(|e| err(&e))?;
+                drop(slot);
+                reqwest::Body::wrap_stream(upload_stream(UploadState {
+                    upload: upload.clone(),
+                    generation,
+                    left: len,
+                    buf: BytesMut::new(),
+                    encoder: (!encoder.is_identity()).then_some(encoder),
+                    failure: failure.clone(),
+                    progress: progress.clone(),
+                }))
+            }
+        };
+        let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
+            .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))?;
+        let execute = self.http.execute(request);
+        tokio::pin!(execute);
+        // Wait for the response while the upload (if any) makes progress.
+        let result = loop {
+            let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
+            tokio::select! {
+                r = &mut execute => break r,
+                _ = tokio::time::sleep_until((last + self.idle_timeout).into()) => {
+                    let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.elapsed() >= self.idle_timeout {
+                        return Err(self.stalled());
+                    }
+                }
+            }
+        };
+        if let Some(msg) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(body_source(msg));
+        }
+        let mut response = result.map_err(transport_error)?;
+        let head = |response: &reqwest::Response, bytes: Vec<u8>| {
+            let mut out = http::Response::builder().status(response.status());
+            if let Some(h) = out.headers_mut() {
+                *h = response.headers().clone();
+            }
+            out.body(bytes)
+                .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))
+        };
+        if stream && response.status().is_success() {
+            return Ok((head(&response, Vec::new())?, Some(response)));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = self.chunk(&mut response).await? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(TransportError::new(
+                    TransportErrorKind::ResponseTooLarge,
+                    format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((head(&response, bytes)?, None))
+    }
+
+    /// The coordinator loop of `digime_protocol::read_all`; tasks run concurrently
+    /// inside this future.
+    pub(crate) async fn run_all<T: Send, W, Fut>(
+        &self,
+        mut all: ReadAllFiles<T>,
+        output: Output,
+        open: &(impl Fn(&FileHead) -> Fut + Sync),
+        value: impl Fn(FileData) -> T + Sync,
+        mut on_event: impl FnMut(ReadAllEvent<T>),
+    ) -> Result<ReadAllSummary, Error>
+    where
+        W: AsyncWrite + Unpin + Send,
+        Fut: Future<Output = std::io::Result<W>> + Send,
+    {
+        enum Ended<T> {
+            List(Result<Authed<FileList>, Error>),
+            File(u64, Result<T, Error>),
+            Refresh(Result<UserAccessToken, Error>),
+        }
+        type Running<'a, T> =
+            FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Ended<T>> + Send + 'a>>>;
+        let value = &value;
+        let mut tasks: Running<'_, T> = FuturesUnordered::new();
+        let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| match ended {
+            Ended::List(r) => all.list_done(r, SystemTime::now()),
+            Ended::File(id, r) => all.file_done(id, r),
+            Ended::Refresh(r) => all.refresh_done(r),
+        };
+        loop {
+            match all.poll(SystemTime::now()) {
+                ReadAllStep::Run(Task::List(t)) => tasks.push(Box::pin(async move {
+                    Ended::List(self.run(t.into_flow()).await)
+                })),
+                ReadAllStep::Run(Task::Refresh(t)) => tasks.push(Box::pin(async move {
+                    Ended::Refresh(self.run(t.into_flow()).await)
+                })),
+                ReadAllStep::Run(Task::File(t)) => tasks.push(Box::pin(async move {
+                    let (id, flow) = (t.id, t.into_flow(output));
+                    let mut sink = Lazy {
+                        open,
+                        head: None,
+                        writer: None,
+                    };
+                    let r = self.drive(flow, None, &mut sink).await;
+                    Ended::File(id, r.map(|a| value(a.value)))
+                })),
+                ReadAllStep::Run(_) => {
+                    return Err(lost("a task unknown to this driver"));
+                }
+                ReadAllStep::Sleep(d) => {
+                    if tasks.is_empty() {
+                        tokio::time::sleep(d).await;
+                    } else {
+                        tokio::select! {
+                            Some(ended) = tasks.next() => handle(&mut all, ended),
+                            _ = tokio::time::sleep(d) => {}
+                        }
+                    }
+                }
+                ReadAllStep::Wait => match tasks.next().await {
+                    Some(ended) => handle(&mut all, ended),
+                    None => return Err(lost("waiting with no task running")),
+                },
+                ReadAllStep::Event(event) => {
+                    if let ReadAllEvent::TokenRefreshed(t) = &event {
+                        self.announce(t);
+                    }
+                    on_event(event);
+                }
+                ReadAllStep::Done(result) => return result,
+            }
+        }
+    }
+}
+
+fn lost(what: &str) -> Error {
+    Error::InvalidInput(format!("read_all_files: {what}"))
+}
+
+fn body_source(msg: impl Into<String>) -> TransportError {
+    TransportError::new(TransportErrorKind::BodySource, msg)
+}
+
+/// One attempt's stream over the shared upload.
+struct UploadState {
+    upload: SharedUpload,
+    generation: u64,
+    /// Bytes of the caller's reader still to read: its length, as its seek said.
+    left: u64,
+    buf: BytesMut,
+    /// `None` when the bytes go out as they are (or the encoder has finished).
+    encoder: Option<UploadEncoder>,
+    /// A failure of the caller's reader or of the encoder, reported as such rather
+    /// than as a network failure.
+    failure: Arc<Mutex<Option<String>>>,
+    /// When the connection last took a chunk.
+    progress: Arc<Mutex<Instant>>,
+}
+
+impl UploadState {
+    fn fail(&self, msg: String) -> std::io::Error {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+        std::io::Error::other(msg)
+    }
+
+    /// Reads the next up-to-`UPLOAD_CHUNK` bytes of the caller's reader, at most up to
+    /// the length it had; a reader that ends before that length fails the upload.
+    async fn read(&mut self) -> std::io::Result<Bytes> {
+        let want = UPLOAD_CHUNK.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(Bytes::new());
+        }
+        self.buf.reserve(want);
+        let mut slot = self.upload.lock().await;
+        if slot.generation != self.generation {
+            return Err(std::io::Error::other("superseded by a later attempt"));
+        }
+        while self.buf.len() < want {
+            let room = (want - self.buf.len()) as u64;
+            match (&mut slot.reader).take(room).read_buf(&mut self.buf).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(e.to_string())),
+            }
+        }
+        drop(slot);
+        if self.buf.is_empty() {
+            let msg = format!(
+                "the body ended {} bytes short of the length its seek reported",
+                self.left
+            );
+            return Err(self.fail(msg));
+        }
+        self.left -= self.buf.len() as u64;
+        Ok(self.buf.split().freeze())
+    }
+}
+
+/// The chunks of one attempt, through the core's encoder when the upload is
+/// transformed (a postbox push).
+fn upload_stream(
+    state: UploadState,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            *state.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            let chunk = match state.read().await {
+                Ok(chunk) => chunk,
+                Err(e) => return Some((Err(e), None)),
+            };
+            let Some(encoder) = state.encoder.as_mut() else {
+                return (!chunk.is_empty()).then_some((Ok(chunk), Some(state)));
+            };
+            let mut out = Vec::with_capacity(chunk.len() + 1024);
+            let result = match chunk.is_empty() {
+                false => encoder.encode(&chunk, &mut out),
+                true => match state.encoder.take() {
+                    Some(encoder) => encoder.finish(&mut out),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                return Some((Err(state.fail(e.to_string())), None));
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), Some(state)));
+            }
+            // Nothing came out: the encoder, if finished, ends the stream.
+            state.encoder.as_ref()?;
+        }
+    })
+}
+
+fn transport_error(e: reqwest::Error) -> TransportError {
+    // An I/O failure underneath is classified by the core's table, as in the blocking
+    // driver; hyper's own "connection closed before the message completed" carries no
+    // I/O error and is a reset.
+    let mut source = std::error::Error::source(&e);
+    let mut io_kind = None;
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+            break;
+        }
+        source = err.source();
+    }
+    let kind = if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if e.is_connect() {
+        TransportErrorKind::Connect
+    } else if let Some(kind) = io_kind {
+        TransportErrorKind::from_io(kind)
+    } else if e.is_body() || e.is_request() {
+        TransportErrorKind::Reset
+    } else {
+        TransportErrorKind::Other
+    };
+    TransportError::new(kind, e.to_string())
+}

@@ -1,0 +1,454 @@
+//! The one run loop: any [`Flow`], its uploads, its streamed answers, and the
+//! read-all coordinator on top.
+
+use crate::Client;
+use digime_protocol::error::{TransportError, TransportErrorKind};
+use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
+use digime_protocol::read::StreamResponse;
+use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
+use digime_protocol::upload::{Upload, UploadEncoder};
+use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
+use digime_protocol::{Contract, Error, FileData, FileHead, FileList, Output, ReadFile};
+use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, SystemTime};
+
+/// Size of the reads of a streamed response body, and of the caller's reader when
+/// its bytes are transformed.
+const CHUNK: usize = 256 * 1024;
+/// Size of ureq's write buffer: a sized upload is read from the caller's reader
+/// straight into it, so this is the size of each write to the socket.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// `Read + Seek`, object-safe.
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek + ?Sized> ReadSeek for T {}
+
+/// Where a flow's streamed output goes: it sees the flow before each write (for its
+/// state, e.g. the head of a file) and is flushed once the flow is done.
+trait Sink<F> {
+    fn write(&mut self, flow: &F, data: &[u8]) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+impl<F, W: Write + ?Sized> Sink<F> for &mut W {
+    fn write(&mut self, _: &F, data: &[u8]) -> std::io::Result<()> {
+        self.write_all(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Write::flush(*self)
+    }
+}
+
+/// A writer opened when a download's headers have arrived.
+struct Lazy<'a, W> {
+    open: &'a (dyn Fn(&FileHead) -> std::io::Result<W> + Sync),
+    writer: Option<W>,
+}
+
+impl<W: Write> Sink<ReadFile> for Lazy<'_, W> {
+    fn write(&mut self, flow: &ReadFile, data: &[u8]) -> std::io::Result<()> {
+        if self.writer.is_none()
+            && let Some(head) = flow.head()
+        {
+            self.writer = Some((self.open)(head)?);
+        }
+        match self.writer.as_mut() {
+            Some(w) if !data.is_empty() => w.write_all(data),
+            _ => Ok(()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl Client {
+    /// Runs any flow. `upload` is the body of its requests that carry
+    /// [`Body::Upload`] (sent with a `Content-Length`, rewound before every attempt);
+    /// output of a flow that streams to the caller ([`Output::Stream`]) is dropped:
+    /// use [`Client::run_to`] for those.
+    pub fn run<F: Flow>(
+        &self,
+        flow: F,
+        upload: Option<&mut dyn ReadSeek>,
+    ) -> Result<F::Output, Error> {
+        self.drive(flow, upload, &mut &mut std::io::sink())
+    }
+
+    /// [`Client::run`] with an upload body.
+    pub fn run_with_upload<F: Flow>(
+        &self,
+        flow: F,
+        mut body: impl Read + Seek,
+    ) -> Result<F::Output, Error> {
+        self.run(flow, Some(&mut body))
+    }
+
+    /// Runs a flow whose output goes to `sink` (a [`ReadFile`] with
+    /// [`Output::Stream`]); `sink` is flushed at the end, and a failed flush fails the
+    /// run.
+    pub fn run_to<F: Flow>(&self, flow: F, mut sink: &mut dyn Write) -> Result<F::Output, Error> {
+        self.drive(flow, None, &mut sink)
+    }
+
+    /// Runs any operation made with a user's token (`sdk.call`): refreshed once on
+    /// 401, the new token announced to the listener and returned in the result.
+    pub fn call<O: UserOperation>(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        op: O,
+    ) -> Result<Authed<O::Output>, Error> {
+        self.run(self.sdk.call(contract, token, op), None)
+    }
+
+    /// The loop of the flow module's docs.
+    fn drive<F: Flow>(
+        &self,
+        mut flow: F,
+        mut upload: Option<&mut dyn ReadSeek>,
+        sink: &mut dyn Sink<F>,
+    ) -> Result<F::Output, Error> {
+        let mut pending: Option<ureq::BodyReader<'static>> = None;
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let result = loop {
+            match flow.poll(SystemTime::now()) {
+                Step::Send(request) => {
+                    pending = None;
+                    match self.send(request, upload.as_deref_mut()) {
+                        Ok((response, body)) => {
+                            pending = body;
+                            flow.handle_response(response);
+                        }
+                        Err(error) => flow.handle_transport_error(error),
+                    }
+                }
+                Step::Receive => {
+                    let Some(mut body) = pending.take() else {
+                        flow.handle_transport_error(TransportError::new(
+                            TransportErrorKind::Other,
+                            "no response body to receive",
+                        ));
+                        continue;
+                    };
+                    buf.resize(CHUNK, 0);
+                    loop {
+                        out.clear();
+                        let more = match body.read(&mut buf) {
+                            Ok(0) => {
+                                flow.handle_body_end(&mut out);
+                                false
+                            }
+                            Ok(n) => flow.handle_body(&buf[..n], &mut out),
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                flow.handle_transport_error(io_transport_error(&e));
+                                break;
+                            }
+                        };
+                        if let Err(e) = sink.write(&flow, &out) {
+                            flow.handle_transport_error(TransportError::sink(&e));
+                            break;
+                        }
+                        if !more {
+                            break;
+                        }
+                    }
+                }
+                Step::Sleep(d) => std::thread::sleep(d),
+                Step::Event(Event::TokenRefreshed(token)) => self.announce(&token),
+                Step::Event(_) => {}
+                Step::Done(result) => break result,
+            }
+        };
+        // A buffered sink's last write fails here, not in `write_all`.
+        match (result, sink.flush()) {
+            (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
+            (r, _) => r,
+        }
+    }
+
+    /// Sends a request. A 2xx answer to a request marked [`StreamResponse`] comes back
+    /// with an empty body and its body reader, unread.
+    fn send<'b>(
+        &self,
+        request: http::Request<Body>,
+        upload: Option<&mut (dyn ReadSeek + 'b)>,
+    ) -> Result<(http::Response<Vec<u8>>, Option<ureq::BodyReader<'static>>), TransportError> {
+        let (mut parts, body) = request.into_parts();
+        let stream = parts.extensions.get::<StreamResponse>().is_some();
+        let result = match body {
+            Body::Empty => self.agent.run(http::Request::from_parts(parts, ())),
+            Body::Bytes(bytes) => self.agent.run(http::Request::from_parts(parts, bytes)),
+            Body::Upload(upload_kind) => {
+                let Some(reader) = upload else {
+                    return Err(body_source("this operation needs a body"));
+                };
+                let mut body = UploadBody::start(&upload_kind, reader, &mut parts.headers)?;
+                let r = self.agent.run(http::Request::from_parts(
+                    parts,
+                    ureq::SendBody::from_reader(&mut body),
+                ));
+                if let Some(msg) = body.failure.take() {
+                    return Err(body_source(msg));
+                }
+                r
+            }
+        };
+        let mut response = result.map_err(transport_error)?;
+        if stream && response.status().is_success() {
+            let (parts, body) = response.into_parts();
+            let head = http::Response::from_parts(parts, Vec::new());
+            return Ok((head, Some(body.into_reader())));
+        }
+        let bytes = (response.body_mut().with_config())
+            .limit(MAX_RESPONSE_BYTES as u64)
+            .read_to_vec()
+            .map_err(transport_error)?;
+        let (parts, _) = response.into_parts();
+        Ok((http::Response::from_parts(parts, bytes), None))
+    }
+
+    /// The coordinator loop of `digime_protocol::read_all`, each task on a scoped
+    /// thread of its own.
+    pub(crate) fn run_all<T: Send, W: Write>(
+        &self,
+        mut all: ReadAllFiles<T>,
+        output: Output,
+        open: impl Fn(&FileHead) -> std::io::Result<W> + Sync,
+        value: impl Fn(FileData) -> T + Sync,
+        mut on_event: impl FnMut(ReadAllEvent<T>),
+    ) -> Result<ReadAllSummary, Error> {
+        enum Ended<T> {
+            List(Result<Authed<FileList>, Error>),
+            File(u64, Result<T, Error>),
+            Refresh(Result<UserAccessToken, Error>),
+            /// A task that panicked or that this driver does not know.
+            Lost,
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Ended<T>>();
+        let (open, value): (&(dyn Fn(&FileHead) -> _ + Sync), _) = (&open, &value);
+        let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| {
+            match ended {
+                Ended::List(r) => all.list_done(r, SystemTime::now()),
+                Ended::File(id, r) => all.file_done(id, r),
+                Ended::Refresh(r) => all.refresh_done(r),
+                Ended::Lost => return Err(lost("a task panicked or is unknown to this driver")),
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            loop {
+                match all.poll(SystemTime::now()) {
+                    ReadAllStep::Run(task) => {
+                        let tx = tx.clone();
+                        scope.spawn(move || {
+                            // Whatever happens on this thread (a panic in the caller's
+                            // `open`, an unknown task), the coordinator hears of it:
+                            // it must never wait for a report that cannot come.
+                            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || match task {
+                                    Task::List(t) => {
+                                        Some(Ended::List(self.run(t.into_flow(), None)))
+                                    }
+                                    Task::Refresh(t) => {
+                                        Some(Ended::Refresh(self.run(t.into_flow(), None)))
+                                    }
+                                    Task::File(t) => {
+                                        let (id, flow) = (t.id, t.into_flow(output));
+                                        let mut sink = Lazy { open, writer: None };
+                                        let r = self.drive(flow, None, &mut sink);
+                                        Some(Ended::File(id, r.map(|a| value(a.value))))
+                                    }
+                                    _ => None,
+                                },
+                            ));
+                            let _ = tx.send(ran.ok().flatten().unwrap_or(Ended::Lost));
+                        });
+                    }
+                    ReadAllStep::Sleep(d) => {
+                        if let Ok(ended) = rx.recv_timeout(d) {
+                            handle(&mut all, ended)?;
+                        }
+                    }
+                    ReadAllStep::Wait => match rx.recv() {
+                        Ok(ended) => handle(&mut all, ended)?,
+                        Err(_) => return Err(lost("a task ended without reporting")),
+                    },
+                    ReadAllStep::Event(event) => {
+                        if let ReadAllEvent::TokenRefreshed(t) = &event {
+                            self.announce(t);
+                        }
+                        on_event(event);
+                    }
+                    ReadAllStep::Done(result) => return result,
+                }
+            }
+        })
+    }
+}
+
+fn lost(what: &str) -> Error {
+    Error::InvalidInput(format!("read_all_files: {what}"))
+}
+
+/// The caller's reader as a request body: seeked to its end for the length (sent as
+/// `Content-Length: upload.body_len(len)`), then to its start, then read through a
+/// fresh encoder of the core, or as it is when the upload is not transformed.
+struct UploadBody<'a, 'b> {
+    reader: &'a mut (dyn ReadSeek + 'b),
+    /// `None` when the bytes go out as they are (or the encoder has finished).
+    encoder: Option<UploadEncoder>,
+    identity: bool,
+    /// Bytes of the caller's reader still to read: its length, as its seek said.
+    left: u64,
+    chunk: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    /// A failure of the caller's reader or of the encoder, reported as such rather
+    /// than as a network failure.
+    failure: Option<String>,
+}
+
+impl<'a, 'b> UploadBody<'a, 'b> {
+    fn start(
+        upload: &Upload,
+        reader: &'a mut (dyn ReadSeek + 'b),
+        headers: &mut http::HeaderMap,
+    ) -> Result<Self, TransportError> {
+        let err = |e: &dyn std::fmt::Display| body_source(e.to_string());
+        let len = reader.seek(SeekFrom::End(0)).map_err(|e| err(&e))?;
+        let encoder = upload.encoder().map_err(|e| err(&e))?;
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(upload.body_len(len)),
+        );
+        reader.seek(SeekFrom::Start(0)).map_err(|e| err(&e))?;
+        let identity = encoder.is_identity();
+        Ok(UploadBody {
+            reader,
+            encoder: (!identity).then_some(encoder),
+            identity,
+            left: len,
+            chunk: if identity { Vec::new() } else { vec![0; CHUNK] },
+            out: Vec::new(),
+            pos: 0,
+            failure: None,
+        })
+    }
+
+    fn fail(&mut self, e: String) -> std::io::Error {
+        self.failure = Some(e.clone());
+        std::io::Error::other(e)
+    }
+}
+
+impl UploadBody<'_, '_> {
+    /// Reads the caller's reader, at most up to the length it had; a reader that ends
+    /// before that length fails the upload (the request promised those bytes).
+    fn source(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        match self.reader.read(&mut buf[..want]) {
+            Ok(0) => Err(self.fail(format!(
+                "the body ended {} bytes short of the length its seek reported",
+                self.left
+            ))),
+            Ok(n) => {
+                self.left -= n as u64;
+                Ok(n)
+            }
+            // An interrupted read is simply read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => Err(self.fail(e.to_string())),
+        }
+    }
+}
+
+impl Read for UploadBody<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.identity {
+            // Straight from the caller's reader into the HTTP library's buffer.
+            return self.source(buf);
+        }
+        loop {
+            if self.pos < self.out.len() {
+                let n = buf.len().min(self.out.len() - self.pos);
+                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.encoder.is_none() {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.pos = 0;
+            let mut chunk = std::mem::take(&mut self.chunk);
+            let read = self.source(&mut chunk);
+            self.chunk = chunk;
+            let encoded = match read {
+                Ok(0) => (self.encoder.take()).map_or(Ok(()), |e| e.finish(&mut self.out)),
+                Ok(n) => match self.encoder.as_mut() {
+                    Some(e) => e.encode(&self.chunk[..n], &mut self.out),
+                    None => Ok(()),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = encoded {
+                return Err(self.fail(e.to_string()));
+            }
+        }
+    }
+}
+
+/// The default agent: see [`Client::new`].
+pub(crate) fn default_agent(idle: Duration) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .no_delay(true)
+        .tls_config(tls)
+        .output_buffer_size(WRITE_BUFFER)
+        .timeout_connect(Some(crate::CONNECT_TIMEOUT))
+        .timeout_per_read(Some(idle))
+        .timeout_per_write(Some(idle))
+        .build()
+        .new_agent()
+}
+
+fn body_source(msg: impl Into<String>) -> TransportError {
+    TransportError::new(TransportErrorKind::BodySource, msg)
+}
+
+fn io_transport_error(e: &std::io::Error) -> TransportError {
+    let kind = match e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
+        Some(ureq::Error::Timeout(_)) => TransportErrorKind::Timeout,
+        _ => TransportErrorKind::from_io(e.kind()),
+    };
+    TransportError::new(kind, e.to_string())
+}
+
+fn transport_error(e: ureq::Error) -> TransportError {
+    let kind = match &e {
+        ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
+        ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::ResponseTooLarge,
+        ureq::Error::Io(io) => TransportErrorKind::from_io(io.kind()),
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, e.to_string())
+}

@@ -1,0 +1,152 @@
+//! A one-request-per-connection HTTP/1.1 server that answers a script of responses in
+//! order and returns what it received.
+
+use digime_crypto::{PrivateKey, cbc, jws};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::thread::JoinHandle;
+
+/// One request as the scripted server received it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The request line and the header lines, as sent (CRLF kept).
+    pub head: String,
+    /// The body, de-chunked if it was chunked.
+    pub body: Vec<u8>,
+}
+
+impl Captured {
+    /// The value of a header (case-insensitive name), trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+
+    /// The claims of the bearer JWT (not verified).
+    pub fn claims(&self) -> serde_json::Value {
+        let auth = self
+            .header("authorization")
+            .expect("an authorization header");
+        let jwt = auth.strip_prefix("Bearer ").expect("a bearer token");
+        let payload = jws::Compact::parse(jwt)
+            .and_then(|c| c.payload())
+            .expect("a compact JWS");
+        serde_json::from_slice(&payload).expect("JSON claims")
+    }
+
+    /// Decrypts a postbox push as a server would: the key from the JWT's
+    /// `symmetrical_key` (RSA-OAEP under `postbox_key`), the IV from its `iv`, the
+    /// ciphertext from the single part of the multipart body.
+    pub fn open_push(&self, postbox_key: &PrivateKey) -> Vec<u8> {
+        let c = self.claims();
+        let std_b64 = |s: &str| {
+            let url: String = s
+                .trim_end_matches('=')
+                .chars()
+                .map(|c| match c {
+                    '+' => '-',
+                    '/' => '_',
+                    c => c,
+                })
+                .collect();
+            digime_crypto::b64url_decode(&url).expect("base64")
+        };
+        let key = postbox_key
+            .decrypt_oaep_sha1(&std_b64(c["symmetrical_key"].as_str().expect("a key")))
+            .expect("the postbox key opens the file key");
+        let iv_hex = c["iv"].as_str().expect("an iv");
+        let iv: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(&iv_hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        let ct = self.header("content-type").expect("a content type");
+        let boundary = ct
+            .strip_prefix("multipart/form-data; boundary=")
+            .expect("multipart");
+        let close = format!("\r\n--{boundary}--\r\n");
+        assert!(
+            self.body
+                .starts_with(format!("--{boundary}\r\n").as_bytes())
+        );
+        assert!(self.body.ends_with(close.as_bytes()));
+        let start = self
+            .body
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("part headers")
+            + 4;
+        let c_file = &self.body[start..self.body.len() - close.len()];
+        cbc::decrypt(
+            &key[..].try_into().expect("a 32-byte key"),
+            &iv[..].try_into().expect("a 16-byte iv"),
+            c_file,
+        )
+        .expect("the file decrypts")
+    }
+}
+
+/// Reads one request (head and body, sized or chunked) from `reader`; `None` when the
+/// peer closed the connection before a request.
+pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Captured>> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut c = Captured {
+        head,
+        body: Vec::new(),
+    };
+    if let Some(len) = c.header("content-length") {
+        let len: usize = len.parse().map_err(std::io::Error::other)?;
+        c.body.resize(len, 0);
+        reader.read_exact(&mut c.body)?;
+    } else if c.header("transfer-encoding").as_deref() == Some("chunked") {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+            let mut chunk = vec![0u8; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            c.body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Ok(Some(c))
+}
+
+/// Serves `responses` (status, JSON body) in order, one connection each, on
+/// `127.0.0.1:0`. Returns the API base (`http://ADDR/v1.7/`) and a handle that yields
+/// the requests received once the script is done.
+pub fn serve(responses: Vec<(u16, String)>) -> (String, JoinHandle<Vec<Captured>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}/v1.7/", listener.local_addr().expect("addr"));
+    let handle = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        for (status, answer) in responses {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let c = read_request(&mut reader)
+                .expect("a readable request")
+                .expect("a request");
+            write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .expect("answer");
+            got.push(c);
+        }
+        got
+    });
+    (base, handle)
+}
