@@ -59,7 +59,9 @@ use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::Authed;
 use digime_protocol::read::Account;
-use digime_protocol::{CodeVerifier, Config, Contract, Error, FileDescriptor, Sdk};
+use digime_protocol::{
+    CodeVerifier, Config, Contract, ContractDetails, Error, FileDescriptor, Sdk,
+};
 use digime_protocol::{
     FileData, FileHead, FileList, Output, PullOptions, ReadAllEvent, ReadAllOptions,
     ReadAllSummary, Session, SessionKey, UserAccessToken,
@@ -266,6 +268,11 @@ impl Client {
     ) -> Result<Authed<FileHead>, Error> {
         let flow = (self.sdk).read_file_metadata(contract, token, session, file_name)?;
         self.run(flow).await
+    }
+
+    /// What the contract allows: its access type, application and expiry.
+    pub async fn contract_details(&self, contract: &Contract) -> Result<ContractDetails, Error> {
+        self.run(self.sdk.contract_details(contract)).await
     }
 
     /// The user's source accounts.

@@ -133,7 +133,7 @@ impl Client {
 
     /// Runs any operation made with a user's token (`sdk.call`): refreshed once on
     /// 401, the new token announced to the listener and returned in the result.
-    pub async fn call<O: UserOperation + Send>(
+    pub async fn call<O: UserOperation + Send + Sync>(
         &self,
         contract: &Contract,
         token: &UserAccessToken,
@@ -382,7 +382,7 @@ impl Client {
 }
 
 fn lost(what: &str) -> Error {
-    Error::InvalidInput(format!("read_all_files: {what}"))
+    Error::Misuse(format!("read_all_files: {what}"))
 }
 
 fn body_source(msg: impl Into<String>) -> TransportError {

@@ -291,7 +291,7 @@ impl Client {
 }
 
 fn lost(what: &str) -> Error {
-    Error::InvalidInput(format!("read_all_files: {what}"))
+    Error::Misuse(format!("read_all_files: {what}"))
 }
 
 /// The caller's reader as a request body: seeked to its end for the length (sent as

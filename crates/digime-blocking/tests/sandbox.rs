@@ -708,3 +708,30 @@ fn a_stalled_server_is_a_timeout_not_a_hang() {
     );
     holder.join().unwrap();
 }
+
+#[test]
+fn contract_details_of_the_write_and_the_read_contract() {
+    use digime_protocol::ContractAccess;
+    let e = env();
+    let info = e.sandbox.info();
+    for (contract, access) in [
+        (&e.write, ContractAccess::Write),
+        (&e.read, ContractAccess::Read),
+    ] {
+        let details = e.client.contract_details(contract).unwrap();
+        assert_eq!(details.id, contract.id().as_str());
+        assert_eq!(details.access_type, access);
+        assert_eq!(details.application.id, info.demo.application_id);
+        assert_eq!(details.application.name, digime_sandbox::DEMO_APP_NAME);
+        assert_eq!(details.partner_id, digime_sandbox::SANDBOX_PARTNER_ID);
+        assert_eq!(
+            details.expiration_date,
+            digime_sandbox::CONTRACT_EXPIRATION_MS
+        );
+    }
+    // A contract the sandbox does not know is the server's typed error.
+    let stranger =
+        Contract::new("stranger", digime_protocol::PrivateKey::generate().unwrap()).unwrap();
+    let err = e.client.contract_details(&stranger).unwrap_err();
+    assert_eq!(err.api().unwrap().code.as_str(), "InvalidClient");
+}
