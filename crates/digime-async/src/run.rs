@@ -7,7 +7,7 @@ use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
-use digime_protocol::upload::UploadEncoder;
+use digime_protocol::upload::UploadPump;
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
 use digime_protocol::{Contract, Error, FileData, FileHead, FileList, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
@@ -237,25 +237,22 @@ impl Client {
                     return Err(body_source("this operation needs a body"));
                 };
                 let err = |e: &dyn std::fmt::Display| body_source(e.to_string());
-                // The length, a fresh encoder, the start: see `digime_protocol::upload`.
+                // The length, a fresh pump, the start: see `digime_protocol::upload`.
                 let mut slot = upload.lock().await;
                 slot.generation += 1;
                 let generation = slot.generation;
                 let len =
                     (slot.reader.seek(std::io::SeekFrom::End(0)).await).map_err(|e| err(&e))?;
-                let encoder = upload_kind.encoder().map_err(|e| err(&e))?;
-                parts.headers.insert(
-                    http::header::CONTENT_LENGTH,
-                    http::HeaderValue::from(upload_kind.body_len(len)),
-                );
+                let pump = upload_kind.pump(len).map_err(|e| err(&e))?;
+                let length = http::HeaderValue::from(pump.content_length());
+                parts.headers.insert(http::header::CONTENT_LENGTH, length);
                 (slot.reader.seek(std::io::SeekFrom::Start(0)).await).map_err(|e| err(&e))?;
                 drop(slot);
                 reqwest::Body::wrap_stream(upload_stream(UploadState {
                     upload: upload.clone(),
                     generation,
-                    left: len,
+                    pump,
                     buf: BytesMut::new(),
-                    encoder: (!encoder.is_identity()).then_some(encoder),
                     failure: failure.clone(),
                     progress: progress.clone(),
                 }))
@@ -393,11 +390,8 @@ fn body_source(msg: impl Into<String>) -> TransportError {
 struct UploadState {
     upload: SharedUpload,
     generation: u64,
-    /// Bytes of the caller's reader still to read: its length, as its seek said.
-    left: u64,
+    pump: UploadPump,
     buf: BytesMut,
-    /// `None` when the bytes go out as they are (or the encoder has finished).
-    encoder: Option<UploadEncoder>,
     /// A failure of the caller's reader or of the encoder, reported as such rather
     /// than as a network failure.
     failure: Arc<Mutex<Option<String>>>,
@@ -406,18 +400,15 @@ struct UploadState {
 }
 
 impl UploadState {
-    fn fail(&self, msg: String) -> std::io::Error {
-        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
-        std::io::Error::other(msg)
+    fn fail(&self, e: &dyn std::fmt::Display) -> std::io::Error {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        std::io::Error::other(e.to_string())
     }
 
-    /// Reads the next up-to-`UPLOAD_CHUNK` bytes of the caller's reader, at most up to
-    /// the length it had; a reader that ends before that length fails the upload.
+    /// Reads the next bytes the pump wants, up to `UPLOAD_CHUNK`, from the caller's
+    /// reader (empty once it owes nothing, or when it ended).
     async fn read(&mut self) -> std::io::Result<Bytes> {
-        let want = UPLOAD_CHUNK.min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(Bytes::new());
-        }
+        let want = self.pump.want(UPLOAD_CHUNK);
         self.buf.reserve(want);
         let mut slot = self.upload.lock().await;
         if slot.generation != self.generation {
@@ -429,19 +420,37 @@ impl UploadState {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.fail(e.to_string())),
+                Err(e) => return Err(self.fail(&e)),
             }
         }
-        drop(slot);
-        if self.buf.is_empty() {
-            let msg = format!(
-                "the body ended {} bytes short of the length its seek reported",
-                self.left
-            );
-            return Err(self.fail(msg));
-        }
-        self.left -= self.buf.len() as u64;
         Ok(self.buf.split().freeze())
+    }
+
+    /// The next chunk of the body, or `None` at its end.
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        loop {
+            if self.pump.is_done() {
+                return None;
+            }
+            *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            let chunk = match self.read().await {
+                Ok(chunk) => chunk,
+                Err(e) => return Some(Err(e)),
+            };
+            if self.pump.is_identity() {
+                return Some(match self.pump.plain(chunk.len()) {
+                    Ok(()) => Ok(chunk),
+                    Err(e) => Err(self.fail(&e)),
+                });
+            }
+            let mut out = Vec::with_capacity(chunk.len() + 1024);
+            if let Err(e) = self.pump.feed(&chunk, &mut out) {
+                return Some(Err(self.fail(&e)));
+            }
+            if !out.is_empty() {
+                return Some(Ok(Bytes::from(out)));
+            }
+        }
     }
 }
 
@@ -452,31 +461,9 @@ fn upload_stream(
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        loop {
-            *state.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            let chunk = match state.read().await {
-                Ok(chunk) => chunk,
-                Err(e) => return Some((Err(e), None)),
-            };
-            let Some(encoder) = state.encoder.as_mut() else {
-                return (!chunk.is_empty()).then_some((Ok(chunk), Some(state)));
-            };
-            let mut out = Vec::with_capacity(chunk.len() + 1024);
-            let result = match chunk.is_empty() {
-                false => encoder.encode(&chunk, &mut out),
-                true => match state.encoder.take() {
-                    Some(encoder) => encoder.finish(&mut out),
-                    None => Ok(()),
-                },
-            };
-            if let Err(e) = result {
-                return Some((Err(state.fail(e.to_string())), None));
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), Some(state)));
-            }
-            // Nothing came out: the encoder, if finished, ends the stream.
-            state.encoder.as_ref()?;
+        match state.next().await? {
+            Ok(chunk) => Some((Ok(chunk), Some(state))),
+            Err(e) => Some((Err(e), None)),
         }
     })
 }

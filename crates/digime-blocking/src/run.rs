@@ -6,7 +6,7 @@ use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
-use digime_protocol::upload::{Upload, UploadEncoder};
+use digime_protocol::upload::{Upload, UploadPump};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
 use digime_protocol::{Contract, Error, FileData, FileHead, FileList, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
@@ -294,16 +294,12 @@ fn lost(what: &str) -> Error {
     Error::Misuse(format!("read_all_files: {what}"))
 }
 
-/// The caller's reader as a request body: seeked to its end for the length (sent as
-/// `Content-Length: upload.body_len(len)`), then to its start, then read through a
-/// fresh encoder of the core, or as it is when the upload is not transformed.
+/// The caller's reader as a request body: seeked to its end for the length, then to its
+/// start, then read as the core's [`UploadPump`] says (as it is, or through the
+/// upload's encoder).
 struct UploadBody<'a, 'b> {
     reader: &'a mut (dyn ReadSeek + 'b),
-    /// `None` when the bytes go out as they are (or the encoder has finished).
-    encoder: Option<UploadEncoder>,
-    identity: bool,
-    /// Bytes of the caller's reader still to read: its length, as its seek said.
-    left: u64,
+    pump: UploadPump,
     chunk: Vec<u8>,
     out: Vec<u8>,
     pos: usize,
@@ -320,62 +316,53 @@ impl<'a, 'b> UploadBody<'a, 'b> {
     ) -> Result<Self, TransportError> {
         let err = |e: &dyn std::fmt::Display| body_source(e.to_string());
         let len = reader.seek(SeekFrom::End(0)).map_err(|e| err(&e))?;
-        let encoder = upload.encoder().map_err(|e| err(&e))?;
-        headers.insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from(upload.body_len(len)),
-        );
+        let pump = upload.pump(len).map_err(|e| err(&e))?;
+        let length = http::HeaderValue::from(pump.content_length());
+        headers.insert(http::header::CONTENT_LENGTH, length);
         reader.seek(SeekFrom::Start(0)).map_err(|e| err(&e))?;
-        let identity = encoder.is_identity();
         Ok(UploadBody {
             reader,
-            encoder: (!identity).then_some(encoder),
-            identity,
-            left: len,
-            chunk: if identity { Vec::new() } else { vec![0; CHUNK] },
+            chunk: if pump.is_identity() {
+                Vec::new()
+            } else {
+                vec![0; CHUNK]
+            },
+            pump,
             out: Vec::new(),
             pos: 0,
             failure: None,
         })
     }
 
-    fn fail(&mut self, e: String) -> std::io::Error {
-        self.failure = Some(e.clone());
-        std::io::Error::other(e)
+    fn fail(&mut self, e: &dyn std::fmt::Display) -> std::io::Error {
+        self.failure = Some(e.to_string());
+        std::io::Error::other(e.to_string())
     }
-}
 
-impl UploadBody<'_, '_> {
-    /// Reads the caller's reader, at most up to the length it had; a reader that ends
-    /// before that length fails the upload (the request promised those bytes).
+    /// Reads at most `want` bytes of the caller's reader into `buf` (an interrupted
+    /// read is simply read again by the caller).
     fn source(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        match self.reader.read(&mut buf[..want]) {
-            Ok(0) => Err(self.fail(format!(
-                "the body ended {} bytes short of the length its seek reported",
-                self.left
-            ))),
-            Ok(n) => {
-                self.left -= n as u64;
-                Ok(n)
-            }
-            // An interrupted read is simply read again.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
-            Err(e) => Err(self.fail(e.to_string())),
+        match self.reader.read(buf) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Err(self.fail(&e)),
+            r => r,
         }
     }
 }
 
 impl Read for UploadBody<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.identity {
+        if self.pump.is_identity() {
             // Straight from the caller's reader into the HTTP library's buffer.
-            return self.source(buf);
+            let want = self.pump.want(buf.len());
+            let n = if want == 0 {
+                0
+            } else {
+                self.source(&mut buf[..want])?
+            };
+            return match self.pump.plain(n) {
+                Ok(()) => Ok(n),
+                Err(e) => Err(self.fail(&e)),
+            };
         }
         loop {
             if self.pos < self.out.len() {
@@ -384,25 +371,25 @@ impl Read for UploadBody<'_, '_> {
                 self.pos += n;
                 return Ok(n);
             }
-            if self.encoder.is_none() {
+            if self.pump.is_done() {
                 return Ok(0);
             }
             self.out.clear();
             self.pos = 0;
             let mut chunk = std::mem::take(&mut self.chunk);
-            let read = self.source(&mut chunk);
-            self.chunk = chunk;
-            let encoded = match read {
-                Ok(0) => (self.encoder.take()).map_or(Ok(()), |e| e.finish(&mut self.out)),
-                Ok(n) => match self.encoder.as_mut() {
-                    Some(e) => e.encode(&self.chunk[..n], &mut self.out),
-                    None => Ok(()),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let want = self.pump.want(chunk.len());
+            let read = if want == 0 {
+                Ok(0)
+            } else {
+                self.source(&mut chunk[..want])
             };
-            if let Err(e) = encoded {
-                return Err(self.fail(e.to_string()));
+            let fed = read.map(|n| self.pump.feed(&chunk[..n], &mut self.out));
+            self.chunk = chunk;
+            match fed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.fail(&e)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }

@@ -15,8 +15,11 @@
 //! out.clear(); encoder.finish(&mut out)?; send(&out)
 //! ```
 //!
-//! [`UploadEncoder::is_identity`] lets a driver send the reader's own bytes without
-//! the copy when the upload is not transformed.
+//! [`UploadPump`] is that loop's bookkeeping, sans IO, so that every driver applies the
+//! same rules: the body is exactly [`Upload::body_len`] bytes, the reader is read up to
+//! the length its seek reported and no further, and a reader that ends early fails the
+//! send (the request promised a `Content-Length`). With [`UploadPump::is_identity`] a
+//! driver sends the reader's own bytes without a copy.
 //!
 //! [`Body::Upload`]: crate::wire::Body::Upload
 
@@ -79,6 +82,15 @@ impl Upload {
             None => source_len,
             Some(t) => t.body_len(source_len),
         }
+    }
+
+    /// The bookkeeping of one send from a reader of `source_len` bytes.
+    pub fn pump(&self, source_len: u64) -> Result<UploadPump, Error> {
+        Ok(UploadPump {
+            encoder: Some(self.encoder()?),
+            content_length: self.body_len(source_len),
+            left: source_len,
+        })
     }
 
     /// A fresh encoder of the whole body, for one send.
@@ -154,31 +166,117 @@ impl fmt::Debug for UploadEncoder {
     }
 }
 
+/// One send of an [`Upload`], sans IO (see the module docs): the driver asks how many
+/// bytes of the caller's reader to read next ([`UploadPump::want`]), reads at most that
+/// many, and hands them over ([`UploadPump::plain`] or [`UploadPump::feed`]), until
+/// [`UploadPump::is_done`].
+#[derive(Debug)]
+pub struct UploadPump {
+    /// `None` once the body is complete.
+    encoder: Option<UploadEncoder>,
+    content_length: u64,
+    /// Bytes of the caller's reader still to read.
+    left: u64,
+}
+
+impl UploadPump {
+    /// The `Content-Length` of the body.
+    pub fn content_length(&self) -> u64 {
+        self.content_length
+    }
+
+    /// Whether the body is the reader's bytes unchanged: the driver may send what it
+    /// reads as it is, reporting each read with [`UploadPump::plain`].
+    pub fn is_identity(&self) -> bool {
+        self.encoder.as_ref().is_none_or(UploadEncoder::is_identity)
+    }
+
+    /// How many bytes to read next from the caller's reader, at most `max`; 0 once
+    /// the reader has given all its bytes (then [`UploadPump::feed`] an empty chunk to
+    /// finish a transformed body).
+    pub fn want(&self, max: usize) -> usize {
+        usize::try_from(self.left).map_or(max, |left| left.min(max))
+    }
+
+    /// Whether the whole body has been produced.
+    pub fn is_done(&self) -> bool {
+        self.encoder.is_none() || (self.left == 0 && self.is_identity())
+    }
+
+    /// Reports `n` bytes read, after asking for [`UploadPump::want`] bytes, that go
+    /// out as they are. A read of 0 bytes while bytes are still owed is an error.
+    pub fn plain(&mut self, n: usize) -> Result<(), Error> {
+        self.take(n, true)
+    }
+
+    /// Reports the bytes just read (empty once [`UploadPump::want`] is 0, or when the
+    /// reader ended) and appends to `out` the body bytes they make; the last call
+    /// appends the end of the body.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        self.take(chunk.len(), !chunk.is_empty() || self.left > 0)?;
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(());
+        };
+        if chunk.is_empty() {
+            return self.encoder.take().map_or(Ok(()), |e| e.finish(out));
+        }
+        encoder.encode(chunk, out)
+    }
+
+    fn take(&mut self, n: usize, owed: bool) -> Result<(), Error> {
+        if n == 0 && owed && self.left > 0 {
+            return Err(Error::Transport(crate::error::TransportError::new(
+                crate::error::TransportErrorKind::BodySource,
+                format!(
+                    "the body ended {} bytes short of the length its seek reported",
+                    self.left
+                ),
+            )));
+        }
+        if n as u64 > self.left {
+            return Err(Error::Misuse(
+                "more bytes read than the pump asked for".into(),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     struct Framed;
-    struct FramedEncoder;
+    struct FramedEncoder {
+        started: bool,
+    }
+
+    impl FramedEncoder {
+        fn start(&mut self, out: &mut Vec<u8>) {
+            if !std::mem::replace(&mut self.started, true) {
+                out.push(b'[');
+            }
+        }
+    }
 
     impl UploadTransform for Framed {
         fn body_len(&self, n: u64) -> u64 {
             n + 2
         }
         fn encoder(&self) -> Result<Box<dyn TransformEncoder>, Error> {
-            Ok(Box::new(FramedEncoder))
+            Ok(Box::new(FramedEncoder { started: false }))
         }
     }
 
     impl TransformEncoder for FramedEncoder {
         fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-            if out.is_empty() {
-                out.push(b'[');
-            }
+            self.start(out);
             out.extend(chunk.iter().map(u8::to_ascii_uppercase));
             Ok(())
         }
-        fn finish(self: Box<Self>, out: &mut Vec<u8>) -> Result<(), Error> {
+        fn finish(mut self: Box<Self>, out: &mut Vec<u8>) -> Result<(), Error> {
+            self.start(out);
             out.push(b']');
             Ok(())
         }
@@ -206,6 +304,52 @@ mod tests {
         assert_eq!(framed.body_len(3), 5);
         assert_eq!(run(&framed, &[b"ab", b"c"]), b"[ABC]");
         assert_eq!(format!("{framed:?}"), "Upload(transformed)");
+    }
+
+    /// Drives a pump as a driver does, from `source` read in pieces of `piece`.
+    fn pump(upload: &Upload, source: &[u8], claimed: u64, piece: usize) -> Result<Vec<u8>, Error> {
+        let mut pump = upload.pump(claimed)?;
+        let (mut body, mut at) = (Vec::new(), 0);
+        while !pump.is_done() {
+            let n = pump.want(piece).min(source.len() - at);
+            let chunk = &source[at..at + n];
+            at += n;
+            if pump.is_identity() {
+                pump.plain(n)?;
+                body.extend_from_slice(chunk);
+            } else {
+                pump.feed(chunk, &mut body)?;
+            }
+        }
+        assert_eq!(body.len() as u64, pump.content_length());
+        Ok(body)
+    }
+
+    #[test]
+    fn a_pump_reads_exactly_the_seek_length_and_refuses_a_short_reader() {
+        let data = b"hello world";
+        for piece in [1, 3, 64] {
+            assert_eq!(pump(&Upload::plain(), data, 11, piece).unwrap(), data);
+            assert_eq!(pump(&Upload::plain(), data, 5, piece).unwrap(), b"hello");
+            let framed = pump(&Upload::transformed(Framed), data, 11, piece).unwrap();
+            assert_eq!(framed, b"[HELLO WORLD]");
+            for upload in [Upload::plain(), Upload::transformed(Framed)] {
+                match pump(&upload, data, 20, piece) {
+                    Err(Error::Transport(t)) => {
+                        assert_eq!(t.kind, crate::error::TransportErrorKind::BodySource);
+                        assert!(t.to_string().contains("9 bytes short"), "{t}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            pump(&Upload::transformed(Framed), b"", 0, 8).unwrap(),
+            b"[]"
+        );
+        assert!(pump(&Upload::plain(), b"", 0, 8).unwrap().is_empty());
+        let mut p = Upload::plain().pump(2).unwrap();
+        assert!(matches!(p.plain(3), Err(Error::Misuse(_))));
     }
 
     #[test]
