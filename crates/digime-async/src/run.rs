@@ -6,10 +6,10 @@ use bytes::{Bytes, BytesMut};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
-use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
+use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task, TaskEnd};
 use digime_protocol::upload::UploadPump;
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
-use digime_protocol::{Contract, Error, FileData, FileHead, FileList, Output, ReadFile};
+use digime_protocol::{Contract, Error, FileData, FileHead, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -317,27 +317,18 @@ impl Client {
         W: AsyncWrite + Unpin + Send,
         Fut: Future<Output = std::io::Result<W>> + Send,
     {
-        enum Ended<T> {
-            List(Result<Authed<FileList>, Error>),
-            File(u64, Result<T, Error>),
-            Refresh(Result<UserAccessToken, Error>),
-        }
         type Running<'a, T> =
-            FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Ended<T>> + Send + 'a>>>;
+            FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = TaskEnd<T>> + Send + 'a>>>;
         let value = &value;
         let mut tasks: Running<'_, T> = FuturesUnordered::new();
-        let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| match ended {
-            Ended::List(r) => all.list_done(r, SystemTime::now()),
-            Ended::File(id, r) => all.file_done(id, r),
-            Ended::Refresh(r) => all.refresh_done(r),
-        };
+        let handle = |all: &mut ReadAllFiles<T>, end| all.task_done(end, SystemTime::now());
         loop {
             match all.poll(SystemTime::now()) {
                 ReadAllStep::Run(Task::List(t)) => tasks.push(Box::pin(async move {
-                    Ended::List(self.run(t.into_flow()).await)
+                    TaskEnd::List(self.run(t.into_flow()).await)
                 })),
                 ReadAllStep::Run(Task::Refresh(t)) => tasks.push(Box::pin(async move {
-                    Ended::Refresh(self.run(t.into_flow()).await)
+                    TaskEnd::Refresh(self.run(t.into_flow()).await)
                 })),
                 ReadAllStep::Run(Task::File(t)) => tasks.push(Box::pin(async move {
                     let (id, flow) = (t.id, t.into_flow(output));
@@ -347,7 +338,7 @@ impl Client {
                         writer: None,
                     };
                     let r = self.drive(flow, None, &mut sink).await;
-                    Ended::File(id, r.map(|a| value(a.value)))
+                    TaskEnd::File(id, r.map(|a| value(a.value)))
                 })),
                 ReadAllStep::Run(_) => {
                     return Err(lost("a task unknown to this driver"));

@@ -5,10 +5,10 @@ use crate::Client;
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
-use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task};
+use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task, TaskEnd};
 use digime_protocol::upload::{Upload, UploadPump};
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
-use digime_protocol::{Contract, Error, FileData, FileHead, FileList, Output, ReadFile};
+use digime_protocol::{Contract, Error, FileData, FileHead, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime};
@@ -221,23 +221,15 @@ impl Client {
         value: impl Fn(FileData) -> T + Sync,
         mut on_event: impl FnMut(ReadAllEvent<T>),
     ) -> Result<ReadAllSummary, Error> {
-        enum Ended<T> {
-            List(Result<Authed<FileList>, Error>),
-            File(u64, Result<T, Error>),
-            Refresh(Result<UserAccessToken, Error>),
-            /// A task that panicked or that this driver does not know.
-            Lost,
-        }
-        let (tx, rx) = std::sync::mpsc::channel::<Ended<T>>();
+        // `None`: a task that panicked, or that this driver does not know.
+        let (tx, rx) = std::sync::mpsc::channel::<Option<TaskEnd<T>>>();
         let (open, value): (&(dyn Fn(&FileHead) -> _ + Sync), _) = (&open, &value);
-        let handle = |all: &mut ReadAllFiles<T>, ended: Ended<T>| {
-            match ended {
-                Ended::List(r) => all.list_done(r, SystemTime::now()),
-                Ended::File(id, r) => all.file_done(id, r),
-                Ended::Refresh(r) => all.refresh_done(r),
-                Ended::Lost => return Err(lost("a task panicked or is unknown to this driver")),
+        let handle = |all: &mut ReadAllFiles<T>, ended: Option<TaskEnd<T>>| match ended {
+            Some(end) => {
+                all.task_done(end, SystemTime::now());
+                Ok(())
             }
-            Ok(())
+            None => Err(lost("a task panicked or is unknown to this driver")),
         };
         std::thread::scope(|scope| {
             loop {
@@ -251,21 +243,21 @@ impl Client {
                             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                                 || match task {
                                     Task::List(t) => {
-                                        Some(Ended::List(self.run(t.into_flow(), None)))
+                                        Some(TaskEnd::List(self.run(t.into_flow(), None)))
                                     }
                                     Task::Refresh(t) => {
-                                        Some(Ended::Refresh(self.run(t.into_flow(), None)))
+                                        Some(TaskEnd::Refresh(self.run(t.into_flow(), None)))
                                     }
                                     Task::File(t) => {
                                         let (id, flow) = (t.id, t.into_flow(output));
                                         let mut sink = Lazy { open, writer: None };
                                         let r = self.drive(flow, None, &mut sink);
-                                        Some(Ended::File(id, r.map(|a| value(a.value))))
+                                        Some(TaskEnd::File(id, r.map(|a| value(a.value))))
                                     }
                                     _ => None,
                                 },
                             ));
-                            let _ = tx.send(ran.ok().flatten().unwrap_or(Ended::Lost));
+                            let _ = tx.send(ran.ok().flatten());
                         });
                     }
                     ReadAllStep::Sleep(d) => {

@@ -202,6 +202,17 @@ pub enum Task {
     Refresh(RefreshTask),
 }
 
+/// How a task ended: its result, for [`ReadAllFiles::task_done`].
+#[derive(Debug)]
+pub enum TaskEnd<T> {
+    /// A [`Task::List`].
+    List(Result<Authed<FileList>, Error>),
+    /// A [`Task::File`], by its id.
+    File(u64, Result<T, Error>),
+    /// A [`Task::Refresh`].
+    Refresh(Result<UserAccessToken, Error>),
+}
+
 /// What the driver must do next.
 #[derive(Debug)]
 pub enum ReadAllStep<T> {
@@ -458,6 +469,15 @@ impl<T> ReadAllFiles<T> {
             return ReadAllStep::Sleep(at.duration_since(now).unwrap_or_default());
         }
         ReadAllStep::Wait
+    }
+
+    /// Reports the end of any task (what a driver running tasks concurrently collects).
+    pub fn task_done(&mut self, end: TaskEnd<T>, now: SystemTime) {
+        match end {
+            TaskEnd::List(r) => self.list_done(r, now),
+            TaskEnd::File(id, r) => self.file_done(id, r),
+            TaskEnd::Refresh(r) => self.refresh_done(r),
+        }
     }
 
     /// Reports the end of a [`Task::List`].
