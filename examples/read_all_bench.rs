@@ -1,14 +1,15 @@
 //! Throughput and memory benchmark of `read_all_files` over loopback: an in-process
-//! sandbox serves COUNT generated files of SIZE bytes (encrypted and streamed), the
-//! blocking driver reads them all into byte-counting sinks, and the process's peak
-//! resident memory (client and server together) is printed.
+//! sandbox serves COUNT generated files of SIZE bytes (encrypted and streamed), a
+//! driver reads them all into byte-counting sinks, and the process's peak resident
+//! memory (client and server together) is printed.
 //!
 //! ```text
 //! cargo run --release -p digime-examples --bin read_all_bench -- 500 65536
 //! cargo run --release -p digime-examples --bin read_all_bench -- 10 67108864
 //! ```
 //!
-//! Optional third argument: downloads at once (default 4); fourth: `gzip` or `brotli`.
+//! Optional third argument: downloads at once (default 4); fourth: `none` (default),
+//! `gzip` or `brotli`; fifth: `blocking` (default) or `async`, the driver that reads.
 
 use digime_blocking::Client;
 use digime_protocol::{
@@ -27,6 +28,29 @@ fn peak_rss_kib() -> Option<u64> {
 /// Counts bytes, keeps none.
 struct Count<'a>(&'a AtomicU64);
 
+impl tokio::io::AsyncWrite for Count<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 impl std::io::Write for Count<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -43,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(65536);
     let concurrency: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
     let compression = args.next().unwrap_or_else(|| "none".into());
+    let driver = args.next().unwrap_or_else(|| "blocking".into());
     let sandbox = Sandbox::spawn(SandboxConfig {
         consent: ConsentMode::Auto,
         demo_data: false,
@@ -82,25 +107,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = AtomicU64::new(0);
     let mut files = 0u64;
     let start = Instant::now();
-    let summary = client.read_all_files_to(
-        &contract,
-        &token,
-        &session,
-        ReadAllOptions {
-            max_concurrency: concurrency,
-            ..Default::default()
-        },
-        |_: &FileHead| Ok(Count(&bytes)),
-        |e| match e {
-            ReadAllEvent::File(_) => files += 1,
-            ReadAllEvent::FileError { entry, error } => eprintln!("{}: {error}", entry.name),
-            _ => {}
-        },
-    )?;
+    let options = ReadAllOptions {
+        max_concurrency: concurrency,
+        ..Default::default()
+    };
+    let mut on_event = |e| match e {
+        ReadAllEvent::File(_) => files += 1,
+        ReadAllEvent::FileError { entry, error } => eprintln!("{}: {error}", entry.name),
+        _ => {}
+    };
+    let summary = match driver.as_str() {
+        "blocking" => client.read_all_files_to(
+            &contract,
+            &token,
+            &session,
+            options,
+            |_: &FileHead| Ok(Count(&bytes)),
+            &mut on_event,
+        )?,
+        "async" => {
+            let client = digime_async::Client::new(info.client_config());
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let bytes = &bytes;
+            runtime.block_on(client.read_all_files_to(
+                &contract,
+                &token,
+                &session,
+                options,
+                |_: &FileHead| async move { Ok(Count(bytes)) },
+                &mut on_event,
+            ))?
+        }
+        other => return Err(format!("no driver {other:?}: blocking or async").into()),
+    };
     let secs = start.elapsed().as_secs_f64();
     let total = bytes.load(Ordering::Relaxed);
     println!(
-        "read {files} files ({compression}) of {size} bytes, {concurrency} at once: {secs:.2} s, {:.0} files/s, {:.0} MiB/s; peak RSS before {} MiB, after {} MiB",
+        "{driver}: read {files} files ({compression}) of {size} bytes, {concurrency} at once: {secs:.2} s, {:.0} files/s, {:.0} MiB/s; peak RSS before {} MiB, after {} MiB",
         files as f64 / secs,
         total as f64 / (1 << 20) as f64 / secs,
         before / 1024,
