@@ -1,6 +1,6 @@
-//! The postbox era (docs/protocol.md, the postbox era): the establish-session call, the v1.5 OAuth calls
-//! with the flat token, postbox pushes of the three eras (E0 on `/v1.0/` and `/v1.4/`,
-//! E1 on `/v1.5/`, E2 on `/v1.7/`), the native app that consumes
+//! The postbox era (`docs/protocol.md`, "Postbox era"): the establish-session call, the
+//! v1.5 OAuth calls with the flat token, postbox pushes of the three eras (E0 on
+//! `/v1.0/` and `/v1.4/`, E1 on `/v1.5/`, E2 on `/v1.7/`), the native app that consumes
 //! `digime://postbox/create` links, and the import of pending postbox items.
 
 use crate::checks::{ApiFailure, check_redirect_uri, verify_bearer};

@@ -1,5 +1,5 @@
-//! The server's decoder of a postbox push (docs/protocol.md, the postbox era), exactly as the
-//! sandbox runs it on `permission-access/postbox/{postboxId}` of every era.
+//! The server's decoder of a postbox push (`docs/protocol.md`, "Postbox era"), exactly
+//! as the sandbox runs it on `permission-access/postbox/{postboxId}` of every era.
 //!
 //! A push carries a 32-byte AES key `K` wrapped with RSA-OAEP-SHA1 to the postbox's
 //! public key (`symmetrical_key` / `symmetricalKey`, standard base64), a 16-byte IV

@@ -1,6 +1,7 @@
-//! The postbox era of the sandbox (docs/protocol.md, the postbox era), exercised as a server: raw HTTP,
-//! request JWTs signed by hand, and a minimal client-side envelope written here
-//! (RSA-OAEP-SHA1 key wrap, AES-256-CBC/PKCS#7, multipart) — no SDK request builders.
+//! The postbox era of the sandbox (`docs/protocol.md`, "Postbox era"), exercised as a
+//! server: raw HTTP, request JWTs signed by hand, and a minimal client-side envelope
+//! written here (RSA-OAEP-SHA1 key wrap, AES-256-CBC/PKCS#7, multipart) — no SDK
+//! request builders.
 
 use base64::Engine;
 use digime_crypto::{CodeVerifier, PrivateKey, PublicKey, cbc, jws};
