@@ -27,8 +27,11 @@ impl ContractKind {
     }
 }
 
-/// A contract known to the sandbox.
+/// A contract known to the sandbox. Made by the sandbox only (from
+/// [`SandboxConfig`](crate::SandboxConfig)); its fields are public to read, and it is
+/// `#[non_exhaustive]`, so that fields can be added without breaking anyone.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RegisteredContract {
     /// Application id.
     pub app_id: String,
