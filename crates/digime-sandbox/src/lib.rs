@@ -96,6 +96,21 @@
 //!   `InvalidClient`. Another method → 405 `MethodNotAllowed` (in the standard error
 //!   shape, as on every API path).
 //!
+//! # Writing
+//!
+//! * `POST /v1.7/permission-access/import` (U bearer, a contract that may write; a read
+//!   contract gets 403 `InsufficientScope`), a `FileDescriptor` header (a JWS signed
+//!   with the same contract key whose payload is exactly `{"metadata": …}`, a file
+//!   descriptor; missing or bad → 406 `ValidationErrors`), the file as the body (either
+//!   framing, no size limit) → **201**, no body. Everything is checked before a byte of
+//!   the body is read; a refused import has its body read and dropped (up to 64 MiB)
+//!   before the answer. The body is streamed to a partial file, synced and renamed into
+//!   place; only then does the file join the library. A body that breaks off → 400
+//!   `ValidationErrors`. A failure of the sandbox's own disk (the partial file cannot
+//!   be created, written, synced or renamed, or the state cannot be saved) → **500
+//!   `InternalError`**, a server-side fault, not the client's; nothing is stored. Errors
+//!   of the bearer and the access token as for the read calls.
+//!
 //! # Writing in the postbox era
 //!
 //! Three API versions share the one state (users, contracts, tokens, sessions,
