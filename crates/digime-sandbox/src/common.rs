@@ -64,6 +64,20 @@ pub(crate) fn postbox_not_found(id: &str) -> ApiFailure {
     )
 }
 
+/// A user the control API does not know.
+pub(crate) fn unknown_user() -> ApiFailure {
+    ApiFailure::new(404, "NotFound", "No such user")
+}
+
+/// A body over `max` bytes.
+pub(crate) fn too_large(max: u64) -> ApiFailure {
+    ApiFailure::new(
+        413,
+        "PayloadTooLarge",
+        format!("The request body is larger than {max} bytes"),
+    )
+}
+
 /// The answer to a path the API does not have.
 pub(crate) async fn not_found() -> Response {
     ApiFailure::new(404, "NotFound", "The requested resource was not found").into_response()
@@ -85,11 +99,7 @@ pub(crate) async fn method_not_allowed() -> Response {
 /// A JSON object body (at most 256 KiB).
 pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
     if bytes.len() > MAX_JSON_BODY {
-        return Err(ApiFailure::new(
-            413,
-            "PayloadTooLarge",
-            "The request body is too large",
-        ));
+        return Err(too_large(MAX_JSON_BODY as u64));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
@@ -375,15 +385,6 @@ async fn write_partial(
     file.write_all(&plain).await.map_err(disk)?;
     file.sync_all().await.map_err(disk)?;
     Ok((size, hex(&hasher.finalize()), descriptor))
-}
-
-/// A body over `max` bytes.
-pub(crate) fn too_large(max: u64) -> ApiFailure {
-    ApiFailure::new(
-        413,
-        "PayloadTooLarge",
-        format!("The request body is larger than {max} bytes"),
-    )
 }
 
 // ---------------------------------------------------------------------------

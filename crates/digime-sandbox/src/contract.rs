@@ -5,7 +5,6 @@ use crate::checks::verify_bearer;
 use crate::common::ApiResult;
 use crate::state::RegisteredContract;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
@@ -20,8 +19,8 @@ pub(crate) fn routes() -> Router<Shared> {
 
 /// `GET permission-access/contract`, a client-only bearer (`client_id`, `nonce`,
 /// `timestamp`; other claims are ignored, as on every call) → 200, the details of the
-/// contract that signed it. `_body`: read so that the connection stays usable.
-async fn contract(State(shared): State<Shared>, headers: HeaderMap, _body: Bytes) -> ApiResult {
+/// contract that signed it. A body, if any, was read by the router (bodiless methods).
+async fn contract(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     Ok(axum::Json(details(&v.contract)).into_response())
 }

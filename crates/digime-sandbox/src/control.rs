@@ -3,7 +3,7 @@
 //! no authentication. Shapes are documented in the crate docs.
 
 use crate::checks::ApiFailure;
-use crate::common::hex;
+use crate::common::{hex, unknown_user};
 use crate::demo::{DemoLibrary, Generator, seed_of};
 use crate::serve::{Plain, plain_body};
 use crate::state::{
@@ -81,10 +81,6 @@ async fn users(State(shared): State<Shared>) -> Response {
         .collect();
     users.sort_by_key(|u| u["created"].as_u64());
     axum::Json(json!({ "users": users })).into_response()
-}
-
-fn unknown_user() -> ApiFailure {
-    ApiFailure::new(404, "NotFound", "No such user")
 }
 
 fn bad_request(detail: &str) -> ApiFailure {

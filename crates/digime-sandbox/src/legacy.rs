@@ -8,7 +8,7 @@ use crate::common::{
     ApiResult, CODE_TTL_MS, DRAIN_LIMIT, Destination, EXPIRED_SESSION_MEMORY_MS, Owner,
     POSTBOX_ITEM_TTL_S, SESSION_TTL_MS, Upload, drain, internal, internal_msg, json_body, jwks,
     new_postbox, postbox_key, postbox_not_found, server_token_at, session_expired,
-    session_not_found, store_upload, too_large,
+    session_not_found, store_upload, too_large, unknown_user,
 };
 use crate::postbox::{MultipartFile, PostboxDecoder};
 use crate::state::{
@@ -273,9 +273,6 @@ async fn token_v15(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
 }
 
 // ---------------------------------------------------------------------------
-// Postboxes.
-
-// ---------------------------------------------------------------------------
 // The native app: `digime://postbox/create?…`.
 
 /// What a postbox-creation link asks for.
@@ -338,7 +335,7 @@ fn check_link(
     now: u64,
 ) -> Result<(String, Option<LegacyPreAuth>), ApiFailure> {
     if !st.users.contains_key(&link.user) {
-        return Err(ApiFailure::new(404, "NotFound", "No such user"));
+        return Err(unknown_user());
     }
     let session = st
         .sessions
@@ -677,7 +674,7 @@ async fn postbox_import(
     {
         let mut st = shared.lock();
         if !st.users.contains_key(&user) {
-            return Err(ApiFailure::new(404, "NotFound", "No such user"));
+            return Err(unknown_user());
         }
         let mut boxes: Vec<(u64, String)> = st
             .postboxes
@@ -722,7 +719,7 @@ async fn postbox_import(
 async fn postboxes(State(shared): State<Shared>, Path(user): Path<String>) -> ApiResult {
     let st = shared.lock();
     if !st.users.contains_key(&user) {
-        return Err(ApiFailure::new(404, "NotFound", "No such user"));
+        return Err(unknown_user());
     }
     let mut list: Vec<&PostboxRecord> = st
         .postboxes

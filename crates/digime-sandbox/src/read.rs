@@ -494,7 +494,11 @@ pub(crate) async fn file(
         damage,
     )
     .await
-    .map_err(internal)?;
+    .map_err(|e| {
+        internal_msg(&format!(
+            "the file could not be read, compressed or encrypted: {e}"
+        ))
+    })?;
     Ok((StatusCode::OK, out, body).into_response())
 }
 
