@@ -5,7 +5,7 @@
 use crate::checks::ApiFailure;
 use crate::state::{LibraryFile, PendingItem, Persisted, PostboxKind, PostboxRecord};
 use crate::{Shared, now_ms, random_id};
-use axum::body::{Body, BodyDataStream};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -78,13 +78,17 @@ pub(crate) fn too_large(max: u64) -> ApiFailure {
     )
 }
 
-/// The answer to a path the API does not have.
-pub(crate) async fn not_found() -> Response {
+/// The answer to a path the server does not have. The body is drained first (up to
+/// [`DRAIN_LIMIT`]), so that the client reads the answer and keeps its connection.
+pub(crate) async fn not_found(body: Body) -> Response {
+    drain(body, DRAIN_LIMIT).await;
     ApiFailure::new(404, "NotFound", "The requested resource was not found").into_response()
 }
 
-/// The answer to a known path called with a method it does not take.
-pub(crate) async fn method_not_allowed() -> Response {
+/// The answer to a known path called with a method it does not take; the body is
+/// drained first, as for [`not_found`].
+pub(crate) async fn method_not_allowed(body: Body) -> Response {
+    drain(body, DRAIN_LIMIT).await;
     ApiFailure::new(
         405,
         "MethodNotAllowed",
@@ -111,6 +115,26 @@ pub(crate) fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
 /// writing its body can read the error instead of hitting a closed connection.
 pub(crate) async fn drain(body: Body, limit: u64) {
     drain_stream(&mut body.into_data_stream(), limit).await;
+}
+
+/// The whole of a body of at most `limit` bytes. A longer one is drained (up to
+/// [`DRAIN_LIMIT`]) and refused with 413 `PayloadTooLarge`, so that the client reads
+/// the answer instead of a reset; one that breaks off or is badly framed (a malformed
+/// chunk) → 400 `ValidationErrors`.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiFailure> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiFailure::bad_params(&format!("the request body did not complete: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            drain_stream(&mut stream, DRAIN_LIMIT).await;
+            return Err(too_large(limit as u64));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// [`drain`] for a body whose stream was already taken.

@@ -94,7 +94,7 @@
 //!   signature too) → 406 `ValidationErrors`, a reused nonce or a timestamp more than
 //!   five minutes off → 406 `InvalidRequest`, an unknown `client_id` → 400
 //!   `InvalidClient`. Another method → 405 `MethodNotAllowed` (in the standard error
-//!   shape, as on every API path).
+//!   shape, as on every path).
 //!
 //! # Writing
 //!
@@ -110,6 +110,21 @@
 //!   be created, written, synced or renamed, or the state cannot be saved) → **500
 //!   `InternalError`**, a server-side fault, not the client's; nothing is stored. Errors
 //!   of the bearer and the access token as for the read calls.
+//!
+//! # Every request
+//!
+//! * Errors are in the standard shape `{"error":{"code","message","reference"}}` with
+//!   `X-Error-Code`, `X-Error-Message` and `X-Error-Reference` headers, on the control
+//!   API too: an unknown path → 404 `NotFound`, a known path with another method →
+//!   405 `MethodNotAllowed`. Their request bodies are read and dropped (up to 64 MiB)
+//!   before the answer, so the connection stays usable.
+//! * A `GET`, `HEAD`, `DELETE` or `OPTIONS` request may carry a body of at most
+//!   **64 KiB**, read before the handler runs and otherwise ignored; a longer one → 413
+//!   `PayloadTooLarge` (the rest is read and dropped, up to 64 MiB, so the client reads
+//!   the answer), a broken or badly framed one (a malformed chunk) → 400
+//!   `ValidationErrors`.
+//! * `GET /_sandbox/requests` lists every request outside `/_sandbox/`, those refused
+//!   before reaching an endpoint too.
 //!
 //! # Writing in the postbox era
 //!

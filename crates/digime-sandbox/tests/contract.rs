@@ -282,18 +282,72 @@ fn extra_claims_are_ignored() {
     assert_eq!(r.json()["id"], DEMO_READ_CONTRACT);
 }
 
+/// Reads one HTTP/1.1 response with a `content-length` body.
+fn read_response(r: &mut impl std::io::BufRead) -> std::io::Result<Reply> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let Some((k, v)) = line.split_once(':') else {
+            break;
+        };
+        headers.append(
+            http::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v.trim()).unwrap(),
+        );
+    }
+    let length = headers
+        .get("content-length")
+        .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body)?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
 #[test]
 fn another_method_gets_405_in_the_error_shape() {
+    use std::io::Write;
     let env = env();
     let bearer = sign(&env.write_key, &claims(&client(DEMO_WRITE_CONTRACT)));
-    let r = reply(
-        env.http
-            .post(&env.url())
-            .header("authorization", &bearer)
-            .content_type("application/json")
-            .send("{}"),
-    );
-    r.error(405, "MethodNotAllowed");
+    // One raw connection, so that a connection closed by the 405 shows (an HTTP client
+    // would reconnect silently).
+    let addr = env
+        .sandbox
+        .info()
+        .api
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1.7/")
+        .to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let path = "/v1.7/permission-access/contract";
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {bearer}\r\n\
+         content-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+    )
+    .unwrap();
+    read_response(&mut reader)
+        .unwrap()
+        .error(405, "MethodNotAllowed");
     // The connection is still good, and the nonce was not spent by the refused call.
-    assert_eq!(env.get(Some(&bearer)).status, 200);
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {bearer}\r\n\r\n"
+    )
+    .unwrap();
+    let r = read_response(&mut reader).expect("the connection is still open");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["id"], DEMO_WRITE_CONTRACT);
 }

@@ -1157,8 +1157,8 @@ fn control_api_validates_its_input() {
     assert_eq!(a["user"], b["user"]);
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` body: `(status, body)`.
-fn read_response(r: &mut impl std::io::BufRead) -> std::io::Result<(u16, Vec<u8>)> {
+/// Reads one HTTP/1.1 response with a `content-length` body.
+fn read_response(r: &mut impl std::io::BufRead) -> std::io::Result<Reply> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -1168,28 +1168,40 @@ fn read_response(r: &mut impl std::io::BufRead) -> std::io::Result<(u16, Vec<u8>
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut length = 0;
+    let mut headers = http::HeaderMap::new();
     loop {
         line.clear();
         r.read_line(&mut line)?;
         if line.trim().is_empty() {
             break;
         }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = line.split_once(':') {
+            headers.append(
+                http::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v.trim()).unwrap(),
+            );
         }
     }
+    let length = headers
+        .get("content-length")
+        .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
     let mut body = vec![0u8; length];
     r.read_exact(&mut body)?;
-    Ok((status, body))
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
-#[test]
-fn posts_with_an_unread_empty_chunked_body_keep_the_connection_usable() {
-    use std::io::Write;
-    let env = env();
+/// A raw keep-alive connection to the sandbox: `(writer, reader, host)`.
+fn raw_connection(
+    env: &Env,
+) -> (
+    std::net::TcpStream,
+    std::io::BufReader<std::net::TcpStream>,
+    String,
+) {
     let addr = env
         .sandbox
         .info()
@@ -1197,10 +1209,37 @@ fn posts_with_an_unread_empty_chunked_body_keep_the_connection_usable() {
         .trim_start_matches("http://")
         .trim_end_matches("/v1.7/")
         .to_owned();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    let conn = std::net::TcpStream::connect(&addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    (conn, reader, addr)
+}
+
+/// Checks the standard error shape (body and `X-Error-*` headers).
+fn assert_standard_error(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    let e = v["error"].as_object().expect("an error object");
+    assert_eq!(e.len(), 3, "{v}");
+    assert_eq!(e["code"], code, "{v}");
+    assert_eq!(e["reference"].as_str().unwrap().len(), 32, "{v}");
+    assert_eq!(r.header("x-error-code").as_deref(), Some(code));
+    assert_eq!(
+        r.header("x-error-message").as_deref(),
+        e["message"].as_str()
+    );
+    assert_eq!(
+        r.header("x-error-reference").as_deref(),
+        e["reference"].as_str()
+    );
+}
+
+#[test]
+fn posts_with_an_unread_empty_chunked_body_keep_the_connection_usable() {
+    use std::io::Write;
+    let env = env();
+    let (mut conn, mut reader, addr) = raw_connection(&env);
     // Bodyless calls sent with an empty chunked body (as ureq's send_empty does), then
     // another request on the same connection.
     for (path, expected) in [
@@ -1218,9 +1257,140 @@ fn posts_with_an_unread_empty_chunked_body_keep_the_connection_usable() {
         conn.flush().unwrap();
         std::thread::sleep(Duration::from_millis(100));
         conn.write_all(b"0\r\n\r\n").unwrap();
-        assert_eq!(read_response(&mut reader).unwrap().0, expected, "{path}");
+        assert_eq!(
+            read_response(&mut reader).unwrap().status,
+            expected,
+            "{path}"
+        );
         write!(conn, "GET /_sandbox/info HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
-        let (status, body) = read_response(&mut reader).expect("the connection is still open");
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let r = read_response(&mut reader).expect("the connection is still open");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+}
+
+#[test]
+fn a_get_with_a_chunked_body_keeps_the_connection_usable() {
+    use std::io::Write;
+    let env = env();
+    let (mut conn, mut reader, addr) = raw_connection(&env);
+    for path in ["/v1.7/jwks/oauth", "/_sandbox/info"] {
+        // The body comes in two chunks, the second after a pause, as from a client that
+        // streams it.
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n"
+        )
+        .unwrap();
+        conn.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        conn.write_all(b"6\r\n world\r\n0\r\n\r\n").unwrap();
+        let r = read_response(&mut reader).unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        write!(conn, "GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+        let r = read_response(&mut reader).expect("the connection is still open");
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
+#[test]
+fn a_get_with_a_body_over_64_kib_is_413_and_the_client_reads_it() {
+    use std::io::Write;
+    let env = env();
+    let (mut conn, mut reader, addr) = raw_connection(&env);
+    // 1 MiB: far more than the server reads before deciding, so an answer sent without
+    // draining would meet unread data and reset the connection.
+    let body = vec![b'x'; 1 << 20];
+    write!(
+        conn,
+        "GET /v1.7/jwks/oauth HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let sent = std::thread::spawn(move || writer.write_all(&body));
+    let r = read_response(&mut reader).expect("the 413 is read, not reset");
+    sent.join().unwrap().expect("the whole body was taken");
+    assert_standard_error(&r, 413, "PayloadTooLarge");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "The request body is larger than 65536 bytes"
+    );
+    // The body was drained, so the connection goes on.
+    write!(
+        conn,
+        "GET /v1.7/jwks/oauth HTTP/1.1\r\nhost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let r = read_response(&mut reader).expect("the connection is still open");
+    assert_eq!(r.status, 200);
+    // The refusal is in the request log, as every API request.
+    let log = env.control_get("requests");
+    let entries = log["requests"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["path"] == "/v1.7/jwks/oauth" && e["status"] == 413),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_get_with_a_malformed_chunked_body_is_400_in_the_standard_shape() {
+    use std::io::Write;
+    let env = env();
+    let (mut conn, mut reader, addr) = raw_connection(&env);
+    write!(
+        conn,
+        "GET /v1.7/jwks/oauth HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\n\
+         zz\r\nhello\r\n0\r\n\r\n"
+    )
+    .unwrap();
+    let r = read_response(&mut reader).unwrap();
+    assert_standard_error(&r, 400, "ValidationErrors");
+}
+
+#[test]
+fn unknown_paths_and_methods_answer_in_the_standard_shape_after_reading_the_body() {
+    use std::io::Write;
+    let env = env();
+    let (mut conn, mut reader, addr) = raw_connection(&env);
+    for (method, path, status, code) in [
+        (
+            "PATCH",
+            "/v1.7/permission-access/trigger",
+            405,
+            "MethodNotAllowed",
+        ),
+        ("PUT", "/v1.7/oauth/token", 405, "MethodNotAllowed"),
+        ("POST", "/_sandbox/info", 405, "MethodNotAllowed"),
+        ("PUT", "/_sandbox/reset", 405, "MethodNotAllowed"),
+        ("POST", "/v1.7/nothing/here", 404, "NotFound"),
+        ("POST", "/_sandbox/nothing", 404, "NotFound"),
+    ] {
+        // A body the handler never reads: it is drained, and the connection goes on.
+        let body = vec![b'x'; 100_000];
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        conn.write_all(&body).unwrap();
+        let r = read_response(&mut reader).unwrap();
+        assert_standard_error(&r, status, code);
+        write!(conn, "GET /_sandbox/info HTTP/1.1\r\nhost: {addr}\r\n\r\n").unwrap();
+        let r = read_response(&mut reader).expect("the connection is still open");
+        assert_eq!(r.status, 200, "after {method} {path}");
     }
 }
