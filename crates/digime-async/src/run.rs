@@ -11,8 +11,8 @@ use digime_protocol::upload::UploadPump;
 use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
 use digime_protocol::{Contract, Error, FileData, FileHead, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
@@ -20,6 +20,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, As
 /// Size of the chunks of an upload: each is read from the caller's reader into a
 /// buffer that becomes the chunk without a copy.
 const UPLOAD_CHUNK: usize = 1024 * 1024;
+/// Size of the pieces of a chunk handed to the connection (without a copy): each one
+/// taken is progress for the idle timeout.
+const SEND_SLICE: usize = 64 * 1024;
 
 /// An upload body: anything async-readable that can be rewound for a retry.
 pub trait Upload: AsyncRead + AsyncSeek + Send + Unpin + 'static {}
@@ -253,6 +256,7 @@ impl Client {
                     generation,
                     pump,
                     buf: BytesMut::new(),
+                    pending: Bytes::new(),
                     failure: failure.clone(),
                     progress: progress.clone(),
                 }))
@@ -267,7 +271,8 @@ impl Client {
             let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
             tokio::select! {
                 r = &mut execute => break r,
-                _ = tokio::time::sleep_until((last + self.idle_timeout).into()) => {
+                // An idle timeout too long to count (`Duration::MAX`) never fires.
+                _ = sleep_until(last.checked_add(self.idle_timeout)) => {
                     let last = *progress.lock().unwrap_or_else(|p| p.into_inner());
                     if last.elapsed() >= self.idle_timeout {
                         return Err(self.stalled());
@@ -317,20 +322,25 @@ impl Client {
         W: AsyncWrite + Unpin + Send,
         Fut: Future<Output = std::io::Result<W>> + Send,
     {
-        type Running<'a, T> =
-            FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = TaskEnd<T>> + Send + 'a>>>;
         let value = &value;
-        let mut tasks: Running<'_, T> = FuturesUnordered::new();
-        let handle = |all: &mut ReadAllFiles<T>, end| all.task_done(end, SystemTime::now());
+        let mut tasks: FuturesUnordered<Guarded<'_, T>> = FuturesUnordered::new();
+        // `None`: a task that panicked (in the caller's `open`, say).
+        let handle = |all: &mut ReadAllFiles<T>, end: Option<TaskEnd<T>>| match end {
+            Some(end) => {
+                all.task_done(end, SystemTime::now());
+                Ok(())
+            }
+            None => Err(lost("a task panicked")),
+        };
         loop {
             match all.poll(SystemTime::now()) {
-                ReadAllStep::Run(Task::List(t)) => tasks.push(Box::pin(async move {
+                ReadAllStep::Run(Task::List(t)) => tasks.push(guarded(async move {
                     TaskEnd::List(self.run(t.into_flow()).await)
                 })),
-                ReadAllStep::Run(Task::Refresh(t)) => tasks.push(Box::pin(async move {
+                ReadAllStep::Run(Task::Refresh(t)) => tasks.push(guarded(async move {
                     TaskEnd::Refresh(self.run(t.into_flow()).await)
                 })),
-                ReadAllStep::Run(Task::File(t)) => tasks.push(Box::pin(async move {
+                ReadAllStep::Run(Task::File(t)) => tasks.push(guarded(async move {
                     let (id, flow) = (t.id, t.into_flow(output));
                     let mut sink = Lazy {
                         open,
@@ -348,13 +358,13 @@ impl Client {
                         tokio::time::sleep(d).await;
                     } else {
                         tokio::select! {
-                            Some(ended) = tasks.next() => handle(&mut all, ended),
+                            Some(ended) = tasks.next() => handle(&mut all, ended)?,
                             _ = tokio::time::sleep(d) => {}
                         }
                     }
                 }
                 ReadAllStep::Wait => match tasks.next().await {
-                    Some(ended) => handle(&mut all, ended),
+                    Some(ended) => handle(&mut all, ended)?,
                     None => return Err(lost("waiting with no task running")),
                 },
                 ReadAllStep::Event(event) => {
@@ -366,6 +376,25 @@ impl Client {
                 ReadAllStep::Done(result) => return result,
             }
         }
+    }
+}
+
+/// A read-all task, whose panic is caught and reported as `None`.
+type Guarded<'a, T> = std::pin::Pin<Box<dyn Future<Output = Option<TaskEnd<T>>> + Send + 'a>>;
+
+fn guarded<'a, T: 'a>(task: impl Future<Output = TaskEnd<T>> + Send + 'a) -> Guarded<'a, T> {
+    Box::pin(
+        std::panic::AssertUnwindSafe(task)
+            .catch_unwind()
+            .map(Result::ok),
+    )
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -383,6 +412,8 @@ struct UploadState {
     generation: u64,
     pump: UploadPump,
     buf: BytesMut,
+    /// Body bytes read or encoded and not yet handed to the connection.
+    pending: Bytes,
     /// A failure of the caller's reader or of the encoder, reported as such rather
     /// than as a network failure.
     failure: Arc<Mutex<Option<String>>>,
@@ -417,30 +448,35 @@ impl UploadState {
         Ok(self.buf.split().freeze())
     }
 
-    /// The next chunk of the body, or `None` at its end.
+    /// The next chunk of the body, or `None` at its end. Chunks are at most
+    /// `SEND_SLICE` long, and the time is noted as each is taken, so that progress is
+    /// seen while a large read goes out.
     async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
         loop {
+            *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(SEND_SLICE);
+                return Some(Ok(self.pending.split_to(n)));
+            }
             if self.pump.is_done() {
                 return None;
             }
-            *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             let chunk = match self.read().await {
                 Ok(chunk) => chunk,
                 Err(e) => return Some(Err(e)),
             };
             if self.pump.is_identity() {
-                return Some(match self.pump.plain(chunk.len()) {
-                    Ok(()) => Ok(chunk),
-                    Err(e) => Err(self.fail(&e)),
-                });
+                if let Err(e) = self.pump.plain(chunk.len()) {
+                    return Some(Err(self.fail(&e)));
+                }
+                self.pending = chunk;
+                continue;
             }
             let mut out = Vec::with_capacity(chunk.len() + 1024);
             if let Err(e) = self.pump.feed(&chunk, &mut out) {
                 return Some(Err(self.fail(&e)));
             }
-            if !out.is_empty() {
-                return Some(Ok(Bytes::from(out)));
-            }
+            self.pending = Bytes::from(out);
         }
     }
 }
@@ -483,5 +519,6 @@ fn transport_error(e: reqwest::Error) -> TransportError {
     } else {
         TransportErrorKind::Other
     };
-    TransportError::new(kind, e.to_string())
+    // Without the URL: its path can hold a session key.
+    TransportError::new(kind, e.without_url().to_string())
 }

@@ -436,3 +436,25 @@ async fn unknown_and_expired_sessions_are_clear_errors() {
         .unwrap_err();
     assert_eq!(e.api().unwrap().code.as_str(), "SessionExpired");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_callers_open_fails_the_run_instead_of_escaping_it() {
+    let env = env().await;
+    let token = env.authorize(&env.read, AuthorizeOptions::default()).await;
+    let session = env.session(&token).await;
+    let result = env
+        .client
+        .read_all_files_to(
+            &env.read,
+            &token,
+            &session,
+            fast(),
+            |_| async { panic!("the caller's open panics") as std::io::Result<tokio::io::Sink> },
+            |_| {},
+        )
+        .await;
+    assert!(
+        matches!(result, Err(digime_protocol::Error::Misuse(_))),
+        "{result:?}"
+    );
+}

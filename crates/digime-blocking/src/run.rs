@@ -231,10 +231,14 @@ impl Client {
             }
             None => Err(lost("a task panicked or is unknown to this driver")),
         };
+        // Tasks started and not yet reported: waiting with none would wait forever (the
+        // coordinator keeps a sender, so the channel never closes).
+        let mut running = 0usize;
         std::thread::scope(|scope| {
             loop {
                 match all.poll(SystemTime::now()) {
                     ReadAllStep::Run(task) => {
+                        running += 1;
                         let tx = tx.clone();
                         scope.spawn(move || {
                             // Whatever happens on this thread (a panic in the caller's
@@ -262,11 +266,18 @@ impl Client {
                     }
                     ReadAllStep::Sleep(d) => {
                         if let Ok(ended) = rx.recv_timeout(d) {
+                            running -= 1;
                             handle(&mut all, ended)?;
                         }
                     }
+                    ReadAllStep::Wait if running == 0 => {
+                        return Err(lost("waiting with no task running"));
+                    }
                     ReadAllStep::Wait => match rx.recv() {
-                        Ok(ended) => handle(&mut all, ended)?,
+                        Ok(ended) => {
+                            running -= 1;
+                            handle(&mut all, ended)?;
+                        }
                         Err(_) => return Err(lost("a task ended without reporting")),
                     },
                     ReadAllStep::Event(event) => {
@@ -331,18 +342,24 @@ impl<'a, 'b> UploadBody<'a, 'b> {
         std::io::Error::other(e.to_string())
     }
 
-    /// Reads at most `want` bytes of the caller's reader into `buf` (an interrupted
-    /// read is simply read again by the caller).
+    /// Reads at most `buf.len()` bytes of the caller's reader, reading again after an
+    /// interrupted read (ureq would take it for a failure).
     fn source(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.reader.read(buf) {
-            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Err(self.fail(&e)),
-            r => r,
+        loop {
+            match self.reader.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(&e)),
+                Ok(n) => return Ok(n),
+            }
         }
     }
 }
 
 impl Read for UploadBody<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         if self.pump.is_identity() {
             // Straight from the caller's reader into the HTTP library's buffer.
             let want = self.pump.want(buf.len());
@@ -377,11 +394,8 @@ impl Read for UploadBody<'_, '_> {
             };
             let fed = read.map(|n| self.pump.feed(&chunk[..n], &mut self.out));
             self.chunk = chunk;
-            match fed {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(self.fail(&e)),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            if let Err(e) = fed? {
+                return Err(self.fail(&e));
             }
         }
     }

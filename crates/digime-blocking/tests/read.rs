@@ -577,3 +577,22 @@ fn a_write_only_contract_cannot_open_a_read_session() {
     assert_eq!(e.api().unwrap().status, 403);
     assert_eq!(e.api().unwrap().code.as_str(), "InsufficientScope");
 }
+
+#[test]
+fn a_panic_in_the_callers_open_fails_the_run_instead_of_hanging_it() {
+    let env = env();
+    let token = env.authorize(&env.read, AuthorizeOptions::default());
+    let session = env.session(&token);
+    let result = env.client.read_all_files_to(
+        &env.read,
+        &token,
+        &session,
+        fast(),
+        |_| -> std::io::Result<std::io::Sink> { panic!("the caller's open panics") },
+        |_| {},
+    );
+    assert!(
+        matches!(result, Err(digime_protocol::Error::Misuse(_))),
+        "{result:?}"
+    );
+}

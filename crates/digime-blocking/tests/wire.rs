@@ -126,3 +126,55 @@ fn a_body_shorter_than_its_length_is_a_body_source_error() {
         "{err:?}"
     );
 }
+
+/// A reader that is interrupted before every read and then gives at most 1,000 bytes.
+struct Jittery(std::io::Cursor<Vec<u8>>, bool);
+impl std::io::Read for Jittery {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.1 = !self.1;
+        if self.1 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let n = buf.len().min(1000);
+        self.0.read(&mut buf[..n])
+    }
+}
+impl std::io::Seek for Jittery {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.0.seek(to)
+    }
+}
+
+#[test]
+fn interrupted_and_short_reads_of_the_body_are_read_again() {
+    let s = PendingPush::new();
+    let (base, server) = serve(vec![(201, String::new())]);
+    let client = Client::new(config(&base));
+    let body = Jittery(std::io::Cursor::new(s.data.clone()), false);
+    client
+        .push_to_library(
+            &s.contract,
+            &digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
+            &FileDescriptor::new("text/plain"),
+            body,
+        )
+        .unwrap();
+    let got = server.join().unwrap();
+    assert_eq!(got[0].body, s.data);
+
+    // The same through a transformed (postbox) upload.
+    let (base, server) = serve(vec![s.responses[2].clone()]);
+    let client = Client::new(config(&base));
+    let auth = PostboxAuth::TokenJwt {
+        contract: s.contract.clone(),
+        token: digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
+    };
+    let body = Jittery(std::io::Cursor::new(s.data.clone()), false);
+    let pushed = client
+        .legacy()
+        .push_to_postbox(&s.postbox, auth, "f.bin", &FileDescriptor::new("a/b"), body)
+        .unwrap();
+    assert_eq!(pushed.value.status, PostboxStatus::Delivered);
+    let got = server.join().unwrap();
+    assert_eq!(got[0].open_push(&s.postbox_key), s.data);
+}

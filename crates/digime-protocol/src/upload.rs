@@ -90,6 +90,7 @@ impl Upload {
             encoder: Some(self.encoder()?),
             content_length: self.body_len(source_len),
             left: source_len,
+            emitted: 0,
         })
     }
 
@@ -177,6 +178,9 @@ pub struct UploadPump {
     content_length: u64,
     /// Bytes of the caller's reader still to read.
     left: u64,
+    /// Body bytes produced so far; never more than `content_length`, and exactly it
+    /// once the body is complete.
+    emitted: u64,
 }
 
 impl UploadPump {
@@ -206,31 +210,50 @@ impl UploadPump {
     /// Reports `n` bytes read, after asking for [`UploadPump::want`] bytes, that go
     /// out as they are. A read of 0 bytes while bytes are still owed is an error.
     pub fn plain(&mut self, n: usize) -> Result<(), Error> {
-        self.take(n, true)
+        self.take(n, true)?;
+        self.emit(n as u64)
     }
 
     /// Reports the bytes just read (empty once [`UploadPump::want`] is 0, or when the
     /// reader ended) and appends to `out` the body bytes they make; the last call
-    /// appends the end of the body.
+    /// appends the end of the body. A body that would not be exactly
+    /// [`UploadPump::content_length`] bytes long is an error (a transform that breaks
+    /// its own length).
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         self.take(chunk.len(), !chunk.is_empty() || self.left > 0)?;
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Ok(());
+        let before = out.len();
+        let result = match self.encoder.as_mut() {
+            None => Ok(()),
+            Some(_) if chunk.is_empty() => self.encoder.take().map_or(Ok(()), |e| e.finish(out)),
+            Some(encoder) => encoder.encode(chunk, out),
         };
-        if chunk.is_empty() {
-            return self.encoder.take().map_or(Ok(()), |e| e.finish(out));
+        result?;
+        self.emit((out.len() - before) as u64)?;
+        if self.encoder.is_none() && self.emitted != self.content_length {
+            return Err(body_source(format!(
+                "the upload's transform made {} bytes of a body of {}",
+                self.emitted, self.content_length
+            )));
         }
-        encoder.encode(chunk, out)
+        Ok(())
+    }
+
+    fn emit(&mut self, n: u64) -> Result<(), Error> {
+        self.emitted += n;
+        if self.emitted > self.content_length {
+            return Err(body_source(format!(
+                "the upload's transform made more than the {} bytes of its length",
+                self.content_length
+            )));
+        }
+        Ok(())
     }
 
     fn take(&mut self, n: usize, owed: bool) -> Result<(), Error> {
         if n == 0 && owed && self.left > 0 {
-            return Err(Error::Transport(crate::error::TransportError::new(
-                crate::error::TransportErrorKind::BodySource,
-                format!(
-                    "the body ended {} bytes short of the length its seek reported",
-                    self.left
-                ),
+            return Err(body_source(format!(
+                "the body ended {} bytes short of the length its seek reported",
+                self.left
             )));
         }
         if n as u64 > self.left {
@@ -241,6 +264,13 @@ impl UploadPump {
         self.left -= n as u64;
         Ok(())
     }
+}
+
+fn body_source(message: String) -> Error {
+    Error::Transport(crate::error::TransportError::new(
+        crate::error::TransportErrorKind::BodySource,
+        message,
+    ))
 }
 
 #[cfg(test)]
@@ -350,6 +380,31 @@ mod tests {
         assert!(pump(&Upload::plain(), b"", 0, 8).unwrap().is_empty());
         let mut p = Upload::plain().pump(2).unwrap();
         assert!(matches!(p.plain(3), Err(Error::Misuse(_))));
+    }
+
+    /// Claims one byte more (or less) than it makes.
+    struct Liar(i64);
+
+    impl UploadTransform for Liar {
+        fn body_len(&self, n: u64) -> u64 {
+            (n as i64 + 2 + self.0) as u64
+        }
+        fn encoder(&self) -> Result<Box<dyn TransformEncoder>, Error> {
+            Ok(Box::new(FramedEncoder { started: false }))
+        }
+    }
+
+    #[test]
+    fn a_transform_that_breaks_its_own_length_fails_the_send() {
+        for (lie, what) in [
+            (1, "made 13 bytes of a body of 14"),
+            (-1, "more than the 12"),
+        ] {
+            match pump(&Upload::transformed(Liar(lie)), b"hello world", 11, 4) {
+                Err(Error::Transport(t)) => assert!(t.to_string().contains(what), "{t}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
