@@ -499,17 +499,30 @@ fn transport_error(e: reqwest::Error) -> TransportError {
     // An I/O failure underneath is classified by the core's table, as in the blocking
     // driver; hyper's own "connection closed before the message completed" carries no
     // I/O error and is a reset.
-    let mut source = std::error::Error::source(&e);
+    let e = e.without_url(); // its path can hold a session key
+    let mut message = e.to_string();
     let mut io_kind = None;
+    let mut source = std::error::Error::source(&e);
     while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            io_kind = Some(io.kind());
-            break;
+        message = format!("{message}: {err}");
+        if let Some(mut io) = err.downcast_ref::<std::io::Error>() {
+            // The innermost I/O error says what happened (rustls wraps its own).
+            while let Some(inner) = io
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<std::io::Error>())
+            {
+                io = inner;
+            }
+            io_kind.get_or_insert(io.kind());
         }
         source = err.source();
     }
     let kind = if e.is_timeout() {
         TransportErrorKind::Timeout
+    } else if e.is_connect() && io_kind == Some(std::io::ErrorKind::InvalidData) {
+        // A TLS handshake with a peer that does not speak TLS, or a bad certificate:
+        // not a connection failure worth retrying (the blocking driver agrees).
+        TransportErrorKind::Other
     } else if e.is_connect() {
         TransportErrorKind::Connect
     } else if let Some(kind) = io_kind {
@@ -519,6 +532,5 @@ fn transport_error(e: reqwest::Error) -> TransportError {
     } else {
         TransportErrorKind::Other
     };
-    // Without the URL: its path can hold a session key.
-    TransportError::new(kind, e.without_url().to_string())
+    TransportError::new(kind, message)
 }

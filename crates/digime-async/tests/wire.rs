@@ -150,3 +150,28 @@ async fn a_body_shorter_than_its_length_is_a_body_source_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_tls_peer_that_speaks_garbage_is_a_transport_error() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}/v1.7/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 64];
+        let _ = stream.read(&mut hello).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\nnot tls at all")
+            .await;
+    });
+    let client = Client::new(config(&base));
+    let err = client
+        .contract_details(&digime_testkit::fixtures::contract("c"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::Other),
+        "{err:?}"
+    );
+    server.await.unwrap();
+}

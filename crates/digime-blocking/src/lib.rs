@@ -111,7 +111,10 @@ impl Client {
     }
 
     /// A client on your own `ureq` agent (timeouts, proxies, TLS). It must be built
-    /// with `http_status_as_error(false)`.
+    /// with `http_status_as_error(false)`, and, for `https`, with a rustls crypto
+    /// provider in its TLS config (`TlsConfig::builder().unversioned_rustls_crypto_provider`):
+    /// this crate builds ureq without one of its own, so that only aws-lc-rs is
+    /// linked, and ureq panics at the first TLS connection of an agent that has none.
     pub fn with_agent(config: Config, agent: ureq::Agent) -> Self {
         Client {
             sdk: Sdk::new(config),

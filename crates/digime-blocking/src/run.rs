@@ -405,6 +405,8 @@ impl Read for UploadBody<'_, '_> {
 pub(crate) fn default_agent(idle: Duration) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
+        // The platform's trust store, as the async driver's reqwest does.
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .unversioned_rustls_crypto_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))

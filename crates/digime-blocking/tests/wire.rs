@@ -178,3 +178,25 @@ fn interrupted_and_short_reads_of_the_body_are_read_again() {
     let got = server.join().unwrap();
     assert_eq!(got[0].open_push(&s.postbox_key), s.data);
 }
+
+#[test]
+fn a_tls_peer_that_speaks_garbage_is_a_transport_error() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("https://{}/v1.7/", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 64];
+        let _ = stream.read(&mut hello);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nnot tls at all");
+    });
+    let client = Client::new(config(&base));
+    let err = client
+        .contract_details(&digime_testkit::fixtures::contract("c"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::Other),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
