@@ -224,6 +224,10 @@ pub(crate) trait Upload {
     fn is_done(&self) -> bool {
         false
     }
+    /// Whether the plaintext is the body itself (stored without a copy).
+    fn is_verbatim(&self) -> bool {
+        false
+    }
     /// Appends the rest of the plaintext to `out`; the file's descriptor.
     fn finish(self, out: &mut Vec<u8>) -> Result<Value, ApiFailure>;
 }
@@ -235,6 +239,9 @@ impl Upload for Verbatim {
     fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), ApiFailure> {
         out.extend_from_slice(chunk);
         Ok(())
+    }
+    fn is_verbatim(&self) -> bool {
+        true
     }
     fn finish(self, _out: &mut Vec<u8>) -> Result<Value, ApiFailure> {
         Ok(self.0)
@@ -396,11 +403,16 @@ async fn write_partial(
         if upload.is_done() {
             continue;
         }
-        plain.clear();
-        upload.update(&chunk, &mut plain).map_err(Stop::Refused)?;
-        hasher.update(&plain);
+        let plain: &[u8] = if upload.is_verbatim() {
+            &chunk
+        } else {
+            plain.clear();
+            upload.update(&chunk, &mut plain).map_err(Stop::Refused)?;
+            &plain
+        };
+        hasher.update(plain);
         size += plain.len() as u64;
-        file.write_all(&plain).await.map_err(disk)?;
+        file.write_all(plain).await.map_err(disk)?;
     }
     plain.clear();
     let descriptor = upload.finish(&mut plain).map_err(Stop::Refused)?;
