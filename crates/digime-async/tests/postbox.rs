@@ -8,7 +8,7 @@ use digime_protocol::legacy::{
 };
 use digime_protocol::{AuthorizeOptions, Contract, FileDescriptor, PrivateKey, UserAccessToken};
 use digime_sandbox::{ConsentMode, RunningSandbox, Sandbox, SandboxConfig};
-use serde_json::{Value, json};
+use digime_testkit::control::AsyncControl;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +16,9 @@ const CALLBACK: &str = "https://app.example/postbox";
 
 struct Env {
     sandbox: RunningSandbox,
+    /// The control plane, called from the blocking pool while this runtime serves.
+    control: AsyncControl,
     write: Contract,
-    http: reqwest::Client,
     refreshes: Arc<Mutex<Vec<UserAccessToken>>>,
 }
 
@@ -28,14 +29,11 @@ async fn env() -> Env {
     })
     .await
     .unwrap();
-    let write = sandbox.info().demo.write.contract().unwrap();
+    let info = sandbox.info().clone();
     Env {
+        control: AsyncControl::new(&info),
+        write: info.demo.write.contract().unwrap(),
         sandbox,
-        write,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
         refreshes: Arc::new(Mutex::new(Vec::new())),
     }
 }
@@ -50,48 +48,10 @@ impl Env {
         let seen = self.refreshes.clone();
         Client::new(config).on_token_refreshed(move |t| seen.lock().unwrap().push(t.clone()))
     }
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(self.control(path))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
-    }
-    async fn get(&self, path: &str) -> Value {
-        let r = self.http.get(self.control(path)).send().await.unwrap();
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
-    }
-    async fn follow(&self, url: &str) -> String {
-        let r = self.http.get(url).send().await.unwrap();
-        assert_eq!(r.status(), 302);
-        r.headers()["location"].to_str().unwrap().to_owned()
-    }
-    async fn open_in_app(&self, deep_link: &str, user: &str) -> String {
-        let url = self.sandbox.info().native_app_url(deep_link, user).unwrap();
-        self.follow(&url).await
-    }
+    /// The bytes of every file in the user's library.
     async fn library(&self, user: &str) -> Vec<Vec<u8>> {
-        let files = self.get(&format!("users/{user}/files")).await;
-        let mut out = Vec::new();
-        for f in files["files"].as_array().unwrap() {
-            let name = f["id"].as_str().or(f["name"].as_str()).unwrap();
-            let r = self
-                .http
-                .get(self.control(&format!("users/{user}/files/{name}")))
-                .send()
-                .await
-                .unwrap();
-            out.push(r.bytes().await.unwrap().to_vec());
-        }
-        out
+        let files = self.control.library(user).await;
+        files.into_iter().map(|(_, bytes)| bytes).collect()
     }
 }
 
@@ -107,10 +67,7 @@ fn file(len: usize) -> Vec<u8> {
 async fn e0_one_off_push_lands_after_the_app_imports_it() {
     let env = env().await;
     let client = env.client("v1.4");
-    let user = env.post("users", json!({})).await["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = env.control.new_user().await;
     let session = client
         .legacy()
         .establish_session(env.write.id(), None)
@@ -120,7 +77,7 @@ async fn e0_one_off_push_lands_after_the_app_imports_it() {
         .legacy()
         .create_postbox_url_once(&session.session_key, CALLBACK)
         .unwrap();
-    let cb = parse_postbox_callback(&env.open_in_app(&link, &user).await).unwrap();
+    let cb = parse_postbox_callback(&env.control.open_in_app(&link, &user).await).unwrap();
     let data = file(33_333);
     let pushed = client
         .legacy()
@@ -137,8 +94,7 @@ async fn e0_one_off_push_lands_after_the_app_imports_it() {
         .unwrap();
     assert_eq!(pushed.value.status, PostboxStatus::Pending);
     assert!(env.library(&user).await.is_empty());
-    env.post(&format!("users/{user}/postbox-import"), json!({}))
-        .await;
+    env.control.postbox_import(&user).await;
     assert_eq!(env.library(&user).await, vec![data]);
 }
 
@@ -146,10 +102,7 @@ async fn e0_one_off_push_lands_after_the_app_imports_it() {
 async fn e1_ongoing_pushes_twice_and_a_wrong_key_is_refused() {
     let env = env().await;
     let client = env.client("v1.5");
-    let user = env.post("users", json!({})).await["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = env.control.new_user().await;
     let session = client
         .legacy()
         .establish_session(env.write.id(), None)
@@ -160,7 +113,7 @@ async fn e1_ongoing_pushes_twice_and_a_wrong_key_is_refused() {
         .create_postbox_url_ongoing(&env.write, &session.session_key, CALLBACK, Some("s1"))
         .await
         .unwrap();
-    let cb = parse_ongoing_postbox_callback(&env.open_in_app(&ongoing.url, &user).await)
+    let cb = parse_ongoing_postbox_callback(&env.control.open_in_app(&ongoing.url, &user).await)
         .unwrap()
         .verify_state("s1")
         .unwrap();
@@ -209,7 +162,7 @@ async fn e2_pending_is_refreshed_once_and_pushed_again() {
         .authorize_url(&env.write, CALLBACK, "st", AuthorizeOptions::default())
         .await
         .unwrap();
-    let cb = parse_saas_postbox_callback(&env.follow(&auth.url).await)
+    let cb = parse_saas_postbox_callback(&env.control.browse(&auth.url).await)
         .unwrap()
         .verify_state("st")
         .unwrap();
@@ -218,8 +171,7 @@ async fn e2_pending_is_refreshed_once_and_pushed_again() {
         .await
         .unwrap();
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"), json!({}))
-        .await;
+    env.control.expire_access_tokens(&user).await;
     let data = file(200_000);
     let pushed = client
         .legacy()

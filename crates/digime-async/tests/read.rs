@@ -9,8 +9,9 @@ use digime_protocol::{
     parse_callback,
 };
 use digime_sandbox::{ConsentMode, RunningSandbox, Sandbox, SandboxConfig};
+use digime_testkit::control::{AsyncControl, quick_config};
 use digime_testkit::fixtures::{fast, files_of, hex};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,12 +19,22 @@ use std::time::Duration;
 const CALLBACK: &str = "http://127.0.0.1:9/cb";
 
 struct Env {
-    sandbox: RunningSandbox,
+    _sandbox: RunningSandbox,
+    /// The control plane, called from the blocking pool while this runtime serves.
+    control: AsyncControl,
     client: Client,
     write: Contract,
     read: Contract,
-    http: reqwest::Client,
     refreshes: Arc<Mutex<Vec<UserAccessToken>>>,
+}
+
+/// The sandbox's control plane (`post_json`, `requests_to`, `generate`, ...) is the
+/// shared harness's.
+impl std::ops::Deref for Env {
+    type Target = AsyncControl;
+    fn deref(&self) -> &AsyncControl {
+        &self.control
+    }
 }
 
 async fn env() -> Env {
@@ -35,64 +46,27 @@ async fn env() -> Env {
     .await
     .unwrap();
     let info = sandbox.info().clone();
-    let mut config = info.client_config();
-    config.retry.base_delay = Duration::from_millis(5);
     let refreshes = Arc::new(Mutex::new(Vec::new()));
     let seen = refreshes.clone();
     Env {
-        client: Client::new(config)
+        client: Client::new(quick_config(&info))
             .on_token_refreshed(move |t| seen.lock().unwrap().push(t.clone())),
+        control: AsyncControl::new(&info),
         write: info.demo.write.contract().unwrap(),
         read: info.demo.read.contract().unwrap(),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        sandbox,
+        _sandbox: sandbox,
         refreshes,
     }
 }
 
 impl Env {
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    async fn post_json(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(self.control(path))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
-    }
-    async fn requests_to(&self, suffix: &str) -> usize {
-        let r = self
-            .http
-            .get(self.control("requests"))
-            .send()
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        v["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["path"].as_str().unwrap().ends_with(suffix))
-            .count()
-    }
     async fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
         let auth = self
             .client
             .authorize_url(contract, CALLBACK, "st", options)
             .await
             .unwrap();
-        let r = self.http.get(&auth.url).send().await.unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let callback = parse_callback(&location)
+        let callback = parse_callback(&self.browse(&auth.url).await)
             .unwrap()
             .verify_state("st")
             .unwrap();
@@ -121,13 +95,6 @@ impl Env {
             .read_all_files(&self.read, token, &session, options, |e| events.push(e))
             .await;
         (events, r)
-    }
-    async fn generate(&self, user: &str, body: Value) -> Vec<Value> {
-        self.post_json(&format!("users/{user}/generate-files"), body)
-            .await["files"]
-            .as_array()
-            .unwrap()
-            .clone()
     }
     async fn wait_final(&self, token: &UserAccessToken, session: &SessionKey) {
         loop {
@@ -287,28 +254,15 @@ async fn broken_files_are_errors_the_others_arrive_and_one_refresh_serves_all() 
     let before = env.requests_to("/oauth/token").await;
     let mut events = Vec::new();
     let mut expired = false;
-    let control = env.control(&format!("users/{user}/expire-access-tokens"));
-    let http = env.http.clone();
+    let control = env.blocking().clone();
     let summary = env
         .client
         .read_all_files(&env.read, &token, &session, fast(), |e| {
             if !expired && matches!(e, ReadAllEvent::File(_)) {
                 expired = true;
-                // Expire now, from a thread of its own; `block_in_place` hands this
-                // worker's other tasks (the sandbox's among them) to another worker
-                // while the callback waits.
-                let (http, control) = (http.clone(), control.clone());
-                tokio::task::block_in_place(|| {
-                    std::thread::spawn(move || {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .unwrap()
-                            .block_on(async { http.post(control).send().await.unwrap() })
-                    })
-                    .join()
-                    .unwrap()
-                });
+                // Expire now; `block_in_place` hands this worker's other tasks (the
+                // sandbox's among them) to another worker while the callback waits.
+                tokio::task::block_in_place(|| control.expire_access_tokens(&user));
             }
             events.push(e);
         })
@@ -427,8 +381,7 @@ async fn unknown_and_expired_sessions_are_clear_errors() {
         .unwrap_err();
     assert_eq!(e.api().unwrap().code.as_str(), "SessionNotFound");
     let session = env.session(&token).await;
-    env.post_json(&format!("sessions/{}/expire", session.as_str()), json!({}))
-        .await;
+    env.expire_session(session.as_str()).await;
     let e = env
         .client
         .read_all_files(&env.read, &token, &session, fast(), |_| {})

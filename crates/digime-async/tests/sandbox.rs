@@ -7,7 +7,7 @@ use digime_protocol::{
     UserAccessToken, parse_callback,
 };
 use digime_sandbox::{ConsentMode, RunningSandbox, Sandbox, SandboxConfig};
-use serde_json::Value;
+use digime_testkit::control::AsyncControl;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -15,10 +15,11 @@ const CALLBACK: &str = "http://127.0.0.1:9/cb";
 
 struct Env {
     sandbox: RunningSandbox,
+    /// The control plane, called from the blocking pool while this runtime serves.
+    control: AsyncControl,
     client: Client,
     write: Contract,
     read: Contract,
-    http: reqwest::Client,
 }
 
 async fn env(consent: ConsentMode) -> Env {
@@ -29,56 +30,23 @@ async fn env(consent: ConsentMode) -> Env {
     .await
     .unwrap();
     let info = sandbox.info().clone();
-    let config = info.client_config();
-    let write = info.demo.write.contract().unwrap();
-    let read = info.demo.read.contract().unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     Env {
+        control: AsyncControl::new(&info),
+        client: Client::new(info.client_config()),
+        write: info.demo.write.contract().unwrap(),
+        read: info.demo.read.contract().unwrap(),
         sandbox,
-        client: Client::new(config),
-        write,
-        read,
-        http,
     }
 }
 
 impl Env {
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    async fn get_json(&self, path: &str) -> Value {
-        serde_json::from_slice(
-            &self
-                .http
-                .get(self.control(path))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap()
-    }
-    async fn post(&self, path: &str) {
-        let r = self.http.post(self.control(path)).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    async fn browse(&self, url: &str) -> String {
-        let r = self.http.get(url).send().await.unwrap();
-        assert_eq!(r.status(), 302);
-        r.headers()["location"].to_str().unwrap().to_owned()
-    }
     async fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
         let auth = self
             .client
             .authorize_url(contract, CALLBACK, "st", options)
             .await
             .unwrap();
-        let cb = parse_callback(&self.browse(&auth.url).await)
+        let cb = parse_callback(&self.control.browse(&auth.url).await)
             .unwrap()
             .verify_state("st")
             .unwrap();
@@ -86,23 +54,6 @@ impl Env {
             .exchange_code_for_token(contract, &cb.code, &auth.code_verifier)
             .await
             .unwrap()
-    }
-    async fn files(&self, user: &str) -> Vec<Value> {
-        self.get_json(&format!("users/{user}/files")).await["files"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-    async fn file_bytes(&self, user: &str, id: &str) -> Vec<u8> {
-        self.http
-            .get(self.control(&format!("users/{user}/files/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec()
     }
 }
 
@@ -123,11 +74,12 @@ async fn write_flow_end_to_end_and_linked_read_contract() {
         .await
         .unwrap();
     assert!(pushed.refreshed_token.is_none());
-    let files = env.files(&user).await;
+    let files = env.control.files(&user).await;
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["size"], 300_000);
     assert_eq!(
-        env.file_bytes(&user, files[0]["id"].as_str().unwrap())
+        env.control
+            .file(&user, files[0]["id"].as_str().unwrap())
             .await,
         body
     );
@@ -155,8 +107,7 @@ async fn expired_access_token_is_refreshed_once_and_surfaced() {
         .on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
     let token = env.authorize(&env.write, AuthorizeOptions::default()).await;
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"))
-        .await;
+    env.control.expire_access_tokens(&user).await;
     let pushed = client
         .push_to_library(
             &env.write,
@@ -169,10 +120,11 @@ async fn expired_access_token_is_refreshed_once_and_surfaced() {
     let new = pushed.refreshed_token.expect("refreshed");
     assert_ne!(new.access_token.value, token.access_token.value);
     assert_eq!(seen.lock().unwrap().as_slice(), [new]);
-    let files = env.files(&user).await;
+    let files = env.control.files(&user).await;
     assert_eq!(files.len(), 1);
     assert_eq!(
-        env.file_bytes(&user, files[0]["id"].as_str().unwrap())
+        env.control
+            .file(&user, files[0]["id"].as_str().unwrap())
             .await,
         b"hello"
     );
@@ -183,10 +135,8 @@ async fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
     let env = env(ConsentMode::Auto).await;
     let token = env.authorize(&env.write, AuthorizeOptions::default()).await;
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"))
-        .await;
-    env.post(&format!("users/{user}/expire-refresh-tokens"))
-        .await;
+    env.control.expire_access_tokens(&user).await;
+    env.control.expire_refresh_tokens(&user).await;
     let err = env
         .client
         .push_to_library(
@@ -198,7 +148,7 @@ async fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
         .await
         .unwrap_err();
     assert!(err.needs_reauthorization(), "{err:?}");
-    assert!(env.files(&user).await.is_empty());
+    assert!(env.control.files(&user).await.is_empty());
 }
 
 #[tokio::test]
@@ -209,7 +159,7 @@ async fn bad_verifier_invalid_descriptor_and_wrong_state() {
         .authorize_url(&env.write, CALLBACK, "mine", AuthorizeOptions::default())
         .await
         .unwrap();
-    let redirect = env.browse(&auth.url).await;
+    let redirect = env.control.browse(&auth.url).await;
     assert_eq!(
         parse_callback(&redirect)
             .unwrap()
@@ -241,14 +191,7 @@ async fn bad_verifier_invalid_descriptor_and_wrong_state() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)));
-    let log = env.get_json("requests").await;
-    let imports = log["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["path"].as_str().unwrap().ends_with("/import"))
-        .count();
-    assert_eq!(imports, 0);
+    assert_eq!(env.control.requests_to("/import").await, 0);
 }
 
 #[tokio::test]
@@ -266,17 +209,9 @@ async fn denied_consent_and_jku_pinning() {
         .unwrap()
         .1
         .into_owned();
-    let r = env
-        .http
-        .post(format!("{}authorize/decision", env.sandbox.info().onboard))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("code={code}&decision=deny"))
-        .send()
-        .await
-        .unwrap();
-    let location = r.headers()["location"].to_str().unwrap();
+    let (_, location) = env.control.decide(&code, "deny").await;
     assert!(matches!(
-        parse_callback(location),
+        parse_callback(&location.expect("a redirect")),
         Err(CallbackError::Failed { .. })
     ));
 

@@ -15,6 +15,7 @@ use digime_protocol::{
     PullOptions, ReadAllEvent, ReadAllOptions, SessionKey, UserAccessToken,
 };
 use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig};
+use digime_testkit::control::Control;
 use serde_json::{Value, json};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
@@ -24,10 +25,19 @@ const CALLBACK: &str = "https://app.example/postbox?from=test";
 
 struct Env {
     sandbox: BackgroundSandbox,
+    control: Control,
     write: Contract,
     read: Contract,
-    http: ureq::Agent,
     refreshes: Arc<Mutex<Vec<UserAccessToken>>>,
+}
+
+/// The sandbox's control plane (`new_user`, `open_in_app`, `postbox_import`,
+/// `expire_*`, `browse`, ...) is the shared harness's.
+impl std::ops::Deref for Env {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.control
+    }
 }
 
 fn env() -> Env {
@@ -39,15 +49,10 @@ fn env() -> Env {
     .unwrap();
     let info = sandbox.info().clone();
     Env {
+        control: Control::new(&info),
         write: info.demo.write.contract().unwrap(),
         read: info.demo.read.contract().unwrap(),
         sandbox,
-        http: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent(),
         refreshes: Arc::new(Mutex::new(Vec::new())),
     }
 }
@@ -63,57 +68,16 @@ impl Env {
         let seen = self.refreshes.clone();
         Client::new(config).on_token_refreshed(move |t| seen.lock().unwrap().push(t.clone()))
     }
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    fn post(&self, path: &str, body: Value) -> Value {
-        let mut r = self
-            .http
-            .post(&self.control(path))
-            .content_type("application/json")
-            .send(body.to_string())
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
-    }
-    fn get(&self, path: &str) -> Value {
-        let mut r = self.http.get(&self.control(path)).call().unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
-    }
-    fn new_user(&self) -> String {
-        self.post("users", json!({}))["user"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-    /// The native app: opens the deep link for `user`, returns where it redirects.
-    fn open_in_app(&self, deep_link: &str, user: &str) -> String {
-        let url = self.sandbox.info().native_app_url(deep_link, user).unwrap();
-        let r = self.http.get(&url).call().unwrap();
-        assert_eq!(r.status(), 302, "the native app calls back");
-        r.headers()["location"].to_str().unwrap().to_owned()
-    }
     /// The pushed files in the user's library: (descriptor, bytes).
-    fn library(&self, user: &str) -> Vec<(Value, Vec<u8>)> {
-        self.get(&format!("users/{user}/files"))["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f.get("generated").is_none())
-            .map(|f| {
-                let name = f["id"].as_str().or(f["name"].as_str()).unwrap();
-                let mut r = self
-                    .http
-                    .get(&self.control(&format!("users/{user}/files/{name}")))
-                    .call()
-                    .unwrap();
-                (f["descriptor"].clone(), r.body_mut().read_to_vec().unwrap())
-            })
+    fn pushed(&self, user: &str) -> Vec<(Value, Vec<u8>)> {
+        self.library(user)
+            .into_iter()
+            .filter(|(f, _)| f.get("generated").is_none())
+            .map(|(f, bytes)| (f["descriptor"].clone(), bytes))
             .collect()
     }
     fn pending(&self, user: &str) -> usize {
-        self.get(&format!("users/{user}/postboxes"))["postboxes"]
+        self.get_json(&format!("users/{user}/postboxes"))["postboxes"]
             .as_array()
             .unwrap()
             .iter()
@@ -174,11 +138,11 @@ fn e0_one_off_push_is_pending_until_the_user_opens_the_app() {
         .unwrap();
     assert_eq!(pushed.value.status, PostboxStatus::Pending);
     assert!(pushed.refreshed_token.is_none());
-    assert!(env.library(&user).is_empty(), "not imported yet");
+    assert!(env.pushed(&user).is_empty(), "not imported yet");
     assert_eq!(env.pending(&user), 1);
-    let imported = env.post(&format!("users/{user}/postbox-import"), json!({}));
+    let imported = env.postbox_import(&user);
     assert_eq!(imported["imported"].as_array().unwrap().len(), 1);
-    let library = env.library(&user);
+    let library = env.pushed(&user);
     assert_eq!(library.len(), 1);
     assert_eq!(
         library[0].1, data,
@@ -239,7 +203,7 @@ fn e1_ongoing_postbox_pushes_twice_with_the_stored_token() {
             .unwrap();
         assert_eq!(pushed.value.status, PostboxStatus::Delivered, "{tag}");
     }
-    let library = env.library(&user);
+    let library = env.pushed(&user);
     assert_eq!(library.len(), 2);
     assert_eq!(env.pending(&user), 0);
     // A one-off E1 push (no token) waits in its postbox.
@@ -288,9 +252,7 @@ fn e2_authorize(env: &Env, client: &Client) -> (Postbox, UserAccessToken) {
     let auth = client
         .authorize_url(&env.write, CALLBACK, "st-e2", AuthorizeOptions::default())
         .unwrap();
-    let r = env.http.get(&auth.url).call().unwrap();
-    let back = r.headers()["location"].to_str().unwrap().to_owned();
-    let callback = parse_saas_postbox_callback(&back)
+    let callback = parse_saas_postbox_callback(&env.browse(&auth.url))
         .unwrap()
         .verify_state("st-e2")
         .unwrap();
@@ -334,8 +296,7 @@ fn e2_push_is_delivered_and_read_back_by_a_read_contract() {
                 },
             )
             .unwrap();
-        let r = env.http.get(&auth.url).call().unwrap();
-        let cb = digime_protocol::parse_callback(r.headers()["location"].to_str().unwrap())
+        let cb = digime_protocol::parse_callback(&env.browse(&auth.url))
             .unwrap()
             .verify_state("st-r")
             .unwrap();
@@ -375,7 +336,7 @@ fn e2_an_expired_token_is_answered_pending_then_refreshed_once_and_pushed_again(
     let client = env.client("v1.7");
     let (postbox, token) = e2_authorize(&env, &client);
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"), json!({}));
+    env.expire_access_tokens(&user);
     let data = file(70_000);
     let pushed = client
         .legacy()
@@ -395,7 +356,7 @@ fn e2_an_expired_token_is_answered_pending_then_refreshed_once_and_pushed_again(
         .refreshed_token
         .expect("the refreshed token is handed over");
     assert_eq!(*env.refreshes.lock().unwrap(), vec![new.clone()]);
-    let library = env.library(&user);
+    let library = env.pushed(&user);
     assert_eq!(library.len(), 1, "delivered once");
     assert_eq!(library[0].1, data);
     // The first push waits in the postbox (the server does not dedup).
@@ -430,7 +391,7 @@ fn a_postbox_takes_only_the_pushes_of_its_own_era() {
         )
         .unwrap_err();
     assert_eq!(e.api().unwrap().status, 404);
-    assert!(env.library(&user).is_empty());
+    assert!(env.pushed(&user).is_empty());
     assert_eq!(env.pending(&user), 0);
 }
 
@@ -481,10 +442,7 @@ fn a_wrong_public_key_or_a_dead_session_is_refused_and_nothing_is_stored() {
         .unwrap_err();
     assert_eq!(e.api().unwrap().status, 404);
     // An expired session.
-    env.post(
-        &format!("sessions/{}/expire", session.session_key.as_str()),
-        json!({}),
-    );
+    env.expire_session(session.session_key.as_str());
     let e = client
         .legacy()
         .push_to_postbox(
@@ -510,7 +468,7 @@ fn a_wrong_public_key_or_a_dead_session_is_refused_and_nothing_is_stored() {
         )
         .unwrap_err();
     assert_eq!(e.api().unwrap().status, 404);
-    assert!(env.library(&user).is_empty());
+    assert!(env.pushed(&user).is_empty());
     assert_eq!(env.pending(&user), 0);
 }
 

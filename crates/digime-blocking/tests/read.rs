@@ -337,7 +337,7 @@ fn unknown_and_expired_sessions_are_clear_errors() {
     assert_eq!(unknown.api().unwrap().status, 404);
     assert_eq!(unknown.api().unwrap().code.as_str(), "SessionNotFound");
     let session = env.session(&token);
-    env.post_json(&format!("sessions/{}/expire", session.as_str()), json!({}));
+    env.expire_session(session.as_str());
     let expired = env
         .client
         .read_file_list(&env.read, &token, &session)
@@ -449,7 +449,7 @@ fn an_access_token_expiring_during_read_all_is_refreshed_once() {
             |e| {
                 if !expired && matches!(e, ReadAllEvent::File(_)) {
                     expired = true;
-                    env.post_json(&format!("users/{user}/expire-access-tokens"), json!({}));
+                    env.expire_access_tokens(&user);
                 }
                 events.push(e);
             },

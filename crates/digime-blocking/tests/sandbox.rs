@@ -7,6 +7,7 @@ use digime_protocol::{
     FileDescriptor, KeySet, PrivateKey, UserAccessToken, parse_callback,
 };
 use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig};
+use digime_testkit::control::{Control, quick_config};
 use serde_json::Value;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,19 @@ const CALLBACK: &str = "http://localhost:9999/return?userId=42";
 
 struct Env {
     sandbox: BackgroundSandbox,
+    control: Control,
     client: Client,
     write: Contract,
     read: Contract,
-    http: ureq::Agent,
+}
+
+/// The sandbox's control plane (`get_json`, `post`, `files`, `requests_to`, `browse`,
+/// ...) is the shared harness's.
+impl std::ops::Deref for Env {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.control
+    }
 }
 
 fn env_with(consent: ConsentMode, tweak: impl FnOnce(Config) -> Config) -> Env {
@@ -28,23 +38,13 @@ fn env_with(consent: ConsentMode, tweak: impl FnOnce(Config) -> Config) -> Env {
     })
     .unwrap();
     let info = sandbox.info().clone();
-    let mut config = info.client_config();
-    config.retry.base_delay = std::time::Duration::from_millis(5);
-    let config = tweak(config);
-    let write = info.demo.write.contract().unwrap();
-    let read = info.demo.read.contract().unwrap();
-    let http = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .build()
-        .new_agent();
+    let config = tweak(quick_config(&info));
     Env {
+        control: Control::new(&info),
+        write: info.demo.write.contract().unwrap(),
+        read: info.demo.read.contract().unwrap(),
         sandbox,
         client: Client::new(config),
-        write,
-        read,
-        http,
     }
 }
 
@@ -53,41 +53,6 @@ fn env() -> Env {
 }
 
 impl Env {
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    fn get_json(&self, path: &str) -> Value {
-        let mut r = self.http.get(&self.control(path)).call().unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
-    }
-    fn post(&self, path: &str) {
-        let r = self.http.post(&self.control(path)).send_empty().unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-    }
-    fn get_bytes(&self, path: &str) -> Vec<u8> {
-        let mut r = self.http.get(&self.control(path)).call().unwrap();
-        assert_eq!(r.status(), 200);
-        r.body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .unwrap()
-    }
-    fn requests_to(&self, suffix: &str) -> usize {
-        self.get_json("requests")["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["path"].as_str().unwrap().ends_with(suffix))
-            .count()
-    }
-    /// The browser: open the onboard URL and return where it redirects.
-    fn browse(&self, url: &str) -> String {
-        let r = self.http.get(url).call().unwrap();
-        assert_eq!(r.status(), 302, "onboard page should redirect");
-        r.headers()["location"].to_str().unwrap().to_owned()
-    }
     fn authorize(&self, contract: &Contract, options: AuthorizeOptions) -> UserAccessToken {
         let auth = self
             .client
@@ -100,12 +65,6 @@ impl Env {
         self.client
             .exchange_code_for_token(contract, &callback.code, &auth.code_verifier)
             .unwrap()
-    }
-    fn files(&self, user: &str) -> Vec<Value> {
-        self.get_json(&format!("users/{user}/files"))["files"]
-            .as_array()
-            .unwrap()
-            .clone()
     }
 }
 
@@ -158,7 +117,7 @@ fn write_flow_end_to_end() {
     assert_eq!(files[0]["descriptor"]["reference"][0], "receipt-42.json");
     assert_eq!(files[0]["contractId"], "demo-write");
     let id = files[0]["id"].as_str().unwrap();
-    assert_eq!(env.get_bytes(&format!("users/{user}/files/{id}")), body);
+    assert_eq!(env.file(&user, id), body);
 
     // The code is single use.
     let again = env
@@ -208,8 +167,7 @@ fn denied_consent_gives_the_error_callback() {
         .client
         .authorize_url(&env.write, CALLBACK, "st-9", AuthorizeOptions::default())
         .unwrap();
-    let mut page = env.http.get(&auth.url).call().unwrap();
-    let html = page.body_mut().read_to_string().unwrap();
+    let html = env.consent_page(&auth.url);
     assert!(html.contains("Allow") && html.contains("Deny") && html.contains("demo-write"));
     let code = url::Url::parse(&auth.url)
         .unwrap()
@@ -218,29 +176,17 @@ fn denied_consent_gives_the_error_callback() {
         .unwrap()
         .1
         .into_owned();
-    let decision = format!("{}authorize/decision", env.sandbox.info().onboard);
-    let r = env
-        .http
-        .post(&decision)
-        .content_type("application/x-www-form-urlencoded")
-        .send(format!("code={code}&decision=deny"))
-        .unwrap();
-    let location = r.headers()["location"].to_str().unwrap();
+    let (_, location) = env.decide(&code, "deny");
     assert_eq!(
-        parse_callback(location),
+        parse_callback(&location.expect("a redirect")),
         Err(CallbackError::Failed {
             code: CallbackErrorCode::UserCancel,
             state: Some("st-9".into())
         })
     );
     // The preauthorization is spent: allowing afterwards fails.
-    let again = env
-        .http
-        .post(&decision)
-        .content_type("application/x-www-form-urlencoded")
-        .send(format!("code={code}&decision=allow"))
-        .unwrap();
-    assert_eq!(again.status(), 400);
+    let (status, _) = env.decide(&code, "allow");
+    assert_eq!(status, 400);
 }
 
 #[test]
@@ -275,7 +221,7 @@ fn replayed_nonce_is_refused_by_the_server() {
         panic!()
     };
     let send = |req: &http::Request<digime_protocol::wire::Body>| {
-        let mut b = env.http.post(req.uri().to_string());
+        let mut b = env.agent().post(req.uri().to_string());
         for (k, v) in req.headers() {
             b = b.header(k.as_str(), v.to_str().unwrap());
         }
@@ -302,7 +248,7 @@ fn expired_access_token_is_refreshed_once_and_surfaced() {
         .on_token_refreshed(move |t| seen2.lock().unwrap().push(t.clone()));
     let token = env.authorize(&env.write, AuthorizeOptions::default());
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"));
+    env.expire_access_tokens(&user);
 
     let pushed = client
         .push_to_library(
@@ -319,10 +265,7 @@ fn expired_access_token_is_refreshed_once_and_surfaced() {
     let files = env.files(&user);
     assert_eq!(files.len(), 1, "stored exactly once");
     assert_eq!(
-        env.get_bytes(&format!(
-            "users/{user}/files/{}",
-            files[0]["id"].as_str().unwrap()
-        )),
+        env.file(&user, files[0]["id"].as_str().unwrap()),
         b"after refresh"
     );
     assert_eq!(env.requests_to("permission-access/import"), 2);
@@ -342,8 +285,8 @@ fn dead_refresh_token_needs_reauthorization_and_writes_nothing() {
     let env = env();
     let token = env.authorize(&env.write, AuthorizeOptions::default());
     let user = token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"));
-    env.post(&format!("users/{user}/expire-refresh-tokens"));
+    env.expire_access_tokens(&user);
+    env.expire_refresh_tokens(&user);
     let err = env
         .client
         .push_to_library(
@@ -364,7 +307,7 @@ fn server_token_with_a_bad_signature_is_rejected() {
     let env = env();
     let jwks: Value = {
         let mut r = env
-            .http
+            .agent()
             .get(format!("{}jwks/oauth", env.sandbox.info().api))
             .call()
             .unwrap();
@@ -586,16 +529,7 @@ fn sandbox_state_survives_a_restart() {
     let auth = client
         .authorize_url(&write, CALLBACK, "s", AuthorizeOptions::default())
         .unwrap();
-    let agent = ureq::Agent::config_builder()
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .build()
-        .new_agent();
-    let location = agent.get(&auth.url).call().unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let cb = parse_callback(&location).unwrap();
+    let cb = parse_callback(&Control::new(&info).browse(&auth.url)).unwrap();
     let token = client
         .exchange_code_for_token(&write, &cb.code, &auth.code_verifier)
         .unwrap();
@@ -625,12 +559,7 @@ fn sandbox_state_survives_a_restart() {
         "the old access token is still valid"
     );
     let user = token.user_id().unwrap();
-    let mut r = agent
-        .get(format!("{}users/{user}/files", info2.control()))
-        .call()
-        .unwrap();
-    let files: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    assert_eq!(files["files"].as_array().unwrap().len(), 2);
+    assert_eq!(Control::new(&info2).files(user).len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -656,7 +585,7 @@ fn a_refusal_after_a_refresh_still_hands_over_the_new_token() {
         },
     );
     let user = read_token.user_id().unwrap().to_owned();
-    env.post(&format!("users/{user}/expire-access-tokens"));
+    env.expire_access_tokens(&user);
     // 401 → refresh (rotates the read contract's refresh token) → 403.
     let err = env
         .client

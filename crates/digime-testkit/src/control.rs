@@ -3,7 +3,7 @@
 //!
 //! Blocking on purpose: call it from a thread, not from inside an async runtime that
 //! also runs the sandbox (use [`digime_sandbox::Sandbox::spawn`], which runs it on its
-//! own thread, or `spawn_blocking`).
+//! own thread, or `spawn_blocking`); [`AsyncControl`] does the latter for each call.
 
 use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig, SandboxInfo};
 use serde_json::Value;
@@ -40,9 +40,16 @@ impl Control {
         format!("{}{path}", self.info.control())
     }
 
-    /// GET a control path; its body as bytes (any status).
+    /// The raw HTTP agent (no redirects followed, every status an answer), for the
+    /// odd request a test sends outside the control plane.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.http
+    }
+
+    /// GET a control path, which must answer 200; its body as bytes.
     pub fn get_bytes(&self, path: &str) -> Vec<u8> {
         let mut r = self.http.get(&self.url(path)).call().expect("control GET");
+        assert_eq!(r.status(), 200, "{path}");
         r.body_mut()
             .with_config()
             .limit(1 << 30)
@@ -50,7 +57,7 @@ impl Control {
             .expect("body")
     }
 
-    /// GET a control path; its body as JSON.
+    /// GET a control path, which must answer 200; its body as JSON.
     pub fn get_json(&self, path: &str) -> Value {
         serde_json::from_slice(&self.get_bytes(path)).expect("JSON")
     }
@@ -79,7 +86,7 @@ impl Control {
             .as_array()
             .expect("a request log")
             .iter()
-            .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
+            .filter(|r| r["path"].as_str().expect("a logged path").ends_with(suffix))
             .count()
     }
 
@@ -99,6 +106,88 @@ impl Control {
             .as_array()
             .expect("files")
             .clone()
+    }
+
+    /// The bytes of a user's file (pushed or generated) by its id or name.
+    pub fn file(&self, user: &str, id: &str) -> Vec<u8> {
+        self.get_bytes(&format!("users/{user}/files/{id}"))
+    }
+
+    /// Every file in a user's library (control view) with its bytes.
+    pub fn library(&self, user: &str) -> Vec<(Value, Vec<u8>)> {
+        self.files(user)
+            .into_iter()
+            .map(|f| {
+                let id = f["id"].as_str().or(f["name"].as_str()).expect("a file id");
+                let bytes = self.file(user, id);
+                (f, bytes)
+            })
+            .collect()
+    }
+
+    /// Creates a user (no tokens, an empty library); its id.
+    pub fn new_user(&self) -> String {
+        self.post_json("users", Value::Object(Default::default()))["user"]["id"]
+            .as_str()
+            .expect("a user id")
+            .to_owned()
+    }
+
+    /// Expires every access token of a user (the next call with one gets a 401).
+    pub fn expire_access_tokens(&self, user: &str) {
+        self.post(&format!("users/{user}/expire-access-tokens"));
+    }
+
+    /// Expires every refresh token of a user (a refresh needs reauthorization).
+    pub fn expire_refresh_tokens(&self, user: &str) {
+        self.post(&format!("users/{user}/expire-refresh-tokens"));
+    }
+
+    /// Expires a session by its key.
+    pub fn expire_session(&self, session_key: &str) {
+        self.post(&format!("sessions/{session_key}/expire"));
+    }
+
+    /// The user opens the native app: the pending postbox pushes are imported; the
+    /// control answer (`{"imported":[...]}`).
+    pub fn postbox_import(&self, user: &str) -> Value {
+        self.post_json(
+            &format!("users/{user}/postbox-import"),
+            Value::Object(Default::default()),
+        )
+    }
+
+    /// The emulated native app opens a postbox deep link for `user`; where its 302
+    /// answer calls back.
+    pub fn open_in_app(&self, deep_link: &str, user: &str) -> String {
+        let url = self
+            .info
+            .native_app_url(deep_link, user)
+            .expect("a postbox deep link");
+        self.browse(&url)
+    }
+
+    /// The consent page (`ConsentMode::Page`) an authorize URL opens: its HTML.
+    pub fn consent_page(&self, url: &str) -> String {
+        let mut r = self.http.get(url).call().expect("consent page");
+        assert_eq!(r.status(), 200, "{url}");
+        r.body_mut().read_to_string().expect("HTML")
+    }
+
+    /// The user's decision (`"allow"` or `"deny"`) on the consent page of the
+    /// preauthorization `code`: the answer's status and `location`, if any.
+    pub fn decide(&self, code: &str, decision: &str) -> (u16, Option<String>) {
+        let r = self
+            .http
+            .post(&format!("{}authorize/decision", self.info.onboard))
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("code={code}&decision={decision}"))
+            .expect("decision");
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().expect("a location").to_owned());
+        (r.status().as_u16(), location)
     }
 
     /// Generates files for a user (`users/USER/generate-files`).
@@ -133,4 +222,98 @@ pub fn quick_config(info: &SandboxInfo) -> digime_protocol::Config {
     let mut config = info.client_config();
     config.retry.base_delay = Duration::from_millis(5);
     config
+}
+
+/// [`Control`] for async tests: each call runs the blocking client on tokio's blocking
+/// pool (`spawn_blocking`), so the runtime stays free to run a sandbox started on it
+/// ([`Sandbox::start`]). A panic in the call (a failed assertion) is resumed as is.
+#[derive(Debug, Clone)]
+pub struct AsyncControl(Control);
+
+impl AsyncControl {
+    /// The control plane of the sandbox described by `info`.
+    pub fn new(info: &SandboxInfo) -> Self {
+        AsyncControl(Control::new(info))
+    }
+
+    /// The blocking client (for `block_in_place` inside a synchronous callback).
+    pub fn blocking(&self) -> &Control {
+        &self.0
+    }
+
+    /// Runs `f` with the blocking client on the blocking pool.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Control) -> T + Send + 'static,
+    ) -> T {
+        let control = self.0.clone();
+        match tokio::task::spawn_blocking(move || f(&control)).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("control call: {e}"),
+        }
+    }
+}
+
+/// Async counterparts of [`Control`]'s methods, each run through [`AsyncControl::run`].
+macro_rules! async_mirror {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {
+        impl AsyncControl {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self, $($arg: $ty),*) $(-> $ret)? {
+                    $(let $arg = $arg.to_owned();)*
+                    self.run(move |c| c.$name($(&$arg),*)).await
+                }
+            )*
+        }
+    };
+}
+
+async_mirror! {
+    /// [`Control::get_json`].
+    fn get_json(path: &str) -> Value;
+    /// [`Control::post`].
+    fn post(path: &str);
+    /// [`Control::requests_to`].
+    fn requests_to(suffix: &str) -> usize;
+    /// [`Control::browse`].
+    fn browse(url: &str) -> String;
+    /// [`Control::files`].
+    fn files(user: &str) -> Vec<Value>;
+    /// [`Control::file`].
+    fn file(user: &str, id: &str) -> Vec<u8>;
+    /// [`Control::library`].
+    fn library(user: &str) -> Vec<(Value, Vec<u8>)>;
+    /// [`Control::expire_access_tokens`].
+    fn expire_access_tokens(user: &str);
+    /// [`Control::expire_refresh_tokens`].
+    fn expire_refresh_tokens(user: &str);
+    /// [`Control::expire_session`].
+    fn expire_session(session_key: &str);
+    /// [`Control::postbox_import`].
+    fn postbox_import(user: &str) -> Value;
+    /// [`Control::open_in_app`].
+    fn open_in_app(deep_link: &str, user: &str) -> String;
+    /// [`Control::decide`].
+    fn decide(code: &str, decision: &str) -> (u16, Option<String>);
+}
+
+impl AsyncControl {
+    /// [`Control::new_user`].
+    pub async fn new_user(&self) -> String {
+        self.run(|c| c.new_user()).await
+    }
+
+    /// [`Control::post_json`].
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        let path = path.to_owned();
+        self.run(move |c| c.post_json(&path, body)).await
+    }
+
+    /// [`Control::generate`].
+    pub async fn generate(&self, user: &str, body: Value) -> Vec<Value> {
+        let user = user.to_owned();
+        self.run(move |c| c.generate(&user, body)).await
+    }
 }

@@ -11,7 +11,9 @@
 //! * [`fixtures`]: tokens, contracts, server-signed token answers, the postbox push
 //!   scenario, patterned bodies and small helpers over read-all events;
 //! * [`control`]: a blocking client of the sandbox's control API and its browser
-//!   (consent) pages, for suites that run the sandbox on its own thread.
+//!   (consent) pages, for suites that run the sandbox on its own thread, and
+//!   [`control::AsyncControl`], the same calls for async tests (each on tokio's
+//!   blocking pool, so a sandbox on the test's runtime keeps serving).
 //!
 //! Out: anything that drives a flow. Each driver's suite keeps its IO concerns
 //! (streaming, rewind, sinks, stalls, stop) and runs them through its own `Client`.
