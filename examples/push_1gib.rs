@@ -31,9 +31,13 @@ impl Read for Pattern {
 
 impl Seek for Pattern {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        if let SeekFrom::Start(p) = to {
-            self.pos = p.min(self.len);
+        // The driver seeks to the end for the length, then back to the start.
+        self.pos = match to {
+            SeekFrom::Start(p) => p,
+            SeekFrom::End(d) => self.len.saturating_add_signed(d),
+            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
         }
+        .min(self.len);
         Ok(self.pos)
     }
 }

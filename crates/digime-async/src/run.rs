@@ -461,22 +461,34 @@ impl UploadState {
             if self.pump.is_done() {
                 return None;
             }
-            let chunk = match self.read().await {
-                Ok(chunk) => chunk,
-                Err(e) => return Some(Err(e)),
-            };
-            if self.pump.is_identity() {
-                if let Err(e) = self.pump.plain(chunk.len()) {
+            // hyper stops polling at the `Content-Length`: the read that finds the
+            // reader's end is made before the last bytes go out, so that a reader
+            // longer than its length fails the push instead of being cut short.
+            let mut body = Vec::new();
+            loop {
+                let chunk = match self.read().await {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Some(Err(e)),
+                };
+                let fed = if self.pump.is_identity() {
+                    self.pump.plain(chunk.len()).map(|()| {
+                        if !chunk.is_empty() {
+                            self.pending = chunk;
+                        }
+                    })
+                } else {
+                    self.pump.feed(&chunk, &mut body)
+                };
+                if let Err(e) = fed {
                     return Some(Err(self.fail(&e)));
                 }
-                self.pending = chunk;
-                continue;
+                if !self.pump.end_check_due() {
+                    break;
+                }
             }
-            let mut out = Vec::with_capacity(chunk.len() + 1024);
-            if let Err(e) = self.pump.feed(&chunk, &mut out) {
-                return Some(Err(self.fail(&e)));
+            if !body.is_empty() {
+                self.pending = Bytes::from(body);
             }
-            self.pending = Bytes::from(out);
         }
     }
 }

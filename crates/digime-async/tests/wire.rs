@@ -95,9 +95,10 @@ async fn a_library_push_has_a_content_length_and_is_rewound_after_a_refresh() {
     }
 }
 
-/// Says it is 1 MiB long, ends after 1,000 bytes.
-struct Short(u64);
-impl tokio::io::AsyncRead for Short {
+/// Has 1,000 bytes; its seek to the end says `.0` (1 MiB: shorter than it says; 10:
+/// longer).
+struct Lying(u64, u64);
+impl tokio::io::AsyncRead for Lying {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
@@ -105,19 +106,19 @@ impl tokio::io::AsyncRead for Short {
     ) -> std::task::Poll<std::io::Result<()>> {
         let n = buf
             .remaining()
-            .min(1000usize.saturating_sub(self.0 as usize));
+            .min(1000usize.saturating_sub(self.1 as usize));
         buf.put_slice(&vec![1u8; n]);
-        self.0 += n as u64;
+        self.1 += n as u64;
         std::task::Poll::Ready(Ok(()))
     }
 }
-impl tokio::io::AsyncSeek for Short {
+impl tokio::io::AsyncSeek for Lying {
     fn start_seek(
         mut self: std::pin::Pin<&mut Self>,
         to: std::io::SeekFrom,
     ) -> std::io::Result<()> {
-        self.0 = if to == std::io::SeekFrom::End(0) {
-            1 << 20
+        self.1 = if to == std::io::SeekFrom::End(0) {
+            u64::MAX
         } else {
             0
         };
@@ -127,28 +128,33 @@ impl tokio::io::AsyncSeek for Short {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<u64>> {
-        let at = std::mem::take(&mut self.0);
+        let at = match std::mem::take(&mut self.1) {
+            u64::MAX => self.0,
+            at => at,
+        };
         std::task::Poll::Ready(Ok(at))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_shorter_than_its_length_is_a_body_source_error() {
-    let (base, _server) = serve(vec![(201, String::new())]);
-    let client = Client::new(config(&base));
-    let err = client
-        .push_to_library(
-            &digime_testkit::fixtures::contract("c"),
-            &digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
-            &FileDescriptor::new("text/plain"),
-            Short(0),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::BodySource),
-        "{err:?}"
-    );
+async fn a_body_shorter_or_longer_than_its_length_is_a_body_source_error() {
+    for says in [1 << 20, 10] {
+        let (base, _server) = serve(vec![(201, String::new())]);
+        let client = Client::new(config(&base));
+        let err = client
+            .push_to_library(
+                &digime_testkit::fixtures::contract("c"),
+                &digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
+                &FileDescriptor::new("text/plain"),
+                Lying(says, 0),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::BodySource),
+            "{err:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -355,11 +355,30 @@ impl<'a, 'b> UploadBody<'a, 'b> {
     }
 }
 
+impl UploadBody<'_, '_> {
+    /// Reads the next bytes the pump wants and appends what they make to `out`.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let want = self.pump.want(chunk.len());
+        let read = if want == 0 {
+            Ok(0)
+        } else {
+            self.source(&mut chunk[..want])
+        };
+        let fed = read.map(|n| self.pump.feed(&chunk[..n], &mut self.out));
+        self.chunk = chunk;
+        fed?.map_err(|e| self.fail(&e))
+    }
+}
+
 impl Read for UploadBody<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
+        // ureq stops reading at the `Content-Length`: the read that finds the reader's
+        // end is made before the last bytes go out, so that a reader longer than its
+        // length fails the push instead of being cut short.
         if self.pump.is_identity() {
             // Straight from the caller's reader into the HTTP library's buffer.
             let want = self.pump.want(buf.len());
@@ -368,10 +387,13 @@ impl Read for UploadBody<'_, '_> {
             } else {
                 self.source(&mut buf[..want])?
             };
-            return match self.pump.plain(n) {
-                Ok(()) => Ok(n),
-                Err(e) => Err(self.fail(&e)),
-            };
+            self.pump.plain(n).map_err(|e| self.fail(&e))?;
+            if self.pump.end_check_due() {
+                let mut one = [0u8; 1];
+                let m = self.source(&mut one)?;
+                self.pump.plain(m).map_err(|e| self.fail(&e))?;
+            }
+            return Ok(n);
         }
         loop {
             if self.pos < self.out.len() {
@@ -385,17 +407,9 @@ impl Read for UploadBody<'_, '_> {
             }
             self.out.clear();
             self.pos = 0;
-            let mut chunk = std::mem::take(&mut self.chunk);
-            let want = self.pump.want(chunk.len());
-            let read = if want == 0 {
-                Ok(0)
-            } else {
-                self.source(&mut chunk[..want])
-            };
-            let fed = read.map(|n| self.pump.feed(&chunk[..n], &mut self.out));
-            self.chunk = chunk;
-            if let Err(e) = fed? {
-                return Err(self.fail(&e));
+            self.fill()?;
+            while self.pump.end_check_due() {
+                self.fill()?;
             }
         }
     }

@@ -88,21 +88,22 @@ fn a_library_push_has_a_content_length_and_is_rewound_after_a_refresh() {
     }
 }
 
-/// Says it is 1 MiB long, ends after 1,000 bytes.
-struct Short(u64);
-impl std::io::Read for Short {
+/// Has 1,000 bytes; its seek to the end says `.0` (1 MiB: shorter than it says; 10:
+/// longer).
+struct Lying(u64, u64);
+impl std::io::Read for Lying {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(1000usize.saturating_sub(self.0 as usize));
+        let n = buf.len().min(1000usize.saturating_sub(self.1 as usize));
         buf[..n].fill(1);
-        self.0 += n as u64;
+        self.1 += n as u64;
         Ok(n)
     }
 }
-impl std::io::Seek for Short {
+impl std::io::Seek for Lying {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        self.0 = 0;
+        self.1 = 0;
         Ok(if to == std::io::SeekFrom::End(0) {
-            1 << 20
+            self.0
         } else {
             0
         })
@@ -110,21 +111,23 @@ impl std::io::Seek for Short {
 }
 
 #[test]
-fn a_body_shorter_than_its_length_is_a_body_source_error() {
-    let (base, _server) = serve(vec![(201, String::new())]);
-    let client = Client::new(config(&base));
-    let err = client
-        .push_to_library(
-            &digime_testkit::fixtures::contract("c"),
-            &digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
-            &FileDescriptor::new("text/plain"),
-            Short(0),
-        )
-        .unwrap_err();
-    assert!(
-        matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::BodySource),
-        "{err:?}"
-    );
+fn a_body_shorter_or_longer_than_its_length_is_a_body_source_error() {
+    for says in [1 << 20, 10] {
+        let (base, _server) = serve(vec![(201, String::new())]);
+        let client = Client::new(config(&base));
+        let err = client
+            .push_to_library(
+                &digime_testkit::fixtures::contract("c"),
+                &digime_testkit::fixtures::token("a", 4_000_000_000, "r", 4_000_000_000),
+                &FileDescriptor::new("text/plain"),
+                Lying(says, 0),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, digime_protocol::Error::Transport(t) if t.kind == digime_protocol::TransportErrorKind::BodySource),
+            "{err:?}"
+        );
+    }
 }
 
 /// A reader that is interrupted before every read and then gives at most 1,000 bytes.
