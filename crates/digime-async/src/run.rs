@@ -4,7 +4,7 @@
 use crate::Client;
 use bytes::{Bytes, BytesMut};
 use digime_protocol::error::{TransportError, TransportErrorKind};
-use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
+use digime_protocol::flow::{self, Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task, TaskEnd};
 use digime_protocol::upload::UploadPump;
@@ -168,20 +168,12 @@ impl Client {
                 }
                 Step::Receive => {
                     let Some(mut body) = pending.take() else {
-                        flow.handle_transport_error(TransportError::new(
-                            TransportErrorKind::Other,
-                            "no response body to receive",
-                        ));
+                        flow.handle_transport_error(flow::no_body_kept());
                         continue;
                     };
                     loop {
-                        out.clear();
                         let more = match self.chunk(&mut body).await {
-                            Ok(Some(bytes)) => flow.handle_body(&bytes, &mut out),
-                            Ok(None) => {
-                                flow.handle_body_end(&mut out);
-                                false
-                            }
+                            Ok(chunk) => flow::feed_body(&mut flow, chunk.as_deref(), &mut out),
                             Err(e) => {
                                 flow.handle_transport_error(e);
                                 break;
@@ -203,11 +195,7 @@ impl Client {
                 Step::Done(result) => break result,
             }
         };
-        // A buffered sink's last write fails here, not in `write_all`.
-        match (result, sink.flush().await) {
-            (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
-            (r, _) => r,
-        }
+        flow::with_flushed(result, sink.flush().await)
     }
 
     /// The next chunk of a response body, or a timeout after the idle time.

@@ -3,7 +3,7 @@
 
 use crate::Client;
 use digime_protocol::error::{TransportError, TransportErrorKind};
-use digime_protocol::flow::{Authed, Event, Flow, Step, UserOperation};
+use digime_protocol::flow::{self, Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task, TaskEnd};
 use digime_protocol::upload::{Upload, UploadPump};
@@ -127,27 +127,21 @@ impl Client {
                 }
                 Step::Receive => {
                     let Some(mut body) = pending.take() else {
-                        flow.handle_transport_error(TransportError::new(
-                            TransportErrorKind::Other,
-                            "no response body to receive",
-                        ));
+                        flow.handle_transport_error(flow::no_body_kept());
                         continue;
                     };
                     buf.resize(CHUNK, 0);
                     loop {
-                        out.clear();
-                        let more = match body.read(&mut buf) {
-                            Ok(0) => {
-                                flow.handle_body_end(&mut out);
-                                false
-                            }
-                            Ok(n) => flow.handle_body(&buf[..n], &mut out),
+                        let chunk = match body.read(&mut buf) {
+                            Ok(0) => None,
+                            Ok(n) => Some(&buf[..n]),
                             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                             Err(e) => {
                                 flow.handle_transport_error(io_transport_error(&e));
                                 break;
                             }
                         };
+                        let more = flow::feed_body(&mut flow, chunk, &mut out);
                         if let Err(e) = sink.write(&flow, &out) {
                             flow.handle_transport_error(TransportError::sink(&e));
                             break;
@@ -163,11 +157,7 @@ impl Client {
                 Step::Done(result) => break result,
             }
         };
-        // A buffered sink's last write fails here, not in `write_all`.
-        match (result, sink.flush()) {
-            (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
-            (r, _) => r,
-        }
+        flow::with_flushed(result, sink.flush())
     }
 
     /// Sends a request. A 2xx answer to a request marked [`StreamResponse`] comes back

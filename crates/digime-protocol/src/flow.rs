@@ -185,6 +185,42 @@ impl Leg {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// The drain rule, for drivers: what to do with a kept body after `Step::Receive`.
+
+/// Feeds one piece of a kept body into `flow` (after [`Step::Receive`]): `Some(chunk)`,
+/// or `None` once the body ended. The output for the caller's sink is left in `out`
+/// (cleared first). Returns whether to read on, once `out` is written; report a
+/// failed read or write with [`Flow::handle_transport_error`] (a sink's with
+/// [`TransportError::sink`]) and stop.
+pub fn feed_body<F: Flow + ?Sized>(flow: &mut F, chunk: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    match chunk {
+        Some(chunk) => flow.handle_body(chunk, out),
+        None => {
+            flow.handle_body_end(out);
+            false
+        }
+    }
+}
+
+/// What a driver reports when a flow asks for a body it did not keep.
+pub fn no_body_kept() -> TransportError {
+    TransportError::new(
+        crate::error::TransportErrorKind::Other,
+        "no response body to receive",
+    )
+}
+
+/// A flow's result once its sink was flushed: a failed flush fails a call that had
+/// succeeded (a buffered sink's last write fails there, not in `write`).
+pub fn with_flushed<T>(result: Result<T, Error>, flushed: std::io::Result<()>) -> Result<T, Error> {
+    match (result, flushed) {
+        (Ok(_), Err(e)) => Err(Error::Transport(TransportError::sink(&e))),
+        (r, _) => r,
+    }
+}
+
 pub(crate) fn lift<T>(sub: Sub<T>) -> Step<T> {
     match sub {
         Sub::Send(r) => Step::Send(r),
