@@ -225,9 +225,9 @@ impl Client {
             Body::Bytes(b) => reqwest::Body::from(b),
             Body::Upload(upload_kind) => {
                 let Some(upload) = upload else {
-                    return Err(body_source("this operation needs a body"));
+                    return Err(TransportError::body_source("this operation needs a body"));
                 };
-                let err = |e: &dyn std::fmt::Display| body_source(e.to_string());
+                let err = |e: &dyn std::fmt::Display| TransportError::body_source(e.to_string());
                 // The length, a fresh pump, the start: see `digime_protocol::upload`.
                 let mut slot = upload.lock().await;
                 slot.generation += 1;
@@ -269,7 +269,7 @@ impl Client {
             }
         };
         if let Some(msg) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(body_source(msg));
+            return Err(TransportError::body_source(msg));
         }
         let mut response = result.map_err(transport_error)?;
         let head = |response: &reqwest::Response, bytes: Vec<u8>| {
@@ -388,10 +388,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn lost(what: &str) -> Error {
     Error::Misuse(format!("read_all_files: {what}"))
-}
-
-fn body_source(msg: impl Into<String>) -> TransportError {
-    TransportError::new(TransportErrorKind::BodySource, msg)
 }
 
 /// One attempt's stream over the shared upload.

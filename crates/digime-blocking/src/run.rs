@@ -174,7 +174,7 @@ impl Client {
             Body::Bytes(bytes) => self.agent.run(http::Request::from_parts(parts, bytes)),
             Body::Upload(upload_kind) => {
                 let Some(reader) = upload else {
-                    return Err(body_source("this operation needs a body"));
+                    return Err(TransportError::body_source("this operation needs a body"));
                 };
                 let mut body = UploadBody::start(&upload_kind, reader, &mut parts.headers)?;
                 let r = self.agent.run(http::Request::from_parts(
@@ -182,7 +182,7 @@ impl Client {
                     ureq::SendBody::from_reader(&mut body),
                 ));
                 if let Some(msg) = body.failure.take() {
-                    return Err(body_source(msg));
+                    return Err(TransportError::body_source(msg));
                 }
                 r
             }
@@ -307,7 +307,7 @@ impl<'a, 'b> UploadBody<'a, 'b> {
         reader: &'a mut (dyn ReadSeek + 'b),
         headers: &mut http::HeaderMap,
     ) -> Result<Self, TransportError> {
-        let err = |e: &dyn std::fmt::Display| body_source(e.to_string());
+        let err = |e: &dyn std::fmt::Display| TransportError::body_source(e.to_string());
         let len = reader.seek(SeekFrom::End(0)).map_err(|e| err(&e))?;
         let pump = upload.pump(len).map_err(|e| err(&e))?;
         let length = http::HeaderValue::from(pump.content_length());
@@ -427,10 +427,6 @@ pub(crate) fn default_agent(idle: Duration) -> ureq::Agent {
         .timeout_per_write(Some(idle))
         .build()
         .new_agent()
-}
-
-fn body_source(msg: impl Into<String>) -> TransportError {
-    TransportError::new(TransportErrorKind::BodySource, msg)
 }
 
 fn io_transport_error(e: &std::io::Error) -> TransportError {

@@ -260,6 +260,16 @@ impl TransportError {
         }
     }
 
+    /// A failure of the caller's sink (for drivers).
+    pub fn sink(error: &std::io::Error) -> Self {
+        TransportError::new(TransportErrorKind::Sink, error.to_string())
+    }
+
+    /// A failure of the caller's upload body: its reader, its length, its transform.
+    pub fn body_source(message: impl Into<String>) -> Self {
+        TransportError::new(TransportErrorKind::BodySource, message)
+    }
+
     /// Whether a retry may help (the HTTP client's retryable error codes).
     pub fn is_retryable(&self) -> bool {
         matches!(

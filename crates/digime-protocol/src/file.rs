@@ -13,7 +13,7 @@
 //! ```
 
 use crate::config::FileFormat;
-use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::error::Error;
 use crate::read::Compression;
 use digime_crypto::PrivateKey;
 use digime_crypto::envelope::Decryptor;
@@ -182,16 +182,10 @@ pub fn decode_file(
     Ok(out)
 }
 
-impl TransportError {
-    /// A failure of the caller's sink (for drivers).
-    pub fn sink(error: &std::io::Error) -> Self {
-        TransportError::new(TransportErrorKind::Sink, error.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{TransportError, TransportErrorKind};
     use crate::flow::{Flow, Step};
     use crate::read::{FileMetadata, XMetadata};
     use crate::{Config, Contract, KeySet, Sdk, SessionKey, UserAccessToken};

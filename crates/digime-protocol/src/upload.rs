@@ -299,10 +299,7 @@ impl UploadPump {
 }
 
 fn body_source(message: String) -> Error {
-    Error::Transport(crate::error::TransportError::new(
-        crate::error::TransportErrorKind::BodySource,
-        message,
-    ))
+    Error::Transport(crate::error::TransportError::body_source(message))
 }
 
 #[cfg(test)]
