@@ -163,7 +163,11 @@ async fn a_tls_peer_that_speaks_garbage_is_a_transport_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("https://{}/v1.7/", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+        let accept = listener.accept();
+        let (mut stream, _) = tokio::time::timeout(digime_testkit::scripted::DEADLINE, accept)
+            .await
+            .expect("a connection in time")
+            .unwrap();
         let mut hello = [0u8; 64];
         let _ = stream.read(&mut hello).await;
         let _ = stream

@@ -188,7 +188,7 @@ fn a_tls_peer_that_speaks_garbage_is_a_transport_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("https://{}/v1.7/", listener.local_addr().unwrap());
     let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+        let mut stream = digime_testkit::scripted::accept_within(&listener).unwrap();
         let mut hello = [0u8; 64];
         let _ = stream.read(&mut hello);
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nnot tls at all");

@@ -404,7 +404,6 @@ mod tests {
         ];
         for text in shown {
             assert!(!text.contains("SECRET"), "{text}");
-            assert!(!text.is_empty());
         }
     }
 }

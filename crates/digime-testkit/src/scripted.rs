@@ -3,8 +3,9 @@
 
 use digime_crypto::{PrivateKey, cbc, jws};
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// One request as the scripted server received it.
 #[derive(Debug, Clone)]
@@ -124,6 +125,29 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Capture
     Ok(Some(c))
 }
 
+/// How long the scripted server waits for a connection or a byte before it gives up:
+/// a client that regresses fails its test instead of hanging it.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Accepts one connection within [`DEADLINE`], with reads bounded by it too.
+pub fn accept_within(listener: &TcpListener) -> std::io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let start = Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(Some(DEADLINE))?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < DEADLINE => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Serves `responses` (status, JSON body) in order, one connection each, on
 /// `127.0.0.1:0`. Returns the API base (`http://ADDR/v1.7/`) and a handle that yields
 /// the requests received once the script is done.
@@ -133,7 +157,7 @@ pub fn serve(responses: Vec<(u16, String)>) -> (String, JoinHandle<Vec<Captured>
     let handle = std::thread::spawn(move || {
         let mut got = Vec::new();
         for (status, answer) in responses {
-            let (mut stream, _) = listener.accept().expect("accept");
+            let mut stream = accept_within(&listener).expect("a connection in time");
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
             let c = read_request(&mut reader)
                 .expect("a readable request")
