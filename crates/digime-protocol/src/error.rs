@@ -82,6 +82,11 @@ pub enum Error {
     /// not know it). A bug in a driver or in the caller's code, never in the input.
     #[error("flow misuse: {0}")]
     Misuse(String),
+    /// The server refused the user's token, and the call was told not to refresh it
+    /// itself ([`crate::refresh::Refreshing::without_refresh`]): refresh, then run it
+    /// again. The server's answer is inside.
+    #[error("{0} (the token needs a refresh)")]
+    RefreshNeeded(Box<Error>),
     /// The call refreshed the user's token and then failed. Persist `refreshed_token`
     /// all the same: the refresh rotated the refresh token, so the old one is spent.
     #[error("{error} (after refreshing the access token; persist the new token)")]
@@ -105,7 +110,9 @@ impl Error {
     /// Whether the user must go through authorization again (the refresh token is dead).
     pub fn needs_reauthorization(&self) -> bool {
         match self {
-            Error::AfterRefresh { error, .. } => error.needs_reauthorization(),
+            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => {
+                error.needs_reauthorization()
+            }
             e => matches!(e, Error::ReauthorizationRequired(_)),
         }
     }
@@ -120,10 +127,11 @@ impl Error {
         }
     }
 
-    /// The underlying error, looking through [`Error::AfterRefresh`].
+    /// The underlying error, looking through [`Error::AfterRefresh`] and
+    /// [`Error::RefreshNeeded`].
     pub fn cause(&self) -> &Error {
         match self {
-            Error::AfterRefresh { error, .. } => error.cause(),
+            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.cause(),
             e => e,
         }
     }
@@ -131,7 +139,7 @@ impl Error {
     /// Whether trying the same operation again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::AfterRefresh { error, .. } => error.is_retryable(),
+            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.is_retryable(),
             Error::Transport(t) => t.is_retryable(),
             Error::Api(api) => crate::retry::RETRY_STATUS_CODES.contains(&api.status),
             Error::UnexpectedStatus { status, .. } => {
@@ -144,7 +152,7 @@ impl Error {
     /// The delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::AfterRefresh { error, .. } => error.retry_after(),
+            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.retry_after(),
             Error::Api(api) => api.retry_after,
             Error::UnexpectedStatus { retry_after, .. } => *retry_after,
             _ => None,
@@ -154,7 +162,7 @@ impl Error {
     /// The API error, if the server sent a recognised error body.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            Error::AfterRefresh { error, .. } => error.api(),
+            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.api(),
             Error::Api(api) | Error::ReauthorizationRequired(api) => Some(api),
             _ => None,
         }

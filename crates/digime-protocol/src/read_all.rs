@@ -48,7 +48,7 @@ use crate::error::Error;
 use crate::file::{Output, ReadFile};
 use crate::flow::Authed;
 use crate::read::{FileList, FileListEntry, ReadFileList, SyncState, SyncStatus};
-use crate::refresh::{AuthedCall, error_wants_refresh};
+use crate::refresh::{AuthedCall, error_wants_refresh, without_marker};
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use std::collections::{HashMap, VecDeque};
@@ -535,7 +535,7 @@ impl<T> ReadAllFiles<T> {
                     self.refresh_wanted |= !self.refresh_running;
                 }
             }
-            Err(e) => self.fail(e),
+            Err(e) => self.fail(without_marker(e)),
         }
     }
 
@@ -565,7 +565,7 @@ impl<T> ReadAllFiles<T> {
                     self.parked.push(Queued {
                         entry: run.entry,
                         after_refresh: true,
-                        cause: Some(e),
+                        cause: Some(without_marker(e)),
                     });
                     self.refresh_wanted |= !self.refresh_running;
                 }
@@ -574,7 +574,7 @@ impl<T> ReadAllFiles<T> {
                 self.files_failed += 1;
                 self.events.push_back(ReadAllEvent::FileError {
                     entry: run.entry,
-                    error,
+                    error: without_marker(error),
                 });
             }
         }

@@ -156,12 +156,14 @@ impl<R: Refreshable> Flow for Refreshing<R> {
                     Step::Done(Ok(Attempted::Final(value))) => return self.finish(Ok(value)),
                     Step::Done(Err(e)) => return self.finish(Err(e)),
                     Step::Done(Ok(Attempted::Refresh(fallback))) => {
-                        let refresh = (self.may_refresh && self.refreshed.is_none())
-                            .then(|| self.calls.refresh())
-                            .flatten();
-                        match refresh {
-                            Some(flow) => self.phase = Phase::Refresh(Box::new(flow)),
-                            None => return self.finish(fallback),
+                        if !self.may_refresh {
+                            // Whoever refreshes on this call's behalf must know it wants one.
+                            let wrapped = fallback.map_err(|e| Error::RefreshNeeded(Box::new(e)));
+                            return self.finish(wrapped);
+                        }
+                        match self.refreshed.is_none().then(|| self.calls.refresh()) {
+                            Some(Some(flow)) => self.phase = Phase::Refresh(Box::new(flow)),
+                            _ => return self.finish(fallback),
                         }
                     }
                 },
@@ -280,13 +282,24 @@ pub(crate) fn refresh_wanted(status: u16, body: &[u8], any_401: bool) -> bool {
     standard_code.is_none_or(|code| ErrorCode::from(code.as_str()) == ErrorCode::InvalidToken)
 }
 
-/// The same question asked of an error a call returned (for callers that refresh on
-/// the call's behalf, see [`Refreshing::without_refresh`]).
+/// Whether an error a call returned asks for a refresh (for callers that refresh on
+/// the call's behalf, see [`Refreshing::without_refresh`]): an [`Error::RefreshNeeded`],
+/// or, for an error that did not come through such a call, a 401 by the same rule as
+/// [`refresh_wanted`] as far as the error tells it.
 pub(crate) fn error_wants_refresh(error: &Error, any_401: bool) -> bool {
     match error {
+        Error::RefreshNeeded(_) => true,
         Error::Api(api) => api.status == 401 && (any_401 || api.code == ErrorCode::InvalidToken),
         Error::UnexpectedStatus { status, .. } => *status == 401,
         _ => false,
+    }
+}
+
+/// The server's answer inside an [`Error::RefreshNeeded`], for reporting.
+pub(crate) fn without_marker(error: Error) -> Error {
+    match error {
+        Error::RefreshNeeded(e) => *e,
+        e => e,
     }
 }
 
@@ -488,7 +501,11 @@ mod tests {
             ..Scripted::default()
         })
         .without_refresh();
-        assert!(matches!(end(&mut flow), Err(Error::Misuse(_))));
+        // Told not to refresh: the caller learns the call wants one.
+        match end(&mut flow) {
+            Err(Error::RefreshNeeded(inner)) => assert!(matches!(*inner, Error::Misuse(_))),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

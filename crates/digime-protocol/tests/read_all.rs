@@ -130,6 +130,20 @@ fn a_401_on_the_file_list_refreshes_and_asks_again_with_the_new_token() {
 }
 
 #[test]
+fn a_401_with_a_flat_error_body_on_the_file_list_refreshes_as_a_plain_call_does() {
+    let w = World::new();
+    let mut s = w.script();
+    s.then(Answer::status(401).body(r#"{"error":"Unauthorized","message":"expired"}"#))
+        .then(w.keys.token_answer("a2", "r2"))
+        .then(World::list("completed", &[("a", 1)]))
+        .then(w.file(b"a"));
+    let run = s.read_all(w.read_all(ReadAllOptions::default()));
+    assert_eq!(run.log[..4], ["list", "refresh", "token a2", "list"]);
+    assert_eq!(s.requests[2].claim("access_token"), "a2");
+    assert!(run.summary().refreshed_token.is_some());
+}
+
+#[test]
 fn a_dead_refresh_token_ends_the_run_and_reports_the_waiting_download() {
     let w = World::new();
     let mut s = w.script();
