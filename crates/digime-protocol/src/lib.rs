@@ -16,13 +16,17 @@
 //! | POST `oauth/authorize` | [`auth::authorize`] | [`auth::AuthorizeFlow`] |
 //! | POST `oauth/token` | [`auth::token`] | [`auth::TokenFlow`] |
 //! | the redirect back | [`auth::callback`] | (a parser) |
+//! | POST `oauth/token/reference` | [`auth::token_reference`] | [`auth::ReauthorizeFlow`], [`auth::OnboardFlow`] |
+//! | POST `reference` | [`auth::reference`] | [`call::ClientCall`] (inside [`auth::OnboardFlow`]) |
 //! | GET `permission-access/contract` | [`auth::contract`] | [`call::ClientCall`] |
+//! | GET `permission-access/revoke/h:accountId` | [`auth::revoke`] | [`refresh::AuthedCall`] |
 //! | GET `jwks/oauth` | [`jwks`] | (inside the token flows) |
 //! | POST `permission-access/import` | [`push`] | [`refresh::AuthedCall`] |
 //! | POST `permission-access/trigger` | [`read::trigger`] | [`refresh::AuthedCall`] |
 //! | GET `permission-access/query/{session}` | [`read::file_list`] | [`refresh::AuthedCall`] |
 //! | GET, HEAD `…/query/{session}/{file}` | [`read::file`] | [`ReadFile`] |
 //! | GET `permission-access/accounts` | [`read::accounts`] | [`refresh::AuthedCall`] |
+//! | DELETE `user`, DELETE `permission-access/service/h:accountId` | [`delete`] | [`refresh::AuthedCall`] |
 //! | the postbox era | [`legacy`] | its own, built on the above |
 //!
 //! The building blocks they share: [`flow`] (the run loop, one request with retries),
@@ -79,6 +83,7 @@
 pub mod auth;
 pub mod call;
 pub mod config;
+pub mod delete;
 pub mod error;
 pub mod file;
 pub mod flow;
@@ -95,7 +100,9 @@ pub mod upload;
 pub mod wire;
 
 pub use auth::{
-    AuthorizationCallback, AuthorizationCode, AuthorizeOptions, AuthorizeUrl, parse_callback,
+    AuthorizationCallback, AuthorizationCode, AuthorizeOptions, AuthorizeUrl, OnboardCallback,
+    OnboardServiceOptions, OnboardUrl, ReauthorizeAccountOptions, ReauthorizeOptions,
+    RevokeCallback, parse_callback, parse_onboard_callback, parse_revoke_callback,
 };
 pub use auth::{ContractAccess, ContractApplication, ContractDetails, PullOptions, Session};
 pub use call::{ClientCall, ClientOperation};

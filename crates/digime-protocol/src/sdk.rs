@@ -2,11 +2,18 @@
 
 use crate::auth::PullOptions;
 use crate::auth::ReadContractDetails;
+use crate::auth::token_reference::OnboardPage;
 use crate::auth::{AuthorizationCode, AuthorizeOptions};
 use crate::auth::{AuthorizeFlow, TokenFlow};
+use crate::auth::{
+    OnboardFlow, OnboardServiceOptions, ReauthorizeAccountOptions, ReauthorizeFlow,
+    ReauthorizeOptions, RevokeAccountPermission, check_callback, check_locale, check_sample_data,
+    check_token,
+};
 use crate::call::ClientCall;
 use crate::config::SessionKey;
 use crate::config::{Config, Contract};
+use crate::delete::{DeleteAccount, DeleteUser};
 use crate::error::Error;
 use crate::file::{Output, ReadFile};
 use crate::jwks::{KeySet, KeySetCache};
@@ -17,6 +24,13 @@ use crate::refresh::{AuthedCall, UserOperation};
 use crate::token::UserAccessToken;
 use digime_crypto::CodeVerifier;
 use std::sync::Arc;
+
+fn check_account_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() {
+        return Err(Error::InvalidInput("account id cannot be empty".into()));
+    }
+    Ok(())
+}
 
 fn check_file_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
@@ -74,21 +88,120 @@ impl Sdk {
         state: &str,
         options: AuthorizeOptions,
     ) -> Result<AuthorizeFlow, Error> {
-        let parsed = url::Url::parse(callback)
-            .map_err(|e| Error::InvalidInput(format!("callback {callback:?}: {e}")))?;
-        if parsed.fragment().is_some() {
-            return Err(Error::InvalidInput(
-                "callback must not have a fragment".into(),
-            ));
-        }
+        check_callback(callback)?;
         options.validate()?;
-        Ok(AuthorizeFlow::new(
+        AuthorizeFlow::new(
             self.clone(),
             contract.clone(),
             callback.to_owned(),
             state.to_owned(),
             options,
+        )
+    }
+
+    /// Starts a user's reauthorization, for when the refresh token has died
+    /// ([`Error::needs_reauthorization`]): the flow yields the `user-reauth` page's URL,
+    /// the PKCE verifier to keep and the session. The callback is parsed with
+    /// [`crate::parse_callback`] and its code exchanged with
+    /// [`Sdk::exchange_code_for_token`], giving the same user a new token. `token` is the
+    /// user's last token; its access token may have expired, and this call never
+    /// refreshes it.
+    pub fn reauthorize_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        token: &UserAccessToken,
+        options: ReauthorizeOptions,
+    ) -> Result<ReauthorizeFlow, Error> {
+        check_callback(callback)?;
+        check_token(token)?;
+        check_locale(options.locale.as_deref())?;
+        ReauthorizeFlow::new(self.clone(), contract.clone(), token, callback, options)
+    }
+
+    /// Adds a service to an authorized user's library: the flow yields the `onboard`
+    /// page's URL and the session that reads the new data. The callback
+    /// ([`crate::parse_onboard_callback`]) has no code: the user's token stays valid.
+    pub fn onboard_service_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        token: &UserAccessToken,
+        options: OnboardServiceOptions,
+    ) -> Result<OnboardFlow, Error> {
+        check_callback(callback)?;
+        check_token(token)?;
+        check_locale(options.locale.as_deref())?;
+        check_sample_data(options.sample_data.as_ref())?;
+        Ok(OnboardPage::onboard(
+            self.clone(),
+            contract.clone(),
+            token.clone(),
+            callback,
+            options,
         ))
+    }
+
+    /// Sends the user to repair one account whose source needs them again (a file
+    /// list's `ServiceAuthorizationError`, 511): the flow yields the `reauthorize`
+    /// page's URL. The callback is parsed with [`crate::parse_onboard_callback`].
+    pub fn reauthorize_account_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        token: &UserAccessToken,
+        account_id: &str,
+        options: ReauthorizeAccountOptions,
+    ) -> Result<OnboardFlow, Error> {
+        check_callback(callback)?;
+        check_token(token)?;
+        check_account_id(account_id)?;
+        check_locale(options.locale.as_deref())?;
+        Ok(OnboardPage::reauthorize_account(
+            self.clone(),
+            contract.clone(),
+            token.clone(),
+            callback,
+            account_id,
+            options,
+        ))
+    }
+
+    /// The page where the user withdraws this contract's permission to one account
+    /// (GET `permission-access/revoke/h:accountId`): the flow yields its location. The
+    /// user comes back to `redirect_uri`; parse that with [`crate::parse_revoke_callback`].
+    pub fn revoke_account_permission_url(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        account_id: &str,
+        redirect_uri: &str,
+    ) -> Result<AuthedCall<RevokeAccountPermission>, Error> {
+        check_account_id(account_id)?;
+        check_callback(redirect_uri)?;
+        let op = RevokeAccountPermission::new(account_id, redirect_uri)?;
+        Ok(self.call(contract, token, op))
+    }
+
+    /// Deletes the user, their library and every token of theirs (DELETE `user`).
+    pub fn delete_user(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> AuthedCall<DeleteUser> {
+        self.call(contract, token, DeleteUser)
+    }
+
+    /// Deletes one of the user's accounts and its data (DELETE
+    /// `permission-access/service/h:accountId`).
+    pub fn delete_account(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        account_id: &str,
+    ) -> Result<AuthedCall<DeleteAccount>, Error> {
+        check_account_id(account_id)?;
+        Ok(self.call(contract, token, DeleteAccount::new(account_id)?))
     }
 
     /// Exchanges the callback's code and the stored verifier for a token.

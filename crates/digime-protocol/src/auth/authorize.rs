@@ -1,15 +1,14 @@
 //! POST `oauth/authorize` and the onboard URL (`docs/protocol.md`, "Authorize"): a
 //! fresh PKCE pair per attempt, the server's token verified, the URL built.
 
-use super::{AuthorizeOptions, AuthorizeUrl, Session, parse_session, token_field};
+use super::code::{CodeRequest, no_refresh};
+use super::{AuthorizeOptions, AuthorizeUrl, SampleData, SourceType, SourcesScope};
 use crate::config::{Config, Contract};
 use crate::error::{Error, TransportError};
-use crate::flow::{Flow, Leg, Step, Sub, lift, misuse};
-use crate::jwks::VerifyToken;
+use crate::flow::{Flow, Step, Sub, misuse};
 use crate::sdk::Sdk;
-use crate::wire::{self, Body};
-use digime_crypto::CodeVerifier;
-use http::{Method, Response};
+use crate::wire;
+use http::Response;
 use serde_json::{Map, Value};
 use std::time::SystemTime;
 
@@ -26,6 +25,74 @@ pub(crate) fn encode_uri_component(s: &str) -> String {
     out
 }
 
+/// The optional parameters of an onboard page's query (docs/protocol.md, "Authorize"),
+/// borrowed from the options of the call that makes the URL.
+#[derive(Default)]
+pub(crate) struct PageQuery<'a> {
+    pub(crate) source_type: SourceType,
+    pub(crate) service_id: Option<u32>,
+    pub(crate) sample_data: Option<&'a SampleData>,
+    pub(crate) locale: Option<&'a str>,
+    pub(crate) include_sample_data_only_sources: Option<bool>,
+    pub(crate) storage_ref: Option<&'a str>,
+    pub(crate) trigger_query: Option<bool>,
+    pub(crate) sources_scope: Option<&'a SourcesScope>,
+}
+
+impl<'a> PageQuery<'a> {
+    pub(crate) fn of(options: &'a AuthorizeOptions) -> Self {
+        PageQuery {
+            source_type: options.source_type,
+            service_id: options.service_id,
+            sample_data: options.sample_data.as_ref(),
+            locale: options.locale.as_deref(),
+            include_sample_data_only_sources: options.include_sample_data_only_sources,
+            storage_ref: None,
+            trigger_query: options.trigger_query,
+            sources_scope: options.sources_scope.as_ref(),
+        }
+    }
+
+    /// `{onboard}{page}?code=…&sourceType=…&…`, each parameter in its place and only
+    /// under its condition.
+    pub(crate) fn url(&self, config: &Config, page: &str, code: &str) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("code", code);
+        q.append_pair("sourceType", self.source_type.as_str());
+        if let Some(id) = self.service_id.filter(|&id| id != 0) {
+            q.append_pair("service", &id.to_string());
+        }
+        if let Some(sd) = self.sample_data {
+            q.append_pair("sampleDataSet", &sd.data_set);
+            if sd.auto_onboard {
+                q.append_pair("sampleDataAutoOnboard", "true");
+            }
+        }
+        if let Some(l) = self.locale {
+            q.append_pair("lng", l);
+        }
+        if let Some(b) = self.include_sample_data_only_sources {
+            q.append_pair("includeSampleDataOnlySources", bool_str(b));
+        }
+        if let Some(r) = self.storage_ref {
+            q.append_pair("storageRef", r);
+        }
+        if let Some(b) = self.trigger_query {
+            q.append_pair("triggerQuery", bool_str(b));
+        }
+        if let Some(scope) = self.sources_scope {
+            // Encoded twice, as the official SDK does (encodeURIComponent, then the query).
+            let json = serde_json::to_string(scope).unwrap_or_default();
+            q.append_pair("sourcesScope", &encode_uri_component(&json));
+        }
+        format!("{}{}?{}", config.onboard_url(), page, q.finish())
+    }
+}
+
+pub(crate) fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
 /// Builds `{onboard}{page}?code=…&…` with the optional parameters of docs/protocol.md, "Authorize" in
 /// their order (`storage_ref` only for `authorize`).
 pub fn onboard_url(
@@ -35,49 +102,15 @@ pub fn onboard_url(
     options: &AuthorizeOptions,
     storage_ref: Option<&str>,
 ) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("code", code);
-    q.append_pair("sourceType", options.source_type.as_str());
-    if let Some(id) = options.service_id.filter(|&id| id != 0) {
-        q.append_pair("service", &id.to_string());
+    PageQuery {
+        storage_ref,
+        ..PageQuery::of(options)
     }
-    if let Some(sd) = &options.sample_data {
-        q.append_pair("sampleDataSet", &sd.data_set);
-        if sd.auto_onboard {
-            q.append_pair("sampleDataAutoOnboard", "true");
-        }
-    }
-    if let Some(l) = &options.locale {
-        q.append_pair("lng", l);
-    }
-    if let Some(b) = options.include_sample_data_only_sources {
-        q.append_pair(
-            "includeSampleDataOnlySources",
-            if b { "true" } else { "false" },
-        );
-    }
-    if let Some(r) = storage_ref {
-        q.append_pair("storageRef", r);
-    }
-    if let Some(b) = options.trigger_query {
-        q.append_pair("triggerQuery", if b { "true" } else { "false" });
-    }
-    if let Some(scope) = &options.sources_scope {
-        // Encoded twice, as the official SDK does (encodeURIComponent, then the query).
-        let json = serde_json::to_string(scope).unwrap_or_default();
-        q.append_pair("sourcesScope", &encode_uri_component(&json));
-    }
-    format!("{}{}?{}", config.onboard_url(), page, q.finish())
+    .url(config, page, code)
 }
 
 // ---------------------------------------------------------------------------------
 // oauth/authorize → verified preauthorization code → onboard URL.
-
-enum AuthorizePhase {
-    Post(Leg),
-    Verify(VerifyToken, Option<Session>),
-    Finished,
-}
 
 /// Makes the URL of an [`AuthorizeFlow`] from the verified preauthorization code.
 pub(crate) type MakeUrl = Box<dyn FnOnce(&Config, &str) -> String + Send>;
@@ -97,11 +130,44 @@ pub struct AuthorizeFlow {
     sdk: Sdk,
     contract: Contract,
     callback: String,
-    state: Option<String>,
     options: AuthorizeOptions,
     target: Target,
-    verifier: Option<CodeVerifier>,
-    phase: AuthorizePhase,
+    request: CodeRequest,
+}
+
+/// The `{agent, actions?}` body of the calls that create a session with their code.
+pub(crate) fn agent_body(
+    config: &Config,
+    actions: Option<&super::SessionOptions>,
+) -> Result<Vec<u8>, Error> {
+    let mut body = Map::new();
+    body.insert("agent".into(), wire::agent_json(config));
+    if let Some(actions) = actions {
+        body.insert(
+            "actions".into(),
+            serde_json::to_value(actions).map_err(|e| Error::InvalidInput(e.to_string()))?,
+        );
+    }
+    serde_json::to_vec(&body).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+/// The claims of `oauth/authorize` but the PKCE pair.
+fn authorize_claims(
+    callback: &str,
+    state: Option<&str>,
+    access_token: Option<&str>,
+) -> Map<String, Value> {
+    let mut claims = Map::new();
+    if let Some(t) = access_token {
+        claims.insert("access_token".into(), t.into());
+    }
+    claims.insert("redirect_uri".into(), callback.into());
+    claims.insert("response_mode".into(), "query".into());
+    claims.insert("response_type".into(), "code".into());
+    if let Some(state) = state {
+        claims.insert("state".into(), state.into());
+    }
+    claims
 }
 
 impl AuthorizeFlow {
@@ -111,18 +177,23 @@ impl AuthorizeFlow {
         callback: String,
         state: String,
         options: AuthorizeOptions,
-    ) -> Self {
-        let policy = sdk.config().retry.clone();
-        AuthorizeFlow {
+    ) -> Result<Self, Error> {
+        let access_token = options
+            .user_access_token
+            .as_ref()
+            .map(|t| t.access_token.value.expose());
+        let claims = authorize_claims(&callback, Some(&state), access_token);
+        let body = agent_body(sdk.config(), options.session_options.as_ref())?;
+        let request =
+            CodeRequest::new(&sdk, PATH, "authorize", CODE_CLAIM, claims, Some(body)).with_pkce();
+        Ok(AuthorizeFlow {
             sdk,
             contract,
             callback,
-            state: Some(state),
             options,
             target: Target::Onboard,
-            verifier: None,
-            phase: AuthorizePhase::Post(Leg::new(Method::POST, policy)),
-        }
+            request,
+        })
     }
 
     /// A pre-authorization without a body or an `access_token` claim, `state` only
@@ -134,182 +205,63 @@ impl AuthorizeFlow {
         state: Option<String>,
         make_url: MakeUrl,
     ) -> Self {
-        let policy = sdk.config().retry.clone();
+        let claims = authorize_claims(&redirect_uri, state.as_deref(), None);
+        let request =
+            CodeRequest::new(&sdk, PATH, "authorize", CODE_CLAIM, claims, None).with_pkce();
         AuthorizeFlow {
             sdk,
             contract,
             callback: redirect_uri,
-            state,
             options: AuthorizeOptions::default(),
             target: Target::Bare(Some(make_url)),
-            verifier: None,
-            phase: AuthorizePhase::Post(Leg::new(Method::POST, policy)),
+            request,
         }
-    }
-
-    fn poll_sub(&mut self, now: SystemTime) -> Sub<AuthorizeUrl> {
-        loop {
-            match &mut self.phase {
-                AuthorizePhase::Post(leg) => {
-                    let (sdk, contract, callback, state, options, target, verifier) = (
-                        &self.sdk,
-                        &self.contract,
-                        &self.callback,
-                        &self.state,
-                        &self.options,
-                        &self.target,
-                        &mut self.verifier,
-                    );
-                    let step = leg.poll(now, |now| {
-                        // A new PKCE pair per attempt; the caller gets the last one.
-                        let v = CodeVerifier::generate()?;
-                        let mut claims = Map::new();
-                        if let Some(t) = &options.user_access_token {
-                            claims.insert(
-                                "access_token".into(),
-                                t.access_token.value.expose().into(),
-                            );
-                        }
-                        claims.insert("code_challenge".into(), v.challenge().into());
-                        claims.insert("code_challenge_method".into(), "S256".into());
-                        claims.insert("redirect_uri".into(), callback.as_str().into());
-                        claims.insert("response_mode".into(), "query".into());
-                        claims.insert("response_type".into(), "code".into());
-                        if let Some(state) = state {
-                            claims.insert("state".into(), state.as_str().into());
-                        }
-                        *verifier = Some(v);
-                        let config = sdk.config();
-                        let jwt = wire::sign_request_jwt(config, contract, now, claims)?;
-                        if let Target::Bare(_) = target {
-                            return Ok(wire::accept_json(wire::request(
-                                Method::POST,
-                                &config.api("oauth/authorize"),
-                                Some(&jwt),
-                                Body::Empty,
-                            )?));
-                        }
-                        let mut body = Map::new();
-                        body.insert("agent".into(), wire::agent_json(config));
-                        if let Some(actions) = &options.session_options {
-                            body.insert(
-                                "actions".into(),
-                                serde_json::to_value(actions)
-                                    .map_err(|e| Error::InvalidInput(e.to_string()))?,
-                            );
-                        }
-                        let bytes = serde_json::to_vec(&body)
-                            .map_err(|e| Error::InvalidInput(e.to_string()))?;
-                        Ok(wire::accept_json(wire::request(
-                            Method::POST,
-                            &config.api("oauth/authorize"),
-                            Some(&jwt),
-                            Body::Bytes(bytes),
-                        )?))
-                    });
-                    match step {
-                        Sub::Send(r) => return Sub::Send(r),
-                        Sub::Sleep(d) => return Sub::Sleep(d),
-                        Sub::Done(Err(e)) => return self.finish(Err(e)),
-                        Sub::Done(Ok(resp)) => {
-                            if !wire::is_success(&resp) {
-                                return self.finish(Err(wire::error_from_response(&resp, now)));
-                            }
-                            match token_field(resp.body(), "authorize").and_then(|(t, obj)| {
-                                Ok((t, parse_session(obj.get("session"), "authorize")?))
-                            }) {
-                                Ok((token, session)) => {
-                                    self.phase =
-                                        AuthorizePhase::Verify(VerifyToken::new(token), session)
-                                }
-                                Err(e) => return self.finish(Err(e)),
-                            }
-                        }
-                    }
-                }
-                AuthorizePhase::Verify(v, session) => {
-                    return match v.poll(&self.sdk, now) {
-                        Sub::Send(r) => Sub::Send(r),
-                        Sub::Sleep(d) => Sub::Sleep(d),
-                        Sub::Done(Err(e)) => self.finish(Err(e)),
-                        Sub::Done(Ok(claims)) => {
-                            let session = session.take();
-                            let code =
-                                match claims.get("preauthorization_code").and_then(Value::as_str) {
-                                    Some(c) if !c.is_empty() => c.to_owned(),
-                                    _ => {
-                                        return self.finish(Err(Error::Decode {
-                                            context: "authorize",
-                                            detail: "no preauthorization_code in the token".into(),
-                                        }));
-                                    }
-                                };
-                            let Some(code_verifier) = self.verifier.take() else {
-                                return self.finish(Err(misuse("no verifier")));
-                            };
-                            let config = self.sdk.config();
-                            let url = match &mut self.target {
-                                Target::Onboard => {
-                                    onboard_url(config, "authorize", &code, &self.options, None)
-                                }
-                                Target::Bare(make_url) => match make_url.take() {
-                                    Some(make_url) => make_url(config, &code),
-                                    None => return self.finish(Err(misuse("URL made twice"))),
-                                },
-                            };
-                            self.finish(Ok(AuthorizeUrl {
-                                url,
-                                code_verifier,
-                                session,
-                            }))
-                        }
-                    };
-                }
-                AuthorizePhase::Finished => return Sub::Done(Err(misuse("poll after Done"))),
-            }
-        }
-    }
-
-    fn finish(&mut self, r: Result<AuthorizeUrl, Error>) -> Sub<AuthorizeUrl> {
-        self.phase = AuthorizePhase::Finished;
-        Sub::Done(r)
     }
 }
+
+const PATH: &str = "oauth/authorize";
+const CODE_CLAIM: &str = "preauthorization_code";
 
 impl Flow for AuthorizeFlow {
     type Output = AuthorizeUrl;
     fn poll(&mut self, now: SystemTime) -> Step<AuthorizeUrl> {
-        lift(self.poll_sub(now))
+        let issued = match no_refresh(self.request.poll(&self.sdk, &self.contract, now)) {
+            Sub::Send(r) => return Step::Send(r),
+            Sub::Sleep(d) => return Step::Sleep(d),
+            Sub::Done(Err(e)) => return Step::Done(Err(e)),
+            Sub::Done(Ok(issued)) => issued,
+        };
+        let Some(code_verifier) = issued.verifier else {
+            return Step::Done(Err(misuse("no verifier")));
+        };
+        let config = self.sdk.config();
+        let url = match &mut self.target {
+            Target::Onboard => onboard_url(config, "authorize", &issued.code, &self.options, None),
+            Target::Bare(make_url) => match make_url.take() {
+                Some(make_url) => make_url(config, &issued.code),
+                None => return Step::Done(Err(misuse("URL made twice"))),
+            },
+        };
+        Step::Done(Ok(AuthorizeUrl {
+            url,
+            code_verifier,
+            session: issued.session,
+        }))
     }
     fn handle_response(&mut self, response: Response<Vec<u8>>) {
-        self.handle(Ok(response));
+        self.request.handle(Ok(response));
     }
     fn handle_transport_error(&mut self, error: TransportError) {
-        self.handle(Err(error));
-    }
-}
-
-impl AuthorizeFlow {
-    fn handle(&mut self, outcome: Result<Response<Vec<u8>>, TransportError>) {
-        match &mut self.phase {
-            AuthorizePhase::Post(leg) => leg.handle(outcome),
-            AuthorizePhase::Verify(v, _) => v.handle(outcome),
-            AuthorizePhase::Finished => {}
-        }
+        self.request.handle(Err(error));
     }
 }
 
 impl std::fmt::Debug for AuthorizeFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let phase = match &self.phase {
-            AuthorizePhase::Post(_) => "authorize",
-            AuthorizePhase::Verify(..) => "verify",
-            AuthorizePhase::Finished => "finished",
-        };
         f.debug_struct("AuthorizeFlow")
             .field("contract", &self.contract.id())
             .field("callback", &self.callback)
-            .field("phase", &phase)
+            .field("phase", &self.request.phase_name())
             .finish_non_exhaustive()
     }
 }

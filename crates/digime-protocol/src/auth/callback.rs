@@ -112,3 +112,157 @@ pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackErro
         None => Err(CallbackError::Malformed("no success parameter".into())),
     }
 }
+
+/// A successful return from the `onboard` page (a service was added) or the
+/// `reauthorize` page (an account was repaired). There is no code: the user's token
+/// stays valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnboardCallback {
+    /// The echoed state: present when the URL was asked for with one (the `onboard`
+    /// page; the `reauthorize` page has none).
+    pub state: Option<String>,
+    /// `accountReference`, when the service sent one.
+    pub account_reference: Option<String>,
+    /// Every other query parameter, in order.
+    pub extra: Vec<(String, String)>,
+}
+
+impl OnboardCallback {
+    /// Checks the echoed state against the one the app stored (constant time).
+    pub fn verify_state(self, expected: &str) -> Result<Self, CallbackError> {
+        match &self.state {
+            Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => {
+                Ok(self)
+            }
+            _ => Err(CallbackError::StateMismatch),
+        }
+    }
+}
+
+/// Parses the redirect back from the `onboard` or `reauthorize` page:
+/// `success=true[&state][&accountReference]`, or `success=false&errorCode=…`
+/// ([`CallbackError::Failed`]). Input forms and repeated parameters as
+/// [`parse_callback`].
+pub fn parse_onboard_callback(input: &str) -> Result<OnboardCallback, CallbackError> {
+    let mut success = None;
+    let mut state = None;
+    let mut error_code = None;
+    let mut account_reference = None;
+    let mut extra = Vec::new();
+    for (k, v) in callback_query_pairs(input)? {
+        match &*k {
+            "success" => success = Some(v),
+            "state" => state = Some(v),
+            "errorCode" => error_code = Some(v),
+            "accountReference" => account_reference = Some(v),
+            _ => extra.push((k, v)),
+        }
+    }
+    match success.as_deref() {
+        Some("true") => Ok(OnboardCallback {
+            state,
+            account_reference,
+            extra,
+        }),
+        Some("false") => Err(CallbackError::Failed {
+            code: CallbackErrorCode::parse(error_code.as_deref().unwrap_or("")),
+            state,
+        }),
+        Some(other) => Err(CallbackError::Malformed(format!("success={other:?}"))),
+        None => Err(CallbackError::Malformed("no success parameter".into())),
+    }
+}
+
+/// A successful return from the revoke page (`result=success`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeCallback {
+    /// Every other query parameter (the app's own), in order.
+    pub extra: Vec<(String, String)>,
+}
+
+/// Parses the redirect back from the revoke page: `result=success`, or
+/// `result=failed[&error_message=…]` ([`CallbackError::Failed`], whose code is the
+/// `error_message`, from the same set as `errorCode`; it has no state).
+pub fn parse_revoke_callback(input: &str) -> Result<RevokeCallback, CallbackError> {
+    let mut result = None;
+    let mut message = None;
+    let mut extra = Vec::new();
+    for (k, v) in callback_query_pairs(input)? {
+        match &*k {
+            "result" => result = Some(v),
+            "error_message" => message = Some(v),
+            _ => extra.push((k, v)),
+        }
+    }
+    match result.as_deref() {
+        Some("success") => Ok(RevokeCallback { extra }),
+        Some("failed") => Err(CallbackError::Failed {
+            code: CallbackErrorCode::parse(message.as_deref().unwrap_or("")),
+            state: None,
+        }),
+        Some(other) => Err(CallbackError::Malformed(format!("result={other:?}"))),
+        None => Err(CallbackError::Malformed("no result parameter".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn onboard_and_reauthorize_pages_return_without_a_code() {
+        let cb = parse_onboard_callback(
+            "https://app.example/added?userId=7&success=true&state=s1&accountReference=r9",
+        )
+        .unwrap();
+        assert_eq!(cb.state.as_deref(), Some("s1"));
+        assert_eq!(cb.account_reference.as_deref(), Some("r9"));
+        assert_eq!(cb.extra, vec![("userId".to_string(), "7".to_string())]);
+        assert!(cb.clone().verify_state("s1").is_ok());
+        assert_eq!(cb.verify_state("s2"), Err(CallbackError::StateMismatch));
+        let reauthorized = parse_onboard_callback("success=true").unwrap();
+        assert_eq!(reauthorized.state, None);
+        assert_eq!(
+            parse_onboard_callback("/r?success=false&errorCode=ONBOARD_ERROR&state=s"),
+            Err(CallbackError::Failed {
+                code: CallbackErrorCode::OnboardError,
+                state: Some("s".into())
+            })
+        );
+        for bad in ["https://x/cb", "success=yes", "success=true&success=true"] {
+            assert!(
+                matches!(
+                    parse_onboard_callback(bad),
+                    Err(CallbackError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_revoke_page_returns_a_result() {
+        let ok = parse_revoke_callback("https://app.example/revoked?result=success&u=1").unwrap();
+        assert_eq!(ok.extra, vec![("u".to_string(), "1".to_string())]);
+        assert_eq!(
+            parse_revoke_callback("result=failed&error_message=USER_CANCEL"),
+            Err(CallbackError::Failed {
+                code: CallbackErrorCode::UserCancel,
+                state: None
+            })
+        );
+        assert_eq!(
+            parse_revoke_callback("result=failed"),
+            Err(CallbackError::Failed {
+                code: CallbackErrorCode::Other(String::new()),
+                state: None
+            })
+        );
+        for bad in ["result=ok", "success=true", "result=success&result=failed"] {
+            assert!(
+                matches!(parse_revoke_callback(bad), Err(CallbackError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -7,19 +7,38 @@
 //! | [`token`] | POST `oauth/token`: code exchange and refresh |
 //! | [`callback`] | the redirect back to the app (no request) |
 //! | [`contract`] | GET `permission-access/contract` |
+//! | [`token_reference`] | POST `oauth/token/reference`, then the `user-reauth`, `onboard` or `reauthorize` page |
+//! | [`reference`] | POST `reference` |
+//! | [`revoke`] | GET `permission-access/revoke/h:accountId` |
+//!
+//! [`authorize`] and [`token_reference`] are the same request shape (a POST answered
+//! by a signed code), written once in a private module.
 //!
 //! Server tokens are verified against the pinned key set of [`crate::jwks`].
 
 pub mod authorize;
 pub mod callback;
+mod code;
 pub mod contract;
+pub mod reference;
+pub mod revoke;
 pub mod token;
+pub mod token_reference;
 
 pub use authorize::{AuthorizeFlow, onboard_url};
 pub(crate) use callback::callback_query_pairs;
-pub use callback::{AuthorizationCallback, AuthorizationCode, parse_callback};
+pub use callback::{
+    AuthorizationCallback, AuthorizationCode, OnboardCallback, RevokeCallback, parse_callback,
+    parse_onboard_callback, parse_revoke_callback,
+};
 pub use contract::{ContractAccess, ContractApplication, ContractDetails, ReadContractDetails};
+pub use reference::{CreateReference, ReferenceKind};
+pub use revoke::RevokeAccountPermission;
 pub use token::{TokenFlow, token_from_claims};
+pub use token_reference::{
+    OnboardFlow, OnboardServiceOptions, OnboardUrl, ReauthorizeAccountOptions, ReauthorizeFlow,
+    ReauthorizeOptions,
+};
 
 use crate::config::SessionKey;
 use crate::error::Error;
@@ -261,36 +280,60 @@ pub struct AuthorizeOptions {
 
 impl AuthorizeOptions {
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        if self
-            .sample_data
-            .as_ref()
-            .is_some_and(|sd| sd.data_set.is_empty())
-        {
-            return Err(Error::InvalidInput(
-                "sample data set name cannot be empty".into(),
-            ));
-        }
-        let tag_ok = |l: &str| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if let Some(l) = self.locale.as_deref().filter(|l| !tag_ok(l)) {
-            return Err(Error::InvalidInput(format!(
-                "locale {l:?} is not a language tag"
-            )));
-        }
-        if self
-            .user_access_token
-            .as_ref()
-            .is_some_and(|t| t.access_token.value.is_empty())
-        {
-            return Err(Error::InvalidInput(
-                "user access token has an empty access token".into(),
-            ));
+        check_sample_data(self.sample_data.as_ref())?;
+        check_locale(self.locale.as_deref())?;
+        if let Some(t) = &self.user_access_token {
+            check_token(t)?;
         }
         Ok(())
     }
+}
+
+/// A sample data set must be named.
+pub(crate) fn check_sample_data(sample: Option<&SampleData>) -> Result<(), Error> {
+    if sample.is_some_and(|sd| sd.data_set.is_empty()) {
+        return Err(Error::InvalidInput(
+            "sample data set name cannot be empty".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A locale is a language tag: letters, digits, `-` and `_`.
+pub(crate) fn check_locale(locale: Option<&str>) -> Result<(), Error> {
+    let tag_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    match locale.filter(|l| !tag_ok(l)) {
+        Some(l) => Err(Error::InvalidInput(format!(
+            "locale {l:?} is not a language tag"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A token whose access token is empty cannot sign a call.
+pub(crate) fn check_token(token: &UserAccessToken) -> Result<(), Error> {
+    if token.access_token.value.is_empty() {
+        return Err(Error::InvalidInput(
+            "user access token has an empty access token".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A callback is an absolute URL without a fragment (the redirect appends a query).
+pub(crate) fn check_callback(callback: &str) -> Result<(), Error> {
+    let parsed = url::Url::parse(callback)
+        .map_err(|e| Error::InvalidInput(format!("callback {callback:?}: {e}")))?;
+    if parsed.fragment().is_some() {
+        return Err(Error::InvalidInput(
+            "callback must not have a fragment".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A read session returned with an authorization (`session.expiry` is Unix ms).

@@ -1,0 +1,108 @@
+//! GET `permission-access/revoke/h:accountId` (`docs/protocol.md`, "Revoke"): the page
+//! where the user withdraws the contract's permission to one account.
+
+use crate::config::Contract;
+use crate::error::Error;
+use crate::read::user_request;
+use crate::refresh::UserOperation;
+use crate::sdk::Sdk;
+use crate::token::UserAccessToken;
+use crate::wire::{self, Body};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use serde_json::Value;
+use std::time::SystemTime;
+
+/// `h:accountId` is literal: the account travels in the `accountId` header.
+const PATH: &str = "permission-access/revoke/h:accountId";
+
+/// A header value the request can carry, checked before any IO.
+pub(crate) fn header_value(name: &str, value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value)
+        .map_err(|_| Error::InvalidInput(format!("{name} {value:?} cannot be sent in a header")))
+}
+
+/// The revoke call (a [`UserOperation`]); its result is the page's location.
+#[derive(Debug, Clone)]
+pub struct RevokeAccountPermission {
+    account_id: HeaderValue,
+    redirect_uri: HeaderValue,
+}
+
+impl RevokeAccountPermission {
+    /// Revokes `account_id`; the user returns to `redirect_uri`.
+    pub fn new(account_id: &str, redirect_uri: &str) -> Result<Self, Error> {
+        Ok(RevokeAccountPermission {
+            account_id: header_value("account id", account_id)?,
+            redirect_uri: header_value("redirect URI", redirect_uri)?,
+        })
+    }
+}
+
+impl UserOperation for RevokeAccountPermission {
+    type Output = String;
+
+    fn method(&self) -> Method {
+        Method::GET
+    }
+
+    fn build(
+        &self,
+        sdk: &Sdk,
+        contract: &Contract,
+        token: &UserAccessToken,
+        now: SystemTime,
+    ) -> Result<Request<Body>, Error> {
+        let mut req = user_request(sdk, contract, token, now, Method::GET, PATH, Body::Empty)?;
+        let headers = req.headers_mut();
+        headers.insert(
+            HeaderName::from_static("accountid"),
+            self.account_id.clone(),
+        );
+        headers.insert(
+            HeaderName::from_static("redirecturi"),
+            self.redirect_uri.clone(),
+        );
+        Ok(wire::accept_json(req))
+    }
+
+    /// `{"location": "<URL>"}`: a missing or non-string location is an error.
+    fn parse(&self, response: Response<Vec<u8>>) -> Result<String, Error> {
+        let location = serde_json::from_slice::<Value>(response.body())
+            .ok()
+            .and_then(|v| v.get("location")?.as_str().map(str::to_owned));
+        match location {
+            Some(l) if !l.is_empty() => Ok(l),
+            _ => Err(Error::Decode {
+                context: "revoke",
+                detail: "no location in the answer".into(),
+            }),
+        }
+    }
+
+    fn refresh_on_any_401(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_checked_before_any_io() {
+        assert!(matches!(
+            RevokeAccountPermission::new("12_a\n", "https://app.example/r"),
+            Err(Error::InvalidInput(_))
+        ));
+        let op = RevokeAccountPermission::new("12_a", "https://app.example/r").unwrap();
+        for bad in [&b"{}"[..], b"{\"location\":1}", b"not json", b""] {
+            let resp = Response::builder().status(201).body(bad.to_vec()).unwrap();
+            assert!(matches!(op.parse(resp), Err(Error::Decode { .. })));
+        }
+        let resp = Response::builder()
+            .status(201)
+            .body(br#"{"location":"https://x/revoke?c=1"}"#.to_vec())
+            .unwrap();
+        assert_eq!(op.parse(resp).unwrap(), "https://x/revoke?c=1");
+    }
+}

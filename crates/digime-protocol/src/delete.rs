@@ -1,0 +1,137 @@
+//! Deletion (`docs/protocol.md`, "Deletion"): DELETE `user` (the user, their library
+//! and every token of theirs) and DELETE `permission-access/service/h:accountId` (one
+//! account and its data). Both answer any 2xx with a JSON body or none.
+
+use crate::auth::revoke::header_value;
+use crate::config::Contract;
+use crate::error::Error;
+use crate::read::user_request;
+use crate::refresh::UserOperation;
+use crate::sdk::Sdk;
+use crate::token::UserAccessToken;
+use crate::wire::{self, Body};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use std::time::SystemTime;
+
+/// A deletion's 2xx body must be JSON or empty.
+fn parse_deleted(response: &Response<Vec<u8>>, context: &'static str) -> Result<(), Error> {
+    let body = response.body();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map(|_| ())
+        .map_err(|e| Error::Decode {
+            context,
+            detail: format!("the answer is not JSON: {e}"),
+        })
+}
+
+/// DELETE `user` (a [`UserOperation`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeleteUser;
+
+impl UserOperation for DeleteUser {
+    type Output = ();
+
+    fn method(&self) -> Method {
+        Method::DELETE
+    }
+
+    fn build(
+        &self,
+        sdk: &Sdk,
+        contract: &Contract,
+        token: &UserAccessToken,
+        now: SystemTime,
+    ) -> Result<Request<Body>, Error> {
+        let req = user_request(
+            sdk,
+            contract,
+            token,
+            now,
+            Method::DELETE,
+            "user",
+            Body::Empty,
+        )?;
+        Ok(wire::accept_json(req))
+    }
+
+    fn parse(&self, response: Response<Vec<u8>>) -> Result<(), Error> {
+        parse_deleted(&response, "delete user")
+    }
+
+    fn refresh_on_any_401(&self) -> bool {
+        false
+    }
+}
+
+/// DELETE `permission-access/service/h:accountId` (a [`UserOperation`]); the path is
+/// literal, the account travels in the `accountId` header.
+#[derive(Debug, Clone)]
+pub struct DeleteAccount {
+    account_id: HeaderValue,
+}
+
+impl DeleteAccount {
+    /// Deletes `account_id`.
+    pub fn new(account_id: &str) -> Result<Self, Error> {
+        Ok(DeleteAccount {
+            account_id: header_value("account id", account_id)?,
+        })
+    }
+}
+
+impl UserOperation for DeleteAccount {
+    type Output = ();
+
+    fn method(&self) -> Method {
+        Method::DELETE
+    }
+
+    fn build(
+        &self,
+        sdk: &Sdk,
+        contract: &Contract,
+        token: &UserAccessToken,
+        now: SystemTime,
+    ) -> Result<Request<Body>, Error> {
+        let path = "permission-access/service/h:accountId";
+        let mut req = user_request(sdk, contract, token, now, Method::DELETE, path, Body::Empty)?;
+        let headers = req.headers_mut();
+        headers.insert(
+            HeaderName::from_static("accountid"),
+            self.account_id.clone(),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(wire::accept_json(req))
+    }
+
+    fn parse(&self, response: Response<Vec<u8>>) -> Result<(), Error> {
+        parse_deleted(&response, "delete account")
+    }
+
+    fn refresh_on_any_401(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deletion_answer_is_json_or_nothing() {
+        let answer = |body: &[u8]| Response::builder().status(200).body(body.to_vec()).unwrap();
+        assert!(DeleteUser.parse(answer(b"")).is_ok());
+        assert!(DeleteUser.parse(answer(br#"{"deleted":true}"#)).is_ok());
+        assert!(matches!(
+            DeleteUser.parse(answer(b"<html>")),
+            Err(Error::Decode { .. })
+        ));
+        assert!(DeleteAccount::new("a\r\nb").is_err());
+    }
+}
