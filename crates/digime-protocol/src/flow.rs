@@ -401,6 +401,47 @@ mod tests {
                 sdk.push_to_library(&contract, &token, &descriptor).unwrap()
             ),
             format!("{:?}", sdk.contract_details(&contract)),
+            format!(
+                "{:?}",
+                sdk.reauthorize_url(
+                    &contract,
+                    "https://a.example/cb",
+                    &token,
+                    Default::default()
+                )
+                .unwrap()
+            ),
+            format!(
+                "{:?}",
+                sdk.onboard_service_url(
+                    &contract,
+                    "https://a.example/cb",
+                    &token,
+                    Default::default()
+                )
+                .unwrap()
+            ),
+            format!(
+                "{:?}",
+                sdk.reauthorize_account_url(
+                    &contract,
+                    "https://a.example/cb",
+                    &token,
+                    "acc",
+                    Default::default()
+                )
+                .unwrap()
+            ),
+            format!(
+                "{:?}",
+                sdk.revoke_account_permission_url(&contract, &token, "acc", "https://a.example/r")
+                    .unwrap()
+            ),
+            format!("{:?}", sdk.delete_user(&contract, &token)),
+            format!(
+                "{:?}",
+                sdk.delete_account(&contract, &token, "acc").unwrap()
+            ),
         ];
         for text in shown {
             assert!(!text.contains("SECRET"), "{text}");
