@@ -56,6 +56,9 @@ mod run;
 pub use run::Upload;
 
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
+use digime_protocol::auth::{
+    OnboardServiceOptions, OnboardUrl, ReauthorizeAccountOptions, ReauthorizeOptions,
+};
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::Authed;
 use digime_protocol::read::Account;
@@ -165,6 +168,92 @@ impl Client {
         options: AuthorizeOptions,
     ) -> Result<AuthorizeUrl, Error> {
         let flow = self.sdk.authorize_url(contract, callback, state, options)?;
+        self.run(flow).await
+    }
+
+    /// Builds the user-reauthorization URL, for when the refresh token has died
+    /// ([`Error::needs_reauthorization`]): send the user to `url`, keep `code_verifier`,
+    /// parse the callback with [`digime_protocol::parse_callback`] and exchange its code
+    /// with [`Client::exchange_code_for_token`]. The new token is the same user's, with
+    /// the same library. `token` is the user's last token (its access token may have
+    /// expired); this call never refreshes it.
+    pub async fn reauthorize_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        token: &UserAccessToken,
+        options: ReauthorizeOptions,
+    ) -> Result<AuthorizeUrl, Error> {
+        let flow = self
+            .sdk
+            .reauthorize_url(contract, callback, token, options)?;
+        self.run(flow).await
+    }
+
+    /// Builds the URL that adds a service to the user's library; the session it returns
+    /// reads the new data. The callback ([`digime_protocol::parse_onboard_callback`])
+    /// carries no code: the user's token stays valid.
+    pub async fn onboard_service_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        token: &UserAccessToken,
+        options: OnboardServiceOptions,
+    ) -> Result<Authed<OnboardUrl>, Error> {
+        let flow = self
+            .sdk
+            .onboard_service_url(contract, callback, token, options)?;
+        self.run(flow).await
+    }
+
+    /// Builds the URL where the user repairs one account whose source needs them again
+    /// (a file list's `ServiceAuthorizationError`, 511). The callback is parsed with
+    /// [`digime_protocol::parse_onboard_callback`].
+    pub async fn reauthorize_account_url(
+        &self,
+        contract: &Contract,
+        callback: &str,
+        token: &UserAccessToken,
+        account_id: &str,
+        options: ReauthorizeAccountOptions,
+    ) -> Result<Authed<OnboardUrl>, Error> {
+        let flow =
+            (self.sdk).reauthorize_account_url(contract, callback, token, account_id, options)?;
+        self.run(flow).await
+    }
+
+    /// The location of the page where the user withdraws this contract's permission to
+    /// one account; they come back to `redirect_uri`
+    /// ([`digime_protocol::parse_revoke_callback`]).
+    pub async fn revoke_account_permission_url(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        account_id: &str,
+        redirect_uri: &str,
+    ) -> Result<Authed<String>, Error> {
+        let flow =
+            (self.sdk).revoke_account_permission_url(contract, token, account_id, redirect_uri)?;
+        self.run(flow).await
+    }
+
+    /// Deletes the user: their library, and every token of theirs for every contract.
+    pub async fn delete_user(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> Result<Authed<()>, Error> {
+        self.run(self.sdk.delete_user(contract, token)).await
+    }
+
+    /// Deletes one of the user's accounts and its data.
+    pub async fn delete_account(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        account_id: &str,
+    ) -> Result<Authed<()>, Error> {
+        let flow = self.sdk.delete_account(contract, token, account_id)?;
         self.run(flow).await
     }
 
