@@ -27,6 +27,27 @@ fn parse_deleted(response: &Response<Vec<u8>>, context: &'static str) -> Result<
         })
 }
 
+/// A DELETE of `path`, with the account in the `accountId` header when there is one.
+fn delete_request(
+    sdk: &Sdk,
+    contract: &Contract,
+    token: &UserAccessToken,
+    now: SystemTime,
+    path: &str,
+    account_id: Option<&HeaderValue>,
+) -> Result<Request<Body>, Error> {
+    let mut req = user_request(sdk, contract, token, now, Method::DELETE, path, Body::Empty)?;
+    if let Some(account_id) = account_id {
+        let headers = req.headers_mut();
+        headers.insert(HeaderName::from_static("accountid"), account_id.clone());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(wire::accept_json(req))
+}
+
 /// DELETE `user` (a [`UserOperation`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeleteUser;
@@ -45,16 +66,7 @@ impl UserOperation for DeleteUser {
         token: &UserAccessToken,
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
-        let req = user_request(
-            sdk,
-            contract,
-            token,
-            now,
-            Method::DELETE,
-            "user",
-            Body::Empty,
-        )?;
-        Ok(wire::accept_json(req))
+        delete_request(sdk, contract, token, now, "user", None)
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<(), Error> {
@@ -97,17 +109,7 @@ impl UserOperation for DeleteAccount {
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
         let path = "permission-access/service/h:accountId";
-        let mut req = user_request(sdk, contract, token, now, Method::DELETE, path, Body::Empty)?;
-        let headers = req.headers_mut();
-        headers.insert(
-            HeaderName::from_static("accountid"),
-            self.account_id.clone(),
-        );
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        Ok(wire::accept_json(req))
+        delete_request(sdk, contract, token, now, path, Some(&self.account_id))
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<(), Error> {

@@ -2,7 +2,7 @@
 
 use crate::auth::PullOptions;
 use crate::auth::ReadContractDetails;
-use crate::auth::token_reference::OnboardPage;
+use crate::auth::token_reference::{OnboardPage, reauthorize_flow};
 use crate::auth::{AuthorizationCode, AuthorizeOptions};
 use crate::auth::{AuthorizeFlow, TokenFlow};
 use crate::auth::{
@@ -116,7 +116,7 @@ impl Sdk {
         check_callback(callback)?;
         check_token(token)?;
         check_locale(options.locale.as_deref())?;
-        ReauthorizeFlow::new(self.clone(), contract.clone(), token, callback, options)
+        reauthorize_flow(self.clone(), contract.clone(), token, callback, options)
     }
 
     /// Adds a service to an authorized user's library: the flow yields the `onboard`

@@ -115,17 +115,18 @@ pub fn onboard_url(
 /// Makes the URL of an [`AuthorizeFlow`] from the verified preauthorization code.
 pub(crate) type MakeUrl = Box<dyn FnOnce(&Config, &str) -> String + Send>;
 
-/// What an [`AuthorizeFlow`] makes of the preauthorization code.
+/// What an [`AuthorizeFlow`] makes of the code.
 enum Target {
-    /// The onboard URL; the request has the JSON body `{agent, actions}`.
+    /// The `authorize` page's URL, from the options.
     Onboard,
-    /// Another URL, made by the caller; the request has no body (the postbox era's
-    /// pre-authorization).
-    Bare(Option<MakeUrl>),
+    /// Another URL, made by the caller (the postbox era's pre-authorization, the
+    /// `user-reauth` page).
+    Made(Option<MakeUrl>),
 }
 
 /// Builds the authorization URL (docs/protocol.md, "Authorize"): POST `oauth/authorize` with a fresh PKCE
-/// pair per attempt, verify the server's token, build the onboard URL.
+/// pair per attempt, verify the server's token, build the onboard URL. The user-reauth
+/// URL is the same flow over `oauth/token/reference` ([`super::ReauthorizeFlow`]).
 pub struct AuthorizeFlow {
     sdk: Sdk,
     contract: Contract,
@@ -208,12 +209,23 @@ impl AuthorizeFlow {
         let claims = authorize_claims(&redirect_uri, state.as_deref(), None);
         let request =
             CodeRequest::new(&sdk, PATH, "authorize", CODE_CLAIM, claims, None).with_pkce();
+        Self::made(sdk, contract, redirect_uri, request, make_url)
+    }
+
+    /// A flow of `request` (one with PKCE), whose URL `make_url` builds from the code.
+    pub(crate) fn made(
+        sdk: Sdk,
+        contract: Contract,
+        callback: String,
+        request: CodeRequest,
+        make_url: MakeUrl,
+    ) -> Self {
         AuthorizeFlow {
             sdk,
             contract,
-            callback: redirect_uri,
+            callback,
             options: AuthorizeOptions::default(),
-            target: Target::Bare(Some(make_url)),
+            target: Target::Made(Some(make_url)),
             request,
         }
     }
@@ -237,7 +249,7 @@ impl Flow for AuthorizeFlow {
         let config = self.sdk.config();
         let url = match &mut self.target {
             Target::Onboard => onboard_url(config, "authorize", &issued.code, &self.options, None),
-            Target::Bare(make_url) => match make_url.take() {
+            Target::Made(make_url) => match make_url.take() {
                 Some(make_url) => make_url(config, &issued.code),
                 None => return Step::Done(Err(misuse("URL made twice"))),
             },

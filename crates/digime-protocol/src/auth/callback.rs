@@ -72,45 +72,61 @@ pub(crate) fn callback_query_pairs(input: &str) -> Result<Vec<(String, String)>,
     Ok(pairs)
 }
 
-/// Parses the redirect back from the onboard page: a full URL, a path with a query,
-/// or a bare query string. Repeated parameters are refused (they make the redirect
-/// ambiguous).
-pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackError> {
+/// The parameters of a successful return from an onboard page.
+struct PageReturn {
+    code: Option<String>,
+    state: Option<String>,
+    account_reference: Option<String>,
+    extra: Vec<(String, String)>,
+}
+
+/// Sorts out the redirect of an onboard page: `success=true` gives its parameters
+/// (`code` among them when the page `returns_code`, else it is an extra one);
+/// `success=false` is [`CallbackError::Failed`] with `errorCode` and `state`.
+fn page_return(input: &str, returns_code: bool) -> Result<PageReturn, CallbackError> {
     let mut success = None;
-    let mut code = None;
-    let mut state = None;
     let mut error_code = None;
-    let mut account_reference = None;
-    let mut extra = Vec::new();
+    let mut page = PageReturn {
+        code: None,
+        state: None,
+        account_reference: None,
+        extra: Vec::new(),
+    };
     for (k, v) in callback_query_pairs(input)? {
         match &*k {
             "success" => success = Some(v),
-            "code" => code = Some(v),
-            "state" => state = Some(v),
+            "code" if returns_code => page.code = Some(v),
+            "state" => page.state = Some(v),
             "errorCode" => error_code = Some(v),
-            "accountReference" => account_reference = Some(v),
-            _ => extra.push((k, v)),
+            "accountReference" => page.account_reference = Some(v),
+            _ => page.extra.push((k, v)),
         }
     }
     match success.as_deref() {
-        Some("true") => {
-            let code = code
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| CallbackError::Malformed("success without a code".into()))?;
-            Ok(AuthorizationCallback {
-                code: AuthorizationCode::new(code),
-                state,
-                account_reference,
-                extra,
-            })
-        }
+        Some("true") => Ok(page),
         Some("false") => Err(CallbackError::Failed {
             code: CallbackErrorCode::parse(error_code.as_deref().unwrap_or("")),
-            state,
+            state: page.state,
         }),
         Some(other) => Err(CallbackError::Malformed(format!("success={other:?}"))),
         None => Err(CallbackError::Malformed("no success parameter".into())),
     }
+}
+
+/// Parses the redirect back from the `authorize` or `user-reauth` page: a full URL, a
+/// path with a query, or a bare query string. Repeated parameters are refused (they
+/// make the redirect ambiguous).
+pub fn parse_callback(input: &str) -> Result<AuthorizationCallback, CallbackError> {
+    let page = page_return(input, true)?;
+    let code = (page.code)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| CallbackError::Malformed("success without a code".into()))?;
+    Ok(AuthorizationCallback {
+        code: AuthorizationCode::new(code),
+        state: page.state,
+        account_reference: page.account_reference,
+        extra: page.extra,
+    })
 }
 
 /// A successful return from the `onboard` page (a service was added) or the
@@ -144,33 +160,12 @@ impl OnboardCallback {
 /// ([`CallbackError::Failed`]). Input forms and repeated parameters as
 /// [`parse_callback`].
 pub fn parse_onboard_callback(input: &str) -> Result<OnboardCallback, CallbackError> {
-    let mut success = None;
-    let mut state = None;
-    let mut error_code = None;
-    let mut account_reference = None;
-    let mut extra = Vec::new();
-    for (k, v) in callback_query_pairs(input)? {
-        match &*k {
-            "success" => success = Some(v),
-            "state" => state = Some(v),
-            "errorCode" => error_code = Some(v),
-            "accountReference" => account_reference = Some(v),
-            _ => extra.push((k, v)),
-        }
-    }
-    match success.as_deref() {
-        Some("true") => Ok(OnboardCallback {
-            state,
-            account_reference,
-            extra,
-        }),
-        Some("false") => Err(CallbackError::Failed {
-            code: CallbackErrorCode::parse(error_code.as_deref().unwrap_or("")),
-            state,
-        }),
-        Some(other) => Err(CallbackError::Malformed(format!("success={other:?}"))),
-        None => Err(CallbackError::Malformed("no success parameter".into())),
-    }
+    let page = page_return(input, false)?;
+    Ok(OnboardCallback {
+        state: page.state,
+        account_reference: page.account_reference,
+        extra: page.extra,
+    })
 }
 
 /// A successful return from the revoke page (`result=success`).

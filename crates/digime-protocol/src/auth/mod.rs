@@ -375,6 +375,24 @@ pub(crate) fn token_field(
     }
 }
 
+/// A non-empty string field of a JSON object body, or a decode error naming it.
+pub(crate) fn string_field(
+    body: &[u8],
+    field: &str,
+    context: &'static str,
+) -> Result<String, Error> {
+    let value = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get(field)?.as_str().map(str::to_owned));
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(Error::Decode {
+            context,
+            detail: format!("no {field} in the answer"),
+        }),
+    }
+}
+
 /// Parses an optional `session` object `{key, expiry(ms)}`.
 pub(crate) fn parse_session(
     v: Option<&Value>,

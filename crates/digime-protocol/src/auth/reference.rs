@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::sdk::Sdk;
 use crate::wire::{self, Body};
 use http::{Method, Request, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use std::time::SystemTime;
 
 /// What a reference names.
@@ -73,16 +73,7 @@ impl ClientOperation for CreateReference {
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<String, Error> {
-        let id = serde_json::from_slice::<Value>(response.body())
-            .ok()
-            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
-        match id {
-            Some(id) if !id.is_empty() => Ok(id),
-            _ => Err(Error::Decode {
-                context: "reference",
-                detail: "no id in the answer".into(),
-            }),
-        }
+        super::string_field(response.body(), "id", "reference")
     }
 }
 
@@ -92,6 +83,7 @@ mod tests {
     use crate::call::ClientCall;
     use crate::flow::{Flow, Step};
     use crate::{Config, PrivateKey};
+    use serde_json::Value;
 
     #[test]
     fn the_body_names_the_account_and_the_answer_needs_an_id() {

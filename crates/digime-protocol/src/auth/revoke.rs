@@ -9,7 +9,6 @@ use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
-use serde_json::Value;
 use std::time::SystemTime;
 
 /// `h:accountId` is literal: the account travels in the `accountId` header.
@@ -67,16 +66,7 @@ impl UserOperation for RevokeAccountPermission {
 
     /// `{"location": "<URL>"}`: a missing or non-string location is an error.
     fn parse(&self, response: Response<Vec<u8>>) -> Result<String, Error> {
-        let location = serde_json::from_slice::<Value>(response.body())
-            .ok()
-            .and_then(|v| v.get("location")?.as_str().map(str::to_owned));
-        match location {
-            Some(l) if !l.is_empty() => Ok(l),
-            _ => Err(Error::Decode {
-                context: "revoke",
-                detail: "no location in the answer".into(),
-            }),
-        }
+        super::string_field(response.body(), "location", "revoke")
     }
 
     fn refresh_on_any_401(&self) -> bool {

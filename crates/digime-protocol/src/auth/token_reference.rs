@@ -4,16 +4,14 @@
 //!
 //! | call | page | PKCE | refresh on 401 | result |
 //! |---|---|---|---|---|
-//! | [`crate::Sdk::reauthorize_url`] | `user-reauth` | yes | no (the token is dead) | [`AuthorizeUrl`] |
+//! | [`crate::Sdk::reauthorize_url`] | `user-reauth` | yes | no (the token is dead) | [`super::AuthorizeUrl`] |
 //! | [`crate::Sdk::onboard_service_url`] | `onboard` | no | yes | [`OnboardUrl`] |
 //! | [`crate::Sdk::reauthorize_account_url`] | `reauthorize` (after POST `reference`) | no | yes | [`OnboardUrl`] |
 
-use super::authorize::{PageQuery, agent_body, bool_str};
-use super::code::{CodeRequest, IssuedCode, no_refresh};
+use super::authorize::{AuthorizeFlow, MakeUrl, PageQuery, agent_body, bool_str};
+use super::code::{CodeRequest, IssuedCode};
 use super::reference::{CreateReference, ReferenceKind};
-use super::{
-    AuthorizeUrl, SampleData, Session, SessionOptions, SourceType, SourcesScope, TokenFlow,
-};
+use super::{SampleData, Session, SessionOptions, SourceType, SourcesScope, TokenFlow};
 use crate::call::ClientCall;
 use crate::config::{Config, Contract};
 use crate::error::{Error, TransportError};
@@ -106,35 +104,32 @@ fn claims(token: &UserAccessToken, callback: &str, state: Option<&str>) -> Map<S
 
 /// Builds the user-reauthorization URL: POST `oauth/token/reference` with a PKCE pair
 /// and the current (possibly expired) access token, then `{onboard}user-reauth`. Its
-/// code is exchanged like an authorization's, with the verifier it returns.
-pub struct ReauthorizeFlow {
+/// code is exchanged like an authorization's, with the verifier it returns. It is the
+/// authorization's flow over another request, and never refreshes.
+pub type ReauthorizeFlow = AuthorizeFlow;
+
+pub(crate) fn reauthorize_flow(
     sdk: Sdk,
     contract: Contract,
-    locale: Option<String>,
-    trigger_query: Option<bool>,
-    request: CodeRequest,
-}
-
-impl ReauthorizeFlow {
-    pub(crate) fn new(
-        sdk: Sdk,
-        contract: Contract,
-        token: &UserAccessToken,
-        callback: &str,
-        options: ReauthorizeOptions,
-    ) -> Result<Self, Error> {
-        let claims = claims(token, callback, options.state.as_deref());
-        let body = agent_body(sdk.config(), options.session_options.as_ref())?;
-        let request =
-            CodeRequest::new(&sdk, PATH, "reauthorize", CODE_CLAIM, claims, Some(body)).with_pkce();
-        Ok(ReauthorizeFlow {
-            sdk,
-            contract,
-            locale: options.locale,
-            trigger_query: options.trigger_query,
-            request,
-        })
-    }
+    token: &UserAccessToken,
+    callback: &str,
+    options: ReauthorizeOptions,
+) -> Result<ReauthorizeFlow, Error> {
+    let claims = claims(token, callback, options.state.as_deref());
+    let body = agent_body(sdk.config(), options.session_options.as_ref())?;
+    let request =
+        CodeRequest::new(&sdk, PATH, "reauthorize", CODE_CLAIM, claims, Some(body)).with_pkce();
+    let (locale, trigger_query) = (options.locale, options.trigger_query);
+    let make_url: MakeUrl = Box::new(move |config: &Config, code: &str| {
+        user_reauth_url(config, code, locale.as_deref(), trigger_query)
+    });
+    Ok(AuthorizeFlow::made(
+        sdk,
+        contract,
+        callback.to_owned(),
+        request,
+        make_url,
+    ))
 }
 
 /// `{onboard}user-reauth?code=…[&lng=…][&triggerQuery=…]`.
@@ -153,50 +148,6 @@ fn user_reauth_url(
         q.append_pair("triggerQuery", bool_str(b));
     }
     format!("{}user-reauth?{}", config.onboard_url(), q.finish())
-}
-
-impl Flow for ReauthorizeFlow {
-    type Output = AuthorizeUrl;
-
-    fn poll(&mut self, now: SystemTime) -> Step<AuthorizeUrl> {
-        let issued = match no_refresh(self.request.poll(&self.sdk, &self.contract, now)) {
-            Sub::Send(r) => return Step::Send(r),
-            Sub::Sleep(d) => return Step::Sleep(d),
-            Sub::Done(Err(e)) => return Step::Done(Err(e)),
-            Sub::Done(Ok(issued)) => issued,
-        };
-        let Some(code_verifier) = issued.verifier else {
-            return Step::Done(Err(misuse("no verifier")));
-        };
-        let url = user_reauth_url(
-            self.sdk.config(),
-            &issued.code,
-            self.locale.as_deref(),
-            self.trigger_query,
-        );
-        Step::Done(Ok(AuthorizeUrl {
-            url,
-            code_verifier,
-            session: issued.session,
-        }))
-    }
-
-    fn handle_response(&mut self, response: Response<Vec<u8>>) {
-        self.request.handle(Ok(response));
-    }
-
-    fn handle_transport_error(&mut self, error: TransportError) {
-        self.request.handle(Err(error));
-    }
-}
-
-impl fmt::Debug for ReauthorizeFlow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReauthorizeFlow")
-            .field("contract", &self.contract.id())
-            .field("phase", &self.request.phase_name())
-            .finish_non_exhaustive()
-    }
 }
 
 // ---------------------------------------------------------------------------------
