@@ -62,10 +62,9 @@ impl Env {
         let session = match session {
             Some(s) => s,
             None => {
-                let s = self
-                    .client
-                    .read_session(&self.read, token, &Default::default());
-                s.await.unwrap().value.key
+                let pull = Default::default();
+                let s = self.client.read_session(&self.read, token, &pull).await;
+                s.unwrap().value.key
             }
         };
         let options = ReadAllOptions {
