@@ -260,6 +260,7 @@
 mod checks;
 mod common;
 mod demo;
+mod library;
 pub mod postbox;
 mod serve;
 pub mod state;
@@ -269,7 +270,9 @@ mod tokens;
 mod contract;
 mod control;
 mod legacy;
+mod lifecycle;
 mod oauth;
+mod onboard;
 mod read;
 mod write;
 // Composes the families.
@@ -668,6 +671,8 @@ impl Sandbox {
             }
         };
         std::fs::create_dir_all(dir.join("library"))?;
+        // Files a deletion moved out of the library and could not delete then.
+        let _ = std::fs::remove_dir_all(dir.join("trash"));
         let signing_key = load_or_create_key(&dir.join("server-signing-key.pem"))?;
         let kid = format!(
             "sandbox-{}",
