@@ -10,7 +10,9 @@
 //! when an account failed. Accounts that do not sync (`sourceFetch:false`, or left out
 //! by `sourceFetchFilter`) show what the library already has from step 1 on (at once
 //! with `sourceFetch:false`, which is `completed` from the start). Raw (pushed) files of
-//! the reading contract's application appear from step 1 on.
+//! the reading contract's application appear from step 1 on. The library is the one the
+//! reading contract sees now (a deleted or withdrawn account is gone at once), minus the
+//! accounts added after the sync started (they are in the next session's sync).
 
 use crate::checks::ApiFailure;
 use crate::demo::DemoLibrary;
