@@ -18,8 +18,11 @@ use tokio::io::AsyncWriteExt;
 /// What an endpoint answers.
 pub(crate) type ApiResult = Result<Response, ApiFailure>;
 
-/// Lifetime of preauthorization and authorization codes.
+/// Lifetime of preauthorization, reference, revoke and authorization codes.
 pub(crate) const CODE_TTL_MS: u64 = 10 * 60 * 1000;
+/// How long an expired code of an onboard page is remembered (its page then sends the
+/// user back with `INVALID_CODE` instead of showing an error page).
+pub(crate) const EXPIRED_CODE_MEMORY_MS: u64 = 24 * 3600 * 1000;
 /// Lifetime of sessions (read sessions and establish-session sessions).
 pub(crate) const SESSION_TTL_MS: u64 = 30 * 60 * 1000;
 /// How long expired sessions are remembered (so they answer 410, not 404).
@@ -348,6 +351,10 @@ fn record(
     now: u64,
 ) -> Result<(), ApiFailure> {
     match destination {
+        // The user may have been deleted while the body was coming in.
+        Destination::Library if !st.users.contains_key(&file.user_id) => {
+            return Err(ApiFailure::invalid_token("access_token", false));
+        }
         Destination::Library => st.files.push(file),
         Destination::Postbox(id) => st
             .postboxes

@@ -5,6 +5,7 @@
 use crate::checks::ApiFailure;
 use crate::common::{hex, unknown_user};
 use crate::demo::{DemoLibrary, Generator, seed_of};
+use crate::library::library_for;
 use crate::serve::{Plain, plain_body};
 use crate::state::{
     AccountError, Compression, GeneratedContent, LibraryFile, Persisted, UserRecord,
@@ -209,9 +210,9 @@ async fn files(
     State(shared): State<Shared>,
     Path(user): Path<String>,
 ) -> Result<Response, ApiFailure> {
-    let (files, created) = {
+    let (files, lib) = {
         let st = shared.lock();
-        let created = st.users.get(&user).ok_or_else(unknown_user)?.created;
+        let lib = library_for(&shared, &st, &user, None).ok_or_else(unknown_user)?;
         let files: Vec<Value> = st
             .files
             .iter()
@@ -224,9 +225,8 @@ async fn files(
                 v
             })
             .collect();
-        (files, created)
+        (files, lib)
     };
-    let lib = DemoLibrary::of(&user, created, shared.config.demo_data);
     let demo: Vec<Value> = demo_files(&lib)
         .into_iter()
         .map(|(name, mut info, bytes)| {
@@ -241,22 +241,26 @@ async fn files(
     Ok(axum::Json(json!({ "files": files, "demo": demo })).into_response())
 }
 
-/// `GET /_sandbox/users/{id}/accounts`: the user's demo accounts and their failures.
+/// `GET /_sandbox/users/{id}/accounts`: every account of the user (whichever contract
+/// sees it), their failures, and the accounts each contract lost permission to.
 async fn user_accounts(
     State(shared): State<Shared>,
     Path(user): Path<String>,
 ) -> Result<Response, ApiFailure> {
-    let (created, failures) = {
+    let (lib, failures, revoked) = {
         let st = shared.lock();
-        let created = st.users.get(&user).ok_or_else(unknown_user)?.created;
+        let lib = library_for(&shared, &st, &user, None).ok_or_else(unknown_user)?;
         (
-            created,
+            lib,
             st.account_failures.get(&user).cloned().unwrap_or_default(),
+            st.revoked.get(&user).cloned().unwrap_or_default(),
         )
     };
-    let lib = DemoLibrary::of(&user, created, shared.config.demo_data);
-    let accounts = account_list(&lib, &failures, created);
-    Ok(axum::Json(json!({"accounts": accounts, "failures": failures})).into_response())
+    let accounts = account_list(&lib, &failures, lib.created_ms);
+    Ok(
+        axum::Json(json!({"accounts": accounts, "failures": failures, "revoked": revoked}))
+            .into_response(),
+    )
 }
 
 /// `POST /_sandbox/users/{id}/generate-files`
@@ -370,8 +374,8 @@ fn known_account(
     user: &str,
     account: &str,
 ) -> Result<(), ApiFailure> {
-    let created = st.users.get(user).ok_or_else(unknown_user)?.created;
-    DemoLibrary::of(user, created, shared.config.demo_data)
+    library_for(shared, st, user, None)
+        .ok_or_else(unknown_user)?
         .account(account)
         .map(|_| ())
         .ok_or_else(|| ApiFailure::new(404, "NotFound", "No such account"))
@@ -545,9 +549,12 @@ fn expire(shared: &Shared, user: &str, refresh: bool) -> Result<Response, ApiFai
     } else {
         &mut st.access_tokens
     };
+    // They expire now: still genuine (an expired access token is good for a
+    // user-reauth request), but refused everywhere else.
+    let now_s = now_ms() / 1000;
     let mut n = 0;
     for t in map.values_mut().filter(|t| t.user_id == user) {
-        t.expires_s = 0;
+        t.expires_s = t.expires_s.min(now_s);
         n += 1;
     }
     shared

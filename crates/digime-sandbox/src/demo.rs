@@ -1,10 +1,13 @@
 //! The demo library every sandbox user has, and the generator of synthetic files.
 //!
-//! Nothing here is stored: the accounts, the mapped files (JSON arrays of objects) and
-//! the two raw demo files are computed from the user id and the user's creation time,
-//! so the same user sees the same bytes after a restart. A file's content depends on
-//! its version only (a file rewritten mid-sync is version 1), never on the clock.
+//! Nothing here is stored but the account set (which the caller passes in): the mapped
+//! files (JSON arrays of objects) of each account are computed from the user id, the
+//! account's service and when it was added, and the two raw demo files from the user id
+//! and the user's creation time, so the same user sees the same bytes after a restart.
+//! A file's content depends on its version only (a file rewritten mid-sync is version
+//! 1), never on the clock. The services are a table, [`CATALOGUE`].
 
+use crate::state::AccountRecord;
 use crate::{DEMO_APP_ID, DEMO_WRITE_CONTRACT};
 use serde_json::{Value, json};
 
@@ -109,9 +112,12 @@ pub(crate) enum Kind {
     Activity,
     Sleep,
     HeartRate,
+    Workout,
     Post,
     Media,
     Comment,
+    Play,
+    Playlist,
 }
 
 pub(crate) struct FileSpec {
@@ -122,83 +128,173 @@ pub(crate) struct FileSpec {
     months: i64,
 }
 
+/// Whether a source is pulled from the service or pushed by it (`sourceType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceType {
+    Pull,
+    Push,
+}
+
+impl SourceType {
+    pub(crate) fn parse(s: &str) -> Option<SourceType> {
+        match s {
+            "pull" => Some(SourceType::Pull),
+            "push" => Some(SourceType::Push),
+            _ => None,
+        }
+    }
+}
+
+/// A service of the catalogue: what its source is, and what its accounts hold.
 pub(crate) struct Service {
-    key: &'static str,
+    pub(crate) key: &'static str,
+    /// The source id: the `service` parameter of an onboard link.
+    pub(crate) source_id: u64,
+    pub(crate) source_type: SourceType,
+    /// Every user has an account of it from the start (when demo data is on).
+    pub(crate) default_account: bool,
     pub(crate) group_id: u64,
     pub(crate) group_name: &'static str,
     pub(crate) group_ref: &'static str,
     pub(crate) type_id: u64,
     pub(crate) type_name: &'static str,
     pub(crate) type_ref: &'static str,
-    pub(crate) source_id: u64,
     pub(crate) provider: (u64, &'static str),
     files: &'static [FileSpec],
 }
 
-static SERVICES: [Service; 2] = [
+const fn spec(object_type_id: u64, object_type: &'static str, kind: Kind, months: i64) -> FileSpec {
+    FileSpec {
+        object_type_id,
+        object_type,
+        kind,
+        months,
+    }
+}
+
+/// The sources of the sandbox, one row each: the two every user starts with, then the
+/// ones a user can onboard. Ids are the sandbox's own (digi.me does not publish its
+/// catalogue), in digi.me's style: a source id, a service type id, a service group.
+pub(crate) static CATALOGUE: [Service; 4] = [
     Service {
         key: "fitbit",
+        source_id: 16,
+        source_type: SourceType::Pull,
+        default_account: true,
         group_id: 4,
         group_name: "Health & Fitness",
         group_ref: "health",
         type_id: 12,
         type_name: "Fitbit",
         type_ref: "fitbit",
-        source_id: 16,
         provider: (7, "Fitbit"),
         files: &[
-            FileSpec {
-                object_type_id: 300,
-                object_type: "activity",
-                kind: Kind::Activity,
-                months: 2,
-            },
-            FileSpec {
-                object_type_id: 301,
-                object_type: "sleep",
-                kind: Kind::Sleep,
-                months: 2,
-            },
-            FileSpec {
-                object_type_id: 302,
-                object_type: "heartrate",
-                kind: Kind::HeartRate,
-                months: 1,
-            },
+            spec(300, "activity", Kind::Activity, 2),
+            spec(301, "sleep", Kind::Sleep, 2),
+            spec(302, "heartrate", Kind::HeartRate, 1),
         ],
     },
     Service {
         key: "instagram",
+        source_id: 5,
+        source_type: SourceType::Pull,
+        default_account: true,
         group_id: 1,
         group_name: "Social",
         group_ref: "social",
         type_id: 4,
         type_name: "Instagram",
         type_ref: "instagram",
-        source_id: 5,
         provider: (1, "Meta"),
         files: &[
-            FileSpec {
-                object_type_id: 2,
-                object_type: "post",
-                kind: Kind::Post,
-                months: 2,
-            },
-            FileSpec {
-                object_type_id: 1,
-                object_type: "media",
-                kind: Kind::Media,
-                months: 1,
-            },
-            FileSpec {
-                object_type_id: 7,
-                object_type: "comment",
-                kind: Kind::Comment,
-                months: 1,
-            },
+            spec(2, "post", Kind::Post, 2),
+            spec(1, "media", Kind::Media, 1),
+            spec(7, "comment", Kind::Comment, 1),
+        ],
+    },
+    Service {
+        key: "spotify",
+        source_id: 29,
+        source_type: SourceType::Pull,
+        default_account: false,
+        group_id: 5,
+        group_name: "Entertainment",
+        group_ref: "entertainment",
+        type_id: 19,
+        type_name: "Spotify",
+        type_ref: "spotify",
+        provider: (12, "Spotify"),
+        files: &[
+            spec(406, "play", Kind::Play, 2),
+            spec(405, "playlist", Kind::Playlist, 1),
+        ],
+    },
+    Service {
+        key: "garmin",
+        source_id: 30,
+        source_type: SourceType::Pull,
+        default_account: false,
+        group_id: 4,
+        group_name: "Health & Fitness",
+        group_ref: "health",
+        type_id: 20,
+        type_name: "Garmin Connect",
+        type_ref: "garmin",
+        provider: (14, "Garmin"),
+        files: &[
+            spec(300, "activity", Kind::Activity, 2),
+            spec(303, "workout", Kind::Workout, 1),
         ],
     },
 ];
+
+/// The catalogue service of a source id.
+pub(crate) fn service_by_source(source_id: u64) -> Option<&'static Service> {
+    CATALOGUE.iter().find(|s| s.source_id == source_id)
+}
+
+/// The accounts every user starts with (none without demo data): one per default
+/// service, its id computed from the user id, added when the user was created.
+pub(crate) fn default_accounts(
+    user_id: &str,
+    created_ms: u64,
+    enabled: bool,
+) -> Vec<AccountRecord> {
+    if !enabled {
+        return Vec::new();
+    }
+    CATALOGUE
+        .iter()
+        .filter(|s| s.default_account)
+        .map(|s| {
+            let mut rng = Rng::from_parts(&["account", user_id, s.key]);
+            AccountRecord {
+                id: format!("{}_{:012x}", s.type_id, rng.next_u64() >> 16),
+                source_id: s.source_id,
+                added_ms: created_ms,
+                sample: false,
+            }
+        })
+        .collect()
+}
+
+/// A new account of `service` for `user_id`, added now (its id is fresh: an account
+/// onboarded again after a deletion is another account).
+pub(crate) fn new_account(
+    service: &Service,
+    user_id: &str,
+    now: u64,
+    sample: bool,
+) -> AccountRecord {
+    let salt = digime_crypto::random::alphanumeric(16).unwrap_or_default();
+    let mut rng = Rng::from_parts(&["account", user_id, service.key, &now.to_string(), &salt]);
+    AccountRecord {
+        id: format!("{}_{:012x}", service.type_id, rng.next_u64() >> 16),
+        source_id: service.source_id,
+        added_ms: now,
+        sample,
+    }
+}
 
 /// One of the user's service accounts.
 pub(crate) struct DemoAccount {
@@ -206,6 +302,9 @@ pub(crate) struct DemoAccount {
     pub(crate) id: String,
     pub(crate) service: &'static Service,
     pub(crate) username: String,
+    /// When it joined the library, Unix ms.
+    pub(crate) added_ms: u64,
+    pub(crate) sample: bool,
 }
 
 /// A mapped (service) file of the demo library.
@@ -270,7 +369,7 @@ impl DemoRaw {
 /// A user's demo library.
 pub(crate) struct DemoLibrary {
     user_id: String,
-    /// When the user was created, Unix ms; the library's data ends before that month.
+    /// When the user was created, Unix ms.
     pub(crate) created_ms: u64,
     pub(crate) accounts: Vec<DemoAccount>,
     pub(crate) files: Vec<MappedFile>,
@@ -278,29 +377,36 @@ pub(crate) struct DemoLibrary {
 }
 
 impl DemoLibrary {
-    /// The library of `user_id`; empty when `enabled` is false.
-    pub(crate) fn of(user_id: &str, created_ms: u64, enabled: bool) -> DemoLibrary {
+    /// The library of `user_id` with these accounts (an account of a source the
+    /// catalogue does not have is left out), and the raw demo files when `demo_raw`.
+    /// Each account's files cover the months before the month it was added in.
+    pub(crate) fn of(
+        user_id: &str,
+        created_ms: u64,
+        demo_raw: bool,
+        accounts: &[AccountRecord],
+    ) -> DemoLibrary {
         let mut lib = DemoLibrary {
             user_id: user_id.to_owned(),
             created_ms,
             accounts: Vec::new(),
             files: Vec::new(),
-            raw: &[],
+            raw: if demo_raw { &DEMO_RAW } else { &[] },
         };
-        if !enabled {
-            return lib;
-        }
-        lib.raw = &DEMO_RAW;
-        let (cy, cm, _) = civil_from_days((created_ms / DAY_MS) as i64);
-        for service in &SERVICES {
-            let mut rng = Rng::from_parts(&["account", user_id, service.key]);
-            let opaque = format!("{:012x}", rng.next_u64() >> 16);
+        for rec in accounts {
+            let Some(service) = service_by_source(rec.source_id) else {
+                continue;
+            };
+            let opaque = rec.id.split_once('_').map_or(rec.id.as_str(), |(_, o)| o);
             let account = lib.accounts.len();
             lib.accounts.push(DemoAccount {
-                id: format!("{}_{opaque}", service.type_id),
+                id: rec.id.clone(),
                 service,
-                username: format!("demo.{}.{}", service.key, &opaque[..6]),
+                username: format!("demo.{}.{}", service.key, opaque.get(..6).unwrap_or(opaque)),
+                added_ms: rec.added_ms,
+                sample: rec.sample,
             });
+            let (cy, cm, _) = civil_from_days((rec.added_ms / DAY_MS) as i64);
             for spec in service.files {
                 for back in (1..=spec.months).rev() {
                     let (y, m) = add_months(cy, cm, -back);
@@ -317,9 +423,12 @@ impl DemoLibrary {
                         Kind::Activity => days,
                         Kind::Sleep => days - rng.range(0, 3).min(days - 1),
                         Kind::HeartRate => rng.range(180, 260),
+                        Kind::Workout => rng.range(8, 24),
                         Kind::Post => rng.range(25, 60),
                         Kind::Media => rng.range(15, 40),
                         Kind::Comment => rng.range(40, 90),
+                        Kind::Play => rng.range(300, 700),
+                        Kind::Playlist => rng.range(5, 18),
                     };
                     lib.files.push(MappedFile {
                         account,
@@ -376,6 +485,19 @@ const WORDS: &[&str] = &[
     "park", "walk", "dog", "rain", "summer", "project", "team", "happy", "birthday", "trip",
     "home", "garden", "bike", "ride", "lake", "view", "best", "ever", "tired", "but", "worth",
     "it", "training", "goal", "reached", "steps", "today", "love", "this", "place",
+];
+
+const ARTISTS: &[&str] = &[
+    "The Sandbox Quartet",
+    "Nova Lines",
+    "Mira Vale",
+    "Paper Harbour",
+    "Low Tide Club",
+    "Juniper & Ash",
+    "Static Gardens",
+    "Orla Finch",
+    "The Night Buses",
+    "Kite Season",
 ];
 
 fn sentence(rng: &mut Rng, min: u64, max: u64) -> String {
@@ -455,6 +577,47 @@ fn object(kind: Kind, rng: &mut Rng, id: &str, at: u64, username: &str, account:
             "text": sentence(rng, 1, 10),
             "personusername": format!("friend_{}", rng.range(1, 40)),
             "postid": format!("{account}_post_{}", rng.range(1, 60)),
+        }),
+        Kind::Workout => {
+            let sport = rng.pick(&["running", "cycling", "swimming", "walking", "hiking"]);
+            let duration = rng.range(1_200_000, 7_200_000);
+            let metres_per_min = match sport {
+                "running" => rng.range(160, 260),
+                "cycling" => rng.range(350, 600),
+                "swimming" => rng.range(30, 50),
+                _ => rng.range(70, 110),
+            };
+            let avg = rng.range(105, 165);
+            json!({
+                "id": id, "accountentityid": account, "createddate": at + duration,
+                "startdate": at, "duration": duration, "sport": sport,
+                "distance": duration / 60_000 * metres_per_min,
+                "calories": duration / 60_000 * rng.range(6, 14),
+                "avgheartrate": avg, "maxheartrate": avg + rng.range(10, 30),
+                "elevationgain": rng.range(0, 600),
+            })
+        }
+        Kind::Play => {
+            let artist = rng.pick(ARTISTS);
+            json!({
+                "id": id, "accountentityid": account, "createddate": at,
+                "track": {
+                    "name": sentence(rng, 1, 4).trim_end_matches('.'),
+                    "artist": artist,
+                    "album": sentence(rng, 1, 3).trim_end_matches('.'),
+                    "durationms": rng.range(120_000, 420_000),
+                },
+                "context": rng.pick(&["playlist", "album", "artist", "radio"]),
+                "device": rng.pick(&["smartphone", "computer", "speaker"]),
+                "skipped": rng.chance(15),
+            })
+        }
+        Kind::Playlist => json!({
+            "id": id, "accountentityid": account, "createddate": at,
+            "name": sentence(rng, 1, 4).trim_end_matches('.'),
+            "owner": username, "public": rng.chance(60),
+            "collaborative": rng.chance(10), "trackcount": rng.range(8, 120),
+            "followers": rng.range(0, 80),
         }),
     }
 }
@@ -567,8 +730,10 @@ mod tests {
 
     #[test]
     fn library_is_deterministic_and_realistic() {
-        let a = DemoLibrary::of("usr_x", 1_718_000_000_000, true);
-        let b = DemoLibrary::of("usr_x", 1_718_000_000_000, true);
+        let created = 1_718_000_000_000;
+        let defaults = default_accounts("usr_x", created, true);
+        let a = DemoLibrary::of("usr_x", created, true, &defaults);
+        let b = DemoLibrary::of("usr_x", created, true, &defaults);
         assert_eq!(a.accounts.len(), 2);
         assert!((6..=12).contains(&a.files.len()), "{}", a.files.len());
         let total: u64 = a.files.iter().map(|f| f.object_count(0)).sum();
@@ -582,9 +747,49 @@ mod tests {
             assert_eq!(parsed.len() as u64, fa.object_count(0));
         }
         assert!(a.accounts[0].id.starts_with("12_"));
-        let other = DemoLibrary::of("usr_y", 1_718_000_000_000, true);
+        let other = DemoLibrary::of(
+            "usr_y",
+            created,
+            true,
+            &default_accounts("usr_y", created, true),
+        );
         assert_ne!(other.accounts[0].id, a.accounts[0].id);
-        assert!(DemoLibrary::of("usr_x", 0, false).files.is_empty());
+        assert!(default_accounts("usr_x", 0, false).is_empty());
+        assert!(DemoLibrary::of("usr_x", 0, false, &[]).files.is_empty());
+    }
+
+    #[test]
+    fn every_catalogue_service_has_files_and_unique_ids() {
+        let created = 1_718_000_000_000;
+        let accounts: Vec<AccountRecord> = CATALOGUE
+            .iter()
+            .map(|s| new_account(s, "usr_x", created, false))
+            .collect();
+        let lib = DemoLibrary::of("usr_x", created, false, &accounts);
+        assert_eq!(lib.accounts.len(), CATALOGUE.len());
+        let mut names: Vec<&str> = lib.files.iter().map(|f| f.name.as_str()).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "file names are unique across services");
+        for (i, s) in CATALOGUE.iter().enumerate() {
+            assert!(lib.accounts[i].id.starts_with(&format!("{}_", s.type_id)));
+            let files: Vec<_> = lib.files.iter().filter(|f| f.account == i).collect();
+            assert!(!files.is_empty(), "{}", s.key);
+            for f in files {
+                let parsed: Vec<Value> = serde_json::from_slice(&lib.mapped_content(f, 0)).unwrap();
+                assert_eq!(parsed.len() as u64, f.object_count(0), "{}", f.name);
+            }
+        }
+        let mut sources: Vec<u64> = CATALOGUE.iter().map(|s| s.source_id).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        assert_eq!(sources.len(), CATALOGUE.len());
+        // A new account of the same service is another account.
+        assert_ne!(
+            new_account(&CATALOGUE[2], "usr_x", created, false).id,
+            new_account(&CATALOGUE[2], "usr_x", created, false).id
+        );
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! A strict local emulator of the digi.me API, for tests, demos and offline work.
 //!
 //! Scope:
-//! * In: the JWKS, `oauth/authorize`, the onboard consent page, `oauth/token` (code
-//!   exchange with PKCE, refresh with rotation), `permission-access/import`,
+//! * In: the JWKS, `oauth/authorize`, `oauth/token` (code exchange with PKCE, refresh
+//!   with rotation), the onboard pages with their consent page, `permission-access/import`,
 //!   `permission-access/contract` (see [Contract details](#contract-details)), the read
 //!   side (`permission-access/trigger`, the file list, file download and `HEAD`,
-//!   `permission-access/accounts`), and a control API under `/_sandbox/`. Every request
-//!   JWT is verified against the registered contract key; nonces are single-use;
-//!   timestamps must be within five minutes; errors have the real status codes and body
-//!   shapes.
+//!   `permission-access/accounts`), the account and authorization lifecycle
+//!   (`oauth/token/reference`, `reference`, the `user-reauth`, `onboard`, `reauthorize`
+//!   and `revoke` pages, `permission-access/revoke/h:accountId`, `DELETE user`, `DELETE
+//!   permission-access/service/h:accountId`; see [The account and authorization
+//!   lifecycle](#the-account-and-authorization-lifecycle)), and a control API under
+//!   `/_sandbox/`. Every request JWT is verified against the registered contract key;
+//!   nonces are single-use; timestamps must be within five minutes; errors have the
+//!   real status codes and body shapes.
 //!   The postbox era (legacy writes, SDK ≤ v8) is in too, on its own API versions:
 //!   see [Writing in the postbox era](#writing-in-the-postbox-era).
-//! * Out (for now): user and account deletion, storage, discovery, `/v1.6/`.
+//! * Out (for now): storage, discovery (`discovery/sources` and the other queries),
+//!   sample data sets, the portability report, `/v1.6/`.
 //!
 //! Start it in-process on `127.0.0.1:0`:
 //!
@@ -24,11 +29,26 @@
 //!
 //! # Reading
 //!
-//! Every user has a demo library, computed from the user id and creation time (nothing
-//! is stored, so it survives restarts): a Fitbit account (`12_…`, activity, sleep and
-//! heart-rate files) and an Instagram account (`4_…`, posts, media, comments), nine
-//! mapped JSON files with several hundred objects in all, and two raw files
-//! (`demo_statement.pdf`, `demo_workouts.csv`) as if pushed by the demo write contract.
+//! Every user has a library of service accounts, each of a service of the sandbox's
+//! catalogue (its own ids, in digi.me's style; digi.me does not publish its catalogue):
+//!
+//! | source id (`service`) | service (`serviceTypeId`) | group (`serviceGroupId`) | account | mapped files |
+//! |---|---|---|---|---|
+//! | 16 | Fitbit (12) | Health & Fitness (4) | every user's, from the start | activity, sleep, heart rate |
+//! | 5 | Instagram (4) | Social (1) | every user's, from the start | posts, media, comments |
+//! | 29 | Spotify (19) | Entertainment (5) | onboarded | plays, playlists |
+//! | 30 | Garmin Connect (20) | Health & Fitness (4) | onboarded | activity, workouts |
+//!
+//! The two default accounts (`12_…`, `4_…`) are computed from the user id; once the user
+//! onboards or deletes an account, the whole account set is saved (each account with
+//! the time it was added), so restarts keep it. An account's mapped JSON files cover the
+//! months before the month it was added in, their objects computed from the user id and
+//! the file name (the defaults: nine files, several hundred objects in all). The library
+//! also has two raw files (`demo_statement.pdf`, `demo_workouts.csv`) as if pushed by the
+//! demo write contract. Without demo data ([`SandboxConfig::demo_data`] off) a user
+//! starts with no account and no raw demo file, and can still onboard services. A
+//! contract the user withdrew an account from (the `revoke` page) does not see it, its
+//! files, nor the pushed files whose descriptor names it.
 //! Files pushed through `permission-access/import` or made by `generate-files` are raw
 //! files of the user's library. A reader sees raw files of its own application only.
 //!
@@ -64,9 +84,15 @@
 //!   metadata, or Raw metadata with lower-case keys `mimetype`, `accounts[{accountid}]`,
 //!   `reference`, `tags`, `appid`, `contractid`, `created`), `Last-Modified`, and
 //!   `content-length` when uncompressed. `HEAD` sends the same headers and no body.
-//! * `GET /v1.7/permission-access/accounts` → 200, a bare array of
-//!   accounts with `accessTokenStatus` (`authorized:false` while an account fails with
-//!   `reauth`).
+//! * `GET /v1.7/permission-access/accounts` → 200, a bare array of the accounts the
+//!   calling contract sees, in the order they were added, with `createdDate` (when the
+//!   account was added), `updatedDate` (the end of the last sync, or `createdDate` if
+//!   later), `sample: true` for an account onboarded with a sample data set, and
+//!   `accessTokenStatus` (`authorized:false` while an account fails with `reauth`; it
+//!   is `true` again once the user reauthorizes the account).
+//! * A sync shows the accounts in the library when it started: an account onboarded
+//!   later appears from the next session on; a deleted or withdrawn one disappears from
+//!   every list at once.
 //!
 //! Errors of the read calls: a bad or missing bearer → 406 `ValidationErrors`, a reused
 //! nonce → 406 `InvalidRequest`, an unknown or expired access token (or one of another
@@ -95,6 +121,122 @@
 //!   five minutes off → 406 `InvalidRequest`, an unknown `client_id` → 400
 //!   `InvalidClient`. Another method → 405 `MethodNotAllowed` (in the standard error
 //!   shape, as on every path).
+//!
+//! # The account and authorization lifecycle
+//!
+//! * `POST /v1.7/oauth/token/reference`, a verified bearer with the claims
+//!   `access_token` and `redirect_uri` (required; checked as for `authorize`: absolute,
+//!   no fragment, https or loopback http, else 404 `InvalidRedirectUri`), `state`? (a
+//!   string), and a JSON body with `agent` (checked as for `authorize`) and `actions`?
+//!   (an object; its `pull`, if any, is checked as a trigger body and gives the options
+//!   of the sync of the code's session) → **201** `{"token": JWS, "session": {"key",
+//!   "expiry"}}`; the JWS payload is `{"reference_code", "token_type": "Bearer",
+//!   "expires_on"}` (Unix s, 10 minutes on), the session lasts 30 minutes and is
+//!   unreadable (404 `SessionNotFound`) until the code's page succeeds.
+//!   * With `code_challenge` (or `code_challenge_method`) it is a **user-reauth** code:
+//!     `code_challenge_method` `S256` and a 43-character base64url `code_challenge`
+//!     (else 400 `ValidationErrors`). The access token must be a genuine one of the
+//!     calling contract, but may have expired, since that is what reauthorization is
+//!     for. An access token is remembered for 30 days after it expired; unknown,
+//!     forgotten, or another contract's → 401 `InvalidToken` "The token (access_token)
+//!     is invalid".
+//!   * Without, it is an **onboard** or **reauthorize-account** code (the request does
+//!     not tell them apart; the page used does). The access token must be live: an
+//!     expired one → 401 `InvalidToken` ("… is expired"), so that SDKs refresh and
+//!     retry.
+//!   * Missing claims and wrong types → 400 `ValidationErrors`; a bad bearer or a
+//!     replayed nonce → 406, as everywhere.
+//! * `POST /v1.7/reference`, a client-only bearer, body `{"type": "accountId"|"cloudId",
+//!   "value": <non-empty string>}` (anything else → 400 `ValidationErrors`) → **200**
+//!   `{"id": "ref_…"}`, a new reference each time, of the calling contract. An
+//!   `accountId` reference opens the `reauthorize` page; a `cloudId` one is only
+//!   recorded (there is no storage yet).
+//! * `GET /v1.7/permission-access/revoke/h:accountId` (`h:accountId` literally), a user
+//!   bearer (a live access token of the calling contract; claims `access_token`,
+//!   `client_id`, `nonce`, `timestamp`), headers `accountId` (an account of the user
+//!   that the contract sees; else **404 `AccountNotFound`**) and `redirectUri` (checked
+//!   as a `redirect_uri`, else 404 `InvalidRedirectUri`) → **201** `{"location":
+//!   "{onboard}revoke?code=RVK_…"}`, a code valid for 10 minutes.
+//! * `DELETE /v1.7/user`, a user bearer → **200** `{"deleted": true}`. The user is gone
+//!   everywhere: every access and refresh token of the user, with any contract (401
+//!   `InvalidToken` "… is invalid" from then on, refresh included), their codes,
+//!   sessions, postboxes, consents, failures, withdrawals, account set, and the
+//!   library's files, removed from disk.
+//! * `DELETE /v1.7/permission-access/service/h:accountId`, a user bearer and the
+//!   header `accountId` (an account the calling contract sees; missing, unknown or
+//!   withdrawn → **404 `AccountNotFound`**) → **200** `{"deleted": true}`. The account
+//!   leaves the user's library, for every contract: gone from `accounts`, its mapped
+//!   files from every file list and sync (open sessions too), its failure and
+//!   withdrawals forgotten. **Pushed files whose descriptor's `accounts` names it are
+//!   deleted too**, from the lists and from disk: the app attributed that data to the
+//!   account. Postbox items not yet imported stay (they are not in the library yet).
+//! * A deletion is all or nothing. The new state is made aside; the files go out of the
+//!   library into `{state dir}/trash` (renames; if one fails, those made are undone);
+//!   then the new state is saved (if that fails, the files are moved back); only then
+//!   are the moved files deleted. A disk failure before the save → **500
+//!   `InternalError`**, nothing changed; a failure of the last step leaves files in the
+//!   trash, outside every library, and the next start empties it.
+//!
+//! ## The onboard pages
+//!
+//! `GET {onboard}PAGE?code=…&…`: with [`ConsentMode::Page`] a consent page (HTML,
+//! Allow and Deny) whose form posts the link's parameters and `decision=allow|deny` to
+//! `{onboard}PAGE/decision`, which checks everything again; with [`ConsentMode::Auto`]
+//! the page allows at once. The answer is **302** to the redirect URI of the code, its
+//! own query kept and these parameters appended:
+//!
+//! | page | its code | link parameters | allowed |
+//! |---|---|---|---|
+//! | `authorize` | `oauth/authorize` | `sourceType`? (others ignored) | `success=true&code&state[&postboxId&publicKey]` |
+//! | `user-reauth` | `oauth/token/reference` with PKCE | `lng`?, `triggerQuery`? | `success=true&code[&state]` |
+//! | `onboard` | `oauth/token/reference` without | `sourceType`, `service`?, `sampleDataSet`?, `sampleDataAutoOnboard`?, `lng`?, `includeSampleDataOnlySources`?, `triggerQuery`?, `sourcesScope`? | `success=true[&state]` |
+//! | `reauthorize` | `oauth/token/reference` without | `accountRef`, `lng`? | `success=true[&state]` |
+//! | `revoke` | `permission-access/revoke/h:accountId` | none | `result=success` |
+//!
+//! * Denied → `success=false&errorCode=USER_CANCEL` (`result=failed&error_message=
+//!   USER_CANCEL` on `revoke`). `state` is echoed whenever the code's request carried
+//!   one, on failure too.
+//! * Codes live 10 minutes and are single use: an answer that sends the user back with
+//!   success, `USER_CANCEL` or `ONBOARD_ERROR` spends the code. No `code`, or one the
+//!   page does not know (never issued, spent, or expired and forgotten: codes are
+//!   forgotten from a day after they expire) → a 400 error page (`INVALID_CODE`):
+//!   there is nowhere to send the user. An expired code not yet forgotten, or one of
+//!   the other kind (a PKCE code at `onboard` or
+//!   `reauthorize`, one without at `user-reauth`) → `success=false&errorCode=
+//!   INVALID_CODE` (`result=failed&error_message=INVALID_CODE`), the code unspent.
+//! * A malformed link → a 400 error page (`ONBOARD_ERROR`), the code unspent:
+//!   `sourceType` not `pull` or `push` (or missing, on `onboard`), `service` not a
+//!   decimal id, a boolean not `true` or `false`, `lng` not a language tag, an empty
+//!   `sampleDataSet`, no `accountRef`, a `sourcesScope` that is not, decoded twice, a
+//!   JSON object whose `dataType` and `organizationType` have known values (it is only
+//!   checked). Unknown parameters are ignored.
+//! * `user-reauth`: the code exchanges at `oauth/token` (PKCE checked as for authorize;
+//!   400 `InvalidGrant`) for a new token pair of the same user, the same library and
+//!   consent id (the page asks for nothing more, such as re-onboarding an account).
+//!   Earlier refresh tokens of the user and contract are left as they are:
+//!   a live one stays usable until it expires or rotates, a dead one stays dead.
+//! * `onboard`: `service` is a **source id** of the catalogue, of the link's
+//!   `sourceType` (the catalogue has pull sources only: `push` → `ONBOARD_ERROR`);
+//!   without `service`, the first service of the catalogue the user has no account of.
+//!   An unknown service, or none left → `success=false&errorCode=ONBOARD_ERROR` at once,
+//!   without a consent page. Allowed → a new account of the service joins the library
+//!   for every contract (a fresh id, `createdDate` now, `sample: true` with a
+//!   `sampleDataSet`); if the user already has one, nothing is added, and the account
+//!   is shared again with the calling contract if the user had withdrawn it from it.
+//! * `reauthorize`: `accountRef` must be an `accountId` reference made by the code's
+//!   contract naming an account of the code's user that the contract sees, else
+//!   `ONBOARD_ERROR` at once. Allowed → the account's failure is removed
+//!   (`accessTokenStatus.authorized` is `true` again, later syncs sync it).
+//! * On success of `user-reauth`, `onboard` and `reauthorize`, the session handed out
+//!   with the code reads the user's library and a sync starts (with the request's
+//!   `actions.pull`); with `triggerQuery=false` no sync runs and the session shows the
+//!   library as it is (`completed` at once, as with `sourceFetch: false`).
+//! * `revoke`: allowed → the code's contract no longer sees the account: it leaves that
+//!   contract's `accounts`, file lists and syncs (open sessions too), and the pushed
+//!   files whose descriptor names it are hidden from it; other contracts still see it
+//!   all. Onboarding the service again through that contract shares it again.
+//!   `result=success` too if the account was deleted meanwhile (the contract does not
+//!   see it either way).
 //!
 //! # Writing
 //!
@@ -230,11 +372,20 @@
 //!   "size","sha256"}]}`: synthetic raw files (named `{prefix}0001.bin`…, app and
 //!   contract default to the demo write contract) whose bytes are generated from a
 //!   per-file seed whenever served, never stored; `sha256` is of the plaintext.
-//! * `GET users/{id}/accounts` → `{"accounts":[…], "failures":{accountId: error}}`.
+//! * `GET users/{id}/accounts` → `{"accounts":[…], "failures":{accountId: error},
+//!   "revoked":{clientId:[accountId]}}`: every account of the user, whichever contract
+//!   sees it, and the accounts each contract lost.
 //! * `POST users/{id}/accounts/{accountId}/fail` `{"code"?,"statusCode"?,"message"?,
-//!   "reauth"?}` (defaults: `ServiceAuthorizationError`, 511, "Service authorization
-//!   required", true) → syncs started afterwards end `partial` with that error;
-//!   `DELETE` the same path heals the account → `{"account","healed"}`.
+//!   "reauth"?}`: by default it marks the account as needing reauthorization
+//!   (`ServiceAuthorizationError`, 511, "Service authorization required", `reauth`
+//!   true) → `{"account","error"}`; syncs started afterwards end `partial` with that
+//!   error and `accounts` shows it `authorized:false` (with `reauth`), until the user
+//!   reauthorizes it on the `reauthorize` page or `DELETE` the same path heals it →
+//!   `{"account","healed"}`. An account the user does not have → 404 `NotFound`.
+//! * `POST users/{id}/expire-access-tokens`, `POST users/{id}/expire-refresh-tokens` →
+//!   `{"expired": n}`: every such token of the user expires now. They are still
+//!   genuine: an expired access token is good for a user-reauth request for 30 days,
+//!   and an expired refresh token answers "… is expired".
 //! * `POST sessions/{key}/expire` → the session answers 410 from now on.
 //! * `GET app/postbox/create?…&user=` — the native app, see
 //!   [above](#writing-in-the-postbox-era).
@@ -260,6 +411,7 @@
 mod checks;
 mod common;
 mod demo;
+mod library;
 pub mod postbox;
 mod serve;
 pub mod state;
@@ -269,7 +421,9 @@ mod tokens;
 mod contract;
 mod control;
 mod legacy;
+mod lifecycle;
 mod oauth;
+mod onboard;
 mod read;
 mod write;
 // Composes the families.
@@ -285,7 +439,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-/// How the onboard page answers.
+/// How the onboard pages answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConsentMode {
     /// An HTML page with Allow and Deny buttons.
@@ -335,7 +489,8 @@ pub struct SandboxConfig {
     /// Rewrite one file mid-sync: its `updatedDate` grows and its content changes in a
     /// later `running` list (default off).
     pub rewrite_mid_sync: bool,
-    /// Give every user the demo accounts and files (default on).
+    /// Give every user the default accounts (Fitbit, Instagram) and the raw demo files
+    /// (default on); onboarding works either way.
     pub demo_data: bool,
 }
 
@@ -668,6 +823,8 @@ impl Sandbox {
             }
         };
         std::fs::create_dir_all(dir.join("library"))?;
+        // Files a deletion moved out of the library and could not delete then.
+        let _ = std::fs::remove_dir_all(dir.join("trash"));
         let signing_key = load_or_create_key(&dir.join("server-signing-key.pem"))?;
         let kid = format!(
             "sandbox-{}",

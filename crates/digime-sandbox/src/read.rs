@@ -7,11 +7,10 @@ use crate::common::{
     session_expired, session_not_found,
 };
 use crate::demo::DemoLibrary;
+use crate::library::{hidden_from, library_for};
 use crate::serve::{Damage, HEADER_LEN, Plain, encrypted_body};
-use crate::state::{
-    Compression, Criterion, GroupFilter, IssuedToken, SessionRecord, SyncPlan, TypeFilter,
-};
-use crate::sync::{RawRef, SessionOptions, What, account_list, start_sync, view};
+use crate::state::{Compression, IssuedToken, SessionRecord, SyncPlan};
+use crate::sync::{RawRef, What, account_list, parse_options, start_sync, view};
 use crate::tokens::user_call;
 use crate::{DEMO_APP_ID, Shared, now_ms, random_id};
 use axum::Router;
@@ -45,220 +44,6 @@ fn require_read(v: &Verified) -> Result<(), ApiFailure> {
 }
 
 // ---------------------------------------------------------------------------
-// The trigger body.
-
-fn bad(path: &str, what: &str) -> ApiFailure {
-    ApiFailure::bad_params(&format!("{path} must be {what}"))
-}
-
-fn object_at<'a>(
-    v: Option<&'a Value>,
-    path: &str,
-) -> Result<Option<&'a Map<String, Value>>, ApiFailure> {
-    match v {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(bad(path, "an object")),
-    }
-}
-
-fn array_at<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Vec<Value>>, ApiFailure> {
-    match v {
-        None => Ok(None),
-        Some(Value::Array(a)) => Ok(Some(a)),
-        Some(_) => Err(bad(path, "an array")),
-    }
-}
-
-fn number_at(v: Option<&Value>, path: &str) -> Result<Option<f64>, ApiFailure> {
-    match v {
-        None => Ok(None),
-        Some(n) => n
-            .as_f64()
-            .filter(|x| x.is_finite())
-            .map(Some)
-            .ok_or_else(|| bad(path, "a number")),
-    }
-}
-
-fn id_at(v: Option<&Value>, path: &str) -> Result<u64, ApiFailure> {
-    v.and_then(Value::as_u64)
-        .ok_or_else(|| bad(path, "a non-negative integer"))
-}
-
-fn strings_at(v: Option<&Value>, path: &str) -> Result<Option<Vec<String>>, ApiFailure> {
-    let Some(items) = array_at(v, path)? else {
-        return Ok(None);
-    };
-    items
-        .iter()
-        .map(|s| {
-            s.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| bad(path, "an array of strings"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-/// Seconds (possibly fractional) to ms; negative values are refused.
-fn seconds_to_ms(s: f64, path: &str) -> Result<u64, ApiFailure> {
-    if s < 0.0 {
-        return Err(bad(path, "a non-negative number of seconds"));
-    }
-    Ok((s * 1000.0).min(u64::MAX as f64 / 2.0) as u64)
-}
-
-/// `"<n>d|m|y"` before `now`, in ms.
-fn last_to_from_ms(v: Option<&Value>, path: &str, now: u64) -> Result<Option<u64>, ApiFailure> {
-    let Some(v) = v else { return Ok(None) };
-    let text = v
-        .as_str()
-        .ok_or_else(|| bad(path, "a string like \"6m\""))?;
-    let Some(unit) = text.chars().last() else {
-        return Err(bad(path, "a string like \"6m\""));
-    };
-    let n = &text[..text.len() - unit.len_utf8()];
-    let day = 86_400_000u64;
-    let unit_ms = match unit {
-        'd' => day,
-        'm' => 30 * day,
-        'y' => 365 * day,
-        _ => return Err(bad(path, "a string like \"6m\" (units d, m, y)")),
-    };
-    let n: u64 = n
-        .parse()
-        .ok()
-        .filter(|_| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| bad(path, "a string like \"6m\""))?;
-    Ok(Some(now.saturating_sub(n.saturating_mul(unit_ms))))
-}
-
-/// Checks the types of the session options; unknown keys are ignored.
-pub(crate) fn parse_options(body: &Value, now: u64) -> Result<SessionOptions, ApiFailure> {
-    let mut opts = SessionOptions::default();
-    if let Some(limits) = object_at(body.get("limits"), "limits")?
-        && let Some(duration) = object_at(limits.get("duration"), "limits.duration")?
-        && let Some(s) = number_at(duration.get("sourceFetch"), "limits.duration.sourceFetch")?
-    {
-        // Validated only: the simulated sync always finishes.
-        seconds_to_ms(s, "limits.duration.sourceFetch")?;
-    }
-    match body.get("sourceFetch") {
-        None => {}
-        Some(Value::Bool(b)) => opts.fetch = Some(*b),
-        Some(_) => return Err(bad("sourceFetch", "a boolean")),
-    }
-    if let Some(filter) = object_at(body.get("sourceFetchFilter"), "sourceFetchFilter")?
-        && let Some(account) = object_at(filter.get("account"), "sourceFetchFilter.account")?
-    {
-        opts.only_accounts = strings_at(account.get("id"), "sourceFetchFilter.account.id")?;
-    }
-    let Some(scope) = object_at(body.get("scope"), "scope")? else {
-        return Ok(opts);
-    };
-    if let Some(ranges) = array_at(scope.get("timeRanges"), "scope.timeRanges")? {
-        for r in ranges {
-            let r = r
-                .as_object()
-                .ok_or_else(|| bad("scope.timeRanges[]", "an object"))?;
-            let mut from = number_at(r.get("from"), "scope.timeRanges[].from")?
-                .map(|s| seconds_to_ms(s, "scope.timeRanges[].from"))
-                .transpose()?;
-            let to = number_at(r.get("to"), "scope.timeRanges[].to")?
-                .map(|s| seconds_to_ms(s, "scope.timeRanges[].to"))
-                .transpose()?;
-            if let Some(last) = last_to_from_ms(r.get("last"), "scope.timeRanges[].last", now)? {
-                from = Some(from.map_or(last, |f| f.max(last)));
-            }
-            opts.scope.time_ranges.push((from, to));
-        }
-    }
-    if let Some(groups) = array_at(scope.get("serviceGroups"), "scope.serviceGroups")? {
-        let mut out = Vec::new();
-        for g in groups {
-            let g = g
-                .as_object()
-                .ok_or_else(|| bad("scope.serviceGroups[]", "an object"))?;
-            let id = id_at(g.get("id"), "scope.serviceGroups[].id")?;
-            let types = array_at(g.get("serviceTypes"), "scope.serviceGroups[].serviceTypes")?
-                .ok_or_else(|| bad("scope.serviceGroups[].serviceTypes", "an array"))?;
-            let mut service_types = Vec::new();
-            for t in types {
-                let path = "scope.serviceGroups[].serviceTypes[]";
-                let t = t.as_object().ok_or_else(|| bad(path, "an object"))?;
-                let id = id_at(t.get("id"), "scope.serviceGroups[].serviceTypes[].id")?;
-                let object_types = array_at(
-                    t.get("serviceObjectTypes"),
-                    "scope.serviceGroups[].serviceTypes[].serviceObjectTypes",
-                )?
-                .map(|list| {
-                    list.iter()
-                        .map(|o| {
-                            id_at(
-                                o.get("id"),
-                                "scope.serviceGroups[].serviceTypes[].serviceObjectTypes[].id",
-                            )
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()?;
-                service_types.push(TypeFilter { id, object_types });
-            }
-            out.push(GroupFilter {
-                id,
-                service_types: Some(service_types),
-            });
-        }
-        opts.scope.service_groups = Some(out);
-    }
-    if let Some(criteria) = array_at(scope.get("criteria"), "scope.criteria")? {
-        let mut out = Vec::new();
-        for c in criteria {
-            let c = c
-                .as_object()
-                .ok_or_else(|| bad("scope.criteria[]", "an object"))?;
-            let mut crit = Criterion {
-                from_ms: number_at(c.get("from"), "scope.criteria[].from")?
-                    .map(|s| seconds_to_ms(s, "scope.criteria[].from"))
-                    .transpose()?,
-                ..Criterion::default()
-            };
-            if let Some(last) = last_to_from_ms(c.get("last"), "scope.criteria[].last", now)? {
-                crit.from_ms = Some(crit.from_ms.map_or(last, |f| f.max(last)));
-            }
-            if let Some(m) = object_at(c.get("metadata"), "scope.criteria[].metadata")? {
-                let p = |k: &str| format!("scope.criteria[].metadata.{k}");
-                crit.app_id = strings_at(m.get("appId"), &p("appId"))?;
-                crit.contract_id = strings_at(m.get("contractId"), &p("contractId"))?;
-                crit.mime_type = strings_at(m.get("mimeType"), &p("mimeType"))?;
-                crit.reference = strings_at(m.get("reference"), &p("reference"))?;
-                crit.tags = strings_at(m.get("tags"), &p("tags"))?;
-                if let Some(accounts) = array_at(m.get("accounts"), &p("accounts"))? {
-                    let mut ids = Vec::new();
-                    for a in accounts {
-                        let id = a.get("accountId").and_then(Value::as_str).ok_or_else(|| {
-                            bad("scope.criteria[].metadata.accounts[].accountId", "a string")
-                        })?;
-                        if a.get("username").is_some_and(|u| !u.is_string()) {
-                            return Err(bad(
-                                "scope.criteria[].metadata.accounts[].username",
-                                "a string",
-                            ));
-                        }
-                        ids.push(id.to_owned());
-                    }
-                    crit.accounts = Some(ids);
-                }
-            }
-            out.push(crit);
-        }
-        opts.scope.criteria = Some(out);
-    }
-    Ok(opts)
-}
-
-// ---------------------------------------------------------------------------
 // Handlers.
 
 /// `POST permission-access/trigger` → 202 `{"session":{"key","expiry"}}`.
@@ -281,7 +66,16 @@ pub(crate) async fn trigger(
         if !st.users.contains_key(&tok.user_id) {
             return Err(ApiFailure::invalid_token("access_token", false));
         }
-        let plan = start_sync(&shared, &mut st, &settings, &tok.user_id, opts, now);
+        let client_id = v.contract.client_id();
+        let plan = start_sync(
+            &shared,
+            &mut st,
+            &settings,
+            &tok.user_id,
+            &client_id,
+            opts,
+            now,
+        );
         st.sessions
             .retain(|_, s| s.expires_ms + EXPIRED_SESSION_MEMORY_MS > now);
         st.sessions.insert(
@@ -330,8 +124,9 @@ fn open_session(
     if s.expires_ms <= now {
         return Err(session_expired());
     }
-    let user = st.users.get(&tok.user_id).ok_or_else(session_not_found)?;
-    let lib = DemoLibrary::of(&user.id, user.created, shared.config.demo_data);
+    let client_id = v.contract.client_id();
+    let lib =
+        library_for(shared, &st, &tok.user_id, Some(&client_id)).ok_or_else(session_not_found)?;
     let app = &v.contract.app_id;
     let mut raws = Vec::new();
     if app == DEMO_APP_ID {
@@ -346,11 +141,12 @@ fn open_session(
             });
         }
     }
-    for f in st
-        .files
-        .iter()
-        .filter(|f| f.user_id == tok.user_id && f.app_id == *app && f.created <= now)
-    {
+    for f in st.files.iter().filter(|f| {
+        f.user_id == tok.user_id
+            && f.app_id == *app
+            && f.created <= now
+            && !hidden_from(&st, f, &client_id)
+    }) {
         raws.push(RawRef {
             name: f.id.clone(),
             created: f.created,
@@ -502,30 +298,28 @@ pub(crate) async fn file(
     Ok((StatusCode::OK, out, body).into_response())
 }
 
-/// `GET permission-access/accounts` → a bare array of the user's accounts.
+/// `GET permission-access/accounts` → a bare array of the accounts of the user that
+/// the calling contract sees.
 pub(crate) async fn accounts(State(shared): State<Shared>, headers: HeaderMap) -> ApiResult {
-    let (_, tok) = user_call(&shared, &headers)?;
+    let (v, tok) = user_call(&shared, &headers)?;
     let now = now_ms();
-    let (created, failures, synced) = {
+    let client_id = v.contract.client_id();
+    let (lib, failures, synced) = {
         let st = shared.lock();
-        let user = st
-            .users
-            .get(&tok.user_id)
+        let lib = library_for(&shared, &st, &tok.user_id, Some(&client_id))
             .ok_or_else(|| ApiFailure::invalid_token("access_token", false))?;
         let synced = st
             .sync_ends
             .get(&tok.user_id)
             .and_then(|e| e.iter().copied().filter(|&e| e <= now).max())
             .unwrap_or(0);
-        (
-            user.created,
-            st.account_failures
-                .get(&tok.user_id)
-                .cloned()
-                .unwrap_or_default(),
-            synced,
-        )
+        let failures = st
+            .account_failures
+            .get(&tok.user_id)
+            .cloned()
+            .unwrap_or_default();
+        (lib, failures, synced)
     };
-    let lib = DemoLibrary::of(&tok.user_id, created, shared.config.demo_data);
-    Ok(axum::Json(account_list(&lib, &failures, synced.max(created))).into_response())
+    let updated = synced.max(lib.created_ms);
+    Ok(axum::Json(account_list(&lib, &failures, updated)).into_response())
 }

@@ -3,7 +3,9 @@
 //! of bodiless methods read, and the API requests logged.
 
 use crate::common::{method_not_allowed, not_found, read_body};
-use crate::{LoggedRequest, Shared, contract, control, legacy, oauth, read, write};
+use crate::{
+    LoggedRequest, Shared, contract, control, legacy, lifecycle, oauth, onboard, read, write,
+};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -17,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
         .merge(oauth::routes())
+        .merge(onboard::routes())
+        .merge(lifecycle::routes())
         .merge(write::routes())
         .merge(read::routes())
         .merge(contract::routes())

@@ -4,7 +4,7 @@
 
 use digime_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What a contract may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,7 +334,67 @@ pub struct LibraryFile {
     pub generated: Option<GeneratedContent>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A code of `oauth/token/reference`, redeemed on one onboard page: `user-reauth`
+/// when it carries a PKCE challenge, `onboard` or `reauthorize` when it does not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReferenceCode {
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    /// The PKCE challenge of a user-reauth request.
+    pub code_challenge: Option<String>,
+    /// The `actions` of the request (`pull`: the options of the session's sync).
+    pub actions: Option<serde_json::Value>,
+    /// The read session handed out with the code; bound to the user on consent.
+    pub session_key: String,
+    pub expires_ms: u64,
+}
+
+/// A code of `permission-access/revoke/h:accountId`, redeemed on the `revoke` page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RevokeCode {
+    pub client_id: String,
+    pub user_id: String,
+    pub account_id: String,
+    pub redirect_uri: String,
+    pub expires_ms: u64,
+}
+
+/// What a `reference` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ReferenceKind {
+    #[serde(rename = "accountId")]
+    AccountId,
+    #[serde(rename = "cloudId")]
+    CloudId,
+}
+
+/// A reference made by `POST reference`, for the contract that asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReferenceRecord {
+    pub client_id: String,
+    pub kind: ReferenceKind,
+    pub value: String,
+    pub created_ms: u64,
+}
+
+/// One service account in a user's library.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AccountRecord {
+    /// `<serviceTypeId>_<opaque>`.
+    pub id: String,
+    /// The catalogue source id of its service.
+    pub source_id: u64,
+    /// When it joined the library, Unix ms (its data ends before that month).
+    pub added_ms: u64,
+    /// Onboarded with a sample data set.
+    #[serde(default)]
+    pub sample: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Persisted {
     pub users: HashMap<String, UserRecord>,
     pub preauths: HashMap<String, PreAuthorization>,
@@ -359,4 +419,20 @@ pub(crate) struct Persisted {
     /// v1.5 pre-authorization code → its request
     #[serde(default)]
     pub legacy_preauths: HashMap<String, LegacyPreAuth>,
+    /// `oauth/token/reference` code → its request
+    #[serde(default)]
+    pub reference_codes: HashMap<String, ReferenceCode>,
+    /// revoke code → the account whose permission it withdraws
+    #[serde(default)]
+    pub revoke_codes: HashMap<String, RevokeCode>,
+    /// `reference` id → what it names
+    #[serde(default)]
+    pub references: HashMap<String, ReferenceRecord>,
+    /// user → their accounts, once the set differs from the default one (accounts
+    /// onboarded or deleted); a user without an entry has the default accounts
+    #[serde(default)]
+    pub accounts: HashMap<String, Vec<AccountRecord>>,
+    /// user → client → accounts whose permission the user withdrew from that client
+    #[serde(default)]
+    pub revoked: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
 }

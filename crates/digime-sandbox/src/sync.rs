@@ -10,9 +10,13 @@
 //! when an account failed. Accounts that do not sync (`sourceFetch:false`, or left out
 //! by `sourceFetchFilter`) show what the library already has from step 1 on (at once
 //! with `sourceFetch:false`, which is `completed` from the start). Raw (pushed) files of
-//! the reading contract's application appear from step 1 on.
+//! the reading contract's application appear from step 1 on. The library is the one the
+//! reading contract sees now (a deleted or withdrawn account is gone at once), minus the
+//! accounts added after the sync started (they are in the next session's sync).
 
+use crate::checks::ApiFailure;
 use crate::demo::DemoLibrary;
+use crate::library::{library_for, named_accounts};
 use crate::state::{
     AccountError, Criterion, GroupFilter, LibraryFile, Persisted, ReadScope, SyncPlan, TypeFilter,
 };
@@ -32,13 +36,15 @@ pub(crate) struct SessionOptions {
     pub(crate) scope: ReadScope,
 }
 
-/// Starts a sync for `user_id` now; records when it will end (the library's mapped data
-/// is dated from then on). Shared by `trigger` and the session of an authorization.
+/// Starts a sync of the library `client_id` sees of `user_id`, now; records when it
+/// will end (the library's mapped data is dated from then on). Shared by `trigger` and
+/// the sessions the OAuth calls hand out.
 pub(crate) fn start_sync(
     shared: &Shared,
     st: &mut Persisted,
     settings: &Settings,
     user_id: &str,
+    client_id: &str,
     opts: SessionOptions,
     now: u64,
 ) -> SyncPlan {
@@ -65,8 +71,9 @@ pub(crate) fn start_sync(
         library_ms,
         scope: opts.scope,
     };
-    if plan.fetch {
-        let lib = DemoLibrary::of(user_id, created, shared.config.demo_data);
+    if plan.fetch
+        && let Some(lib) = library_for(shared, st, user_id, Some(client_id))
+    {
         let t = Timeline::of(&lib, &plan);
         let ends = st.sync_ends.entry(user_id.to_owned()).or_default();
         ends.push(now.saturating_add(t.done_step.saturating_mul(plan.step_ms)));
@@ -78,6 +85,9 @@ pub(crate) fn start_sync(
 }
 
 struct AccountPlan {
+    /// In the library when the sync started (an account onboarded later is not part of
+    /// this session).
+    present: bool,
     syncing: bool,
     failing: Option<AccountError>,
     /// Indexes into the library's mapped files, in scope.
@@ -105,7 +115,9 @@ impl Timeline {
                 .filter(|(_, f)| f.account == i && mapped_in_scope(lib, f, &plan.scope))
                 .map(|(j, _)| j)
                 .collect();
-            let syncing = plan.fetch
+            let present = a.added_ms <= plan.started_ms;
+            let syncing = present
+                && plan.fetch
                 && plan
                     .only_accounts
                     .as_ref()
@@ -122,6 +134,7 @@ impl Timeline {
                 batches.max(1)
             };
             accounts.push(AccountPlan {
+                present,
                 syncing,
                 failing,
                 files,
@@ -209,16 +222,7 @@ impl RawRef {
             .get("mimeType")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let accounts: Vec<&str> = self
-            .descriptor
-            .get("accounts")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.get("accountId").and_then(Value::as_str))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let accounts = named_accounts(&self.descriptor);
         c.from_ms.is_none_or(|f| self.created >= f)
             && any(&c.app_id, &[&self.app_id])
             && any(&c.contract_id, &[&self.contract_id])
@@ -334,6 +338,9 @@ pub(crate) fn view(lib: &DemoLibrary, plan: &SyncPlan, raws: Vec<RawRef>, now: u
     let mut details = Map::new();
     let mut failed = false;
     for (a, ap) in lib.accounts.iter().zip(&t.accounts) {
+        if !ap.present {
+            continue;
+        }
         if !ap.syncing {
             files.extend(
                 ap.files
@@ -400,7 +407,8 @@ pub(crate) fn view(lib: &DemoLibrary, plan: &SyncPlan, raws: Vec<RawRef>, now: u
     }
 }
 
-/// The account objects of a library, as `permission-access/accounts` answers them.
+/// The account objects of a library, as `permission-access/accounts` answers them
+/// (`updatedDate`: the last sync's end, or when the account was added if later).
 pub(crate) fn account_list(
     lib: &DemoLibrary,
     failures: &BTreeMap<String, AccountError>,
@@ -412,14 +420,14 @@ pub(crate) fn account_list(
             let s = a.service;
             let status = match failures.get(&a.id) {
                 Some(e) if e.reauth => json!({"authorized": false}),
-                _ => json!({"authorized": true, "expiresAt": lib.created_ms + 365 * 86_400_000}),
+                _ => json!({"authorized": true, "expiresAt": a.added_ms + 365 * 86_400_000}),
             };
-            json!({
+            let mut account = json!({
                 "id": a.id,
                 "reference": a.username,
                 "type": "USER",
-                "createdDate": lib.created_ms,
-                "updatedDate": updated_ms,
+                "createdDate": a.added_ms,
+                "updatedDate": updated_ms.max(a.added_ms),
                 "serviceGroupId": s.group_id,
                 "serviceGroupName": s.group_name,
                 "serviceTypeId": s.type_id,
@@ -429,7 +437,225 @@ pub(crate) fn account_list(
                 "serviceProviderId": s.provider.0,
                 "serviceProviderName": s.provider.1,
                 "accessTokenStatus": status,
-            })
+            });
+            if a.sample {
+                account["sample"] = json!(true);
+            }
+            account
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The session options (the trigger body, and `actions.pull` of the OAuth calls).
+
+fn bad(path: &str, what: &str) -> ApiFailure {
+    ApiFailure::bad_params(&format!("{path} must be {what}"))
+}
+
+fn object_at<'a>(
+    v: Option<&'a Value>,
+    path: &str,
+) -> Result<Option<&'a Map<String, Value>>, ApiFailure> {
+    match v {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(bad(path, "an object")),
+    }
+}
+
+fn array_at<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Vec<Value>>, ApiFailure> {
+    match v {
+        None => Ok(None),
+        Some(Value::Array(a)) => Ok(Some(a)),
+        Some(_) => Err(bad(path, "an array")),
+    }
+}
+
+fn number_at(v: Option<&Value>, path: &str) -> Result<Option<f64>, ApiFailure> {
+    match v {
+        None => Ok(None),
+        Some(n) => n
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .map(Some)
+            .ok_or_else(|| bad(path, "a number")),
+    }
+}
+
+fn id_at(v: Option<&Value>, path: &str) -> Result<u64, ApiFailure> {
+    v.and_then(Value::as_u64)
+        .ok_or_else(|| bad(path, "a non-negative integer"))
+}
+
+fn strings_at(v: Option<&Value>, path: &str) -> Result<Option<Vec<String>>, ApiFailure> {
+    let Some(items) = array_at(v, path)? else {
+        return Ok(None);
+    };
+    items
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| bad(path, "an array of strings"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Seconds (possibly fractional) to ms; negative values are refused.
+fn seconds_to_ms(s: f64, path: &str) -> Result<u64, ApiFailure> {
+    if s < 0.0 {
+        return Err(bad(path, "a non-negative number of seconds"));
+    }
+    Ok((s * 1000.0).min(u64::MAX as f64 / 2.0) as u64)
+}
+
+/// `"<n>d|m|y"` before `now`, in ms.
+fn last_to_from_ms(v: Option<&Value>, path: &str, now: u64) -> Result<Option<u64>, ApiFailure> {
+    let Some(v) = v else { return Ok(None) };
+    let text = v
+        .as_str()
+        .ok_or_else(|| bad(path, "a string like \"6m\""))?;
+    let Some(unit) = text.chars().last() else {
+        return Err(bad(path, "a string like \"6m\""));
+    };
+    let n = &text[..text.len() - unit.len_utf8()];
+    let day = 86_400_000u64;
+    let unit_ms = match unit {
+        'd' => day,
+        'm' => 30 * day,
+        'y' => 365 * day,
+        _ => return Err(bad(path, "a string like \"6m\" (units d, m, y)")),
+    };
+    let n: u64 = n
+        .parse()
+        .ok()
+        .filter(|_| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| bad(path, "a string like \"6m\""))?;
+    Ok(Some(now.saturating_sub(n.saturating_mul(unit_ms))))
+}
+
+/// Checks the types of the session options; unknown keys are ignored.
+pub(crate) fn parse_options(body: &Value, now: u64) -> Result<SessionOptions, ApiFailure> {
+    let mut opts = SessionOptions::default();
+    if let Some(limits) = object_at(body.get("limits"), "limits")?
+        && let Some(duration) = object_at(limits.get("duration"), "limits.duration")?
+        && let Some(s) = number_at(duration.get("sourceFetch"), "limits.duration.sourceFetch")?
+    {
+        // Validated only: the simulated sync always finishes.
+        seconds_to_ms(s, "limits.duration.sourceFetch")?;
+    }
+    match body.get("sourceFetch") {
+        None => {}
+        Some(Value::Bool(b)) => opts.fetch = Some(*b),
+        Some(_) => return Err(bad("sourceFetch", "a boolean")),
+    }
+    if let Some(filter) = object_at(body.get("sourceFetchFilter"), "sourceFetchFilter")?
+        && let Some(account) = object_at(filter.get("account"), "sourceFetchFilter.account")?
+    {
+        opts.only_accounts = strings_at(account.get("id"), "sourceFetchFilter.account.id")?;
+    }
+    let Some(scope) = object_at(body.get("scope"), "scope")? else {
+        return Ok(opts);
+    };
+    if let Some(ranges) = array_at(scope.get("timeRanges"), "scope.timeRanges")? {
+        for r in ranges {
+            let r = r
+                .as_object()
+                .ok_or_else(|| bad("scope.timeRanges[]", "an object"))?;
+            let mut from = number_at(r.get("from"), "scope.timeRanges[].from")?
+                .map(|s| seconds_to_ms(s, "scope.timeRanges[].from"))
+                .transpose()?;
+            let to = number_at(r.get("to"), "scope.timeRanges[].to")?
+                .map(|s| seconds_to_ms(s, "scope.timeRanges[].to"))
+                .transpose()?;
+            if let Some(last) = last_to_from_ms(r.get("last"), "scope.timeRanges[].last", now)? {
+                from = Some(from.map_or(last, |f| f.max(last)));
+            }
+            opts.scope.time_ranges.push((from, to));
+        }
+    }
+    if let Some(groups) = array_at(scope.get("serviceGroups"), "scope.serviceGroups")? {
+        let mut out = Vec::new();
+        for g in groups {
+            let g = g
+                .as_object()
+                .ok_or_else(|| bad("scope.serviceGroups[]", "an object"))?;
+            let id = id_at(g.get("id"), "scope.serviceGroups[].id")?;
+            let types = array_at(g.get("serviceTypes"), "scope.serviceGroups[].serviceTypes")?
+                .ok_or_else(|| bad("scope.serviceGroups[].serviceTypes", "an array"))?;
+            let mut service_types = Vec::new();
+            for t in types {
+                let path = "scope.serviceGroups[].serviceTypes[]";
+                let t = t.as_object().ok_or_else(|| bad(path, "an object"))?;
+                let id = id_at(t.get("id"), "scope.serviceGroups[].serviceTypes[].id")?;
+                let object_types = array_at(
+                    t.get("serviceObjectTypes"),
+                    "scope.serviceGroups[].serviceTypes[].serviceObjectTypes",
+                )?
+                .map(|list| {
+                    list.iter()
+                        .map(|o| {
+                            id_at(
+                                o.get("id"),
+                                "scope.serviceGroups[].serviceTypes[].serviceObjectTypes[].id",
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?;
+                service_types.push(TypeFilter { id, object_types });
+            }
+            out.push(GroupFilter {
+                id,
+                service_types: Some(service_types),
+            });
+        }
+        opts.scope.service_groups = Some(out);
+    }
+    if let Some(criteria) = array_at(scope.get("criteria"), "scope.criteria")? {
+        let mut out = Vec::new();
+        for c in criteria {
+            let c = c
+                .as_object()
+                .ok_or_else(|| bad("scope.criteria[]", "an object"))?;
+            let mut crit = Criterion {
+                from_ms: number_at(c.get("from"), "scope.criteria[].from")?
+                    .map(|s| seconds_to_ms(s, "scope.criteria[].from"))
+                    .transpose()?,
+                ..Criterion::default()
+            };
+            if let Some(last) = last_to_from_ms(c.get("last"), "scope.criteria[].last", now)? {
+                crit.from_ms = Some(crit.from_ms.map_or(last, |f| f.max(last)));
+            }
+            if let Some(m) = object_at(c.get("metadata"), "scope.criteria[].metadata")? {
+                let p = |k: &str| format!("scope.criteria[].metadata.{k}");
+                crit.app_id = strings_at(m.get("appId"), &p("appId"))?;
+                crit.contract_id = strings_at(m.get("contractId"), &p("contractId"))?;
+                crit.mime_type = strings_at(m.get("mimeType"), &p("mimeType"))?;
+                crit.reference = strings_at(m.get("reference"), &p("reference"))?;
+                crit.tags = strings_at(m.get("tags"), &p("tags"))?;
+                if let Some(accounts) = array_at(m.get("accounts"), &p("accounts"))? {
+                    let mut ids = Vec::new();
+                    for a in accounts {
+                        let id = a.get("accountId").and_then(Value::as_str).ok_or_else(|| {
+                            bad("scope.criteria[].metadata.accounts[].accountId", "a string")
+                        })?;
+                        if a.get("username").is_some_and(|u| !u.is_string()) {
+                            return Err(bad(
+                                "scope.criteria[].metadata.accounts[].username",
+                                "a string",
+                            ));
+                        }
+                        ids.push(id.to_owned());
+                    }
+                    crit.accounts = Some(ids);
+                }
+            }
+            out.push(crit);
+        }
+        opts.scope.criteria = Some(out);
+    }
+    Ok(opts)
 }

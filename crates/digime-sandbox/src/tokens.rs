@@ -10,14 +10,27 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-/// Looks up a live access token; errors are the 401 that makes SDKs refresh.
-pub(crate) fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFailure> {
+/// How long an access token is remembered after it expired: it is still genuine, so
+/// a user-reauth request (`oauth/token/reference` with PKCE) accepts it. Later it is
+/// forgotten, and is as unknown as a made-up one.
+pub(crate) const EXPIRED_ACCESS_TOKEN_MEMORY_S: u64 = 30 * 86_400;
+
+/// Looks up a genuine access token, live or expired (not yet forgotten); an unknown
+/// one is the 401 `InvalidToken` "is invalid".
+pub(crate) fn genuine_access_token(
+    shared: &Shared,
+    value: &str,
+) -> Result<IssuedToken, ApiFailure> {
     let st = shared.lock();
-    let t = st
-        .access_tokens
+    st.access_tokens
         .get(value)
         .cloned()
-        .ok_or_else(|| ApiFailure::invalid_token("access_token", false))?;
+        .ok_or_else(|| ApiFailure::invalid_token("access_token", false))
+}
+
+/// Looks up a live access token; errors are the 401 that makes SDKs refresh.
+pub(crate) fn live_access_token(shared: &Shared, value: &str) -> Result<IssuedToken, ApiFailure> {
+    let t = genuine_access_token(shared, value)?;
     if t.expires_s * 1000 <= now_ms() {
         return Err(ApiFailure::invalid_token("access_token", true));
     }
@@ -43,16 +56,24 @@ pub(crate) fn user_call(
 /// `response_mode=query`, an S256 PKCE challenge and an acceptable `redirect_uri`.
 /// Returns the challenge and the redirect URI.
 pub(crate) fn check_authorize_claims(v: &Verified) -> Result<(&str, &str), ApiFailure> {
-    for (claim, expected) in [
-        ("response_type", "code"),
-        ("response_mode", "query"),
-        ("code_challenge_method", "S256"),
-    ] {
+    for (claim, expected) in [("response_type", "code"), ("response_mode", "query")] {
         if v.str_claim(claim) != Some(expected) {
             return Err(ApiFailure::bad_params(&format!(
                 "{claim} must be {expected}"
             )));
         }
+    }
+    let challenge = check_pkce_claims(v)?;
+    let redirect_uri = v.require_str("redirect_uri")?;
+    check_redirect_uri(redirect_uri)?;
+    Ok((challenge, redirect_uri))
+}
+
+/// `code_challenge_method=S256` and a `code_challenge` that is a base64url SHA-256 (43
+/// characters); the challenge.
+pub(crate) fn check_pkce_claims(v: &Verified) -> Result<&str, ApiFailure> {
+    if v.str_claim("code_challenge_method") != Some("S256") {
+        return Err(ApiFailure::bad_params("code_challenge_method must be S256"));
     }
     let challenge = v.require_str("code_challenge")?;
     if challenge.len() != 43
@@ -64,9 +85,7 @@ pub(crate) fn check_authorize_claims(v: &Verified) -> Result<(&str, &str), ApiFa
             "code_challenge must be a base64url SHA-256",
         ));
     }
-    let redirect_uri = v.require_str("redirect_uri")?;
-    check_redirect_uri(redirect_uri)?;
-    Ok((challenge, redirect_uri))
+    Ok(challenge)
 }
 
 /// A freshly issued token pair.
@@ -104,7 +123,8 @@ pub(crate) fn mint_tokens(
     };
     st.access_tokens.insert(access.clone(), rec(access_exp));
     st.refresh_tokens.insert(refresh.clone(), rec(refresh_exp));
-    st.access_tokens.retain(|_, t| t.expires_s + 86_400 > now_s);
+    st.access_tokens
+        .retain(|_, t| t.expires_s + EXPIRED_ACCESS_TOKEN_MEMORY_S > now_s);
     Minted {
         access,
         access_exp,

@@ -7,6 +7,7 @@
 
 use digime_sandbox::{BackgroundSandbox, ConsentMode, Sandbox, SandboxConfig, SandboxInfo};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The control plane of one sandbox.
@@ -175,19 +176,133 @@ impl Control {
     }
 
     /// The user's decision (`"allow"` or `"deny"`) on the consent page of the
-    /// preauthorization `code`: the answer's status and `location`, if any.
+    /// preauthorization `code` (the `authorize` page): the answer's status and
+    /// `location`, if any. [`Control::decide_on`] for the other pages.
     pub fn decide(&self, code: &str, decision: &str) -> (u16, Option<String>) {
+        self.decide_on(code, decision)
+    }
+
+    /// The user's decision (`"allow"` or `"deny"`) on the consent page `page`: the URL
+    /// of any onboard page (`authorize`, `user-reauth`, `onboard`, `reauthorize`,
+    /// `revoke`, as the SDK or the revoke call gave it), or a bare preauthorization code
+    /// (then the `authorize` page). Posts what the page's form posts (the link's
+    /// parameters and the decision) to `{page}/decision`; the answer's status and
+    /// `location`, if any.
+    pub fn decide_on(&self, page: &str, decision: &str) -> (u16, Option<String>) {
+        let page = page.split('#').next().unwrap_or_default();
+        let (name, mut form) = match page.split_once("://") {
+            // A page URL: its last path segment, and its query (already form-encoded,
+            // as the form posts it).
+            Some((_, rest)) => {
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let name = path.rsplit('/').next().unwrap_or("authorize").to_owned();
+                (name, query.to_owned())
+            }
+            None => (
+                "authorize".to_owned(),
+                format!("code={}", form_encode(page)),
+            ),
+        };
+        if !form.is_empty() {
+            form.push('&');
+        }
+        form.push_str(&format!("decision={}", form_encode(decision)));
         let r = self
             .http
-            .post(&format!("{}authorize/decision", self.info.onboard))
+            .post(&format!("{}{name}/decision", self.info.onboard))
             .content_type("application/x-www-form-urlencoded")
-            .send(format!("code={code}&decision={decision}"))
+            .send(form)
             .expect("decision");
         let location = r
             .headers()
             .get("location")
             .map(|l| l.to_str().expect("a location").to_owned());
         (r.status().as_u16(), location)
+    }
+
+    /// The user's accounts as the control API shows them (every contract's view):
+    /// `permission-access/accounts` objects.
+    pub fn accounts(&self, user: &str) -> Vec<Value> {
+        self.get_json(&format!("users/{user}/accounts"))["accounts"]
+            .as_array()
+            .expect("accounts")
+            .clone()
+    }
+
+    /// The ids of the user's accounts (every contract's view), in library order.
+    pub fn account_ids(&self, user: &str) -> Vec<String> {
+        self.accounts(user)
+            .iter()
+            .map(|a| a["id"].as_str().expect("an account id").to_owned())
+            .collect()
+    }
+
+    /// The id of the user's account of a service type (`serviceTypeId`: 12 Fitbit, 4
+    /// Instagram, 19 Spotify, 20 Garmin), if they have one.
+    pub fn account_of(&self, user: &str, service_type_id: u64) -> Option<String> {
+        self.accounts(user)
+            .iter()
+            .find(|a| a["serviceTypeId"] == service_type_id)
+            .map(|a| a["id"].as_str().expect("an account id").to_owned())
+    }
+
+    /// The control view of the user's accounts: `{"accounts", "failures":
+    /// {accountId: error}, "revoked": {clientId: [accountId]}}`.
+    pub fn account_state(&self, user: &str) -> Value {
+        self.get_json(&format!("users/{user}/accounts"))
+    }
+
+    /// Marks an account as needing reauthorization (511 `ServiceAuthorizationError`,
+    /// `reauth: true`): syncs started from now on end `partial` with that error until
+    /// the user reauthorizes the account (or [`Control::heal_account`]).
+    pub fn fail_account(&self, user: &str, account: &str) {
+        self.fail_account_with(user, account, Value::Object(Default::default()));
+    }
+
+    /// Makes an account's syncs fail with `error` (`{"code"?, "statusCode"?,
+    /// "message"?, "reauth"?}`, the defaults those of [`Control::fail_account`]).
+    pub fn fail_account_with(&self, user: &str, account: &str, error: Value) {
+        self.post_json(&format!("users/{user}/accounts/{account}/fail"), error);
+    }
+
+    /// Heals a failing account without the user (the control shortcut); whether it
+    /// was failing.
+    pub fn heal_account(&self, user: &str, account: &str) -> bool {
+        let mut r = self
+            .http
+            .delete(&self.url(&format!("users/{user}/accounts/{account}/fail")))
+            .call()
+            .expect("control DELETE");
+        assert_eq!(r.status(), 200, "heal {account}");
+        let v: Value =
+            serde_json::from_slice(&r.body_mut().read_to_vec().expect("body")).expect("JSON");
+        v["healed"].as_bool().expect("healed")
+    }
+
+    /// The ids of the users the sandbox knows.
+    pub fn users(&self) -> Vec<String> {
+        self.get_json("users")["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["id"].as_str().expect("a user id").to_owned())
+            .collect()
+    }
+
+    /// Whether the sandbox knows the user (false once the user was deleted).
+    pub fn user_exists(&self, user: &str) -> bool {
+        self.users().iter().any(|u| u == user)
+    }
+
+    /// Where the sandbox keeps a user's stored files on disk (`{state dir}/library/
+    /// USER`); it exists once something was stored, and is gone after the user was
+    /// deleted.
+    pub fn library_dir(&self, user: &str) -> PathBuf {
+        let key = &self.info.demo.write.private_key_path;
+        key.parent()
+            .expect("the state directory")
+            .join("library")
+            .join(user)
     }
 
     /// Generates files for a user (`users/USER/generate-files`).
@@ -197,6 +312,21 @@ impl Control {
             .expect("files")
             .clone()
     }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A sandbox on its own thread that consents automatically and syncs in 30 ms steps,
@@ -297,6 +427,26 @@ async_mirror! {
     fn open_in_app(deep_link: &str, user: &str) -> String;
     /// [`Control::decide`].
     fn decide(code: &str, decision: &str) -> (u16, Option<String>);
+    /// [`Control::decide_on`].
+    fn decide_on(page: &str, decision: &str) -> (u16, Option<String>);
+    /// [`Control::accounts`].
+    fn accounts(user: &str) -> Vec<Value>;
+    /// [`Control::account_ids`].
+    fn account_ids(user: &str) -> Vec<String>;
+    /// [`Control::account_state`].
+    fn account_state(user: &str) -> Value;
+    /// [`Control::fail_account`].
+    fn fail_account(user: &str, account: &str);
+    /// [`Control::heal_account`].
+    fn heal_account(user: &str, account: &str) -> bool;
+    /// [`Control::users`].
+    fn users() -> Vec<String>;
+    /// [`Control::user_exists`].
+    fn user_exists(user: &str) -> bool;
+    /// [`Control::library_dir`].
+    fn library_dir(user: &str) -> PathBuf;
+    /// [`Control::consent_page`].
+    fn consent_page(url: &str) -> String;
 }
 
 impl AsyncControl {
@@ -315,5 +465,19 @@ impl AsyncControl {
     pub async fn generate(&self, user: &str, body: Value) -> Vec<Value> {
         let user = user.to_owned();
         self.run(move |c| c.generate(&user, body)).await
+    }
+
+    /// [`Control::account_of`].
+    pub async fn account_of(&self, user: &str, service_type_id: u64) -> Option<String> {
+        let user = user.to_owned();
+        self.run(move |c| c.account_of(&user, service_type_id))
+            .await
+    }
+
+    /// [`Control::fail_account_with`].
+    pub async fn fail_account_with(&self, user: &str, account: &str, error: Value) {
+        let (user, account) = (user.to_owned(), account.to_owned());
+        self.run(move |c| c.fail_account_with(&user, &account, error))
+            .await
     }
 }

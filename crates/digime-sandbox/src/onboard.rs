@@ -1,0 +1,904 @@
+//! The onboard pages under `/apps/saas/`, where the URLs the SDK builds send the user:
+//! `authorize`, `user-reauth`, `onboard`, `reauthorize` and `revoke`. Each checks its
+//! link, then shows its consent page (whose form posts to `{page}/decision`) or, with
+//! automatic consent, decides at once, and sends the browser back to the app with a
+//! 302 to the redirect URI of its code, merged with that URI's own query.
+
+use crate::common::{CODE_TTL_MS, html_escape, postbox_key, saas_postbox, saas_postbox_of};
+use crate::demo::{CATALOGUE, Service, SourceType, new_account, service_by_source};
+use crate::library::{account_set, account_set_mut, library_for, visible_accounts};
+use crate::state::{AuthCode, Persisted, ReferenceCode, ReferenceKind, UserRecord};
+use crate::sync::{SessionOptions, parse_options, start_sync};
+use crate::{ConsentMode, Shared, now_ms, random_id};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+/// One of the onboard pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Authorize,
+    UserReauth,
+    Onboard,
+    Reauthorize,
+    Revoke,
+}
+
+impl Page {
+    const ALL: [Page; 5] = [
+        Page::Authorize,
+        Page::UserReauth,
+        Page::Onboard,
+        Page::Reauthorize,
+        Page::Revoke,
+    ];
+
+    /// Its path under the onboard base.
+    fn name(self) -> &'static str {
+        match self {
+            Page::Authorize => "authorize",
+            Page::UserReauth => "user-reauth",
+            Page::Onboard => "onboard",
+            Page::Reauthorize => "reauthorize",
+            Page::Revoke => "revoke",
+        }
+    }
+}
+
+/// The pages and their decisions.
+pub(crate) fn routes() -> Router<Shared> {
+    let mut router = Router::new();
+    for page in Page::ALL {
+        router = router
+            .route(
+                &format!("/apps/saas/{}", page.name()),
+                get(
+                    move |State(shared): State<Shared>, RawQuery(query): RawQuery| async move {
+                        let params = Params::parse(query.unwrap_or_default().as_bytes());
+                        run(&shared, page, params, None).await
+                    },
+                ),
+            )
+            .route(
+                &format!("/apps/saas/{}/decision", page.name()),
+                post(
+                    move |State(shared): State<Shared>, body: Bytes| async move {
+                        let mut params = Params::parse(&body);
+                        let allow = match params.take("decision").as_deref() {
+                            Some("allow") => true,
+                            Some("deny") => false,
+                            _ => {
+                                return error_page(
+                                    StatusCode::BAD_REQUEST,
+                                    "ONBOARD_ERROR",
+                                    "Unknown decision.",
+                                );
+                            }
+                        };
+                        run(&shared, page, params, Some(allow)).await
+                    },
+                ),
+            );
+    }
+    router
+}
+
+// ---------------------------------------------------------------------------
+// The link.
+
+/// The query of a page (or the fields of its decision form, which carries them).
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(bytes: &[u8]) -> Params {
+        Params(form_urlencoded::parse(bytes).into_owned().collect())
+    }
+    /// The first value of `key`.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    /// Removes every `key`; the first value.
+    fn take(&mut self, key: &str) -> Option<String> {
+        let first = self.get(key).map(str::to_owned);
+        self.0.retain(|(k, _)| k != key);
+        first
+    }
+}
+
+/// What a page's link asks for, checked.
+#[derive(Debug, Default)]
+struct Link {
+    source_type: Option<SourceType>,
+    /// `service`: a source id of the catalogue.
+    service: Option<u64>,
+    /// `sampleDataSet` was given.
+    sample: bool,
+    trigger_query: Option<bool>,
+    account_ref: Option<String>,
+}
+
+/// The `dataType` values of `sourcesScope`.
+const DATA_TYPES: &[&str] = &[
+    "medication-information",
+    "laboratory-results",
+    "appointments",
+    "patient-summary-hospital-data",
+    "gp-data",
+    "mental-health-patient-summary",
+    "documents",
+    "measurements-vital-signs",
+    "allergy-intolerances",
+    "images",
+    "medication-related-intolerances",
+    "referral-to-questionnaire",
+    "questionnaire-response",
+    "longterm-healthcare-patient-summary",
+    "patient-corrections-request",
+    "vaccinations",
+    "integral-birth-care-process",
+];
+
+/// The `organizationType` values of `sourcesScope`.
+const ORGANIZATION_TYPES: &[&str] = &[
+    "general-practitioner",
+    "health-center",
+    "hospital",
+    "private-treatment-center",
+    "specialist-centre",
+    "radiotherapy-center",
+    "dialysis-center",
+    "obstetrics-and-maternity-care",
+    "mental-health-care",
+    "youth-health-care",
+    "psychology-and-psychotherapy",
+    "nursing-and-care-homes-and-home-care",
+    "disability-care",
+    "mentally-disabled-care",
+    "daycare-centers",
+    "rehabilitation-center",
+    "pharmacy",
+    "audiological-center",
+    "medical-aids",
+    "physiotherapy",
+    "protected-and-supported-living",
+    "dentist",
+    "ambulance",
+    "health-insurers",
+];
+
+/// Percent-decoding without `+` → space (`decodeURIComponent`); `None` for a broken
+/// escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `sourcesScope`, once decoded by the query parser and once more here (the SDK
+/// encodes it twice): a JSON object with an optional `dataType` array and an optional
+/// `organizationType`, each of the known values.
+fn check_sources_scope(raw: &str) -> Result<(), String> {
+    let bad = || "sourcesScope must be an encoded {dataType?: [...], organizationType?}".to_owned();
+    let text = percent_decode(raw).ok_or_else(bad)?;
+    let Ok(Value::Object(scope)) = serde_json::from_str::<Value>(&text) else {
+        return Err(bad());
+    };
+    if let Some(types) = scope.get("dataType") {
+        let ok = types.as_array().is_some_and(|a| {
+            a.iter()
+                .all(|t| t.as_str().is_some_and(|t| DATA_TYPES.contains(&t)))
+        });
+        if !ok {
+            return Err("sourcesScope.dataType must be an array of known data types".into());
+        }
+    }
+    if let Some(org) = scope.get("organizationType")
+        && !org
+            .as_str()
+            .is_some_and(|o| ORGANIZATION_TYPES.contains(&o))
+    {
+        return Err("sourcesScope.organizationType must be a known organization type".into());
+    }
+    Ok(())
+}
+
+/// A `lng` value: a language tag such as `nl` or `en-GB`.
+fn is_locale(s: &str) -> bool {
+    (2..=35).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks the parameters of a page's link (the code is looked up later). Unknown
+/// parameters are ignored, as a web page does.
+fn check_link(page: Page, p: &Params) -> Result<Link, String> {
+    let boolean = |name: &str| match p.get(name) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(format!("{name} must be true or false")),
+    };
+    let locale = || match p.get("lng") {
+        Some(l) if !is_locale(l) => {
+            Err("lng must be a language tag such as nl or en-GB".to_owned())
+        }
+        _ => Ok(()),
+    };
+    let source_type = |required: bool| match p.get("sourceType") {
+        None if !required => Ok(None),
+        Some(s) => SourceType::parse(s)
+            .map(Some)
+            .ok_or_else(|| "Unknown sourceType.".to_owned()),
+        None => Err("sourceType is required (pull or push)".to_owned()),
+    };
+    let mut link = Link::default();
+    match page {
+        Page::Authorize => link.source_type = source_type(false)?,
+        Page::UserReauth => {
+            locale()?;
+            link.trigger_query = boolean("triggerQuery")?;
+        }
+        Page::Onboard => {
+            link.source_type = source_type(true)?;
+            link.service = match p.get("service") {
+                None => None,
+                Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(
+                    s.parse()
+                        .map_err(|_| "service must be a source id".to_owned())?,
+                ),
+                Some(_) => return Err("service must be a source id (a decimal number)".into()),
+            };
+            match p.get("sampleDataSet") {
+                Some("") => return Err("sampleDataSet must not be empty".into()),
+                Some(_) => link.sample = true,
+                None => {}
+            }
+            boolean("sampleDataAutoOnboard")?;
+            locale()?;
+            boolean("includeSampleDataOnlySources")?;
+            link.trigger_query = boolean("triggerQuery")?;
+            if let Some(scope) = p.get("sourcesScope") {
+                check_sources_scope(scope)?;
+            }
+        }
+        Page::Reauthorize => {
+            link.account_ref = Some(
+                p.get("accountRef")
+                    .filter(|r| !r.is_empty())
+                    .ok_or_else(|| "accountRef is required".to_owned())?
+                    .to_owned(),
+            );
+            locale()?;
+        }
+        Page::Revoke => {}
+    }
+    Ok(link)
+}
+
+// ---------------------------------------------------------------------------
+// Answers.
+
+fn error_page(status: StatusCode, code: &str, text: &str) -> Response {
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html><head><title>digi.me sandbox</title></head><body><h1>Authorization failed</h1><p>{}</p><p><code>{}</code></p></body></html>",
+            html_escape(text),
+            html_escape(code)
+        )),
+    )
+        .into_response()
+}
+
+/// A code the page does not know (never issued, spent, or expired long ago): there is
+/// nowhere to send the user back to.
+fn unknown_code() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "INVALID_CODE",
+        "This link is unknown, used or expired.",
+    )
+}
+
+/// The consent page: what `client_id` asks, and a form that posts the link's
+/// parameters with the decision to `{page}/decision`.
+fn consent_page(shared: &Shared, page: Page, client_id: &str, ask: &str, p: &Params) -> Response {
+    let name = shared
+        .contract(client_id)
+        .map(|c| c.name)
+        .unwrap_or_else(|| client_id.to_owned());
+    let hidden: String =
+        p.0.iter()
+            .map(|(k, v)| {
+                format!(
+                    "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+                    html_escape(k),
+                    html_escape(v)
+                )
+            })
+            .collect();
+    Html(format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>digi.me sandbox: share your data?</title></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 3em auto">
+<h1>digi.me sandbox</h1>
+<p><strong>{app}</strong> {ask}</p>
+<p>Contract: <code>{client}</code></p>
+<form method="post" action="{page}/decision">
+{hidden}<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+</body></html>"#,
+        app = html_escape(&name),
+        ask = html_escape(ask),
+        client = html_escape(client_id),
+        page = page.name(),
+    ))
+    .into_response()
+}
+
+/// How a flow reports back to the app.
+#[derive(Clone, Copy)]
+enum Vocabulary {
+    /// `success=true|false`, `errorCode` (authorize, user-reauth, onboard, reauthorize).
+    Success,
+    /// `result=success|failed`, `error_message` (revoke).
+    Result,
+}
+
+/// Where the browser goes back to.
+struct Back {
+    target: url::Url,
+    vocabulary: Vocabulary,
+    /// Echoed on success and on failure when the code's request had one.
+    state: Option<String>,
+}
+
+impl Back {
+    /// `None` for a redirect URI that does not parse (it was checked when the code was
+    /// made, so this does not happen).
+    fn to(uri: &str, vocabulary: Vocabulary, state: Option<String>) -> Option<Back> {
+        let target = url::Url::parse(uri).ok()?;
+        Some(Back {
+            target,
+            vocabulary,
+            state,
+        })
+    }
+
+    /// A 302 to the target with `params` (then `state`, if any) appended to its query.
+    fn redirect(&self, mut params: Vec<(&'static str, String)>) -> Response {
+        if let (Vocabulary::Success, Some(s)) = (self.vocabulary, &self.state) {
+            params.push(("state", s.clone()));
+        }
+        self.go(&params)
+    }
+
+    /// Like [`Back::redirect`], with parameters after `state`.
+    fn go(&self, params: &[(&'static str, String)]) -> Response {
+        let mut target = self.target.clone();
+        {
+            let mut q = target.query_pairs_mut();
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+        }
+        (
+            StatusCode::FOUND,
+            [(axum::http::header::LOCATION, target.to_string())],
+        )
+            .into_response()
+    }
+
+    fn fail(&self, code: &str) -> Response {
+        match self.vocabulary {
+            Vocabulary::Success => self.redirect(vec![
+                ("success", "false".into()),
+                ("errorCode", code.to_owned()),
+            ]),
+            Vocabulary::Result => self.go(&[
+                ("result", "failed".into()),
+                ("error_message", code.to_owned()),
+            ]),
+        }
+    }
+}
+
+fn bad_redirect() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "SERVER_ERROR",
+        "The redirect URI is invalid.",
+    )
+}
+
+/// `answer` once the state is saved; an error page if it cannot be.
+fn saved(shared: &Shared, st: &Persisted, answer: Response) -> Response {
+    match shared.save(st) {
+        Ok(()) => answer,
+        Err(e) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SERVER_ERROR",
+            &e.to_string(),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The flows.
+
+async fn run(shared: &Shared, page: Page, params: Params, decision: Option<bool>) -> Response {
+    let Some(code) = params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CODE",
+            "The link has no code.",
+        );
+    };
+    let link = match check_link(page, &params) {
+        Ok(link) => link,
+        Err(fault) => return error_page(StatusCode::BAD_REQUEST, "ONBOARD_ERROR", &fault),
+    };
+    let decision = decision.or((shared.config.consent == ConsentMode::Auto).then_some(true));
+    match page {
+        Page::Authorize => authorize(shared, &code, decision, &params).await,
+        Page::Revoke => revoke(shared, &code, decision, &params),
+        Page::UserReauth | Page::Onboard | Page::Reauthorize => {
+            reference(shared, page, &code, &link, decision, &params)
+        }
+    }
+}
+
+/// Whether consenting to this preauthorization must make a new postbox: its contract
+/// may write and the linked user (if any) has none for it yet.
+fn needs_postbox_key(shared: &Shared, code: &str) -> bool {
+    let st = shared.lock();
+    let Some(pre) = st.preauths.get(code) else {
+        return false;
+    };
+    let writes = shared
+        .contract(&pre.client_id)
+        .is_some_and(|c| c.kind.can_write());
+    writes
+        && pre
+            .link_user
+            .as_ref()
+            .is_none_or(|u| saas_postbox_of(&st, u, &pre.client_id).is_none())
+}
+
+/// `authorize`: consent to a contract. Allowed → the user (the linked one, or a new
+/// one), the preauthorization's session bound to them and syncing, an authorization
+/// code, and for a contract that may write the user's postbox for it (one per user and
+/// contract, reused), whose id and public key follow the other success parameters (as
+/// the real consent does for a write contract).
+async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Response {
+    let Some(pre) = shared.lock().preauths.get(code).cloned() else {
+        return unknown_code();
+    };
+    let back = match Back::to(
+        &pre.redirect_uri,
+        Vocabulary::Success,
+        Some(pre.state.clone()),
+    ) {
+        Some(b) => b,
+        None => return bad_redirect(),
+    };
+    if pre.expires_ms <= now_ms() {
+        return back.fail("INVALID_CODE");
+    }
+    let Some(allow) = decision else {
+        return consent_page(
+            shared,
+            Page::Authorize,
+            &pre.client_id,
+            "asks to connect to your digi.me library.",
+            p,
+        );
+    };
+    // The postbox key pair is made before the state is locked (it takes a while).
+    let mut new_key = None;
+    if allow && needs_postbox_key(shared, code) {
+        match postbox_key().await {
+            Ok(k) => new_key = Some(k),
+            Err(e) => {
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "SERVER_ERROR",
+                    &e.message,
+                );
+            }
+        }
+    }
+    let now = now_ms();
+    let settings = shared.settings();
+    let mut st = shared.lock();
+    // Looked up again: it may have been spent or expired meanwhile.
+    match st.preauths.get(code) {
+        None => return unknown_code(),
+        Some(pre) if pre.expires_ms <= now => return back.fail("INVALID_CODE"),
+        Some(_) => {}
+    }
+    st.preauths.remove(code);
+    if !allow {
+        return saved(shared, &st, back.fail("USER_CANCEL"));
+    }
+    let user_id = match pre.link_user.clone() {
+        Some(u) if st.users.contains_key(&u) => u,
+        _ => {
+            let id = random_id("usr_");
+            st.users.insert(
+                id.clone(),
+                UserRecord {
+                    id: id.clone(),
+                    created: now,
+                },
+            );
+            id
+        }
+    };
+    // The session handed out with the authorization now reads this user's library,
+    // and the sources start syncing.
+    if let Some(key) = &pre.session_key {
+        let plan = start_sync(
+            shared,
+            &mut st,
+            &settings,
+            &user_id,
+            &pre.client_id,
+            SessionOptions::default(),
+            now,
+        );
+        if let Some(s) = st.sessions.get_mut(key) {
+            s.user_id = Some(user_id.clone());
+            s.sync = Some(plan);
+        }
+    }
+    let auth_code = random_id("AUTH_");
+    st.codes.retain(|_, c| c.expires_ms > now);
+    st.codes.insert(
+        auth_code.clone(),
+        AuthCode {
+            client_id: pre.client_id.clone(),
+            user_id: user_id.clone(),
+            code_challenge: pre.code_challenge.clone(),
+            expires_ms: now + CODE_TTL_MS,
+            legacy_redirect_uri: None,
+        },
+    );
+    let mut params = vec![
+        ("success", "true".to_owned()),
+        ("code", auth_code),
+        ("state", pre.state.clone()),
+    ];
+    let writes = shared
+        .contract(&pre.client_id)
+        .is_some_and(|c| c.kind.can_write());
+    if writes {
+        let Some((id, public_key)) =
+            saas_postbox(&mut st, &pre.client_id, &user_id, new_key.take(), now)
+        else {
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVER_ERROR",
+                "The postbox could not be made; follow the link again.",
+            );
+        };
+        params.push(("postboxId", id));
+        params.push(("publicKey", public_key));
+    }
+    saved(shared, &st, back.go(&params))
+}
+
+/// What a reference code's page does once the user allows it.
+enum Action {
+    /// `user-reauth`: an authorization code for a new token pair of the same user.
+    Reauth,
+    /// `onboard`: add an account of this service (or, when the user has one, share it
+    /// with the contract again).
+    Onboard {
+        service: &'static Service,
+        existing: Option<String>,
+    },
+    /// `reauthorize`: heal this account.
+    Reauthorize { account: String, service: String },
+}
+
+impl Action {
+    fn ask(&self) -> String {
+        match self {
+            Action::Reauth => {
+                "asks you to sign in again, to keep access to your digi.me library.".into()
+            }
+            Action::Onboard { service, .. } => format!(
+                "asks to add your {} account to your digi.me library.",
+                service.type_name
+            ),
+            Action::Reauthorize { account, service } => format!(
+                "asks you to reconnect your {service} account ({account}), which needs to be authorized again."
+            ),
+        }
+    }
+}
+
+/// The service an onboard link asks for: the `service` source id (it must be of the
+/// link's `sourceType`), or else the first service of the catalogue of that type the
+/// user has no account of. `None` when there is no such service.
+fn onboard_target(
+    shared: &Shared,
+    st: &Persisted,
+    rc: &ReferenceCode,
+    link: &Link,
+) -> Option<Action> {
+    let source_type = link.source_type.unwrap_or(SourceType::Pull);
+    let set = account_set(shared, st, &rc.user_id);
+    let account_of = |s: &Service| set.iter().find(|a| a.source_id == s.source_id);
+    let service = match link.service {
+        Some(id) => service_by_source(id).filter(|s| s.source_type == source_type)?,
+        None => CATALOGUE
+            .iter()
+            .find(|s| s.source_type == source_type && account_of(s).is_none())?,
+    };
+    Some(Action::Onboard {
+        service,
+        existing: account_of(service).map(|a| a.id.clone()),
+    })
+}
+
+/// The account a reauthorize link names: `accountRef` must be an `accountId`
+/// reference of the code's contract naming an account of the code's user that the
+/// contract sees.
+fn account_target(
+    shared: &Shared,
+    st: &Persisted,
+    rc: &ReferenceCode,
+    link: &Link,
+) -> Option<Action> {
+    let r = st.references.get(link.account_ref.as_deref()?)?;
+    if r.kind != ReferenceKind::AccountId || r.client_id != rc.client_id {
+        return None;
+    }
+    let account = visible_accounts(shared, st, &rc.user_id, Some(&rc.client_id))
+        .into_iter()
+        .find(|a| a.id == r.value)?;
+    let service = service_by_source(account.source_id).map_or("service", |s| s.type_name);
+    Some(Action::Reauthorize {
+        account: account.id,
+        service: service.to_owned(),
+    })
+}
+
+/// `user-reauth`, `onboard` and `reauthorize`: the pages of `oauth/token/reference`
+/// codes. A code with a PKCE challenge is good at `user-reauth` only, one without at
+/// the other two only (elsewhere → `INVALID_CODE`, the code unspent). A link the page
+/// cannot carry out (an unknown service, a bad account reference) → `ONBOARD_ERROR`,
+/// the code spent. On success the code's session is bound to the user and a sync
+/// starts (with the request's `actions.pull`), or with `triggerQuery=false` the
+/// session shows the library as it is (`completed`).
+fn reference(
+    shared: &Shared,
+    page: Page,
+    code: &str,
+    link: &Link,
+    decision: Option<bool>,
+    p: &Params,
+) -> Response {
+    let now = now_ms();
+    let settings = shared.settings();
+    let mut st = shared.lock();
+    let Some(rc) = st.reference_codes.get(code).cloned() else {
+        return unknown_code();
+    };
+    let back = match Back::to(&rc.redirect_uri, Vocabulary::Success, rc.state.clone()) {
+        Some(b) => b,
+        None => return bad_redirect(),
+    };
+    if rc.expires_ms <= now
+        || rc.code_challenge.is_some() != (page == Page::UserReauth)
+        || !st.users.contains_key(&rc.user_id)
+    {
+        return back.fail("INVALID_CODE");
+    }
+    let target = match page {
+        Page::Onboard => onboard_target(shared, &st, &rc, link),
+        Page::Reauthorize => account_target(shared, &st, &rc, link),
+        _ => Some(Action::Reauth),
+    };
+    let Some(action) = target else {
+        st.reference_codes.remove(code);
+        return saved(shared, &st, back.fail("ONBOARD_ERROR"));
+    };
+    let Some(allow) = decision else {
+        drop(st);
+        return consent_page(shared, page, &rc.client_id, &action.ask(), p);
+    };
+    st.reference_codes.remove(code);
+    if !allow {
+        return saved(shared, &st, back.fail("USER_CANCEL"));
+    }
+    let mut params = vec![("success", "true".to_owned())];
+    match action {
+        Action::Reauth => {
+            let auth_code = random_id("AUTH_");
+            st.codes.retain(|_, c| c.expires_ms > now);
+            st.codes.insert(
+                auth_code.clone(),
+                AuthCode {
+                    client_id: rc.client_id.clone(),
+                    user_id: rc.user_id.clone(),
+                    code_challenge: rc.code_challenge.clone().unwrap_or_default(),
+                    expires_ms: now + CODE_TTL_MS,
+                    legacy_redirect_uri: None,
+                },
+            );
+            params.push(("code", auth_code));
+        }
+        Action::Onboard { service, existing } => match existing {
+            // Shared with this contract again, if the user had withdrawn it.
+            Some(id) => {
+                if let Some(by_client) = st.revoked.get_mut(&rc.user_id)
+                    && let Some(set) = by_client.get_mut(&rc.client_id)
+                {
+                    set.remove(&id);
+                }
+            }
+            None => {
+                let account = new_account(service, &rc.user_id, now, link.sample);
+                if let Some(set) = account_set_mut(shared, &mut st, &rc.user_id) {
+                    set.push(account);
+                }
+            }
+        },
+        Action::Reauthorize { account, .. } => {
+            if let Some(failures) = st.account_failures.get_mut(&rc.user_id) {
+                failures.remove(&account);
+            }
+        }
+    }
+    let mut opts = rc
+        .actions
+        .as_ref()
+        .and_then(|a| a.get("pull"))
+        .and_then(|pull| parse_options(pull, now).ok())
+        .unwrap_or_default();
+    if link.trigger_query == Some(false) {
+        opts.fetch = Some(false);
+    }
+    let plan = start_sync(
+        shared,
+        &mut st,
+        &settings,
+        &rc.user_id,
+        &rc.client_id,
+        opts,
+        now,
+    );
+    if let Some(s) = st.sessions.get_mut(&rc.session_key) {
+        s.user_id = Some(rc.user_id.clone());
+        s.sync = Some(plan);
+    }
+    saved(shared, &st, back.redirect(params))
+}
+
+/// `revoke`: withdraws the permission of the code's contract to one account. Allowed →
+/// `result=success` (also when the account was deleted meanwhile: the contract no
+/// longer sees it either way); denied → `result=failed&error_message=USER_CANCEL`.
+fn revoke(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Response {
+    let mut st = shared.lock();
+    let Some(rv) = st.revoke_codes.get(code).cloned() else {
+        return unknown_code();
+    };
+    let back = match Back::to(&rv.redirect_uri, Vocabulary::Result, None) {
+        Some(b) => b,
+        None => return bad_redirect(),
+    };
+    if rv.expires_ms <= now_ms() || !st.users.contains_key(&rv.user_id) {
+        return back.fail("INVALID_CODE");
+    }
+    let Some(allow) = decision else {
+        let service = library_for(shared, &st, &rv.user_id, None)
+            .and_then(|lib| lib.account(&rv.account_id).map(|a| a.service.type_name))
+            .unwrap_or("service");
+        let ask = format!(
+            "asks you to confirm that it may no longer read your {service} account ({}).",
+            rv.account_id
+        );
+        drop(st);
+        return consent_page(shared, Page::Revoke, &rv.client_id, &ask, p);
+    };
+    st.revoke_codes.remove(code);
+    if !allow {
+        return saved(shared, &st, back.fail("USER_CANCEL"));
+    }
+    let exists = account_set(shared, &st, &rv.user_id)
+        .iter()
+        .any(|a| a.id == rv.account_id);
+    if exists {
+        st.revoked
+            .entry(rv.user_id.clone())
+            .or_default()
+            .entry(rv.client_id.clone())
+            .or_default()
+            .insert(rv.account_id.clone());
+    }
+    saved(shared, &st, back.go(&[("result", "success".into())]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &str) -> Params {
+        Params::parse(q.as_bytes())
+    }
+
+    #[test]
+    fn sources_scope_is_decoded_twice_and_checked() {
+        // The worked example of the spec: {"dataType":["documents","gp-data"],
+        // "organizationType":"hospital"}, as it stands in the URL.
+        let q = "code=c&sourceType=pull&sourcesScope=%257B%2522dataType%2522%253A%255B%2522documents%2522%252C%2522gp-data%2522%255D%252C%2522organizationType%2522%253A%2522hospital%2522%257D";
+        assert!(check_link(Page::Onboard, &params(q)).is_ok());
+        // Encoded once only: the second decoding changes nothing (no `%` left), as
+        // with the web client's decodeURIComponent.
+        let once =
+            "code=c&sourceType=pull&sourcesScope=%7B%22dataType%22%3A%5B%22documents%22%5D%7D";
+        assert!(check_link(Page::Onboard, &params(once)).is_ok());
+        // A broken escape after the first decoding, and JSON that is not an object.
+        let broken = "code=c&sourceType=pull&sourcesScope=%25zz";
+        assert!(check_link(Page::Onboard, &params(broken)).is_err());
+        let array = "code=c&sourceType=pull&sourcesScope=%255B%255D";
+        assert!(check_link(Page::Onboard, &params(array)).is_err());
+        let unknown = "code=c&sourceType=pull&sourcesScope=%257B%2522dataType%2522%253A%255B%2522x%2522%255D%257D";
+        assert!(check_link(Page::Onboard, &params(unknown)).is_err());
+    }
+
+    #[test]
+    fn onboard_links_are_type_checked() {
+        let ok = check_link(
+            Page::Onboard,
+            &params("code=c&sourceType=pull&service=29&sampleDataSet=default&sampleDataAutoOnboard=true&lng=nl&includeSampleDataOnlySources=false&triggerQuery=false"),
+        )
+        .unwrap();
+        assert_eq!(ok.service, Some(29));
+        assert!(ok.sample);
+        assert_eq!(ok.trigger_query, Some(false));
+        for bad in [
+            "code=c",
+            "code=c&sourceType=both",
+            "code=c&sourceType=pull&service=x1",
+            "code=c&sourceType=pull&service=",
+            "code=c&sourceType=pull&triggerQuery=yes",
+            "code=c&sourceType=pull&lng=%3Cb%3E",
+            "code=c&sourceType=pull&sampleDataSet=",
+            "code=c&sourceType=pull&includeSampleDataOnlySources=1",
+        ] {
+            assert!(check_link(Page::Onboard, &params(bad)).is_err(), "{bad}");
+        }
+        assert!(check_link(Page::Reauthorize, &params("code=c")).is_err());
+        assert!(check_link(Page::Reauthorize, &params("code=c&accountRef=r&lng=en-GB")).is_ok());
+        assert!(check_link(Page::UserReauth, &params("code=c&triggerQuery=0")).is_err());
+        assert!(check_link(Page::Authorize, &params("code=c&whatever=1")).is_ok());
+    }
+}

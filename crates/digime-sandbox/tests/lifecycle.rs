@@ -1,0 +1,1529 @@
+//! The account and authorization lifecycle, exercised as a server: raw HTTP, request
+//! JWTs signed by hand, answers checked on the wire. `oauth/token/reference`,
+//! `reference`, the `user-reauth`, `onboard`, `reauthorize` and `revoke` pages, the
+//! revoke URL, `DELETE user` and `DELETE permission-access/service/h:accountId`.
+
+use digime_crypto::{PrivateKey, PublicKey, jws};
+use digime_sandbox::{
+    BackgroundSandbox, ConsentMode, DEMO_APP_ID, DEMO_READ_CONTRACT, DEMO_WRITE_CONTRACT, Sandbox,
+    SandboxConfig,
+};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+const CALLBACK: &str = "http://localhost:9999/cb?keep=1";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn nonce() -> String {
+    digime_crypto::random::alphanumeric(32).unwrap()
+}
+
+fn read_client() -> String {
+    format!("{DEMO_APP_ID}_{DEMO_READ_CONTRACT}")
+}
+
+fn write_client() -> String {
+    format!("{DEMO_APP_ID}_{DEMO_WRITE_CONTRACT}")
+}
+
+fn agent() -> Value {
+    json!({"sdk": {"name": "rust", "version": "0.1.0", "meta": {}}})
+}
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+    /// Checks the status and a JSON content type; the body.
+    fn ok(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "{:?}",
+            self.header("content-type")
+        );
+        self.json()
+    }
+    /// Checks the standard error shape (body and `X-Error-*` headers); the message.
+    fn error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.text());
+        let v = self.json();
+        let e = v["error"].as_object().expect("an error object");
+        assert_eq!(e.len(), 3, "{v}");
+        assert_eq!(e["code"], code, "{v}");
+        let message = e["message"].as_str().unwrap().to_owned();
+        assert_eq!(e["reference"].as_str().unwrap().len(), 32);
+        assert_eq!(self.header("x-error-code"), Some(code));
+        message
+    }
+    /// A 302 answer: its `location`, with the query as pairs.
+    fn redirect(&self) -> (url::Url, Vec<(String, String)>) {
+        assert_eq!(self.status, 302, "{}", self.text());
+        let url = url::Url::parse(self.header("location").unwrap()).unwrap();
+        let pairs = url.query_pairs().into_owned().collect();
+        (url, pairs)
+    }
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn param(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn reply(r: Result<http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut r = r.unwrap();
+    Reply {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.body_mut().read_to_vec().unwrap(),
+    }
+}
+
+struct User {
+    id: String,
+    read_at: String,
+    read_rt: String,
+    write_at: String,
+}
+
+struct Env {
+    sandbox: BackgroundSandbox,
+    http: ureq::Agent,
+    read_key: PrivateKey,
+    write_key: PrivateKey,
+}
+
+fn start(config: SandboxConfig) -> Env {
+    let sandbox = Sandbox::spawn(config).unwrap();
+    let info = sandbox.info().clone();
+    Env {
+        read_key: PrivateKey::from_pem(&info.demo.read.private_key_pem().unwrap()).unwrap(),
+        write_key: PrivateKey::from_pem(&info.demo.write.private_key_pem().unwrap()).unwrap(),
+        sandbox,
+        http: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .build()
+            .new_agent(),
+    }
+}
+
+fn config(consent: ConsentMode) -> SandboxConfig {
+    SandboxConfig {
+        consent,
+        sync_step: Duration::from_millis(20),
+        ..SandboxConfig::default()
+    }
+}
+
+fn env(consent: ConsentMode) -> Env {
+    start(config(consent))
+}
+
+impl Env {
+    fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.sandbox.info().api)
+    }
+    fn control(&self, path: &str) -> String {
+        format!("{}{path}", self.sandbox.info().control())
+    }
+    fn onboard(&self, page: &str) -> String {
+        format!("{}{page}", self.sandbox.info().onboard)
+    }
+    fn key(&self, client: &str) -> &PrivateKey {
+        if client == read_client() {
+            &self.read_key
+        } else {
+            &self.write_key
+        }
+    }
+    fn state_dir(&self) -> PathBuf {
+        let key = &self.sandbox.info().demo.write.private_key_path;
+        key.parent().unwrap().to_path_buf()
+    }
+    fn library_dir(&self, user: &str) -> PathBuf {
+        self.state_dir().join("library").join(user)
+    }
+
+    /// `Bearer <JWS>` for `client` with `client_id`, `nonce`, `timestamp` and `extra`.
+    fn bearer(&self, client: &str, extra: Value) -> String {
+        let mut claims = json!({"client_id": client, "nonce": nonce(), "timestamp": now_ms()});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let jwt = jws::sign(
+            br#"{"alg":"PS512","typ":"JWT"}"#,
+            claims.to_string().as_bytes(),
+            self.key(client),
+        )
+        .unwrap();
+        format!("Bearer {jwt}")
+    }
+    fn user_bearer(&self, client: &str, at: &str) -> String {
+        self.bearer(client, json!({ "access_token": at }))
+    }
+
+    fn control_post(&self, path: &str, body: Value) -> Reply {
+        reply(
+            self.http
+                .post(&self.control(path))
+                .content_type("application/json")
+                .send(body.to_string()),
+        )
+    }
+    fn control_get(&self, path: &str) -> Reply {
+        reply(self.http.get(&self.control(path)).call())
+    }
+
+    /// A user with tokens for both demo contracts, through the sandbox shortcut.
+    fn user(&self) -> User {
+        let v = self.control_post("users", json!({})).ok(200);
+        let t =
+            |c: String, which: &str| v["tokens"][c][which]["value"].as_str().unwrap().to_owned();
+        User {
+            id: v["user"]["id"].as_str().unwrap().to_owned(),
+            read_at: t(read_client(), "accessToken"),
+            read_rt: t(read_client(), "refreshToken"),
+            write_at: t(write_client(), "accessToken"),
+        }
+    }
+
+    /// Verifies a server JWS against the sandbox's key set; its payload.
+    fn server_payload(&self, token: &str) -> Value {
+        let compact = jws::Compact::parse(token).unwrap();
+        let header: Value = serde_json::from_slice(&compact.header().unwrap()).unwrap();
+        assert_eq!(header["alg"], "PS512");
+        assert_eq!(header["jku"].as_str(), Some(&*self.api("jwks/oauth")));
+        let keys = reply(self.http.get(&self.api("jwks/oauth")).call()).json();
+        let entry = keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == header["kid"])
+            .unwrap();
+        let key = PublicKey::from_pem(entry["pem"].as_str().unwrap()).unwrap();
+        compact.verify(&key).unwrap();
+        serde_json::from_slice(&compact.payload().unwrap()).unwrap()
+    }
+
+    fn token_reference_with(&self, authorization: &str, body: &Value) -> Reply {
+        reply(
+            self.http
+                .post(&self.api("oauth/token/reference"))
+                .header("authorization", authorization)
+                .content_type("application/json")
+                .send(body.to_string()),
+        )
+    }
+
+    /// `oauth/token/reference` for `client` with the access token and `extra` claims
+    /// (`redirect_uri` is [`CALLBACK`] unless given); the reply.
+    fn token_reference(&self, client: &str, at: &str, extra: Value) -> Reply {
+        let mut claims = json!({"access_token": at, "redirect_uri": CALLBACK});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        self.token_reference_with(&self.bearer(client, claims), &json!({"agent": agent()}))
+    }
+
+    /// A reference code and its session: `(code, session key)`.
+    fn reference_code(&self, client: &str, at: &str, extra: Value) -> (String, String) {
+        let v = self.token_reference(client, at, extra).ok(201);
+        let payload = self.server_payload(v["token"].as_str().unwrap());
+        let code = payload["reference_code"].as_str().unwrap().to_owned();
+        (code, v["session"]["key"].as_str().unwrap().to_owned())
+    }
+
+    fn reference(&self, client: &str, body: Value) -> Reply {
+        reply(
+            self.http
+                .post(&self.api("reference"))
+                .header("authorization", self.bearer(client, json!({})))
+                .content_type("application/json")
+                .send(body.to_string()),
+        )
+    }
+
+    fn get(&self, url: &str) -> Reply {
+        reply(self.http.get(url).call())
+    }
+
+    /// Posts a page's decision form: the page's query and `decision`.
+    fn decide(&self, page_url: &str, decision: &str) -> Reply {
+        let url = url::Url::parse(page_url).unwrap();
+        let page = url.path().rsplit('/').next().unwrap().to_owned();
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs(url.query_pairs());
+        form.append_pair("decision", decision);
+        reply(
+            self.http
+                .post(&self.onboard(&format!("{page}/decision")))
+                .content_type("application/x-www-form-urlencoded")
+                .send(form.finish()),
+        )
+    }
+
+    fn exchange(&self, client: &str, code: &str, verifier: &str) -> Reply {
+        reply(
+            self.http
+                .post(&self.api("oauth/token"))
+                .header(
+                    "authorization",
+                    self.bearer(
+                        client,
+                        json!({"grant_type": "authorization_code", "code": code,
+                               "code_verifier": verifier}),
+                    ),
+                )
+                .send_empty(),
+        )
+    }
+
+    fn refresh(&self, client: &str, rt: &str) -> Reply {
+        reply(
+            self.http
+                .post(&self.api("oauth/token"))
+                .header(
+                    "authorization",
+                    self.bearer(
+                        client,
+                        json!({"grant_type": "refresh_token", "refresh_token": rt}),
+                    ),
+                )
+                .content_type("application/json")
+                .send_empty(),
+        )
+    }
+
+    fn accounts_reply(&self, client: &str, at: &str) -> Reply {
+        reply(
+            self.http
+                .get(&self.api("permission-access/accounts"))
+                .header("authorization", self.user_bearer(client, at))
+                .call(),
+        )
+    }
+
+    /// The ids of the accounts `client` sees.
+    fn account_ids(&self, client: &str, at: &str) -> Vec<String> {
+        self.accounts_reply(client, at)
+            .ok(200)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn account(&self, client: &str, at: &str, service_type: u64) -> Value {
+        self.accounts_reply(client, at)
+            .ok(200)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["serviceTypeId"] == service_type)
+            .unwrap_or_else(|| panic!("no account of service type {service_type}"))
+            .clone()
+    }
+
+    fn trigger(&self, at: &str) -> String {
+        let r = reply(
+            self.http
+                .post(&self.api("permission-access/trigger"))
+                .header("authorization", self.user_bearer(&read_client(), at))
+                .content_type("application/json")
+                .send(json!({"agent": agent()}).to_string()),
+        );
+        r.ok(202)["session"]["key"].as_str().unwrap().to_owned()
+    }
+
+    fn list(&self, at: &str, key: &str) -> Value {
+        reply(
+            self.http
+                .get(&self.api(&format!("permission-access/query/{key}")))
+                .header("authorization", self.user_bearer(&read_client(), at))
+                .call(),
+        )
+        .ok(200)
+    }
+
+    /// Polls the file list until it is `completed` or `partial`.
+    fn wait_done(&self, at: &str, key: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.list(at, key);
+            if matches!(v["status"]["state"].as_str(), Some("completed" | "partial")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "sync never ended: {v}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Pushes a file (write contract) whose descriptor names `accounts`; its id.
+    fn push(&self, u: &User, accounts: &[&str]) -> String {
+        let accounts: Vec<Value> = accounts.iter().map(|a| json!({"accountId": a})).collect();
+        let descriptor = json!({"metadata": {"mimeType": "text/plain", "accounts": accounts}});
+        let fd = jws::sign(
+            br#"{"alg":"PS512","typ":"JWT"}"#,
+            descriptor.to_string().as_bytes(),
+            &self.write_key,
+        )
+        .unwrap();
+        let before = self.stored(&u.id);
+        let r = reply(
+            self.http
+                .post(&self.api("permission-access/import"))
+                .header(
+                    "authorization",
+                    self.user_bearer(&write_client(), &u.write_at),
+                )
+                .header("filedescriptor", &fd)
+                .content_type("application/octet-stream")
+                .send(&b"pushed bytes"[..]),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        self.stored(&u.id)
+            .into_iter()
+            .find(|f| !before.contains(f))
+            .unwrap()
+    }
+
+    /// The ids of a user's stored files (control view).
+    fn stored(&self, user: &str) -> Vec<String> {
+        self.control_get(&format!("users/{user}/files")).ok(200)["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn delete_account(&self, client: &str, at: &str, account: Option<&str>) -> Reply {
+        let mut req = self
+            .http
+            .delete(&self.api("permission-access/service/h:accountId"))
+            .header("authorization", self.user_bearer(client, at))
+            .header("content-type", "application/json");
+        if let Some(a) = account {
+            req = req.header("accountId", a);
+        }
+        reply(req.call())
+    }
+
+    fn delete_user(&self, client: &str, at: &str) -> Reply {
+        reply(
+            self.http
+                .delete(&self.api("user"))
+                .header("authorization", self.user_bearer(client, at))
+                .header("accept", "application/json")
+                .call(),
+        )
+    }
+
+    fn revoke_url(&self, client: &str, at: &str, account: &str, redirect: &str) -> Reply {
+        reply(
+            self.http
+                .get(&self.api("permission-access/revoke/h:accountId"))
+                .header("authorization", self.user_bearer(client, at))
+                .header("accept", "application/json")
+                .header("accountId", account)
+                .header("redirectUri", redirect)
+                .call(),
+        )
+    }
+}
+
+fn file_names(list: &Value) -> Vec<String> {
+    list["fileList"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| f["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn services(list: &Value) -> Vec<String> {
+    let mut s: Vec<String> = list["fileList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["serviceName"].as_str().map(str::to_owned))
+        .collect();
+    s.sort();
+    s.dedup();
+    s
+}
+
+fn pkce() -> (String, String) {
+    let verifier = digime_crypto::random::alphanumeric(43).unwrap();
+    let challenge = digime_crypto::pkce::challenge_of(&verifier);
+    (verifier, challenge)
+}
+
+// ---------------------------------------------------------------------------
+// oauth/token/reference and reference.
+
+#[test]
+fn token_reference_answers_a_signed_reference_code_and_a_session() {
+    let env = env(ConsentMode::Auto);
+    let u = env.user();
+    let r = env.token_reference(&read_client(), &u.read_at, json!({"state": "s1"}));
+    let v = r.ok(201);
+    let payload = env.server_payload(v["token"].as_str().unwrap());
+    let code = payload["reference_code"].as_str().unwrap();
+    assert!(code.starts_with("REF_"), "{payload}");
+    assert_eq!(payload["token_type"], "Bearer");
+    let expires_on = payload["expires_on"].as_u64().unwrap();
+    let now_s = now_ms() / 1000;
+    assert!(
+        expires_on > now_s + 9 * 60 && expires_on <= now_s + 10 * 60,
+        "{payload}"
+    );
+    assert_eq!(payload.as_object().unwrap().len(), 3, "{payload}");
+    let expiry = v["session"]["expiry"].as_u64().unwrap();
+    assert!(expiry > now_ms() + 29 * 60 * 1000 && expiry <= now_ms() + 30 * 60 * 1000);
+    // The session cannot be read before the page is done.
+    let key = v["session"]["key"].as_str().unwrap();
+    let r = reply(
+        env.http
+            .get(&env.api(&format!("permission-access/query/{key}")))
+            .header("authorization", env.user_bearer(&read_client(), &u.read_at))
+            .call(),
+    );
+    r.error(404, "SessionNotFound");
+
+    // Claims and body.
+    let (_, challenge) = pkce();
+    let bad_claims = [
+        json!({"redirect_uri": null}),
+        json!({"access_token": null}),
+        json!({"state": 7}),
+        json!({"code_challenge": challenge, "code_challenge_method": "plain"}),
+        json!({"code_challenge": challenge}),
+        json!({"code_challenge": "short", "code_challenge_method": "S256"}),
+        json!({"code_challenge_method": "S256"}),
+    ];
+    for extra in bad_claims {
+        let mut claims = json!({"access_token": u.read_at, "redirect_uri": CALLBACK});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        let r = env.token_reference_with(
+            &env.bearer(&read_client(), claims.clone()),
+            &json!({"agent": agent()}),
+        );
+        r.error(400, "ValidationErrors");
+    }
+    let r = env.token_reference(
+        &read_client(),
+        &u.read_at,
+        json!({"redirect_uri": "http://app.example.com/cb"}),
+    );
+    let m = r.error(404, "InvalidRedirectUri");
+    assert_eq!(m, "The redirect_uri (http://app.example.com/cb) is invalid");
+    let claims = json!({"access_token": u.read_at, "redirect_uri": CALLBACK});
+    for (body, status, code) in [
+        (json!({}), 400, "ValidationErrors"),
+        (
+            json!({"agent": {"sdk": {"name": "test", "version": "1"}}}),
+            400,
+            "SDKInvalid",
+        ),
+        (
+            json!({"agent": agent(), "actions": []}),
+            400,
+            "ValidationErrors",
+        ),
+        (
+            json!({"agent": agent(), "actions": {"pull": 1}}),
+            400,
+            "ValidationErrors",
+        ),
+        (
+            json!({"agent": agent(), "actions": {"pull": {"sourceFetch": "no"}}}),
+            400,
+            "ValidationErrors",
+        ),
+    ] {
+        let r = env.token_reference_with(&env.bearer(&read_client(), claims.clone()), &body);
+        r.error(status, code);
+    }
+    let r = env.token_reference_with(
+        &env.bearer(&read_client(), claims.clone()),
+        &json!({"agent": agent(), "actions": {"pull": {"sourceFetch": false}}}),
+    );
+    r.ok(201);
+
+    // Tokens: unknown, of another contract → invalid, for both kinds of code.
+    for extra in [
+        json!({}),
+        json!({"code_challenge": challenge, "code_challenge_method": "S256"}),
+    ] {
+        let r = env.token_reference(&read_client(), "at_made_up", extra.clone());
+        let m = r.error(401, "InvalidToken");
+        assert_eq!(m, "The token (access_token) is invalid");
+        let r = env.token_reference(&read_client(), &u.write_at, extra);
+        r.error(401, "InvalidToken");
+    }
+}
+
+#[test]
+fn an_expired_access_token_is_good_for_user_reauth_only() {
+    let env = env(ConsentMode::Auto);
+    let u = env.user();
+    env.control_post(&format!("users/{}/expire-access-tokens", u.id), json!({}))
+        .ok(200);
+    // Onboard and reauthorize-account: the SDK must refresh first.
+    let m = env
+        .token_reference(&read_client(), &u.read_at, json!({}))
+        .error(401, "InvalidToken");
+    assert!(m.starts_with("The token (access_token) is"), "{m}");
+    // User-reauth: that is what it is for.
+    let (_, challenge) = pkce();
+    env.token_reference(
+        &read_client(),
+        &u.read_at,
+        json!({"code_challenge": challenge, "code_challenge_method": "S256"}),
+    )
+    .ok(201);
+}
+
+#[test]
+fn references_name_accounts_and_clouds() {
+    let env = env(ConsentMode::Auto);
+    for kind in ["accountId", "cloudId"] {
+        let v = env
+            .reference(&read_client(), json!({"type": kind, "value": "12_abc"}))
+            .ok(200);
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+        assert!(v["id"].as_str().unwrap().starts_with("ref_"));
+    }
+    let a = env
+        .reference(&read_client(), json!({"type": "accountId", "value": "x"}))
+        .json();
+    let b = env
+        .reference(&read_client(), json!({"type": "accountId", "value": "x"}))
+        .json();
+    assert_ne!(a["id"], b["id"]);
+    for body in [
+        json!({}),
+        json!({"type": "accountId"}),
+        json!({"type": "accountId", "value": ""}),
+        json!({"type": "accountId", "value": 5}),
+        json!({"type": "storageId", "value": "x"}),
+        json!(["accountId", "x"]),
+    ] {
+        env.reference(&read_client(), body.clone())
+            .error(400, "ValidationErrors");
+    }
+}
+
+#[test]
+fn bad_bearers_and_replayed_nonces_are_406_on_every_lifecycle_call() {
+    let env = env(ConsentMode::Auto);
+    let u = env.user();
+    let calls: [(&str, &str); 5] = [
+        ("POST", "oauth/token/reference"),
+        ("POST", "reference"),
+        ("GET", "permission-access/revoke/h:accountId"),
+        ("DELETE", "user"),
+        ("DELETE", "permission-access/service/h:accountId"),
+    ];
+    let send = |method: &str, path: &str, auth: Option<&str>| {
+        let url = env.api(path);
+        let body = json!({"agent": agent(), "type": "cloudId", "value": "v"}).to_string();
+        let r = match method {
+            "POST" => {
+                let mut req = env.http.post(&url).content_type("application/json");
+                if let Some(a) = auth {
+                    req = req.header("authorization", a);
+                }
+                req.send(body)
+            }
+            "GET" => {
+                let mut req = env.http.get(&url).header("redirectUri", CALLBACK);
+                if let Some(a) = auth {
+                    req = req.header("authorization", a);
+                }
+                req.call()
+            }
+            _ => {
+                let mut req = env.http.delete(&url);
+                if let Some(a) = auth {
+                    req = req.header("authorization", a);
+                }
+                req.call()
+            }
+        };
+        reply(r)
+    };
+    // Signed with the write key, claiming the read contract.
+    let forged = {
+        let claims = json!({"client_id": read_client(), "nonce": nonce(),
+            "timestamp": now_ms(), "access_token": u.read_at, "redirect_uri": CALLBACK});
+        let jwt = jws::sign(
+            br#"{"alg":"PS512","typ":"JWT"}"#,
+            claims.to_string().as_bytes(),
+            &env.write_key,
+        )
+        .unwrap();
+        format!("Bearer {jwt}")
+    };
+    for (method, path) in calls {
+        send(method, path, None).error(406, "ValidationErrors");
+        send(method, path, Some("Bearer nonsense")).error(406, "ValidationErrors");
+        send(method, path, Some(&forged)).error(406, "ValidationErrors");
+        // A replay: the first use may fail for its own reasons (no account header),
+        // the second is refused for the nonce.
+        let bearer = env.bearer(
+            &read_client(),
+            json!({"access_token": u.read_at, "redirect_uri": CALLBACK}),
+        );
+        let first = send(method, path, Some(&bearer));
+        assert_ne!(first.status, 406, "{path}: {}", first.text());
+        let m = send(method, path, Some(&bearer)).error(406, "InvalidRequest");
+        assert!(m.contains("has already been used"), "{m}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The pages.
+
+#[test]
+fn user_reauth_gives_a_new_pair_of_the_same_user() {
+    let env = env(ConsentMode::Auto);
+    let u = env.user();
+    let before = env.account_ids(&read_client(), &u.read_at);
+    env.control_post(&format!("users/{}/expire-access-tokens", u.id), json!({}))
+        .ok(200);
+    env.control_post(&format!("users/{}/expire-refresh-tokens", u.id), json!({}))
+        .ok(200);
+    let m = env
+        .refresh(&read_client(), &u.read_rt)
+        .error(401, "InvalidToken");
+    assert!(m.starts_with("The token (refresh_token) is"), "{m}");
+
+    let (verifier, challenge) = pkce();
+    let pkce_claims =
+        json!({"code_challenge": challenge, "code_challenge_method": "S256", "state": "again"});
+    let (code, session) = env.reference_code(&read_client(), &u.read_at, pkce_claims.clone());
+    // A PKCE code is no good at onboard or reauthorize (nor spent there).
+    for page in [
+        format!("onboard?code={code}&sourceType=pull"),
+        format!("reauthorize?code={code}&accountRef=ref_x"),
+    ] {
+        let (url, q) = env.get(&env.onboard(&page)).redirect();
+        assert_eq!(url.path(), "/cb");
+        assert_eq!(
+            q,
+            pairs(&[
+                ("keep", "1"),
+                ("success", "false"),
+                ("errorCode", "INVALID_CODE"),
+                ("state", "again")
+            ])
+        );
+    }
+    let url = env.onboard(&format!(
+        "user-reauth?code={code}&lng=nl&triggerQuery=false"
+    ));
+    let (_, q) = env.get(&url).redirect();
+    assert_eq!(param(&q, "keep").as_deref(), Some("1"));
+    assert_eq!(param(&q, "success").as_deref(), Some("true"));
+    assert_eq!(param(&q, "state").as_deref(), Some("again"));
+    let auth = param(&q, "code").unwrap();
+    // Spent.
+    assert_eq!(env.get(&url).status, 400);
+    // The wrong verifier: refused, and the code is spent by the attempt.
+    let (wrong, _) = pkce();
+    env.exchange(&read_client(), &auth, &wrong)
+        .error(400, "InvalidGrant");
+    env.exchange(&read_client(), &auth, &verifier)
+        .error(400, "InvalidGrant");
+
+    // Again, with the right verifier.
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, pkce_claims);
+    let (_, q) = env
+        .get(&env.onboard(&format!("user-reauth?code={code}")))
+        .redirect();
+    // Another contract cannot exchange it.
+    let auth = param(&q, "code").unwrap();
+    env.exchange(&write_client(), &auth, &verifier)
+        .error(400, "InvalidGrant");
+    let (code, _) = env.reference_code(
+        &read_client(),
+        &u.read_at,
+        json!({"code_challenge": digime_crypto::pkce::challenge_of(&verifier),
+               "code_challenge_method": "S256"}),
+    );
+    let (_, q) = env
+        .get(&env.onboard(&format!("user-reauth?code={code}")))
+        .redirect();
+    assert_eq!(
+        param(&q, "state"),
+        None,
+        "no state in the request, none back"
+    );
+    let v = env
+        .exchange(&read_client(), &param(&q, "code").unwrap(), &verifier)
+        .ok(201);
+    let token = env.server_payload(v["token"].as_str().unwrap());
+    assert_eq!(token["sub"], u.id.as_str());
+    let at = token["access_token"]["value"].as_str().unwrap();
+    assert_eq!(
+        env.account_ids(&read_client(), at),
+        before,
+        "the same library"
+    );
+    // The old refresh token stays dead; the new one works.
+    env.refresh(&read_client(), &u.read_rt)
+        .error(401, "InvalidToken");
+    env.refresh(
+        &read_client(),
+        token["refresh_token"]["value"].as_str().unwrap(),
+    )
+    .ok(201);
+    // The session of the first reauth (triggerQuery=false) shows the library as it is.
+    let list = env.list(at, &session);
+    assert_eq!(list["status"]["state"], "completed", "{list}");
+    assert!(!file_names(&list).is_empty());
+}
+
+#[test]
+fn onboard_adds_an_account_and_the_next_sync_has_its_files() {
+    let env = env(ConsentMode::Page);
+    let u = env.user();
+    let earlier = env.trigger(&u.read_at);
+    assert_eq!(env.account_ids(&read_client(), &u.read_at).len(), 2);
+
+    let (code, session) = env.reference_code(&read_client(), &u.read_at, json!({"state": "add"}));
+    let url = env.onboard(&format!(
+        "onboard?code={code}&sourceType=pull&service=29&lng=nl"
+    ));
+    let page = env.get(&url);
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    assert!(
+        html.contains("Spotify") && html.contains("demo-read"),
+        "{html}"
+    );
+    assert!(html.contains(r#"action="onboard/decision""#), "{html}");
+    assert!(html.contains(r#"name="service" value="29""#), "{html}");
+    // Denied: back with USER_CANCEL and the state; the code is spent.
+    let (_, q) = env.decide(&url, "deny").redirect();
+    assert_eq!(
+        q,
+        pairs(&[
+            ("keep", "1"),
+            ("success", "false"),
+            ("errorCode", "USER_CANCEL"),
+            ("state", "add")
+        ])
+    );
+    assert_eq!(env.decide(&url, "allow").status, 400);
+    assert_eq!(env.account_ids(&read_client(), &u.read_at).len(), 2);
+
+    let (code, session2) = env.reference_code(&read_client(), &u.read_at, json!({"state": "add"}));
+    let url = env.onboard(&format!("onboard?code={code}&sourceType=pull&service=29"));
+    assert_eq!(env.get(&url).status, 200);
+    let (_, q) = env.decide(&url, "allow").redirect();
+    assert_eq!(
+        q,
+        pairs(&[("keep", "1"), ("success", "true"), ("state", "add")])
+    );
+    let spotify = env.account(&read_client(), &u.read_at, 19);
+    assert_eq!(spotify["serviceTypeName"], "Spotify");
+    assert_eq!(spotify["sourceId"], 29);
+    assert!(spotify["id"].as_str().unwrap().starts_with("19_"));
+    assert!(spotify["createdDate"].as_u64().unwrap() + 60_000 > now_ms());
+    assert_eq!(spotify["accessTokenStatus"]["authorized"], true);
+    // Every contract of the user sees it.
+    assert_eq!(env.account_ids(&write_client(), &u.write_at).len(), 3);
+    // The onboard session syncs it, as does a new one; a session started before does not.
+    let done = env.wait_done(&u.read_at, &session2);
+    assert_eq!(done["status"]["state"], "completed");
+    assert_eq!(services(&done), ["fitbit", "instagram", "spotify"]);
+    assert!(done["status"]["details"][spotify["id"].as_str().unwrap()]["state"] == "completed");
+    let fresh = env.trigger(&u.read_at);
+    assert_eq!(
+        services(&env.wait_done(&u.read_at, &fresh)),
+        ["fitbit", "instagram", "spotify"]
+    );
+    assert_eq!(
+        services(&env.wait_done(&u.read_at, &earlier)),
+        ["fitbit", "instagram"]
+    );
+    // The denied code's session never became readable.
+    let r = reply(
+        env.http
+            .get(&env.api(&format!("permission-access/query/{session}")))
+            .header("authorization", env.user_bearer(&read_client(), &u.read_at))
+            .call(),
+    );
+    r.error(404, "SessionNotFound");
+    // A file of the new account decrypts to objects.
+    let name = file_names(&done)
+        .into_iter()
+        .find(|n| n.starts_with("5_19_"))
+        .unwrap();
+    let r = reply(
+        env.http
+            .get(&env.api(&format!("permission-access/query/{session2}/{name}")))
+            .header("authorization", env.user_bearer(&read_client(), &u.read_at))
+            .call(),
+    );
+    assert_eq!(r.status, 200);
+    let plain = digime_crypto::envelope::decrypt(
+        &env.read_key,
+        &r.body,
+        digime_crypto::envelope::Format::Current,
+    )
+    .unwrap();
+    assert!(
+        !serde_json::from_slice::<Vec<Value>>(&plain)
+            .unwrap()
+            .is_empty()
+    );
+
+    // No service: the first of the catalogue the user lacks (Garmin), then none is left.
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let url = env.onboard(&format!(
+        "onboard?code={code}&sourceType=pull&triggerQuery=false"
+    ));
+    assert!(env.get(&url).text().contains("Garmin"));
+    let (_, q) = env.decide(&url, "allow").redirect();
+    assert_eq!(q, pairs(&[("keep", "1"), ("success", "true")]));
+    env.account(&read_client(), &u.read_at, 20);
+    for link in [
+        "sourceType=pull",
+        "sourceType=pull&service=999",
+        "sourceType=push",
+        "sourceType=push&service=29",
+    ] {
+        let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+        let url = env.onboard(&format!("onboard?code={code}&{link}"));
+        // Answered at once, without a consent page; the code is spent.
+        let (_, q) = env.get(&url).redirect();
+        assert_eq!(
+            q,
+            pairs(&[
+                ("keep", "1"),
+                ("success", "false"),
+                ("errorCode", "ONBOARD_ERROR")
+            ]),
+            "{link}"
+        );
+        assert_eq!(env.get(&url).status, 400, "{link}");
+    }
+    // Malformed links: an error page, the code unspent.
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    for link in [
+        "",
+        "sourceType=both",
+        "sourceType=pull&service=spotify",
+        "sourceType=pull&triggerQuery=yes",
+        "sourceType=pull&sourcesScope=%257B",
+    ] {
+        let r = env.get(&env.onboard(&format!("onboard?code={code}&{link}")));
+        assert_eq!(r.status, 400, "{link}");
+        assert!(r.text().contains("ONBOARD_ERROR"), "{link}");
+    }
+    let r = env.get(&env.onboard("onboard?sourceType=pull"));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("INVALID_CODE"));
+    let r = env.get(&env.onboard("onboard?code=REF_unknown&sourceType=pull"));
+    assert_eq!(r.status, 400);
+    // A non-PKCE code is no good at user-reauth.
+    let (_, q) = env
+        .get(&env.onboard(&format!("user-reauth?code={code}")))
+        .redirect();
+    assert_eq!(param(&q, "errorCode").as_deref(), Some("INVALID_CODE"));
+    // An unknown decision.
+    let r = env.decide(
+        &env.onboard(&format!("onboard?code={code}&sourceType=pull")),
+        "maybe",
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_failed_account_syncs_again_after_reauthorize() {
+    let env = env(ConsentMode::Page);
+    let u = env.user();
+    let instagram = env.account(&read_client(), &u.read_at, 4)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Marked as needing reauthorization: the default error.
+    let v = env
+        .control_post(
+            &format!("users/{}/accounts/{instagram}/fail", u.id),
+            json!({}),
+        )
+        .ok(200);
+    assert_eq!(v["error"]["statusCode"], 511);
+    let done = env.wait_done(&u.read_at, &env.trigger(&u.read_at));
+    assert_eq!(done["status"]["state"], "partial");
+    assert_eq!(
+        done["status"]["details"][&instagram],
+        json!({"state": "partial", "error": {"code": "ServiceAuthorizationError",
+            "statusCode": 511, "message": "Service authorization required", "reauth": true}})
+    );
+    assert_eq!(services(&done), ["fitbit"]);
+    assert_eq!(
+        env.account(&read_client(), &u.read_at, 4)["accessTokenStatus"],
+        json!({"authorized": false})
+    );
+
+    let reference = env
+        .reference(
+            &read_client(),
+            json!({"type": "accountId", "value": instagram}),
+        )
+        .ok(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // References that do not do: another contract's, a cloud id, an unknown account.
+    let foreign = env
+        .reference(
+            &write_client(),
+            json!({"type": "accountId", "value": instagram}),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cloud = env
+        .reference(
+            &read_client(),
+            json!({"type": "cloudId", "value": instagram}),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unknown = env
+        .reference(
+            &read_client(),
+            json!({"type": "accountId", "value": "4_nope"}),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for bad in [&foreign, &cloud, &unknown, &"ref_made_up".to_owned()] {
+        let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+        let (_, q) = env
+            .get(&env.onboard(&format!("reauthorize?code={code}&accountRef={bad}")))
+            .redirect();
+        assert_eq!(
+            q,
+            pairs(&[
+                ("keep", "1"),
+                ("success", "false"),
+                ("errorCode", "ONBOARD_ERROR")
+            ])
+        );
+    }
+    let (code, session) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let r = env.get(&env.onboard(&format!("reauthorize?code={code}")));
+    assert_eq!(r.status, 400, "no accountRef");
+    let url = env.onboard(&format!(
+        "reauthorize?code={code}&accountRef={reference}&lng=en"
+    ));
+    let html = env.get(&url).text();
+    assert!(
+        html.contains("Instagram") && html.contains(&instagram),
+        "{html}"
+    );
+    let (_, q) = env.decide(&url, "allow").redirect();
+    assert_eq!(q, pairs(&[("keep", "1"), ("success", "true")]));
+    assert_eq!(
+        env.account(&read_client(), &u.read_at, 4)["accessTokenStatus"]["authorized"],
+        true
+    );
+    let control = env.control_get(&format!("users/{}/accounts", u.id)).ok(200);
+    assert_eq!(control["failures"], json!({}));
+    // The page's session syncs, and so does every later one, the account included.
+    let done = env.wait_done(&u.read_at, &session);
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(services(&done), ["fitbit", "instagram"]);
+    let done = env.wait_done(&u.read_at, &env.trigger(&u.read_at));
+    assert_eq!(done["status"]["details"][&instagram]["state"], "completed");
+}
+
+#[test]
+fn revoke_withdraws_an_account_from_one_contract_only() {
+    let env = env(ConsentMode::Page);
+    let u = env.user();
+    let instagram = env.account(&read_client(), &u.read_at, 4)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tagged = env.push(&u, &[&instagram]);
+    let other = env.push(&u, &["acc-1"]);
+    let redirect = "http://localhost:9999/revoked?x=1";
+
+    // The call's checks.
+    env.revoke_url(&read_client(), &u.read_at, "4_nope", redirect)
+        .error(404, "AccountNotFound");
+    env.revoke_url(&read_client(), &u.read_at, "", redirect)
+        .error(404, "AccountNotFound");
+    env.revoke_url(&read_client(), &u.read_at, &instagram, "ftp://x/")
+        .error(404, "InvalidRedirectUri");
+    env.revoke_url(&read_client(), "at_made_up", &instagram, redirect)
+        .error(401, "InvalidToken");
+    env.revoke_url(&read_client(), &u.write_at, &instagram, redirect)
+        .error(401, "InvalidToken");
+
+    let location = |r: Reply| {
+        let v = r.ok(201);
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        v["location"].as_str().unwrap().to_owned()
+    };
+    let page = location(env.revoke_url(&read_client(), &u.read_at, &instagram, redirect));
+    assert!(page.starts_with(&env.onboard("revoke?code=RVK_")), "{page}");
+    let html = env.get(&page).text();
+    assert!(html.contains(r#"action="revoke/decision""#) && html.contains(&instagram));
+    let (url, q) = env.decide(&page, "deny").redirect();
+    assert_eq!(url.path(), "/revoked");
+    assert_eq!(
+        q,
+        pairs(&[
+            ("x", "1"),
+            ("result", "failed"),
+            ("error_message", "USER_CANCEL")
+        ])
+    );
+    assert!(
+        env.account_ids(&read_client(), &u.read_at)
+            .contains(&instagram)
+    );
+
+    let page = location(env.revoke_url(&read_client(), &u.read_at, &instagram, redirect));
+    let (_, q) = env.decide(&page, "allow").redirect();
+    assert_eq!(q, pairs(&[("x", "1"), ("result", "success")]));
+    assert_eq!(env.decide(&page, "allow").status, 400, "spent");
+
+    // Gone for the read contract: accounts, mapped files, details, tagged pushes.
+    assert!(
+        !env.account_ids(&read_client(), &u.read_at)
+            .contains(&instagram)
+    );
+    let done = env.wait_done(&u.read_at, &env.trigger(&u.read_at));
+    assert_eq!(services(&done), ["fitbit"]);
+    assert!(
+        done["status"]["details"].get(&instagram).is_none(),
+        "{done}"
+    );
+    let names = file_names(&done);
+    assert!(
+        !names.contains(&tagged) && names.contains(&other),
+        "{names:?}"
+    );
+    env.revoke_url(&read_client(), &u.read_at, &instagram, redirect)
+        .error(404, "AccountNotFound");
+    env.delete_account(&read_client(), &u.read_at, Some(&instagram))
+        .error(404, "AccountNotFound");
+    // Still there for the write contract and in the library.
+    assert!(
+        env.account_ids(&write_client(), &u.write_at)
+            .contains(&instagram)
+    );
+    let control = env.control_get(&format!("users/{}/accounts", u.id)).ok(200);
+    assert_eq!(control["revoked"], json!({ read_client(): [instagram] }));
+    assert_eq!(env.stored(&u.id).len(), 2);
+
+    // Onboarding the service again through the read contract shares it again.
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let url = env.onboard(&format!("onboard?code={code}&sourceType=pull&service=5"));
+    let (_, q) = env.decide(&url, "allow").redirect();
+    assert_eq!(param(&q, "success").as_deref(), Some("true"));
+    let ids = env.account_ids(&read_client(), &u.read_at);
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&instagram), "the same account, not a new one");
+}
+
+#[test]
+fn deleting_an_account_removes_it_and_its_files() {
+    let env = env(ConsentMode::Auto);
+    let u = env.user();
+    let fitbit = env.account(&read_client(), &u.read_at, 12)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tagged = env.push(&u, &["acc-1", &fitbit]);
+    let other = env.push(&u, &["acc-1"]);
+    env.control_post(&format!("users/{}/accounts/{fitbit}/fail", u.id), json!({}))
+        .ok(200);
+
+    env.delete_account(&read_client(), &u.read_at, None)
+        .error(404, "AccountNotFound");
+    let m = env
+        .delete_account(&read_client(), &u.read_at, Some("12_nope"))
+        .error(404, "AccountNotFound");
+    assert_eq!(m, "The account (12_nope) was not found");
+    env.delete_account(&read_client(), "at_made_up", Some(&fitbit))
+        .error(401, "InvalidToken");
+
+    let v = env
+        .delete_account(&write_client(), &u.write_at, Some(&fitbit))
+        .ok(200);
+    assert_eq!(v, json!({"deleted": true}));
+    for (client, at) in [(read_client(), &u.read_at), (write_client(), &u.write_at)] {
+        assert!(!env.account_ids(&client, at).contains(&fitbit));
+    }
+    let done = env.wait_done(&u.read_at, &env.trigger(&u.read_at));
+    assert_eq!(
+        done["status"]["state"], "completed",
+        "its failure went with it"
+    );
+    assert_eq!(services(&done), ["instagram"]);
+    assert!(done["status"]["details"].get(&fitbit).is_none());
+    let names = file_names(&done);
+    assert!(
+        !names.contains(&tagged) && names.contains(&other),
+        "{names:?}"
+    );
+    assert_eq!(env.stored(&u.id), std::slice::from_ref(&other));
+    assert!(!env.library_dir(&u.id).join(&tagged).exists());
+    assert!(env.library_dir(&u.id).join(&other).exists());
+    let control = env.control_get(&format!("users/{}/accounts", u.id)).ok(200);
+    assert_eq!(control["failures"], json!({}));
+    env.delete_account(&read_client(), &u.read_at, Some(&fitbit))
+        .error(404, "AccountNotFound");
+    env.control_post(&format!("users/{}/accounts/{fitbit}/fail", u.id), json!({}))
+        .error(404, "NotFound");
+}
+
+#[test]
+fn deleting_the_user_kills_every_token_and_the_library() {
+    let env = env(ConsentMode::Auto);
+    let u = env.user();
+    let pushed = env.push(&u, &["acc-1"]);
+    let dir = env.library_dir(&u.id);
+    assert!(dir.join(&pushed).exists());
+    let (_, challenge) = pkce();
+    let (reauth, _) = env.reference_code(
+        &read_client(),
+        &u.read_at,
+        json!({"code_challenge": challenge, "code_challenge_method": "S256"}),
+    );
+
+    // The sandbox's disk fails (its trash is a file): 500, and nothing changed.
+    let trash = env.state_dir().join("trash");
+    std::fs::write(&trash, b"in the way").unwrap();
+    env.delete_user(&read_client(), &u.read_at)
+        .error(500, "InternalError");
+    assert!(dir.join(&pushed).exists());
+    assert_eq!(env.account_ids(&read_client(), &u.read_at).len(), 2);
+    assert_eq!(env.stored(&u.id), std::slice::from_ref(&pushed));
+    std::fs::remove_file(&trash).unwrap();
+
+    let v = env.delete_user(&read_client(), &u.read_at).ok(200);
+    assert_eq!(v, json!({"deleted": true}));
+    assert!(!dir.exists(), "the library is gone from disk");
+    let left: Vec<_> = std::fs::read_dir(&trash).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    for (client, at) in [(read_client(), &u.read_at), (write_client(), &u.write_at)] {
+        let m = env.accounts_reply(&client, at).error(401, "InvalidToken");
+        assert_eq!(m, "The token (access_token) is invalid");
+        env.delete_user(&client, at).error(401, "InvalidToken");
+    }
+    let m = env
+        .refresh(&read_client(), &u.read_rt)
+        .error(401, "InvalidToken");
+    assert_eq!(m, "The token (refresh_token) is invalid");
+    env.token_reference(
+        &read_client(),
+        &u.read_at,
+        json!({"code_challenge": challenge, "code_challenge_method": "S256"}),
+    )
+    .error(401, "InvalidToken");
+    // Its codes are gone too, and the control API no longer knows the user.
+    let r = env.get(&env.onboard(&format!("user-reauth?code={reauth}")));
+    assert_eq!(r.status, 400);
+    env.control_get(&format!("users/{}/accounts", u.id))
+        .error(404, "NotFound");
+    let users = env.control_get("users").ok(200);
+    assert!(users["users"].as_array().unwrap().is_empty(), "{users}");
+    // Another user is untouched.
+    let other = env.user();
+    assert_eq!(env.account_ids(&read_client(), &other.read_at).len(), 2);
+}
+
+#[test]
+fn the_account_set_and_withdrawals_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let persistent = || SandboxConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..config(ConsentMode::Auto)
+    };
+    let (u, before) = {
+        let env = start(persistent());
+        let u = env.user();
+        let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+        env.get(&env.onboard(&format!("onboard?code={code}&sourceType=pull&service=30")))
+            .redirect();
+        let fitbit = env.account(&read_client(), &u.read_at, 12)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        env.delete_account(&read_client(), &u.read_at, Some(&fitbit))
+            .ok(200);
+        let instagram = env.account(&read_client(), &u.read_at, 4)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let page = env
+            .revoke_url(&write_client(), &u.write_at, &instagram, CALLBACK)
+            .ok(201)["location"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        env.get(&page).redirect();
+        let before = env.accounts_reply(&read_client(), &u.read_at).ok(200);
+        let garmin = before
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["serviceTypeId"] == 20);
+        assert!(garmin.is_some(), "{before}");
+        assert_eq!(before.as_array().unwrap().len(), 2);
+        (u, before)
+    };
+    let env = start(persistent());
+    let after = env.accounts_reply(&read_client(), &u.read_at).ok(200);
+    // The same accounts (the last-sync time aside).
+    let strip = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                a.as_object_mut().unwrap().remove("updatedDate");
+                a
+            })
+            .collect()
+    };
+    assert_eq!(strip(&after), strip(&before));
+    let write_view = env.account_ids(&write_client(), &u.write_at);
+    assert_eq!(
+        write_view.len(),
+        1,
+        "instagram stays withdrawn from the write contract"
+    );
+    let done = env.wait_done(&u.read_at, &env.trigger(&u.read_at));
+    assert_eq!(services(&done), ["garmin", "instagram"]);
+}
+
+// ---------------------------------------------------------------------------
+// The consent pages as a browser sees them, and the testkit's helpers.
+
+/// What a browser posts when the user presses `decision` on a consent page: the form's
+/// action resolved against the page URL, and its hidden fields.
+fn submit(env: &Env, page_url: &str, html: &str, decision: &str) -> Reply {
+    let action = html
+        .split("<form method=\"post\" action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form");
+    let target = url::Url::parse(page_url).unwrap().join(action).unwrap();
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for input in html.split("<input type=\"hidden\" name=\"").skip(1) {
+        let (name, rest) = input.split_once('"').unwrap();
+        let value = rest
+            .split_once("value=\"")
+            .and_then(|(_, v)| v.split_once('"'))
+            .unwrap()
+            .0;
+        form.append_pair(&unescape(name), &unescape(value));
+    }
+    form.append_pair("decision", decision);
+    reply(
+        env.http
+            .post(target.as_str())
+            .content_type("application/x-www-form-urlencoded")
+            .send(form.finish()),
+    )
+}
+
+#[test]
+fn every_consent_page_posts_its_own_form() {
+    let env = env(ConsentMode::Page);
+    let u = env.user();
+    // authorize
+    let (_, challenge) = pkce();
+    let r = reply(
+        env.http
+            .post(&env.api("oauth/authorize"))
+            .header(
+                "authorization",
+                env.bearer(
+                    &read_client(),
+                    json!({"response_type": "code", "response_mode": "query",
+                        "code_challenge_method": "S256", "code_challenge": challenge,
+                        "redirect_uri": CALLBACK, "state": "a&b"}),
+                ),
+            )
+            .content_type("application/json")
+            .send(json!({"agent": agent()}).to_string()),
+    );
+    let pre = env.server_payload(r.ok(201)["token"].as_str().unwrap());
+    let authorize = env.onboard(&format!(
+        "authorize?code={}&sourceType=pull&lng=nl",
+        pre["preauthorization_code"].as_str().unwrap()
+    ));
+    // user-reauth, onboard, reauthorize, revoke
+    let (code, _) = env.reference_code(
+        &read_client(),
+        &u.read_at,
+        json!({"code_challenge": challenge, "code_challenge_method": "S256", "state": "\"q\""}),
+    );
+    let reauth = env.onboard(&format!("user-reauth?code={code}&lng=en-GB"));
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let onboard = env.onboard(&format!("onboard?code={code}&sourceType=pull&service=30"));
+    let instagram = env.account(&read_client(), &u.read_at, 4)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reference = env
+        .reference(
+            &read_client(),
+            json!({"type": "accountId", "value": instagram}),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let reauthorize = env.onboard(&format!("reauthorize?code={code}&accountRef={reference}"));
+    let revoke = env
+        .revoke_url(&read_client(), &u.read_at, &instagram, CALLBACK)
+        .json()["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let expected: [(&str, &[(&str, &str)]); 5] = [
+        (&authorize, &[("success", "true"), ("state", "a&b")]),
+        (&reauth, &[("success", "true"), ("state", "\"q\"")]),
+        (&onboard, &[("success", "true")]),
+        (&reauthorize, &[("success", "true")]),
+        (&revoke, &[("result", "success")]),
+    ];
+    for (url, wanted) in expected {
+        let page = env.get(url);
+        assert_eq!(page.status, 200, "{url}: {}", page.text());
+        let (_, q) = submit(&env, url, &page.text(), "allow").redirect();
+        for (k, v) in wanted {
+            assert_eq!(param(&q, k).as_deref(), Some(*v), "{url}: {q:?}");
+        }
+        assert_eq!(param(&q, "keep").as_deref(), Some("1"));
+    }
+    env.account(&read_client(), &u.read_at, 20);
+    assert!(
+        !env.account_ids(&read_client(), &u.read_at)
+            .contains(&instagram)
+    );
+}
+
+#[test]
+fn the_testkit_control_drives_every_page() {
+    use digime_testkit::control::Control;
+    let env = env(ConsentMode::Page);
+    let control = Control::new(env.sandbox.info());
+    let u = env.user();
+    assert!(control.user_exists(&u.id));
+    assert_eq!(control.account_ids(&u.id).len(), 2);
+    let instagram = control.account_of(&u.id, 4).unwrap();
+    assert_eq!(control.account_of(&u.id, 19), None);
+
+    control.fail_account(&u.id, &instagram);
+    assert_eq!(
+        control.account_state(&u.id)["failures"][&instagram]["statusCode"],
+        511
+    );
+    let done = env.wait_done(&u.read_at, &env.trigger(&u.read_at));
+    assert_eq!(done["status"]["details"][&instagram]["state"], "partial");
+    assert!(control.heal_account(&u.id, &instagram));
+    assert!(!control.heal_account(&u.id, &instagram));
+    control.fail_account(&u.id, &instagram);
+
+    let reference = env
+        .reference(
+            &read_client(),
+            json!({"type": "accountId", "value": instagram}),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let url = env.onboard(&format!("reauthorize?code={code}&accountRef={reference}"));
+    assert!(control.consent_page(&url).contains("Instagram"));
+    let (status, location) = control.decide_on(&url, "allow");
+    assert_eq!(status, 302);
+    assert!(location.unwrap().ends_with("keep=1&success=true"));
+    assert_eq!(control.account_state(&u.id)["failures"], json!({}));
+
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({"state": "s"}));
+    let url = env.onboard(&format!("onboard?code={code}&sourceType=pull&service=29"));
+    let (_, location) = control.decide_on(&url, "deny");
+    assert!(
+        location
+            .unwrap()
+            .ends_with("success=false&errorCode=USER_CANCEL&state=s")
+    );
+    assert_eq!(control.account_of(&u.id, 19), None);
+
+    // `decide` (a bare preauthorization code) still works.
+    assert_eq!(control.decide("PRE_unknown", "allow").0, 400);
+
+    let pushed = env.push(&u, &["acc-1"]);
+    assert!(control.library_dir(&u.id).join(pushed).exists());
+    env.delete_user(&read_client(), &u.read_at).ok(200);
+    assert!(!control.user_exists(&u.id));
+    assert!(!control.library_dir(&u.id).exists());
+}
