@@ -7,7 +7,7 @@ use digime_protocol::{
     AccountSyncStatus, AuthorizeOptions, Contract, ReadAllOptions, SessionKey, SyncState,
     SyncStatus, UserAccessToken, parse_callback, parse_onboard_callback, parse_revoke_callback,
 };
-use digime_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use digime_sandbox::{ConsentMode, RunningSandbox, Sandbox, SandboxConfig};
 use digime_testkit::control::{AsyncControl, quick_config};
 use serde_json::json;
 use std::time::Duration;
@@ -23,6 +23,7 @@ struct Env {
 
 async fn env() -> Env {
     let sandbox = Sandbox::start(SandboxConfig {
+        consent: ConsentMode::Auto,
         sync_step: Duration::from_millis(30),
         ..Default::default()
     })

@@ -105,27 +105,38 @@ fn a_dead_refresh_token_is_recovered_for_the_same_user_and_library() {
     let err = env.client.read_accounts(&env.read, &token).unwrap_err();
     assert!(err.needs_reauthorization(), "{err:?}");
 
-    let options = ReauthorizeOptions {
-        state: Some("re-1".into()),
-        ..Default::default()
+    let reauthorize = || {
+        let options = ReauthorizeOptions {
+            state: Some("re-1".into()),
+            ..Default::default()
+        };
+        let reauth = (env.client)
+            .reauthorize_url(&env.read, CALLBACK, &token, options)
+            .unwrap();
+        assert!(reauth.url.contains("/user-reauth?code="), "{}", reauth.url);
+        let back = env.control.browse(&reauth.url);
+        assert!(
+            back.starts_with("http://localhost:9999/return?userId=42&"),
+            "{back}"
+        );
+        let callback = parse_callback(&back).unwrap().verify_state("re-1").unwrap();
+        (reauth, callback)
     };
-    let reauth = (env.client)
-        .reauthorize_url(&env.read, CALLBACK, &token, options)
-        .unwrap();
-    assert!(reauth.url.contains("/user-reauth?code="), "{}", reauth.url);
-    let back = env.control.browse(&reauth.url);
-    assert!(
-        back.starts_with("http://localhost:9999/return?userId=42&"),
-        "{back}"
-    );
-    let callback = parse_callback(&back).unwrap().verify_state("re-1").unwrap();
 
-    // The wrong verifier is refused, and spends nothing: the right one still works.
+    // The wrong verifier is refused and spends the code: the user goes through the
+    // page again.
+    let (reauth, callback) = reauthorize();
     let wrong = digime_protocol::CodeVerifier::generate().unwrap();
     let err = (env.client)
         .exchange_code_for_token(&env.read, &callback.code, &wrong)
         .unwrap_err();
     assert!(err.api().is_some(), "{err:?}");
+    let err = (env.client)
+        .exchange_code_for_token(&env.read, &callback.code, &reauth.code_verifier)
+        .unwrap_err();
+    assert!(err.api().is_some(), "{err:?}");
+
+    let (reauth, callback) = reauthorize();
     let fresh = (env.client)
         .exchange_code_for_token(&env.read, &callback.code, &reauth.code_verifier)
         .unwrap();
@@ -311,17 +322,14 @@ fn deleting_an_account_then_the_user() {
 #[test]
 fn a_denied_page_is_a_typed_failure_and_changes_nothing() {
     let env = env_with(ConsentMode::Page);
-    let token = {
-        let auth = (env.client)
-            .authorize_url(&env.read, CALLBACK, "st-1", AuthorizeOptions::default())
-            .unwrap();
-        let code = page_code(&env.control.consent_page(&auth.url));
-        let (_, location) = env.control.decide(&code, "allow");
-        let cb = parse_callback(&location.unwrap()).unwrap();
-        (env.client)
-            .exchange_code_for_token(&env.read, &cb.code, &auth.code_verifier)
-            .unwrap()
-    };
+    let auth = (env.client)
+        .authorize_url(&env.read, CALLBACK, "st-1", AuthorizeOptions::default())
+        .unwrap();
+    let (_, location) = env.control.decide_on(&auth.url, "allow");
+    let cb = parse_callback(&location.unwrap()).unwrap();
+    let token = (env.client)
+        .exchange_code_for_token(&env.read, &cb.code, &auth.code_verifier)
+        .unwrap();
     let accounts = env.account_ids(&env.read, &token);
     let location = (env.client)
         .revoke_account_permission_url(
@@ -332,8 +340,8 @@ fn a_denied_page_is_a_typed_failure_and_changes_nothing() {
         )
         .unwrap()
         .value;
-    let code = page_code(&env.control.consent_page(&location));
-    let (_, back) = env.control.decide(&code, "deny");
+    assert!(env.control.consent_page(&location).contains("deny"));
+    let (_, back) = env.control.decide_on(&location, "deny");
     assert_eq!(
         parse_revoke_callback(&back.unwrap()),
         Err(CallbackError::Failed {
@@ -350,17 +358,10 @@ fn a_denied_page_is_a_typed_failure_and_changes_nothing() {
     let onboard = (env.client)
         .onboard_service_url(&env.read, CALLBACK, &token, options)
         .unwrap();
-    let code = page_code(&env.control.consent_page(&onboard.value.url));
-    let (_, back) = env.control.decide(&code, "deny");
+    let (_, back) = env.control.decide_on(&onboard.value.url, "deny");
     assert!(matches!(
         parse_onboard_callback(&back.unwrap()),
         Err(CallbackError::Failed { code: CallbackErrorCode::UserCancel, state: Some(s) }) if s == "add-2"
     ));
     assert_eq!(env.account_ids(&env.read, &token), accounts);
-}
-
-/// The code a consent page's form posts.
-fn page_code(html: &str) -> String {
-    let at = html.find(r#"name="code" value=""#).expect("a code field") + 19;
-    html[at..].split('"').next().unwrap().to_owned()
 }
