@@ -8,7 +8,7 @@
 //! | [`callback`] | the redirect back to the app (no request) |
 //! | [`contract`] | GET `permission-access/contract` |
 //! | [`token_reference`] | POST `oauth/token/reference`, then the `user-reauth`, `onboard` or `reauthorize` page |
-//! | [`reference`] | POST `reference` |
+//! | [`reference`](mod@reference) | POST `reference` |
 //! | [`revoke`] | GET `permission-access/revoke/h:accountId` |
 //!
 //! [`authorize`] and [`token_reference`] are the same request shape (a POST answered
