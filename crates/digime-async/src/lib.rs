@@ -57,7 +57,7 @@ pub use run::Upload;
 
 use digime_protocol::auth::{AuthorizationCode, AuthorizeOptions, AuthorizeUrl};
 use digime_protocol::auth::{
-    OnboardServiceOptions, OnboardUrl, ReauthorizeAccountOptions, ReauthorizeOptions,
+    OnboardServiceOptions, OnboardUrl, ReauthorizeAccountOptions, ReauthorizeOptions, RevokeUrl,
 };
 use digime_protocol::error::{TransportError, TransportErrorKind};
 use digime_protocol::flow::Authed;
@@ -231,7 +231,7 @@ impl Client {
         token: &UserAccessToken,
         account_id: &str,
         redirect_uri: &str,
-    ) -> Result<Authed<String>, Error> {
+    ) -> Result<Authed<RevokeUrl>, Error> {
         let flow =
             (self.sdk).revoke_account_permission_url(contract, token, account_id, redirect_uri)?;
         self.run(flow).await

@@ -134,7 +134,8 @@ async fn every_lifecycle_call_end_to_end() {
         .revoke_account_permission_url(&env.read, &token, &revoked, "http://127.0.0.1:9/revoked")
         .await
         .unwrap()
-        .value;
+        .value
+        .location;
     parse_revoke_callback(&env.control.browse(&location).await).unwrap();
     assert!(!env.account_ids(&token).await.contains(&revoked));
 

@@ -261,7 +261,8 @@ fn revoking_removes_the_account_for_this_contract_only() {
     let location = (env.client)
         .revoke_account_permission_url(&env.read, &token, &revoked, "http://localhost:9999/revoked")
         .unwrap()
-        .value;
+        .value
+        .location;
     let back = env.control.browse(&location);
     assert!(back.starts_with("http://localhost:9999/revoked?"), "{back}");
     parse_revoke_callback(&back).unwrap();
@@ -339,7 +340,8 @@ fn a_denied_page_is_a_typed_failure_and_changes_nothing() {
             "http://localhost:9999/revoked",
         )
         .unwrap()
-        .value;
+        .value
+        .location;
     assert!(env.control.consent_page(&location).contains("deny"));
     let (_, back) = env.control.decide_on(&location, "deny");
     assert_eq!(

@@ -1,15 +1,17 @@
 //! Deletion (`docs/protocol.md`, "Deletion"): DELETE `user` (the user, their library
 //! and every token of theirs) and DELETE `permission-access/service/h:accountId` (one
-//! account and its data). Both answer any 2xx with a JSON body or none.
+//! account and its data). Both answer any 2xx with a JSON body or none, and neither is
+//! retried: a retry after an answer that was lost would find the deletion done, and
+//! report it failed (a 401 for the deleted user, a 404 for the account).
 
-use crate::auth::revoke::header_value;
 use crate::config::Contract;
 use crate::error::Error;
 use crate::read::user_request;
 use crate::refresh::UserOperation;
+use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
-use crate::wire::{self, Body};
+use crate::wire::{self, Body, header_value};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use std::time::SystemTime;
 
@@ -59,6 +61,10 @@ impl UserOperation for DeleteUser {
         Method::DELETE
     }
 
+    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
+        RetryPolicy::never()
+    }
+
     fn build(
         &self,
         sdk: &Sdk,
@@ -99,6 +105,10 @@ impl UserOperation for DeleteAccount {
 
     fn method(&self) -> Method {
         Method::DELETE
+    }
+
+    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
+        RetryPolicy::never()
     }
 
     fn build(

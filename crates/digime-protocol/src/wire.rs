@@ -92,6 +92,13 @@ pub fn request(
         .map_err(|e| Error::InvalidInput(format!("cannot build request to {url:?}: {e}")))
 }
 
+/// A header value a request can carry, checked before any IO (`name` says what it is,
+/// for the error).
+pub fn header_value(name: &str, value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value)
+        .map_err(|_| Error::InvalidInput(format!("{name} {value:?} cannot be sent in a header")))
+}
+
 /// Adds `accept: application/json`.
 pub fn accept_json(mut req: Request<Body>) -> Request<Body> {
     req.headers_mut()

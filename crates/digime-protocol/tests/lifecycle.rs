@@ -69,7 +69,12 @@ fn reauthorize_signs_with_the_old_token_and_pkce_and_never_refreshes() {
         url.url,
         "https://api.digi.me/apps/saas/user-reauth?code=REF_1&lng=nl&triggerQuery=false"
     );
-    assert_eq!(url.session.unwrap().key.as_str(), "sess_9");
+    assert_eq!(url.session.as_ref().unwrap().key.as_str(), "sess_9");
+    let shown = format!("{url:?}");
+    assert!(
+        !shown.contains("REF_1") && shown.contains("user-reauth?[redacted]"),
+        "{shown}"
+    );
 
     // A dead access token is the end: reauthorizing never refreshes.
     let mut s = w.script();
@@ -145,6 +150,7 @@ fn onboard_refreshes_on_401_and_builds_the_page_from_its_options() {
         done.value.url,
         "https://api.digi.me/apps/saas/onboard?code=REF_2&sourceType=pull&service=30&sampleDataSet=default&triggerQuery=true"
     );
+    assert!(!format!("{:?}", done.value).contains("REF_2"));
     assert_eq!(
         done.refreshed_token.unwrap().access_token.value.expose(),
         "a2"
@@ -237,7 +243,10 @@ fn revoke_and_deletions_put_the_account_in_a_header_of_a_literal_path() {
         )
         .unwrap();
     let done = s.run(flow).unwrap();
-    assert_eq!(done.value, "https://api.digi.me/apps/saas/revoke?code=R");
+    assert_eq!(
+        done.value.location,
+        "https://api.digi.me/apps/saas/revoke?code=R"
+    );
     let seen = &s.requests[0];
     assert_eq!(s.trace, ["GET permission-access/revoke/h:accountId"]);
     assert_eq!(seen.headers["accountid"], "12_abc");
@@ -266,12 +275,29 @@ fn revoke_and_deletions_put_the_account_in_a_header_of_a_literal_path() {
         ]
     );
     assert_eq!(s.requests[2].headers["accountid"], "12_abc");
+    assert_eq!(s.requests[2].headers["content-type"], "application/json");
+    assert_eq!(s.requests[2].headers["accept"], "application/json");
     assert_eq!(s.requests[2].claim("access_token"), "a2");
     assert!(done.refreshed_token.is_some());
 
     let mut s = w.script();
     s.then(Answer::json(r#"{"deleted":true}"#));
     s.run(w.sdk.delete_user(&w.contract, &w.token)).unwrap();
+    assert_eq!(s.trace, ["DELETE user"]);
+    assert_eq!(
+        claim_names(&s.requests[0]),
+        ["access_token", "client_id", "nonce", "timestamp"]
+    );
+    assert!(!s.requests[0].headers.contains_key("accountid"));
+
+    // A deletion is never retried: a lost answer may hide a deletion that was done.
+    let mut s = w.script();
+    s.then(Answer::status(503));
+    let err = s.run(w.sdk.delete_user(&w.contract, &w.token)).unwrap_err();
+    assert!(
+        matches!(err, Error::UnexpectedStatus { status: 503, .. }),
+        "{err:?}"
+    );
     assert_eq!(s.trace, ["DELETE user"]);
 
     // Refused before any IO.

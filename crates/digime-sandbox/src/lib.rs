@@ -137,7 +137,8 @@
 //!     `code_challenge_method` `S256` and a 43-character base64url `code_challenge`
 //!     (else 400 `ValidationErrors`). The access token must be a genuine one of the
 //!     calling contract, but may have expired, since that is what reauthorization is
-//!     for. An access token is remembered for 30 days after it expired; unknown,
+//!     for. An access token is remembered until 30 days after the refresh token
+//!     issued with it expires (a refresh token's lifetime plus 30 days); unknown,
 //!     forgotten, or another contract's → 401 `InvalidToken` "The token (access_token)
 //!     is invalid".
 //!   * Without, it is an **onboard** or **reauthorize-account** code (the request does
@@ -384,7 +385,8 @@
 //!   `{"account","healed"}`. An account the user does not have → 404 `NotFound`.
 //! * `POST users/{id}/expire-access-tokens`, `POST users/{id}/expire-refresh-tokens` →
 //!   `{"expired": n}`: every such token of the user expires now. They are still
-//!   genuine: an expired access token is good for a user-reauth request for 30 days,
+//!   genuine: an expired access token is good for a user-reauth request for 30 days
+//!   and more (see `oauth/token/reference`),
 //!   and an expired refresh token answers "… is expired".
 //! * `POST sessions/{key}/expire` → the session answers 410 from now on.
 //! * `GET app/postbox/create?…&user=` — the native app, see

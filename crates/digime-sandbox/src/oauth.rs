@@ -57,9 +57,7 @@ async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     let v = verify_bearer(&shared, &headers)?;
     let body = json_body(&body)?;
     check_agent(&shared, &body)?;
-    if body.get("actions").is_some_and(|a| !a.is_object()) {
-        return Err(ApiFailure::bad_params("actions must be an object"));
-    }
+    check_actions(&body)?;
     let (challenge, redirect_uri) = check_authorize_claims(&v)?;
     let state = v.require_str("state")?;
     let link_user = match v.str_claim("access_token") {
@@ -223,6 +221,9 @@ async fn token_reference(
         .into_response())
 }
 
+/// How long a reference is kept.
+const REFERENCE_TTL_MS: u64 = 86_400_000;
+
 /// `POST reference` `{"type": "accountId"|"cloudId", "value": <non-empty string>}`, a
 /// client-only bearer → 200 `{"id"}`: an opaque reference of the calling contract.
 async fn reference(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -241,13 +242,17 @@ async fn reference(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     let id = random_id("ref_");
     {
         let mut st = shared.lock();
+        let now = now_ms();
+        // A reference serves one reauthorize link, which lives CODE_TTL_MS; a day is ample.
+        st.references
+            .retain(|_, r| r.created_ms.saturating_add(REFERENCE_TTL_MS) > now);
         st.references.insert(
             id.clone(),
             ReferenceRecord {
                 client_id: v.contract.client_id(),
                 kind,
                 value: value.to_owned(),
-                created_ms: now_ms(),
+                created_ms: now,
             },
         );
         shared.save(&st).map_err(internal)?;

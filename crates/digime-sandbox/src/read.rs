@@ -248,7 +248,18 @@ pub(crate) async fn file(
     let plain_len = match &plain {
         Plain::Bytes(b) => b.len() as u64,
         Plain::Generated { size, .. } => *size,
-        Plain::File(p) => tokio::fs::metadata(p).await.map_err(internal)?.len(),
+        Plain::File(p) => match tokio::fs::metadata(p).await {
+            Ok(m) => m.len(),
+            // Deleted (with its account or its user) since the list was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ApiFailure::new(
+                    404,
+                    "FileNotFound",
+                    format!("The file ({name}) was not found"),
+                ));
+            }
+            Err(e) => return Err(internal(e)),
+        },
     };
     let damage = if settings.truncate.contains(&name) {
         Damage::Truncate

@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-/// How long an access token is remembered after it expired: it is still genuine, so
-/// a user-reauth request (`oauth/token/reference` with PKCE) accepts it. Later it is
-/// forgotten, and is as unknown as a made-up one.
+/// How long an access token is remembered after the refresh token minted with it died:
+/// it is still genuine, so a user-reauth request (`oauth/token/reference` with PKCE)
+/// accepts it. Later it is forgotten, and is as unknown as a made-up one.
 pub(crate) const EXPIRED_ACCESS_TOKEN_MEMORY_S: u64 = 30 * 86_400;
 
 /// Looks up a genuine access token, live or expired (not yet forgotten); an unknown
@@ -123,8 +123,11 @@ pub(crate) fn mint_tokens(
     };
     st.access_tokens.insert(access.clone(), rec(access_exp));
     st.refresh_tokens.insert(refresh.clone(), rec(refresh_exp));
+    // Measured from when the pair's refresh token dies (at the latest), so that the
+    // user-reauth a dead refresh token calls for finds its access token genuine.
+    let memory = shared.config.refresh_token_ttl.as_secs() + EXPIRED_ACCESS_TOKEN_MEMORY_S;
     st.access_tokens
-        .retain(|_, t| t.expires_s + EXPIRED_ACCESS_TOKEN_MEMORY_S > now_s);
+        .retain(|_, t| t.expires_s.saturating_add(memory) > now_s);
     Minted {
         access,
         access_exp,

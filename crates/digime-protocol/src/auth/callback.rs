@@ -41,12 +41,16 @@ pub struct AuthorizationCallback {
 impl AuthorizationCallback {
     /// Checks the echoed state against the one the app stored (constant time).
     pub fn verify_state(self, expected: &str) -> Result<Self, CallbackError> {
-        match &self.state {
-            Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => {
-                Ok(self)
-            }
-            _ => Err(CallbackError::StateMismatch),
-        }
+        check_state(self.state.as_deref(), expected)?;
+        Ok(self)
+    }
+}
+
+/// The echoed state must be the stored one (compared in constant time).
+fn check_state(echoed: Option<&str>, expected: &str) -> Result<(), CallbackError> {
+    match echoed {
+        Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(CallbackError::StateMismatch),
     }
 }
 
@@ -146,12 +150,8 @@ pub struct OnboardCallback {
 impl OnboardCallback {
     /// Checks the echoed state against the one the app stored (constant time).
     pub fn verify_state(self, expected: &str) -> Result<Self, CallbackError> {
-        match &self.state {
-            Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => {
-                Ok(self)
-            }
-            _ => Err(CallbackError::StateMismatch),
-        }
+        check_state(self.state.as_deref(), expected)?;
+        Ok(self)
     }
 }
 

@@ -33,7 +33,7 @@ pub use callback::{
 };
 pub use contract::{ContractAccess, ContractApplication, ContractDetails, ReadContractDetails};
 pub use reference::{CreateReference, ReferenceKind};
-pub use revoke::RevokeAccountPermission;
+pub use revoke::{RevokeAccountPermission, RevokeUrl};
 pub use token::{TokenFlow, token_from_claims};
 pub use token_reference::{
     OnboardFlow, OnboardServiceOptions, OnboardUrl, ReauthorizeAccountOptions, ReauthorizeFlow,
@@ -299,10 +299,12 @@ pub(crate) fn check_sample_data(sample: Option<&SampleData>) -> Result<(), Error
     Ok(())
 }
 
-/// A locale is a language tag: letters, digits, `-` and `_`.
+/// A locale is a language tag: 2 to 35 letters, digits, `-` and `_`, starting with a
+/// letter (`nl`, `en-GB`, `zh_Hant`).
 pub(crate) fn check_locale(locale: Option<&str>) -> Result<(), Error> {
     let tag_ok = |l: &str| {
-        !l.is_empty()
+        (2..=35).contains(&l.len())
+            && l.starts_with(|c: char| c.is_ascii_alphabetic())
             && l.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
@@ -345,9 +347,19 @@ pub struct Session {
     pub expiry: u64,
 }
 
-/// The result of `authorize_url`: send the user to `url`, keep `code_verifier` and
-/// the `state` server-side until the callback.
-#[derive(Debug, Clone)]
+/// A URL whose query carries a credential (a page's code), for `Debug`: everything
+/// up to the query, which is redacted.
+pub(crate) fn redacted_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((page, _)) => format!("{page}?[redacted]"),
+        None => url.to_owned(),
+    }
+}
+
+/// The result of `authorize_url` and `reauthorize_url`: send the user to `url`, keep
+/// `code_verifier` and the `state` server-side until the callback. `Debug` hides the
+/// URL's query (its code) and the verifier.
+#[derive(Clone)]
 pub struct AuthorizeUrl {
     /// The onboard URL to redirect the user's browser to.
     pub url: String,
@@ -355,6 +367,16 @@ pub struct AuthorizeUrl {
     pub code_verifier: CodeVerifier,
     /// The session created with the authorization, if the server returned one.
     pub session: Option<Session>,
+}
+
+impl std::fmt::Debug for AuthorizeUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizeUrl")
+            .field("url", &redacted_url(&self.url))
+            .field("code_verifier", &self.code_verifier)
+            .field("session", &self.session)
+            .finish()
+    }
 }
 
 /// Reads `{"token": "<JWS>", ...}` from a success body.

@@ -7,17 +7,27 @@ use crate::read::user_request;
 use crate::refresh::UserOperation;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
-use crate::wire::{self, Body};
+use crate::wire::{self, Body, header_value};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use std::time::SystemTime;
 
 /// `h:accountId` is literal: the account travels in the `accountId` header.
 const PATH: &str = "permission-access/revoke/h:accountId";
 
-/// A header value the request can carry, checked before any IO.
-pub(crate) fn header_value(name: &str, value: &str) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(value)
-        .map_err(|_| Error::InvalidInput(format!("{name} {value:?} cannot be sent in a header")))
+/// The revoke page to send the user to (`location`). `Debug` hides its query (its
+/// code).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RevokeUrl {
+    /// The page's URL.
+    pub location: String,
+}
+
+impl std::fmt::Debug for RevokeUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevokeUrl")
+            .field("location", &super::redacted_url(&self.location))
+            .finish()
+    }
 }
 
 /// The revoke call (a [`UserOperation`]); its result is the page's location.
@@ -38,7 +48,7 @@ impl RevokeAccountPermission {
 }
 
 impl UserOperation for RevokeAccountPermission {
-    type Output = String;
+    type Output = RevokeUrl;
 
     fn method(&self) -> Method {
         Method::GET
@@ -65,8 +75,9 @@ impl UserOperation for RevokeAccountPermission {
     }
 
     /// `{"location": "<URL>"}`: a missing or non-string location is an error.
-    fn parse(&self, response: Response<Vec<u8>>) -> Result<String, Error> {
-        super::string_field(response.body(), "location", "revoke")
+    fn parse(&self, response: Response<Vec<u8>>) -> Result<RevokeUrl, Error> {
+        let location = super::string_field(response.body(), "location", "revoke")?;
+        Ok(RevokeUrl { location })
     }
 
     fn refresh_on_any_401(&self) -> bool {
@@ -93,6 +104,11 @@ mod tests {
             .status(201)
             .body(br#"{"location":"https://x/revoke?c=1"}"#.to_vec())
             .unwrap();
-        assert_eq!(op.parse(resp).unwrap(), "https://x/revoke?c=1");
+        let url = op.parse(resp).unwrap();
+        assert_eq!(url.location, "https://x/revoke?c=1");
+        assert_eq!(
+            format!("{url:?}"),
+            r#"RevokeUrl { location: "https://x/revoke?[redacted]" }"#
+        );
     }
 }

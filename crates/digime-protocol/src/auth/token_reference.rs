@@ -75,14 +75,24 @@ pub struct ReauthorizeAccountOptions {
 }
 
 /// An onboard page to send the user to, and the session created with it. The user's
-/// token stays valid: there is no code to exchange afterwards.
-#[derive(Debug, Clone)]
+/// token stays valid: there is no code to exchange afterwards. `Debug` hides the URL's
+/// query (its code).
+#[derive(Clone)]
 pub struct OnboardUrl {
     /// The page's URL.
     pub url: String,
     /// The session created with the code (it reads the new data after the page), if the
     /// server returned one.
     pub session: Option<Session>,
+}
+
+impl fmt::Debug for OnboardUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnboardUrl")
+            .field("url", &super::redacted_url(&self.url))
+            .field("session", &self.session)
+            .finish()
+    }
 }
 
 /// The claims every reference code is asked for with (the PKCE pair aside).
@@ -259,19 +269,24 @@ impl Refreshable for OnboardPage {
     type Attempt = OnboardAttempt;
 
     fn attempt(&mut self) -> OnboardAttempt {
-        let (state, body) = match &*self.page {
+        let (state, body, context) = match &*self.page {
             Page::Onboard(o) => (
                 o.state.as_deref(),
                 agent_body(self.sdk.config(), o.session_options.as_ref()),
+                "onboard",
             ),
             // No state and no actions (docs/protocol.md, "Reference codes").
-            Page::ReauthorizeAccount { .. } => (None, agent_body(self.sdk.config(), None)),
+            Page::ReauthorizeAccount { .. } => (
+                None,
+                agent_body(self.sdk.config(), None),
+                "reauthorize account",
+            ),
         };
         let phase = match body {
             Ok(body) => {
                 let claims = claims(&self.token, &self.callback, state);
                 let request =
-                    CodeRequest::new(&self.sdk, PATH, "onboard", CODE_CLAIM, claims, Some(body))
+                    CodeRequest::new(&self.sdk, PATH, context, CODE_CLAIM, claims, Some(body))
                         .refreshable();
                 AttemptPhase::Code(Box::new(request))
             }
