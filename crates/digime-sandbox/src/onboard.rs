@@ -252,13 +252,14 @@ fn check_link(page: Page, p: &Params) -> Result<Link, String> {
     };
     let mut link = Link::default();
     match page {
-        Page::Authorize => link.source_type = source_type(false)?,
         Page::UserReauth => {
             locale()?;
             link.trigger_query = boolean("triggerQuery")?;
         }
-        Page::Onboard => {
-            link.source_type = source_type(true)?;
+        // The SDKs build both pages' links with the same parameters (authorize's also
+        // carries `storageRef`), so both are checked alike.
+        Page::Authorize | Page::Onboard => {
+            link.source_type = source_type(page == Page::Onboard)?;
             link.service = match p.get("service") {
                 None => None,
                 Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(

@@ -1415,6 +1415,20 @@ fn every_consent_page_posts_its_own_form() {
         "authorize?code={}&sourceType=pull&lng=nl",
         pre["preauthorization_code"].as_str().unwrap()
     ));
+    // The authorize page's link is checked as the onboard page's is.
+    for bad in [
+        "lng=x",
+        "triggerQuery=yes",
+        "service=fitbit",
+        "sourceType=both",
+    ] {
+        let r = env.get(&env.onboard(&format!(
+            "authorize?code={}&{bad}",
+            pre["preauthorization_code"].as_str().unwrap()
+        )));
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.text().contains("ONBOARD_ERROR"), "{bad}");
+    }
     // user-reauth, onboard, reauthorize, revoke
     let (code, _) = env.reference_code(
         &read_client(),
