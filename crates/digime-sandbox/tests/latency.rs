@@ -10,35 +10,14 @@
 //! and read the printed figures. It asserts only that the answers are what they should
 //! be, never how fast they came: timings depend on the machine.
 
-use digime_crypto::{PrivateKey, jws};
-use digime_sandbox::{ConsentMode, DEMO_APP_ID, DEMO_READ_CONTRACT, Sandbox, SandboxConfig};
-use serde_json::{Value, json};
-use std::time::{Duration, Instant, SystemTime};
+mod support;
+
+use digime_sandbox::{ConsentMode, SandboxConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::{reply, start};
 
 const ROUNDS: usize = 50;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn bearer(key: &PrivateKey, access_token: &str) -> String {
-    let claims = json!({
-        "access_token": access_token,
-        "client_id": format!("{DEMO_APP_ID}_{DEMO_READ_CONTRACT}"),
-        "nonce": digime_crypto::random::alphanumeric(32).unwrap(),
-        "timestamp": now_ms(),
-    });
-    let jwt = jws::sign(
-        br#"{"alg":"PS512","typ":"JWT"}"#,
-        claims.to_string().as_bytes(),
-        key,
-    )
-    .unwrap();
-    format!("Bearer {jwt}")
-}
 
 /// `(median, max)` of `ROUNDS` GETs of `url`, each with one of `bearers`, on one agent.
 fn time_gets(http: &ureq::Agent, url: &str, bearers: Vec<String>, want_len: usize) -> (f64, f64) {
@@ -58,62 +37,39 @@ fn time_gets(http: &ureq::Agent, url: &str, bearers: Vec<String>, want_len: usiz
 #[test]
 #[ignore = "a measurement: run with --ignored --nocapture and read the figures"]
 fn buffered_and_streamed_files_vs_buffered_json() {
-    let sandbox = Sandbox::spawn(SandboxConfig {
+    let env = start(SandboxConfig {
         consent: ConsentMode::Auto,
         sync_step: Duration::from_millis(5),
         ..SandboxConfig::default()
-    })
-    .unwrap();
-    let info = sandbox.info().clone();
-    let key = PrivateKey::from_pem(&info.demo.read.private_key_pem().unwrap()).unwrap();
-    let http = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let control = info.control();
-    let user: Value = http
-        .post(&format!("{control}users"))
-        .content_type("application/json")
-        .send("{}")
-        .unwrap()
-        .body_mut()
-        .read_to_vec()
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
-    let uid = user["user"]["id"].as_str().unwrap();
-    let at = user["tokens"][format!("{DEMO_APP_ID}_{DEMO_READ_CONTRACT}")]["accessToken"]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    });
+    let u = env.user();
     let files = [("small", 4096usize), ("big", 256 * 1024)];
     for (prefix, size) in files {
-        let made = http
-            .post(&format!("{control}users/{uid}/generate-files"))
-            .content_type("application/json")
-            .send(json!({"count": 1, "size": size, "prefix": prefix}).to_string())
-            .unwrap();
-        assert_eq!(made.status(), 200);
+        let made = env.control_post(
+            &format!("users/{}/generate-files", u.id),
+            json!({"count": 1, "size": size, "prefix": prefix}),
+        );
+        assert_eq!(made.status, 200);
     }
     let body = json!({"agent": {"sdk": {"name": "rust", "version": "0.1.0"}}});
-    let session: Value = http
-        .post(&format!("{}permission-access/trigger", info.api))
-        .header("authorization", &bearer(&key, &at))
-        .content_type("application/json")
-        .send(body.to_string())
-        .unwrap()
-        .body_mut()
-        .read_to_vec()
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let session = reply(
+        env.http
+            .post(&env.api("permission-access/trigger"))
+            .header("authorization", &env.read_bearer(&u.read_at))
+            .content_type("application/json")
+            .send(body.to_string()),
+    )
+    .json();
     let sk = session["session"]["key"].as_str().unwrap();
     let file_url =
-        |prefix: &str| format!("{}permission-access/query/{sk}/{prefix}0001.bin", info.api);
+        |prefix: &str| env.api(&format!("permission-access/query/{sk}/{prefix}0001.bin"));
     // Wait until the files are listed.
     let deadline = Instant::now() + Duration::from_secs(10);
     for (prefix, _) in files {
-        while http
+        while env
+            .http
             .get(&file_url(prefix))
-            .header("authorization", &bearer(&key, &at))
+            .header("authorization", &env.read_bearer(&u.read_at))
             .call()
             .unwrap()
             .status()
@@ -127,9 +83,13 @@ fn buffered_and_streamed_files_vs_buffered_json() {
         }
     }
     // Sign everything first: the figures are of the round trips only.
-    let signed = || (0..ROUNDS).map(|_| bearer(&key, &at)).collect::<Vec<_>>();
-    let accounts_url = format!("{}permission-access/accounts", info.api);
-    let (acc_med, acc_max) = time_gets(&http, &accounts_url, signed(), 2);
+    let signed = || {
+        (0..ROUNDS)
+            .map(|_| env.read_bearer(&u.read_at))
+            .collect::<Vec<_>>()
+    };
+    let accounts_url = env.api("permission-access/accounts");
+    let (acc_med, acc_max) = time_gets(&env.http, &accounts_url, signed(), 2);
     println!(
         "{ROUNDS} GETs on one keep-alive connection: accounts (buffered JSON) median \
          {acc_med:.2} ms, max {acc_max:.2} ms"
@@ -140,7 +100,7 @@ fn buffered_and_streamed_files_vs_buffered_json() {
         } else {
             "streamed"
         };
-        let (med, max) = time_gets(&http, &file_url(prefix), signed(), size);
+        let (med, max) = time_gets(&env.http, &file_url(prefix), signed(), size);
         println!(
             "{ROUNDS} GETs on one keep-alive connection: {} KiB file ({how}) median \
              {med:.2} ms, max {max:.2} ms",

@@ -3,235 +3,22 @@
 //! `reference`, the `user-reauth`, `onboard`, `reauthorize` and `revoke` pages, the
 //! revoke URL, `DELETE user` and `DELETE permission-access/service/h:accountId`.
 
-use digime_crypto::{PrivateKey, PublicKey, jws};
-use digime_sandbox::{
-    BackgroundSandbox, ConsentMode, DEMO_APP_ID, DEMO_READ_CONTRACT, DEMO_WRITE_CONTRACT, Sandbox,
-    SandboxConfig,
-};
+mod support;
+
+use digime_sandbox::{ConsentMode, SandboxConfig};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use support::{
+    Env, Reply, User, agent, claims, config, file_names, now_ms, pairs, param, read_client, reply,
+    start, write_client,
+};
 
 const CALLBACK: &str = "http://localhost:9999/cb?keep=1";
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn nonce() -> String {
-    digime_crypto::random::alphanumeric(32).unwrap()
-}
-
-fn read_client() -> String {
-    format!("{DEMO_APP_ID}_{DEMO_READ_CONTRACT}")
-}
-
-fn write_client() -> String {
-    format!("{DEMO_APP_ID}_{DEMO_WRITE_CONTRACT}")
-}
-
-fn agent() -> Value {
-    json!({"sdk": {"name": "rust", "version": "0.1.0", "meta": {}}})
-}
-
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-    /// Checks the status and a JSON content type; the body.
-    fn ok(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.text());
-        assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "{:?}",
-            self.header("content-type")
-        );
-        self.json()
-    }
-    /// Checks the standard error shape (body and `X-Error-*` headers); the message.
-    fn error(&self, status: u16, code: &str) -> String {
-        assert_eq!(self.status, status, "{}", self.text());
-        let v = self.json();
-        let e = v["error"].as_object().expect("an error object");
-        assert_eq!(e.len(), 3, "{v}");
-        assert_eq!(e["code"], code, "{v}");
-        let message = e["message"].as_str().unwrap().to_owned();
-        assert_eq!(e["reference"].as_str().unwrap().len(), 32);
-        assert_eq!(self.header("x-error-code"), Some(code));
-        message
-    }
-    /// A 302 answer: its `location`, with the query as pairs.
-    fn redirect(&self) -> (url::Url, Vec<(String, String)>) {
-        assert_eq!(self.status, 302, "{}", self.text());
-        let url = url::Url::parse(self.header("location").unwrap()).unwrap();
-        let pairs = url.query_pairs().into_owned().collect();
-        (url, pairs)
-    }
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn param(pairs: &[(String, String)], key: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
-fn reply(r: Result<http::Response<ureq::Body>, ureq::Error>) -> Reply {
-    let mut r = r.unwrap();
-    Reply {
-        status: r.status().as_u16(),
-        headers: r.headers().clone(),
-        body: r.body_mut().read_to_vec().unwrap(),
-    }
-}
-
-struct User {
-    id: String,
-    read_at: String,
-    read_rt: String,
-    write_at: String,
-}
-
-struct Env {
-    sandbox: BackgroundSandbox,
-    http: ureq::Agent,
-    read_key: PrivateKey,
-    write_key: PrivateKey,
-}
-
-fn start(config: SandboxConfig) -> Env {
-    let sandbox = Sandbox::spawn(config).unwrap();
-    let info = sandbox.info().clone();
-    Env {
-        read_key: PrivateKey::from_pem(&info.demo.read.private_key_pem().unwrap()).unwrap(),
-        write_key: PrivateKey::from_pem(&info.demo.write.private_key_pem().unwrap()).unwrap(),
-        sandbox,
-        http: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent(),
-    }
-}
-
-fn config(consent: ConsentMode) -> SandboxConfig {
-    SandboxConfig {
-        consent,
-        sync_step: Duration::from_millis(20),
-        ..SandboxConfig::default()
-    }
-}
 
 fn env(consent: ConsentMode) -> Env {
     start(config(consent))
 }
 
 impl Env {
-    fn api(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().api)
-    }
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    fn onboard(&self, page: &str) -> String {
-        format!("{}{page}", self.sandbox.info().onboard)
-    }
-    fn key(&self, client: &str) -> &PrivateKey {
-        if client == read_client() {
-            &self.read_key
-        } else {
-            &self.write_key
-        }
-    }
-    fn state_dir(&self) -> PathBuf {
-        let key = &self.sandbox.info().demo.write.private_key_path;
-        key.parent().unwrap().to_path_buf()
-    }
-    fn library_dir(&self, user: &str) -> PathBuf {
-        self.state_dir().join("library").join(user)
-    }
-
-    /// `Bearer <JWS>` for `client` with `client_id`, `nonce`, `timestamp` and `extra`.
-    fn bearer(&self, client: &str, extra: Value) -> String {
-        let mut claims = json!({"client_id": client, "nonce": nonce(), "timestamp": now_ms()});
-        for (k, v) in extra.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        let jwt = jws::sign(
-            br#"{"alg":"PS512","typ":"JWT"}"#,
-            claims.to_string().as_bytes(),
-            self.key(client),
-        )
-        .unwrap();
-        format!("Bearer {jwt}")
-    }
-    fn user_bearer(&self, client: &str, at: &str) -> String {
-        self.bearer(client, json!({ "access_token": at }))
-    }
-
-    fn control_post(&self, path: &str, body: Value) -> Reply {
-        reply(
-            self.http
-                .post(&self.control(path))
-                .content_type("application/json")
-                .send(body.to_string()),
-        )
-    }
-    fn control_get(&self, path: &str) -> Reply {
-        reply(self.http.get(&self.control(path)).call())
-    }
-
-    /// A user with tokens for both demo contracts, through the sandbox shortcut.
-    fn user(&self) -> User {
-        let v = self.control_post("users", json!({})).ok(200);
-        let t =
-            |c: String, which: &str| v["tokens"][c][which]["value"].as_str().unwrap().to_owned();
-        User {
-            id: v["user"]["id"].as_str().unwrap().to_owned(),
-            read_at: t(read_client(), "accessToken"),
-            read_rt: t(read_client(), "refreshToken"),
-            write_at: t(write_client(), "accessToken"),
-        }
-    }
-
-    /// Verifies a server JWS against the sandbox's key set; its payload.
-    fn server_payload(&self, token: &str) -> Value {
-        let compact = jws::Compact::parse(token).unwrap();
-        let header: Value = serde_json::from_slice(&compact.header().unwrap()).unwrap();
-        assert_eq!(header["alg"], "PS512");
-        assert_eq!(header["jku"].as_str(), Some(&*self.api("jwks/oauth")));
-        let keys = reply(self.http.get(&self.api("jwks/oauth")).call()).json();
-        let entry = keys["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["kid"] == header["kid"])
-            .unwrap();
-        let key = PublicKey::from_pem(entry["pem"].as_str().unwrap()).unwrap();
-        compact.verify(&key).unwrap();
-        serde_json::from_slice(&compact.payload().unwrap()).unwrap()
-    }
-
     fn token_reference_with(&self, authorization: &str, body: &Value) -> Reply {
         reply(
             self.http
@@ -255,7 +42,7 @@ impl Env {
     /// A reference code and its session: `(code, session key)`.
     fn reference_code(&self, client: &str, at: &str, extra: Value) -> (String, String) {
         let v = self.token_reference(client, at, extra).ok(201);
-        let payload = self.server_payload(v["token"].as_str().unwrap());
+        let payload = self.server_payload(v["token"].as_str().unwrap(), &self.api("jwks/oauth"));
         let code = payload["reference_code"].as_str().unwrap().to_owned();
         (code, v["session"]["key"].as_str().unwrap().to_owned())
     }
@@ -268,10 +55,6 @@ impl Env {
                 .content_type("application/json")
                 .send(body.to_string()),
         )
-    }
-
-    fn get(&self, url: &str) -> Reply {
-        reply(self.http.get(url).call())
     }
 
     /// Posts a page's decision form: the page's query and `decision`.
@@ -321,15 +104,6 @@ impl Env {
         )
     }
 
-    fn accounts_reply(&self, client: &str, at: &str) -> Reply {
-        reply(
-            self.http
-                .get(&self.api("permission-access/accounts"))
-                .header("authorization", self.user_bearer(client, at))
-                .call(),
-        )
-    }
-
     /// The ids of the accounts `client` sees.
     fn account_ids(&self, client: &str, at: &str) -> Vec<String> {
         self.accounts_reply(client, at)
@@ -363,51 +137,12 @@ impl Env {
         r.ok(202)["session"]["key"].as_str().unwrap().to_owned()
     }
 
-    fn list(&self, at: &str, key: &str) -> Value {
-        reply(
-            self.http
-                .get(&self.api(&format!("permission-access/query/{key}")))
-                .header("authorization", self.user_bearer(&read_client(), at))
-                .call(),
-        )
-        .ok(200)
-    }
-
-    /// Polls the file list until it is `completed` or `partial`.
-    fn wait_done(&self, at: &str, key: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self.list(at, key);
-            if matches!(v["status"]["state"].as_str(), Some("completed" | "partial")) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "sync never ended: {v}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// Pushes a file (write contract) whose descriptor names `accounts`; its id.
     fn push(&self, u: &User, accounts: &[&str]) -> String {
         let accounts: Vec<Value> = accounts.iter().map(|a| json!({"accountId": a})).collect();
         let descriptor = json!({"metadata": {"mimeType": "text/plain", "accounts": accounts}});
-        let fd = jws::sign(
-            br#"{"alg":"PS512","typ":"JWT"}"#,
-            descriptor.to_string().as_bytes(),
-            &self.write_key,
-        )
-        .unwrap();
         let before = self.stored(&u.id);
-        let r = reply(
-            self.http
-                .post(&self.api("permission-access/import"))
-                .header(
-                    "authorization",
-                    self.user_bearer(&write_client(), &u.write_at),
-                )
-                .header("filedescriptor", &fd)
-                .content_type("application/octet-stream")
-                .send(&b"pushed bytes"[..]),
-        );
+        let r = self.import(&u.write_at, &descriptor, b"pushed bytes");
         assert_eq!(r.status, 201, "{}", r.text());
         self.stored(&u.id)
             .into_iter()
@@ -460,17 +195,6 @@ impl Env {
     }
 }
 
-fn file_names(list: &Value) -> Vec<String> {
-    list["fileList"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|f| f["name"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn services(list: &Value) -> Vec<String> {
     let mut s: Vec<String> = list["fileList"]
         .as_array()
@@ -498,7 +222,7 @@ fn token_reference_answers_a_signed_reference_code_and_a_session() {
     let u = env.user();
     let r = env.token_reference(&read_client(), &u.read_at, json!({"state": "s1"}));
     let v = r.ok(201);
-    let payload = env.server_payload(v["token"].as_str().unwrap());
+    let payload = env.server_payload(v["token"].as_str().unwrap(), &env.api("jwks/oauth"));
     let code = payload["reference_code"].as_str().unwrap();
     assert!(code.starts_with("REF_"), "{payload}");
     assert_eq!(payload["token_type"], "Bearer");
@@ -513,13 +237,7 @@ fn token_reference_answers_a_signed_reference_code_and_a_session() {
     assert!(expiry > now_ms() + 29 * 60 * 1000 && expiry <= now_ms() + 30 * 60 * 1000);
     // The session cannot be read before the page is done.
     let key = v["session"]["key"].as_str().unwrap();
-    let r = reply(
-        env.http
-            .get(&env.api(&format!("permission-access/query/{key}")))
-            .header("authorization", env.user_bearer(&read_client(), &u.read_at))
-            .call(),
-    );
-    r.error(404, "SessionNotFound");
+    env.list(&u.read_at, key).error(404, "SessionNotFound");
 
     // Claims and body.
     let (_, challenge) = pkce();
@@ -691,17 +409,13 @@ fn bad_bearers_and_replayed_nonces_are_406_on_every_lifecycle_call() {
         reply(r)
     };
     // Signed with the write key, claiming the read contract.
-    let forged = {
-        let claims = json!({"client_id": read_client(), "nonce": nonce(),
-            "timestamp": now_ms(), "access_token": u.read_at, "redirect_uri": CALLBACK});
-        let jwt = jws::sign(
-            br#"{"alg":"PS512","typ":"JWT"}"#,
-            claims.to_string().as_bytes(),
-            &env.write_key,
-        )
-        .unwrap();
-        format!("Bearer {jwt}")
-    };
+    let forged = support::bearer(
+        &env.write_key,
+        &claims(
+            &read_client(),
+            json!({"access_token": u.read_at, "redirect_uri": CALLBACK}),
+        ),
+    );
     for (method, path) in calls {
         send(method, path, None).error(406, "ValidationErrors");
         send(method, path, Some("Bearer nonsense")).error(406, "ValidationErrors");
@@ -800,7 +514,7 @@ fn user_reauth_gives_a_new_pair_of_the_same_user() {
     let v = env
         .exchange(&read_client(), &param(&q, "code").unwrap(), &verifier)
         .ok(201);
-    let token = env.server_payload(v["token"].as_str().unwrap());
+    let token = env.server_payload(v["token"].as_str().unwrap(), &env.api("jwks/oauth"));
     assert_eq!(token["sub"], u.id.as_str());
     let at = token["access_token"]["value"].as_str().unwrap();
     assert_eq!(
@@ -817,7 +531,7 @@ fn user_reauth_gives_a_new_pair_of_the_same_user() {
     )
     .ok(201);
     // The session of the first reauth (triggerQuery=false) shows the library as it is.
-    let list = env.list(at, &session);
+    let list = env.list_ok(at, &session);
     assert_eq!(list["status"]["state"], "completed", "{list}");
     assert!(!file_names(&list).is_empty());
 }
@@ -887,13 +601,7 @@ fn onboard_adds_an_account_and_the_next_sync_has_its_files() {
         ["fitbit", "instagram"]
     );
     // The denied code's session never became readable.
-    let r = reply(
-        env.http
-            .get(&env.api(&format!("permission-access/query/{session}")))
-            .header("authorization", env.user_bearer(&read_client(), &u.read_at))
-            .call(),
-    );
-    r.error(404, "SessionNotFound");
+    env.list(&u.read_at, &session).error(404, "SessionNotFound");
     // A file of the new account decrypts to objects.
     let name = file_names(&done)
         .into_iter()
@@ -1410,7 +1118,7 @@ fn every_consent_page_posts_its_own_form() {
             .content_type("application/json")
             .send(json!({"agent": agent()}).to_string()),
     );
-    let pre = env.server_payload(r.ok(201)["token"].as_str().unwrap());
+    let pre = env.server_payload(r.ok(201)["token"].as_str().unwrap(), &env.api("jwks/oauth"));
     let authorize = env.onboard(&format!(
         "authorize?code={}&sourceType=pull&lng=nl",
         pre["preauthorization_code"].as_str().unwrap()

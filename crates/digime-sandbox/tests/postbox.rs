@@ -3,28 +3,26 @@
 //! written here (RSA-OAEP-SHA1 key wrap, AES-256-CBC/PKCS#7, multipart) — no SDK
 //! request builders.
 
+mod support;
+
 use base64::Engine;
-use digime_crypto::{CodeVerifier, PrivateKey, PublicKey, cbc, jws};
+use digime_crypto::{CodeVerifier, PrivateKey, PublicKey, cbc};
 use digime_sandbox::postbox::{self, PostboxError};
 use digime_sandbox::{
-    BackgroundSandbox, ConsentMode, DEMO_APP_ID, DEMO_READ_CONTRACT, DEMO_WRITE_CONTRACT, Sandbox,
-    SandboxConfig,
+    ConsentMode, DEMO_APP_ID, DEMO_READ_CONTRACT, DEMO_WRITE_CONTRACT, SandboxConfig,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use support::{
+    Env, Reply, User, claims, now_ms, param, params, raw_connection, read_client, reply, start,
+    write_client,
+};
 
 const CALLBACK: &str = "https://app.example.com/push?sessionKey=mine";
 const REDIRECT: &str = "https://app.example.com/exchange-token";
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -32,14 +30,6 @@ fn b64(bytes: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_client() -> String {
-    format!("{DEMO_APP_ID}_{DEMO_WRITE_CONTRACT}")
-}
-
-fn read_client() -> String {
-    format!("{DEMO_APP_ID}_{DEMO_READ_CONTRACT}")
 }
 
 fn descriptor() -> Value {
@@ -108,67 +98,7 @@ fn parse_public_key(text: &str) -> PublicKey {
 }
 
 // ---------------------------------------------------------------------------
-// The harness.
-
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn location(&self) -> url::Url {
-        assert_eq!(self.status, 302, "{}", self.text());
-        url::Url::parse(self.headers.get("location").unwrap().to_str().unwrap()).unwrap()
-    }
-}
-
-fn reply(r: Result<http::Response<ureq::Body>, ureq::Error>) -> Reply {
-    let mut r = r.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn params(url: &url::Url) -> Vec<(String, String)> {
-    url.query_pairs().into_owned().collect()
-}
-
-fn param(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-struct Env {
-    sandbox: BackgroundSandbox,
-    http: ureq::Agent,
-    write_key: PrivateKey,
-    read_key: PrivateKey,
-}
+// The postbox era's side of the harness (the rest is in `support`).
 
 /// A postbox as the callback hands it out.
 struct Postbox {
@@ -177,87 +107,16 @@ struct Postbox {
 }
 
 fn env() -> Env {
-    let sandbox = Sandbox::spawn(SandboxConfig {
+    start(SandboxConfig {
         consent: ConsentMode::Auto,
         sync_step: Duration::from_millis(10),
         ..SandboxConfig::default()
     })
-    .unwrap();
-    let info = sandbox.info().clone();
-    let write_key = PrivateKey::from_pem(&info.demo.write.private_key_pem().unwrap()).unwrap();
-    let read_key = PrivateKey::from_pem(&info.demo.read.private_key_pem().unwrap()).unwrap();
-    let http = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .build()
-        .new_agent();
-    Env {
-        sandbox,
-        http,
-        write_key,
-        read_key,
-    }
 }
 
 impl Env {
     fn url(&self, version: &str, path: &str) -> String {
         format!("{}{path}", self.sandbox.info().api_version(version))
-    }
-    fn control(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.info().control())
-    }
-    fn control_post(&self, path: &str, body: Value) -> Reply {
-        reply(
-            self.http
-                .post(&self.control(path))
-                .content_type("application/json")
-                .send(body.to_string()),
-        )
-    }
-    fn control_get(&self, path: &str) -> Value {
-        let r = reply(self.http.get(&self.control(path)).call());
-        assert_eq!(r.status, 200, "{path}: {}", r.text());
-        r.json()
-    }
-    fn get(&self, url: &str) -> Reply {
-        reply(self.http.get(url).call())
-    }
-
-    fn sign(&self, key: &PrivateKey, claims: &Value) -> String {
-        jws::sign(
-            br#"{"alg":"PS512","typ":"JWT"}"#,
-            claims.to_string().as_bytes(),
-            key,
-        )
-        .unwrap()
-    }
-
-    /// Request claims: the given ones plus client_id, nonce, timestamp.
-    fn bearer(&self, key: &PrivateKey, client_id: &str, extra: Value) -> String {
-        let mut claims = json!({
-            "client_id": client_id,
-            "nonce": digime_crypto::random::alphanumeric(32).unwrap(),
-            "timestamp": now_ms(),
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        format!("Bearer {}", self.sign(key, &claims))
-    }
-
-    /// A user of the sandbox, with tokens for both demo contracts: `(id, read token)`.
-    fn user(&self) -> (String, String) {
-        let r = self.control_post("users", json!({}));
-        assert_eq!(r.status, 200);
-        let v = r.json();
-        (
-            v["user"]["id"].as_str().unwrap().to_owned(),
-            v["tokens"][read_client()]["accessToken"]["value"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        )
     }
 
     fn session_raw(&self, version: &str, body: &Value) -> Reply {
@@ -345,13 +204,12 @@ impl Env {
         if let Some(at) = access_token {
             claims["access_token"] = json!(at);
         }
-        self.bearer(&self.write_key, &write_client(), claims)
+        self.bearer(&write_client(), claims)
     }
 
     /// The claims of a v8 push.
     fn e2_bearer(&self, s: &Sealed, access_token: &str) -> String {
         self.bearer(
-            &self.write_key,
             &write_client(),
             json!({"access_token": access_token, "iv": s.iv, "metadata": s.metadata,
                    "symmetrical_key": s.symmetrical_key}),
@@ -371,26 +229,6 @@ impl Env {
         self.push_jwt("v1.7", postbox, &self.e2_bearer(s, at), &multipart(&s.file))
     }
 
-    /// Verifies a server JWS against the key set its `jku` names; its payload.
-    fn server_payload(&self, token: &str, expected_jku: &str) -> Value {
-        let compact = jws::Compact::parse(token).unwrap();
-        let header: Value = serde_json::from_slice(&compact.header().unwrap()).unwrap();
-        assert_eq!(header["alg"], "PS512");
-        assert_eq!(header["jku"].as_str(), Some(expected_jku));
-        let keys = self.get(expected_jku);
-        assert_eq!(keys.status, 200);
-        let keys = keys.json();
-        let entry = keys["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["kid"] == header["kid"])
-            .unwrap();
-        let key = PublicKey::from_pem(entry["pem"].as_str().unwrap()).unwrap();
-        compact.verify(&key).unwrap();
-        serde_json::from_slice(&compact.payload().unwrap()).unwrap()
-    }
-
     /// The whole E1 ongoing flow for `user`: session, pre-authorization, link,
     /// exchange. `(session, postbox, flat token payload)`.
     fn e1_ongoing(&self, user: &str) -> (String, Postbox, Value) {
@@ -402,7 +240,6 @@ impl Env {
                 .header(
                     "authorization",
                     &self.bearer(
-                        &self.write_key,
                         &write_client(),
                         json!({"code_challenge": verifier.challenge(),
                                "code_challenge_method": "S256", "redirect_uri": REDIRECT,
@@ -439,7 +276,6 @@ impl Env {
                 .header(
                     "authorization",
                     &self.bearer(
-                        &self.write_key,
                         &write_client(),
                         json!({"code": code, "code_verifier": verifier,
                                "grant_type": "authorization_code", "redirect_uri": REDIRECT}),
@@ -458,10 +294,7 @@ impl Env {
             self.http
                 .post(&self.url("v1.5", "oauth/token"))
                 .header("content-type", "application/json")
-                .header(
-                    "authorization",
-                    &self.bearer(&self.write_key, &write_client(), claims),
-                )
+                .header("authorization", &self.bearer(&write_client(), claims))
                 .send_empty(),
         )
     }
@@ -478,10 +311,7 @@ impl Env {
         let r = reply(
             self.http
                 .post(&self.url("v1.7", "oauth/authorize"))
-                .header(
-                    "authorization",
-                    &self.bearer(&self.write_key, &write_client(), claims),
-                )
+                .header("authorization", &self.bearer(&write_client(), claims))
                 .content_type("application/json")
                 .send(
                     json!({"agent": {"sdk": {"name": "nodejs", "version": "8.0.0", "meta": {}}}})
@@ -491,11 +321,10 @@ impl Env {
         assert_eq!(r.status, 201, "{}", r.text());
         let jku = self.url("v1.7", "jwks/oauth");
         let pre = self.server_payload(r.json()["token"].as_str().unwrap(), &jku);
-        let onboard = format!(
-            "{}authorize?code={}",
-            self.sandbox.info().onboard,
+        let onboard = self.onboard(&format!(
+            "authorize?code={}",
             pre["preauthorization_code"].as_str().unwrap()
-        );
+        ));
         let cb = self.get(&onboard).location();
         let t = reply(
             self.http
@@ -503,7 +332,6 @@ impl Env {
                 .header(
                     "authorization",
                     &self.bearer(
-                        &self.write_key,
                         &write_client(),
                         json!({"code": param(&cb, "code").unwrap(),
                                "code_verifier": verifier.expose(),
@@ -518,14 +346,14 @@ impl Env {
     }
 
     fn files(&self, user: &str) -> Vec<Value> {
-        self.control_get(&format!("users/{user}/files"))["files"]
+        self.control_json(&format!("users/{user}/files"))["files"]
             .as_array()
             .unwrap()
             .clone()
     }
 
     fn pending(&self, user: &str) -> usize {
-        self.control_get(&format!("users/{user}/postboxes"))["postboxes"]
+        self.control_json(&format!("users/{user}/postboxes"))["postboxes"]
             .as_array()
             .unwrap()
             .iter()
@@ -546,17 +374,10 @@ impl Env {
 
     /// Reads a raw file back through the read API with the demo read contract.
     fn read_back(&self, read_at: &str, name: &str) -> (Value, Vec<u8>) {
-        let bearer = |extra: Value| {
-            let mut e = json!({ "access_token": read_at });
-            for (k, v) in extra.as_object().unwrap() {
-                e[k] = v.clone();
-            }
-            self.bearer(&self.read_key, &read_client(), e)
-        };
         let r = reply(
             self.http
                 .post(&self.url("v1.7", "permission-access/trigger"))
-                .header("authorization", &bearer(json!({})))
+                .header("authorization", &self.read_bearer(read_at))
                 .content_type("application/json")
                 .send(json!({"agent": {"sdk": {"name": "rust", "version": "0.1.0"}}}).to_string()),
         );
@@ -567,7 +388,7 @@ impl Env {
             let l = reply(
                 self.http
                     .get(&self.url("v1.7", &format!("permission-access/query/{key}")))
-                    .header("authorization", &bearer(json!({})))
+                    .header("authorization", &self.read_bearer(read_at))
                     .call(),
             );
             assert_eq!(l.status, 200);
@@ -589,7 +410,7 @@ impl Env {
         let f = reply(
             self.http
                 .get(&self.url("v1.7", &format!("permission-access/query/{key}/{name}")))
-                .header("authorization", &bearer(json!({})))
+                .header("authorization", &self.read_bearer(read_at))
                 .call(),
         );
         assert_eq!(f.status, 200);
@@ -626,7 +447,9 @@ fn assert_refused(r: &Reply, status: u16, code: &str) {
 #[test]
 fn e0_push_waits_in_the_postbox_until_the_user_imports_it() {
     let env = env();
-    let (user, read_at) = env.user();
+    let User {
+        id: user, read_at, ..
+    } = env.user();
     let sk = env.session("v1.4");
     let link = format!(
         "digime://postbox/create?sessionKey={sk}&callbackUrl={}&appId={DEMO_APP_ID}&sdkVersion=3.0.0&resultVersion=2",
@@ -684,7 +507,7 @@ fn e0_push_waits_in_the_postbox_until_the_user_imports_it() {
 #[test]
 fn e0_v05_link_and_v1_0_push() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let sk = env.session("v1.0");
     // v0.5: `callbackURL`, no resultVersion → POSTBOX_READY.
     let link = format!(
@@ -717,7 +540,7 @@ fn e0_v05_link_and_v1_0_push() {
 #[test]
 fn e0_missing_headers_and_sessions() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let (sk, pb) = env.e0_postbox(&user);
     let sealed = seal(&pb.key, b"x", &descriptor());
     let r = reply(
@@ -761,7 +584,7 @@ fn e0_missing_headers_and_sessions() {
 #[test]
 fn e1_once_push_is_pending() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let sk = env.session("v1.5");
     let link = format!(
         "digime://postbox/create?callbackUrl={}&sessionKey={sk}&appId={DEMO_APP_ID}&sdkVersion=4.0.0",
@@ -778,7 +601,6 @@ fn e1_once_push_is_pending() {
     );
     // session_key and redirect_uri are required in v4.
     let no_session = env.bearer(
-        &env.write_key,
         &write_client(),
         json!({"iv": sealed.iv, "metadata": sealed.metadata, "redirect_uri": REDIRECT,
                "symmetrical_key": sealed.symmetrical_key}),
@@ -789,7 +611,6 @@ fn e1_once_push_is_pending() {
         "ValidationErrors",
     );
     let no_redirect = env.bearer(
-        &env.write_key,
         &write_client(),
         json!({"iv": sealed.iv, "metadata": sealed.metadata, "session_key": sk,
                "symmetrical_key": sealed.symmetrical_key}),
@@ -810,10 +631,9 @@ fn e1_once_push_is_pending() {
         406,
         "InvalidRequest",
     );
-    let forged = env.bearer(
+    let forged = support::bearer(
         &PrivateKey::generate().unwrap(),
-        &write_client(),
-        json!({"iv": sealed.iv}),
+        &claims(&write_client(), json!({"iv": sealed.iv})),
     );
     assert_refused(
         &env.push_jwt("v1.5", &pb.id, &forged, &multipart(&sealed.file)),
@@ -827,7 +647,7 @@ fn e1_once_push_is_pending() {
 #[test]
 fn e1_ongoing_push_with_token_is_delivered() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let (sk, pb, flat) = env.e1_ongoing(&user);
     // The flat token of v1.5.
     let keys: Vec<&String> = flat.as_object().unwrap().keys().collect();
@@ -852,17 +672,14 @@ fn e1_ongoing_push_with_token_is_delivered() {
 #[test]
 fn e1_code_exchange_is_strict() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let sk = env.session("v1.5");
     let verifier = CodeVerifier::generate().unwrap();
     let authorize = |claims: Value, body: &str| {
         reply(
             env.http
                 .post(&env.url("v1.5", "oauth/authorize"))
-                .header(
-                    "authorization",
-                    &env.bearer(&env.write_key, &write_client(), claims),
-                )
+                .header("authorization", &env.bearer(&write_client(), claims))
                 .send(body),
         )
     };
@@ -921,7 +738,7 @@ fn e1_code_exchange_is_strict() {
 #[test]
 fn e1_legacy_codes_only_on_v1_5() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let sk = env.session("v1.5");
     let verifier = CodeVerifier::generate().unwrap();
     let r = reply(
@@ -930,7 +747,6 @@ fn e1_legacy_codes_only_on_v1_5() {
             .header(
                 "authorization",
                 &env.bearer(
-                    &env.write_key,
                     &write_client(),
                     json!({"code_challenge": verifier.challenge(), "code_challenge_method": "S256",
                            "redirect_uri": REDIRECT, "response_mode": "query",
@@ -955,7 +771,6 @@ fn e1_legacy_codes_only_on_v1_5() {
             .header(
                 "authorization",
                 &env.bearer(
-                    &env.write_key,
                     &write_client(),
                     json!({"code": param(&cb, "code").unwrap(), "code_verifier": verifier.expose(),
                            "grant_type": "authorization_code"}),
@@ -969,7 +784,7 @@ fn e1_legacy_codes_only_on_v1_5() {
 #[test]
 fn e1_expired_token_is_pending_then_refresh_delivers() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let (sk, pb, flat) = env.e1_ongoing(&user);
     let at = flat["access_token"].as_str().unwrap();
     let rt = flat["refresh_token"].as_str().unwrap();
@@ -1028,7 +843,6 @@ fn e2_consent_hands_out_a_postbox_and_pushes_are_delivered() {
     assert_eq!(env.content(&user, files[0]["name"].as_str().unwrap()), file);
     // v5–v7 also sent redirect_uri: tolerated.
     let with_redirect = env.bearer(
-        &env.write_key,
         &write_client(),
         json!({"access_token": at, "iv": sealed.iv, "metadata": sealed.metadata,
                "redirect_uri": REDIRECT, "symmetrical_key": sealed.symmetrical_key}),
@@ -1039,7 +853,6 @@ fn e2_consent_hands_out_a_postbox_and_pushes_are_delivered() {
     );
     // access_token is a required claim.
     let without = env.bearer(
-        &env.write_key,
         &write_client(),
         json!({"iv": sealed.iv, "metadata": sealed.metadata,
                "symmetrical_key": sealed.symmetrical_key}),
@@ -1075,7 +888,6 @@ fn e2_expired_token_is_pending_then_refresh_delivers() {
             .header(
                 "authorization",
                 &env.bearer(
-                    &env.write_key,
                     &write_client(),
                     json!({"grant_type": "refresh_token",
                            "refresh_token": token["refresh_token"]["value"]}),
@@ -1115,16 +927,7 @@ fn assert_nothing_stored(env: &Env, user: &str) {
     assert!(env.files(user).is_empty());
     assert_eq!(env.pending(user), 0);
     // Nothing on disk either: no stored file, no leftover `.partial`.
-    let state_dir = env
-        .sandbox
-        .info()
-        .demo
-        .write
-        .private_key_path
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let user_dir = state_dir.join("library").join(user);
+    let user_dir = env.library_dir(user);
     let left: Vec<_> = std::fs::read_dir(&user_dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -1145,7 +948,7 @@ fn a_key_wrapped_to_another_public_key_is_refused() {
     assert_refused(&r, 400, "ValidationErrors");
     assert!(r.text().contains("publicKey"), "{}", r.text());
     // Same for E0 and E1 (the key is checked before the body is read).
-    let (user0, _) = env.user();
+    let user0 = env.user().id;
     let (sk, pb0) = env.e0_postbox(&user0);
     let sealed0 = seal(&pb.key, b"secret", &descriptor());
     assert_refused(
@@ -1296,7 +1099,6 @@ fn unknown_postboxes_are_404() {
     );
     // Another contract's push to this postbox: as good as unknown.
     let other = env.bearer(
-        &env.read_key,
         &read_client(),
         json!({"access_token": at, "iv": sealed.iv, "metadata": sealed.metadata,
                "symmetrical_key": sealed.symmetrical_key}),
@@ -1313,15 +1115,7 @@ fn oversized_bodies_are_413() {
     let env = env();
     let (_, pb, at) = e2_setup(&env);
     let sealed = seal(&pb.key, b"x", &descriptor());
-    let addr = env
-        .sandbox
-        .info()
-        .api
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1.7/")
-        .to_owned();
-    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut tcp, _, addr) = raw_connection(&env);
     write!(
         tcp,
         "POST /v1.7/permission-access/postbox/{} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
@@ -1397,7 +1191,7 @@ fn establish_session_checks_the_request() {
 #[test]
 fn native_app_checks_the_link() {
     let env = env();
-    let (user, _) = env.user();
+    let user = env.user().id;
     let sk = env.session("v1.4");
     let link = |extra: &str| {
         format!(
@@ -1426,7 +1220,7 @@ fn native_app_checks_the_link() {
         ]
     );
     assert_eq!(
-        env.control_get(&format!("users/{user}/postboxes"))["postboxes"],
+        env.control_json(&format!("users/{user}/postboxes"))["postboxes"],
         json!([])
     );
     // A read-only contract cannot have a postbox.
@@ -1446,7 +1240,7 @@ fn native_app_checks_the_link() {
     let (_, b) = env.create_postbox(&link(""), &user);
     assert_ne!(a.id, b.id);
     assert_ne!(a.key, b.key);
-    let listed = env.control_get(&format!("users/{user}/postboxes"));
+    let listed = env.control_json(&format!("users/{user}/postboxes"));
     assert_eq!(listed["postboxes"].as_array().unwrap().len(), 2);
     assert_eq!(listed["postboxes"][0]["kind"], "once");
 }
@@ -1483,40 +1277,14 @@ fn pushes_survive_a_restart() {
         ..SandboxConfig::default()
     };
     let (user, pb, sk) = {
-        let sandbox = Sandbox::spawn(config()).unwrap();
-        let env = Env {
-            write_key: PrivateKey::from_pem(&sandbox.info().demo.write.private_key_pem().unwrap())
-                .unwrap(),
-            read_key: PrivateKey::from_pem(&sandbox.info().demo.read.private_key_pem().unwrap())
-                .unwrap(),
-            sandbox,
-            http: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .max_redirects_will_error(false)
-                .build()
-                .new_agent(),
-        };
-        let (user, _) = env.user();
+        let env = start(config());
+        let user = env.user().id;
         let (sk, pb) = env.e0_postbox(&user);
         let sealed = seal(&pb.key, b"persisted", &descriptor());
         assert_ok(&env.push_e0("v1.4", &pb.id, &sk, &sealed), "pending");
         (user, pb, sk)
     };
-    let sandbox = Sandbox::spawn(config()).unwrap();
-    let env = Env {
-        write_key: PrivateKey::from_pem(&sandbox.info().demo.write.private_key_pem().unwrap())
-            .unwrap(),
-        read_key: PrivateKey::from_pem(&sandbox.info().demo.read.private_key_pem().unwrap())
-            .unwrap(),
-        sandbox,
-        http: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent(),
-    };
+    let env = start(config());
     // The postbox and its key, the session and the pending item are all still there.
     let sealed = seal(&pb.key, b"after restart", &descriptor());
     assert_ok(&env.push_e0("v1.4", &pb.id, &sk, &sealed), "pending");
