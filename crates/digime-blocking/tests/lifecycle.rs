@@ -127,14 +127,18 @@ fn a_dead_refresh_token_is_recovered_for_the_same_user_and_library() {
     // page again.
     let (reauth, callback) = reauthorize();
     let wrong = digime_protocol::CodeVerifier::generate().unwrap();
+    let invalid_grant = |err: &digime_protocol::Error| {
+        err.api()
+            .is_some_and(|a| a.status == 400 && a.code.as_str() == "InvalidGrant")
+    };
     let err = (env.client)
         .exchange_code_for_token(&env.read, &callback.code, &wrong)
         .unwrap_err();
-    assert!(err.api().is_some(), "{err:?}");
+    assert!(invalid_grant(&err), "{err:?}");
     let err = (env.client)
         .exchange_code_for_token(&env.read, &callback.code, &reauth.code_verifier)
         .unwrap_err();
-    assert!(err.api().is_some(), "{err:?}");
+    assert!(invalid_grant(&err), "{err:?}");
 
     let (reauth, callback) = reauthorize();
     let fresh = (env.client)

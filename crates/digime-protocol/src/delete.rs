@@ -11,8 +11,8 @@ use crate::refresh::UserOperation;
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
-use crate::wire::{self, Body, header_value};
-use http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use crate::wire::{self, Body};
+use http::{HeaderValue, Method, Request, Response, header};
 use std::time::SystemTime;
 
 /// A deletion's 2xx body must be JSON or empty.
@@ -41,7 +41,7 @@ fn delete_request(
     let mut req = user_request(sdk, contract, token, now, Method::DELETE, path, Body::Empty)?;
     if let Some(account_id) = account_id {
         let headers = req.headers_mut();
-        headers.insert(HeaderName::from_static("accountid"), account_id.clone());
+        headers.insert(wire::ACCOUNT_ID, account_id.clone());
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -92,10 +92,10 @@ pub struct DeleteAccount {
 }
 
 impl DeleteAccount {
-    /// Deletes `account_id`.
+    /// Deletes `account_id` (not empty).
     pub fn new(account_id: &str) -> Result<Self, Error> {
         Ok(DeleteAccount {
-            account_id: header_value("account id", account_id)?,
+            account_id: wire::account_id_header(account_id)?,
         })
     }
 }
@@ -145,5 +145,9 @@ mod tests {
             Err(Error::Decode { .. })
         ));
         assert!(DeleteAccount::new("a\r\nb").is_err());
+        assert!(matches!(
+            DeleteAccount::new(""),
+            Err(Error::InvalidInput(_))
+        ));
     }
 }

@@ -25,13 +25,6 @@ use crate::token::UserAccessToken;
 use digime_crypto::CodeVerifier;
 use std::sync::Arc;
 
-fn check_account_id(id: &str) -> Result<(), Error> {
-    if id.is_empty() {
-        return Err(Error::InvalidInput("account id cannot be empty".into()));
-    }
-    Ok(())
-}
-
 fn check_file_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::InvalidInput("file name cannot be empty".into()));
@@ -155,7 +148,7 @@ impl Sdk {
     ) -> Result<OnboardFlow, Error> {
         check_callback(callback)?;
         check_token(token)?;
-        check_account_id(account_id)?;
+        crate::wire::account_id_header(account_id)?;
         check_locale(options.locale.as_deref())?;
         Ok(OnboardPage::reauthorize_account(
             self.clone(),
@@ -177,7 +170,6 @@ impl Sdk {
         account_id: &str,
         redirect_uri: &str,
     ) -> Result<AuthedCall<RevokeAccountPermission>, Error> {
-        check_account_id(account_id)?;
         check_callback(redirect_uri)?;
         let op = RevokeAccountPermission::new(account_id, redirect_uri)?;
         Ok(self.call(contract, token, op))
@@ -200,7 +192,6 @@ impl Sdk {
         token: &UserAccessToken,
         account_id: &str,
     ) -> Result<AuthedCall<DeleteAccount>, Error> {
-        check_account_id(account_id)?;
         Ok(self.call(contract, token, DeleteAccount::new(account_id)?))
     }
 

@@ -99,6 +99,18 @@ pub fn header_value(name: &str, value: &str) -> Result<HeaderValue, Error> {
         .map_err(|_| Error::InvalidInput(format!("{name} {value:?} cannot be sent in a header")))
 }
 
+/// The `accountId` header of the calls whose path ends in the literal `h:accountId`
+/// (`docs/protocol.md`, "Revoke", "Deletion"); header names go lower-cased on the wire.
+pub const ACCOUNT_ID: http::HeaderName = http::HeaderName::from_static("accountid");
+
+/// An account id for the [`ACCOUNT_ID`] header: not empty, and sendable in a header.
+pub fn account_id_header(id: &str) -> Result<HeaderValue, Error> {
+    if id.is_empty() {
+        return Err(Error::InvalidInput("account id cannot be empty".into()));
+    }
+    header_value("account id", id)
+}
+
 /// Adds `accept: application/json`.
 pub fn accept_json(mut req: Request<Body>) -> Request<Body> {
     req.headers_mut()

@@ -88,6 +88,14 @@ impl Verified {
         self.str_claim(name)
             .ok_or_else(|| ApiFailure::bad_params(&format!("claim {name} is required")))
     }
+    /// An optional claim that, when present, must be a string.
+    pub fn optional_str(&self, name: &str) -> Result<Option<&str>, ApiFailure> {
+        match self.claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiFailure::bad_params(&format!("{name} must be a string"))),
+        }
+    }
 }
 
 /// Verifies `Authorization: Bearer <PS512 JWS>` against the key of the `client_id`

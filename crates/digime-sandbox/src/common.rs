@@ -23,6 +23,38 @@ pub(crate) const CODE_TTL_MS: u64 = 10 * 60 * 1000;
 /// How long an expired code of an onboard page is remembered (its page then sends the
 /// user back with `INVALID_CODE` instead of showing an error page).
 pub(crate) const EXPIRED_CODE_MEMORY_MS: u64 = 24 * 3600 * 1000;
+
+/// A 302 to `target` with `params` appended to its own query (the way every page and
+/// the native app send the browser back to the app).
+pub(crate) fn redirect(mut target: url::Url, params: &[(&str, String)]) -> Response {
+    {
+        let mut q = target.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+    }
+    (
+        axum::http::StatusCode::FOUND,
+        [(axum::http::header::LOCATION, target.to_string())],
+    )
+        .into_response()
+}
+
+/// Whether a code that expires (or expired) at `expires_ms` is still remembered at
+/// `now` (times from the state file may be anything: no overflow).
+pub(crate) fn still_remembered(expires_ms: u64, now: u64) -> bool {
+    expires_ms.saturating_add(EXPIRED_CODE_MEMORY_MS) > now
+}
+
+/// A name safe as one path component under the library (ids the sandbox made, or the
+/// control API checked): no separators, no leading dot, at most 128 bytes.
+pub(crate) fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 /// Lifetime of sessions (read sessions and establish-session sessions).
 pub(crate) const SESSION_TTL_MS: u64 = 30 * 60 * 1000;
 /// How long expired sessions are remembered (so they answer 410, not 404).

@@ -3,7 +3,7 @@
 //! no authentication. Shapes are documented in the crate docs.
 
 use crate::checks::ApiFailure;
-use crate::common::{hex, unknown_user};
+use crate::common::{hex, safe_name, unknown_user};
 use crate::demo::{DemoLibrary, Generator, seed_of};
 use crate::library::library_for;
 use crate::serve::{Plain, plain_body};
@@ -148,16 +148,6 @@ fn opt_names(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, A
             "{key} must be an array of file names"
         ))),
     }
-}
-
-/// Ids and names that end up in paths and URLs: `[A-Za-z0-9._-]`, 1..=128 chars, not
-/// starting with a dot.
-fn safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// `POST /_sandbox/users` `{"id"?, "clients"?: [clientId]}`: a SANDBOX SHORTCUT that

@@ -7,20 +7,22 @@ use crate::checks::{ApiFailure, check_redirect_uri, verify_bearer};
 use crate::common::{
     ApiResult, CODE_TTL_MS, DRAIN_LIMIT, Destination, EXPIRED_SESSION_MEMORY_MS, Owner,
     POSTBOX_ITEM_TTL_S, SESSION_TTL_MS, Upload, drain, internal, internal_msg, json_body, jwks,
-    new_postbox, postbox_key, postbox_not_found, server_token_at, session_expired,
+    new_postbox, postbox_key, postbox_not_found, redirect, server_token_at, session_expired,
     session_not_found, store_upload, too_large, unknown_user,
 };
 use crate::postbox::{MultipartFile, PostboxDecoder};
 use crate::state::{
-    AuthCode, LegacyPreAuth, LibraryFile, Persisted, PostboxKind, PostboxRecord, SessionRecord,
+    LegacyPreAuth, LibraryFile, Persisted, PostboxKind, PostboxRecord, SessionRecord,
 };
-use crate::tokens::{check_authorize_claims, live_access_token, redeem_grant, token_answer};
+use crate::tokens::{
+    check_authorize_claims, issue_auth_code, live_access_token, redeem_grant, token_answer,
+};
 use crate::{Shared, now_ms, random_id};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use digime_crypto::PrivateKey;
 use serde_json::{Map, Value, json};
@@ -224,11 +226,7 @@ async fn authorize_v15(State(shared): State<Shared>, headers: HeaderMap, body: B
     let v = verify_bearer(&shared, &headers)?;
     body_must_be_empty(&body)?;
     let (challenge, redirect_uri) = check_authorize_claims(&v)?;
-    let state = match v.claims.get("state") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiFailure::bad_params("state must be a string")),
-    };
+    let state = v.optional_str("state")?.map(str::to_owned);
     let code = random_id("PRE_");
     let now = now_ms();
     {
@@ -385,16 +383,6 @@ fn check_link(
     Ok((session.client_id.clone(), pre))
 }
 
-fn redirect(mut target: url::Url, params: &[(&str, String)]) -> Response {
-    {
-        let mut q = target.query_pairs_mut();
-        for (k, v) in params {
-            q.append_pair(k, v);
-        }
-    }
-    (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response()
-}
-
 /// `GET /_sandbox/app/postbox/create?<the deep link's query>&user=<id>[&decision=deny]`:
 /// what the native app does with `digime://postbox/create?…`.
 async fn native_create(State(shared): State<Shared>, RawQuery(query): RawQuery) -> ApiResult {
@@ -444,17 +432,13 @@ async fn native_create(State(shared): State<Shared>, RawQuery(query): RawQuery) 
     ];
     if let (Some(code), Some(pre)) = (&link.preauthorization, pre) {
         st.legacy_preauths.remove(code);
-        let auth_code = random_id("AUTH_");
-        st.codes.retain(|_, c| c.expires_ms > now);
-        st.codes.insert(
-            auth_code.clone(),
-            AuthCode {
-                client_id: client_id.clone(),
-                user_id: link.user.clone(),
-                code_challenge: pre.code_challenge,
-                expires_ms: now + CODE_TTL_MS,
-                legacy_redirect_uri: Some(pre.redirect_uri),
-            },
+        let auth_code = issue_auth_code(
+            &mut st,
+            &client_id,
+            &link.user,
+            &pre.code_challenge,
+            Some(pre.redirect_uri),
+            now,
         );
         params.push(("code", auth_code));
         if let Some(state) = pre.state {

@@ -188,7 +188,7 @@
 //!
 //! | page | its code | link parameters | allowed |
 //! |---|---|---|---|
-//! | `authorize` | `oauth/authorize` | `sourceType`? (others ignored) | `success=true&code&state[&postboxId&publicKey]` |
+//! | `authorize` | `oauth/authorize` | as `onboard`, all optional, plus `storageRef`? (not checked) | `success=true&code&state[&postboxId&publicKey]` |
 //! | `user-reauth` | `oauth/token/reference` with PKCE | `lng`?, `triggerQuery`? | `success=true&code[&state]` |
 //! | `onboard` | `oauth/token/reference` without | `sourceType`, `service`?, `sampleDataSet`?, `sampleDataAutoOnboard`?, `lng`?, `includeSampleDataOnlySources`?, `triggerQuery`?, `sourcesScope`? | `success=true[&state]` |
 //! | `reauthorize` | `oauth/token/reference` without | `accountRef`, `lng`? | `success=true[&state]` |

@@ -41,13 +41,16 @@ pub(crate) fn account_set_mut<'a>(
     st.accounts.get_mut(user_id)
 }
 
-/// The accounts `client_id` lost permission to.
-pub(crate) fn revoked_for(st: &Persisted, user_id: &str, client_id: &str) -> BTreeSet<String> {
+/// The accounts `client_id` lost permission to, if any.
+pub(crate) fn revoked_for<'a>(
+    st: &'a Persisted,
+    user_id: &str,
+    client_id: &str,
+) -> Option<&'a BTreeSet<String>> {
     st.revoked
         .get(user_id)
         .and_then(|by_client| by_client.get(client_id))
-        .cloned()
-        .unwrap_or_default()
+        .filter(|revoked| !revoked.is_empty())
 }
 
 /// The accounts of `user_id` that `client_id` sees (every account with `None`).
@@ -58,8 +61,9 @@ pub(crate) fn visible_accounts(
     client_id: Option<&str>,
 ) -> Vec<AccountRecord> {
     let mut set = account_set(shared, st, user_id);
-    if let Some(client) = client_id {
-        let revoked = revoked_for(st, user_id, client);
+    if let Some(client) = client_id
+        && let Some(revoked) = revoked_for(st, user_id, client)
+    {
         set.retain(|a| !revoked.contains(&a.id));
     }
     set
@@ -99,11 +103,12 @@ pub(crate) fn named_accounts(descriptor: &Value) -> Vec<&str> {
 /// Whether a pushed file is hidden from `client_id`: its descriptor names an account
 /// the user withdrew from that client.
 pub(crate) fn hidden_from(st: &Persisted, file: &LibraryFile, client_id: &str) -> bool {
-    let revoked = revoked_for(st, &file.user_id, client_id);
-    !revoked.is_empty()
-        && named_accounts(&file.descriptor)
+    // A lookup, no copy: this runs for every stored file of every list and download.
+    revoked_for(st, &file.user_id, client_id).is_some_and(|revoked| {
+        named_accounts(&file.descriptor)
             .iter()
             .any(|a| revoked.contains(*a))
+    })
 }
 
 /// Where files removed from the library wait to be deleted: `{state dir}/trash`, on

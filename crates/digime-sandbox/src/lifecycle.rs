@@ -9,7 +9,7 @@
 //! files deleted. A disk failure before the save → 500 `InternalError`, nothing changed.
 
 use crate::checks::{ApiFailure, check_redirect_uri};
-use crate::common::{ApiResult, CODE_TTL_MS, EXPIRED_CODE_MEMORY_MS, internal};
+use crate::common::{ApiResult, CODE_TTL_MS, internal, internal_msg, safe_name, still_remembered};
 use crate::library::{Moved, account_set_mut, move_out, named_accounts, visible_accounts};
 use crate::state::{LibraryFile, Persisted, RevokeCode};
 use crate::tokens::user_call;
@@ -87,7 +87,7 @@ async fn revoke_url(State(shared): State<Shared>, headers: HeaderMap) -> ApiResu
         check_redirect_uri(redirect_uri)?;
         let now = now_ms();
         st.revoke_codes
-            .retain(|_, c| c.expires_ms + EXPIRED_CODE_MEMORY_MS > now);
+            .retain(|_, c| still_remembered(c.expires_ms, now));
         st.revoke_codes.insert(
             code.clone(),
             RevokeCode {
@@ -159,6 +159,10 @@ async fn delete_user(State(shared): State<Shared>, headers: HeaderMap) -> ApiRes
         if !st.users.contains_key(&tok.user_id) {
             return Err(ApiFailure::invalid_token("access_token", false));
         }
+        if !safe_name(&tok.user_id) {
+            // Only an edited state file names a user so; never delete outside the library.
+            return Err(internal_msg("the user id is not a library folder name"));
+        }
         let mut next = st.clone();
         forget_user(&mut next, &tok.user_id);
         let dir = shared.library_dir().join(&tok.user_id);
@@ -198,7 +202,8 @@ async fn delete_account(State(shared): State<Shared>, headers: HeaderMap) -> Api
         let user_dir = shared.library_dir().join(user_id);
         let paths: Vec<PathBuf> = gone
             .iter()
-            .filter(|f| f.generated.is_none())
+            // A stored file's id is one path component (an edited state file aside).
+            .filter(|f| f.generated.is_none() && safe_name(&f.id))
             .map(|f| user_dir.join(&f.id))
             .collect();
         commit(&shared, &mut st, next, &paths)?

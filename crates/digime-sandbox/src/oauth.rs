@@ -4,16 +4,16 @@
 
 use crate::checks::{ApiFailure, check_agent, check_redirect_uri, verify_bearer};
 use crate::common::{
-    ApiResult, CODE_TTL_MS, EXPIRED_CODE_MEMORY_MS, SESSION_TTL_MS, internal, json_body, jwks,
-    server_token_at,
+    ApiResult, CODE_TTL_MS, SESSION_TTL_MS, internal, json_body, jwks, server_token_at,
+    still_remembered,
 };
 use crate::state::{
     PreAuthorization, ReferenceCode, ReferenceKind, ReferenceRecord, SessionRecord,
 };
 use crate::sync::parse_options;
 use crate::tokens::{
-    check_authorize_claims, check_pkce_claims, genuine_access_token, live_access_token,
-    redeem_grant, token_answer,
+    check_authorize_claims, check_pkce_claims, live_access_token, redeem_grant, token_answer,
+    user_token,
 };
 use crate::{Shared, now_ms, random_id};
 use axum::Router;
@@ -53,6 +53,29 @@ fn check_actions(body: &Value) -> Result<Option<Value>, ApiFailure> {
     }
 }
 
+/// The session a code hands out: bound to the user, and readable, once they consent.
+fn pending_session(client_id: String, now: u64) -> SessionRecord {
+    SessionRecord {
+        client_id,
+        expires_ms: now + SESSION_TTL_MS,
+        user_id: None,
+        sync: None,
+        exchange_token: None,
+    }
+}
+
+/// The answer of `oauth/authorize` and `oauth/token/reference`: 201 with the code in a
+/// server token, and the session it hands out.
+fn code_answer(shared: &Shared, claims: Value, session_key: &str, now: u64) -> ApiResult {
+    let token = server_token_at(shared, &shared.info.api, claims)?;
+    let session = json!({"key": session_key, "expiry": now + SESSION_TTL_MS});
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"token": token, "session": session})),
+    )
+        .into_response())
+}
+
 async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     let body = json_body(&body)?;
@@ -79,7 +102,7 @@ async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     {
         let mut st = shared.lock();
         st.preauths
-            .retain(|_, p| p.expires_ms + EXPIRED_CODE_MEMORY_MS > now);
+            .retain(|_, p| still_remembered(p.expires_ms, now));
         st.preauths.insert(
             code.clone(),
             PreAuthorization {
@@ -94,26 +117,16 @@ async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
         );
         st.sessions.insert(
             session_key.clone(),
-            SessionRecord {
-                client_id: v.contract.client_id(),
-                expires_ms: now + SESSION_TTL_MS,
-                user_id: None,
-                sync: None,
-                exchange_token: None,
-            },
+            pending_session(v.contract.client_id(), now),
         );
         shared.save(&st).map_err(internal)?;
     }
-    let token = server_token_at(
+    code_answer(
         &shared,
-        &shared.info.api,
         json!({"preauthorization_code": code}),
-    )?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"token": token, "session": {"key": session_key, "expiry": now + SESSION_TTL_MS}})),
+        &session_key,
+        now,
     )
-        .into_response())
 }
 
 /// `_body`: the call has no body, but a client may send an empty (chunked) one; it is
@@ -149,14 +162,10 @@ async fn token_reference(
     let body = json_body(&body)?;
     check_agent(&shared, &body)?;
     let actions = check_actions(&body)?;
-    let access_token = v.require_str("access_token")?;
+    v.require_str("access_token")?;
     let redirect_uri = v.require_str("redirect_uri")?;
     check_redirect_uri(redirect_uri)?;
-    let state = match v.claims.get("state") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiFailure::bad_params("state must be a string")),
-    };
+    let state = v.optional_str("state")?.map(str::to_owned);
     let pkce =
         v.claims.contains_key("code_challenge") || v.claims.contains_key("code_challenge_method");
     let code_challenge = if pkce {
@@ -164,15 +173,9 @@ async fn token_reference(
     } else {
         None
     };
-    let tok = if pkce {
-        genuine_access_token(&shared, access_token)?
-    } else {
-        live_access_token(&shared, access_token)?
-    };
+    // User-reauth is for a dead token: a genuine one will do there.
+    let tok = user_token(&shared, &v, pkce)?;
     let client_id = v.contract.client_id();
-    if tok.client_id != client_id {
-        return Err(ApiFailure::invalid_token("access_token", false));
-    }
     let code = random_id("REF_");
     let session_key = random_id("sess_");
     let now = now_ms();
@@ -183,7 +186,7 @@ async fn token_reference(
             return Err(ApiFailure::invalid_token("access_token", false));
         }
         st.reference_codes
-            .retain(|_, c| c.expires_ms + EXPIRED_CODE_MEMORY_MS > now);
+            .retain(|_, c| still_remembered(c.expires_ms, now));
         st.reference_codes.insert(
             code.clone(),
             ReferenceCode {
@@ -197,28 +200,13 @@ async fn token_reference(
                 expires_ms,
             },
         );
-        st.sessions.insert(
-            session_key.clone(),
-            SessionRecord {
-                client_id,
-                expires_ms: now + SESSION_TTL_MS,
-                user_id: None,
-                sync: None,
-                exchange_token: None,
-            },
-        );
+        st.sessions
+            .insert(session_key.clone(), pending_session(client_id, now));
         shared.save(&st).map_err(internal)?;
     }
-    let token = server_token_at(
-        &shared,
-        &shared.info.api,
-        json!({"reference_code": code, "token_type": "Bearer", "expires_on": expires_ms / 1000}),
-    )?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"token": token, "session": {"key": session_key, "expiry": now + SESSION_TTL_MS}})),
-    )
-        .into_response())
+    let claims =
+        json!({"reference_code": code, "token_type": "Bearer", "expires_on": expires_ms / 1000});
+    code_answer(&shared, claims, &session_key, now)
 }
 
 /// How long a reference is kept.

@@ -4,11 +4,12 @@
 //! automatic consent, decides at once, and sends the browser back to the app with a
 //! 302 to the redirect URI of its code, merged with that URI's own query.
 
-use crate::common::{CODE_TTL_MS, html_escape, postbox_key, saas_postbox, saas_postbox_of};
+use crate::common::{html_escape, postbox_key, redirect, saas_postbox, saas_postbox_of};
 use crate::demo::{CATALOGUE, Service, SourceType, new_account, service_by_source};
 use crate::library::{account_set, account_set_mut, library_for, visible_accounts};
-use crate::state::{AuthCode, Persisted, ReferenceCode, ReferenceKind, UserRecord};
+use crate::state::{Persisted, ReferenceCode, ReferenceKind, UserRecord};
 use crate::sync::{SessionOptions, parse_options, start_sync};
+use crate::tokens::issue_auth_code;
 use crate::{ConsentMode, Shared, now_ms, random_id};
 use axum::Router;
 use axum::body::Bytes;
@@ -182,6 +183,10 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            // `from_str_radix` takes a sign (`%+f`): only two hex digits are an escape.
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -256,8 +261,8 @@ fn check_link(page: Page, p: &Params) -> Result<Link, String> {
             locale()?;
             link.trigger_query = boolean("triggerQuery")?;
         }
-        // The SDKs build both pages' links with the same parameters (authorize's also
-        // carries `storageRef`), so both are checked alike.
+        // Both pages take the same parameters (authorize also `storageRef`): a page
+        // checks its own query whoever built the link; a bad value is the page's error.
         Page::Authorize | Page::Onboard => {
             link.source_type = source_type(page == Page::Onboard)?;
             link.service = match p.get("service") {
@@ -396,18 +401,7 @@ impl Back {
 
     /// Like [`Back::redirect`], with parameters after `state`.
     fn go(&self, params: &[(&'static str, String)]) -> Response {
-        let mut target = self.target.clone();
-        {
-            let mut q = target.query_pairs_mut();
-            for (k, v) in params {
-                q.append_pair(k, v);
-            }
-        }
-        (
-            StatusCode::FOUND,
-            [(axum::http::header::LOCATION, target.to_string())],
-        )
-            .into_response()
+        redirect(self.target.clone(), params)
     }
 
     fn fail(&self, code: &str) -> Response {
@@ -577,17 +571,13 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
             s.sync = Some(plan);
         }
     }
-    let auth_code = random_id("AUTH_");
-    st.codes.retain(|_, c| c.expires_ms > now);
-    st.codes.insert(
-        auth_code.clone(),
-        AuthCode {
-            client_id: pre.client_id.clone(),
-            user_id: user_id.clone(),
-            code_challenge: pre.code_challenge.clone(),
-            expires_ms: now + CODE_TTL_MS,
-            legacy_redirect_uri: None,
-        },
+    let auth_code = issue_auth_code(
+        &mut st,
+        &pre.client_id,
+        &user_id,
+        &pre.code_challenge,
+        None,
+        now,
     );
     let mut params = vec![
         ("success", "true".to_owned()),
@@ -742,18 +732,9 @@ fn reference(
     let mut params = vec![("success", "true".to_owned())];
     match action {
         Action::Reauth => {
-            let auth_code = random_id("AUTH_");
-            st.codes.retain(|_, c| c.expires_ms > now);
-            st.codes.insert(
-                auth_code.clone(),
-                AuthCode {
-                    client_id: rc.client_id.clone(),
-                    user_id: rc.user_id.clone(),
-                    code_challenge: rc.code_challenge.clone().unwrap_or_default(),
-                    expires_ms: now + CODE_TTL_MS,
-                    legacy_redirect_uri: None,
-                },
-            );
+            let challenge = rc.code_challenge.as_deref().unwrap_or_default();
+            let auth_code =
+                issue_auth_code(&mut st, &rc.client_id, &rc.user_id, challenge, None, now);
             params.push(("code", auth_code));
         }
         Action::Onboard { service, existing } => match existing {
@@ -850,6 +831,14 @@ fn revoke(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_escape_is_two_hex_digits() {
+        assert_eq!(percent_decode("%7B%22a%22%7D").as_deref(), Some("{\"a\"}"));
+        for bad in ["%+f", "%-1", "%4", "%zz", "%C3"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 
     fn params(q: &str) -> Params {
         Params::parse(q.as_bytes())

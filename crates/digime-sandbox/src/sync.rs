@@ -420,7 +420,7 @@ pub(crate) fn account_list(
             let s = a.service;
             let status = match failures.get(&a.id) {
                 Some(e) if e.reauth => json!({"authorized": false}),
-                _ => json!({"authorized": true, "expiresAt": a.added_ms + 365 * 86_400_000}),
+                _ => json!({"authorized": true, "expiresAt": a.added_ms.saturating_add(365 * 86_400_000)}),
             };
             let mut account = json!({
                 "id": a.id,

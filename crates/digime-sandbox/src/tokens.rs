@@ -3,8 +3,9 @@
 //! access token and the authorize claims.
 
 use crate::checks::{ApiFailure, Verified, check_redirect_uri, verify_bearer};
+use crate::common::CODE_TTL_MS;
 use crate::common::{ApiResult, internal, server_token_at};
-use crate::state::{IssuedToken, Persisted};
+use crate::state::{AuthCode, IssuedToken, Persisted};
 use crate::{Shared, now_ms, random_id};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -44,12 +45,27 @@ pub(crate) fn user_call(
     headers: &HeaderMap,
 ) -> Result<(Verified, IssuedToken), ApiFailure> {
     let v = verify_bearer(shared, headers)?;
+    let tok = user_token(shared, &v, false)?;
+    Ok((v, tok))
+}
+
+/// The `access_token` claim of a verified bearer: an access token of the same
+/// contract, live, or (`genuine_will_do`, for user-reauth) merely genuine.
+pub(crate) fn user_token(
+    shared: &Shared,
+    v: &Verified,
+    genuine_will_do: bool,
+) -> Result<IssuedToken, ApiFailure> {
     let at = v.require_str("access_token")?;
-    let tok = live_access_token(shared, at)?;
+    let tok = if genuine_will_do {
+        genuine_access_token(shared, at)?
+    } else {
+        live_access_token(shared, at)?
+    };
     if tok.client_id != v.contract.client_id() {
         return Err(ApiFailure::invalid_token("access_token", false));
     }
-    Ok((v, tok))
+    Ok(tok)
 }
 
 /// The claims every `oauth/authorize` carries (v1.5 and v1.7): `response_type=code`,
@@ -86,6 +102,32 @@ pub(crate) fn check_pkce_claims(v: &Verified) -> Result<&str, ApiFailure> {
         ));
     }
     Ok(challenge)
+}
+
+/// Issues a single-use authorization code of `client_id` for `user_id`, exchanged
+/// at `oauth/token` with the verifier of `code_challenge` (and, for a code of the
+/// postbox era's native app, only with `legacy_redirect_uri`); forgets expired codes.
+pub(crate) fn issue_auth_code(
+    st: &mut Persisted,
+    client_id: &str,
+    user_id: &str,
+    code_challenge: &str,
+    legacy_redirect_uri: Option<String>,
+    now: u64,
+) -> String {
+    let code = random_id("AUTH_");
+    st.codes.retain(|_, c| c.expires_ms > now);
+    st.codes.insert(
+        code.clone(),
+        AuthCode {
+            client_id: client_id.to_owned(),
+            user_id: user_id.to_owned(),
+            code_challenge: code_challenge.to_owned(),
+            expires_ms: now.saturating_add(CODE_TTL_MS),
+            legacy_redirect_uri,
+        },
+    );
+    code
 }
 
 /// A freshly issued token pair.

@@ -38,10 +38,10 @@ pub struct RevokeAccountPermission {
 }
 
 impl RevokeAccountPermission {
-    /// Revokes `account_id`; the user returns to `redirect_uri`.
+    /// Revokes `account_id` (not empty); the user returns to `redirect_uri`.
     pub fn new(account_id: &str, redirect_uri: &str) -> Result<Self, Error> {
         Ok(RevokeAccountPermission {
-            account_id: header_value("account id", account_id)?,
+            account_id: wire::account_id_header(account_id)?,
             redirect_uri: header_value("redirect URI", redirect_uri)?,
         })
     }
@@ -63,10 +63,7 @@ impl UserOperation for RevokeAccountPermission {
     ) -> Result<Request<Body>, Error> {
         let mut req = user_request(sdk, contract, token, now, Method::GET, PATH, Body::Empty)?;
         let headers = req.headers_mut();
-        headers.insert(
-            HeaderName::from_static("accountid"),
-            self.account_id.clone(),
-        );
+        headers.insert(wire::ACCOUNT_ID, self.account_id.clone());
         headers.insert(
             HeaderName::from_static("redirecturi"),
             self.redirect_uri.clone(),
