@@ -237,6 +237,10 @@ id_type!(
     /// A digi.me contract id.
     ContractId
 );
+id_type!(
+    /// The id of a cloud storage (`create_provisional_storage`, `user_storage`).
+    StorageId
+);
 id_type!(redacted
     /// A session key: of a read session, or of an SDK v0.5–v4 session.
     SessionKey

@@ -15,20 +15,6 @@ use crate::wire::{self, Body};
 use http::{HeaderValue, Method, Request, Response, header};
 use std::time::SystemTime;
 
-/// A deletion's 2xx body must be JSON or empty.
-fn parse_deleted(response: &Response<Vec<u8>>, context: &'static str) -> Result<(), Error> {
-    let body = response.body();
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
-    }
-    serde_json::from_slice::<serde_json::Value>(body)
-        .map(|_| ())
-        .map_err(|e| Error::Decode {
-            context,
-            detail: format!("the answer is not JSON: {e}"),
-        })
-}
-
 /// A DELETE of `path`, with the account in the `accountId` header when there is one.
 fn delete_request(
     sdk: &Sdk,
@@ -76,7 +62,7 @@ impl UserOperation for DeleteUser {
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<(), Error> {
-        parse_deleted(&response, "delete user")
+        wire::json_or_empty(response.body(), "delete user")
     }
 
     fn refresh_on_any_401(&self) -> bool {
@@ -123,7 +109,7 @@ impl UserOperation for DeleteAccount {
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<(), Error> {
-        parse_deleted(&response, "delete account")
+        wire::json_or_empty(response.body(), "delete account")
     }
 
     fn refresh_on_any_401(&self) -> bool {

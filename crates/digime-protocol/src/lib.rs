@@ -27,12 +27,18 @@
 //! | GET, HEAD `…/query/{session}/{file}` | [`read::file`] | [`ReadFile`] |
 //! | GET `permission-access/accounts` | [`read::accounts`] | [`refresh::AuthedCall`] |
 //! | DELETE `user`, DELETE `permission-access/service/h:accountId` | [`delete`] | [`refresh::AuthedCall`] |
+//! | POST `discovery/sources`, `discovery/{countries,platforms,categories}` | [`discovery::sources`], [`discovery::facets`] | [`call::ClientCall`] |
+//! | GET `permission-access/sample/datasets/{source}` | [`discovery::sample_data`] | [`call::ClientCall`] |
+//! | GET `export/{serviceType}/report` | [`report`] | [`stream::Streamed`] over [`refresh::AuthedCall`] |
+//! | POST `permission-access/import/h:accountId/fhir/{version}` | [`provider`] | [`refresh::AuthedCall`] |
+//! | POST, GET `storage` | [`storage::account`] | [`call::ClientCall`], [`refresh::AuthedCall`] |
+//! | `{cloud}clouds/{storage}/files/apps/{app}{path}` | [`storage::files`] | [`call::ClientCall`], [`stream::Streamed`] |
 //! | the postbox era | [`legacy`] | its own, built on the above |
 //!
 //! The building blocks they share: [`flow`] (the run loop, one request with retries),
 //! [`refresh`] (refresh-then-retry, for every call made with a user's token), [`call`]
 //! (calls made with the contract alone), [`upload`] (the caller's upload, plain or
-//! transformed), [`wire`] (signing, errors), and [`read_all`] (the read-all coordinator).
+//! transformed), [`stream`] (an answer streamed through a decoder), [`wire`] (signing, errors), and [`read_all`] (the read-all coordinator).
 //! [`legacy`] builds on them; nothing else names it.
 //!
 //! The run loop and the state diagrams are in [`flow`]. A push answered with 401,
@@ -84,17 +90,22 @@ pub mod auth;
 pub mod call;
 pub mod config;
 pub mod delete;
+pub mod discovery;
 pub mod error;
 pub mod file;
 pub mod flow;
 pub mod jwks;
 pub mod legacy;
+pub mod provider;
 pub mod push;
 pub mod read;
 pub mod read_all;
 pub mod refresh;
+pub mod report;
 pub mod retry;
 mod sdk;
+pub mod storage;
+pub mod stream;
 pub mod token;
 pub mod upload;
 pub mod wire;
@@ -106,8 +117,14 @@ pub use auth::{
 };
 pub use auth::{ContractAccess, ContractApplication, ContractDetails, PullOptions, Session};
 pub use call::{ClientCall, ClientOperation};
-pub use config::{Agent, ApplicationId, Config, Contract, ContractId, FileFormat, SessionKey};
+pub use config::{
+    Agent, ApplicationId, Config, Contract, ContractId, FileFormat, SessionKey, StorageId,
+};
 pub use digime_crypto::{CodeVerifier, PrivateKey, SecretString};
+pub use discovery::{
+    Category, Country, FacetQuery, Platform, SampleDataSet, Source, SourceFilter, SourcesPage,
+    SourcesQuery,
+};
 pub use error::{
     ApiError, CallbackError, CallbackErrorCode, Error, ErrorCode, TransportError,
     TransportErrorKind,
@@ -115,6 +132,7 @@ pub use error::{
 pub use file::{FileDecoder, Output, ReadFile};
 pub use flow::{Authed, Event, Flow, Step};
 pub use jwks::KeySet;
+pub use provider::FhirVersion;
 pub use push::{AccountRef, FileDescriptor};
 pub use read::{
     Account, AccountSyncStatus, Compression, FileData, FileHead, FileList, FileListEntry,
@@ -122,8 +140,10 @@ pub use read::{
 };
 pub use read_all::{ReadAllEvent, ReadAllOptions, ReadAllSummary, StopHandle};
 pub use refresh::{AuthedCall, UserOperation};
+pub use report::PortabilityReportOptions;
 pub use retry::RetryPolicy;
 pub use sdk::Sdk;
+pub use storage::{Storage, StorageFile, StorageFileList};
 pub use token::{Token, User, UserAccessToken};
 
 /// Re-exported so that drivers and apps use the same `http` types.

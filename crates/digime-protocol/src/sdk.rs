@@ -11,16 +11,28 @@ use crate::auth::{
     check_token,
 };
 use crate::call::ClientCall;
-use crate::config::SessionKey;
 use crate::config::{Config, Contract};
+use crate::config::{SessionKey, StorageId};
 use crate::delete::{DeleteAccount, DeleteUser};
+use crate::discovery::{
+    Category, Country, FacetQuery, Platform, QueryFacets, QuerySources, ReadSampleDataSets,
+    SourcesQuery,
+};
 use crate::error::Error;
 use crate::file::{Output, ReadFile};
 use crate::jwks::{KeySet, KeySetCache};
+use crate::provider::{FhirVersion, PushToProvider};
 use crate::push::{FileDescriptor, PushToLibrary};
 use crate::read::{ReadAccounts, ReadFileList, ReadFileMetadata, ReadSession};
 use crate::read_all::{ReadAllFiles, ReadAllOptions};
 use crate::refresh::{AuthedCall, UserOperation};
+use crate::report::{PortabilityReport, PortabilityReportOptions, ReportRequest};
+use crate::storage::files::{self as storage_files, DownloadStorageFile};
+use crate::storage::{
+    CreateProvisionalStorage, DeleteStorageFiles, ListStorageFiles, ReadUserStorage,
+    UploadStorageFile,
+};
+use crate::stream::{Plain, Streamed};
 use crate::token::UserAccessToken;
 use digime_crypto::CodeVerifier;
 use std::sync::Arc;
@@ -318,7 +330,155 @@ impl Sdk {
 
     /// What the contract allows (GET `permission-access/contract`).
     pub fn contract_details(&self, contract: &Contract) -> ClientCall<ReadContractDetails> {
-        ClientCall::new(self.clone(), contract.clone(), ReadContractDetails)
+        self.client_call(contract, ReadContractDetails)
+    }
+
+    /// The sources a user can onboard (POST `discovery/sources`): approved pull
+    /// sources unless the query's filter says otherwise, one page at a time
+    /// ([`crate::discovery::SourcesPage::next_offset`]).
+    pub fn query_sources(
+        &self,
+        contract: &Contract,
+        query: &SourcesQuery,
+    ) -> Result<ClientCall<QuerySources>, Error> {
+        Ok(self.client_call(contract, QuerySources::new(query)?))
+    }
+
+    /// The countries sources are in (POST `discovery/countries`).
+    pub fn query_countries(
+        &self,
+        contract: &Contract,
+        query: &FacetQuery,
+    ) -> Result<ClientCall<QueryFacets<Country>>, Error> {
+        Ok(self.client_call(contract, QueryFacets::new(query)?))
+    }
+
+    /// The platforms of sources (POST `discovery/platforms`).
+    pub fn query_platforms(
+        &self,
+        contract: &Contract,
+        query: &FacetQuery,
+    ) -> Result<ClientCall<QueryFacets<Platform>>, Error> {
+        Ok(self.client_call(contract, QueryFacets::new(query)?))
+    }
+
+    /// The categories of sources (POST `discovery/categories`).
+    pub fn query_categories(
+        &self,
+        contract: &Contract,
+        query: &FacetQuery,
+    ) -> Result<ClientCall<QueryFacets<Category>>, Error> {
+        Ok(self.client_call(contract, QueryFacets::new(query)?))
+    }
+
+    /// A source's sample data sets (GET `permission-access/sample/datasets/{sourceId}`),
+    /// by id: the `data_set` of [`crate::auth::SampleData`].
+    pub fn service_sample_data_sets(
+        &self,
+        contract: &Contract,
+        source_id: u64,
+    ) -> ClientCall<ReadSampleDataSets> {
+        self.client_call(contract, ReadSampleDataSets::new(source_id))
+    }
+
+    /// The user's portability report (GET `export/{serviceType}/report`), streamed to
+    /// the driver's sink.
+    pub fn portability_report(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        options: &PortabilityReportOptions,
+    ) -> Result<PortabilityReport, Error> {
+        let request = self.call(contract, token, ReportRequest::new(options)?);
+        Ok(Streamed::new(request, Plain))
+    }
+
+    /// Pushes a FHIR resource (a JSON object) to the health provider of one of the
+    /// user's push accounts (POST `permission-access/import/h:accountId/fhir/{version}`).
+    pub fn push_to_provider(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+        account_id: &str,
+        version: FhirVersion,
+        resource: &serde_json::Value,
+    ) -> Result<AuthedCall<PushToProvider>, Error> {
+        let op = PushToProvider::new(account_id, version, resource)?;
+        Ok(self.call(contract, token, op))
+    }
+
+    /// A new provisional storage (POST `storage`), to give a user at authorization
+    /// ([`AuthorizeOptions::storage_id`]).
+    pub fn create_provisional_storage(
+        &self,
+        contract: &Contract,
+    ) -> ClientCall<CreateProvisionalStorage> {
+        self.client_call(contract, CreateProvisionalStorage)
+    }
+
+    /// The user's storage (GET `storage`).
+    pub fn user_storage(
+        &self,
+        contract: &Contract,
+        token: &UserAccessToken,
+    ) -> AuthedCall<ReadUserStorage> {
+        self.call(contract, token, ReadUserStorage)
+    }
+
+    /// The files of a storage folder (`""` or `/` is the application's root), and of
+    /// its subfolders with `recursive`.
+    pub fn list_storage_files(
+        &self,
+        contract: &Contract,
+        storage: &StorageId,
+        folder: &str,
+        recursive: bool,
+    ) -> Result<ClientCall<ListStorageFiles>, Error> {
+        let op = ListStorageFiles::new(self.config(), storage.clone(), folder, recursive)?;
+        Ok(self.client_call(contract, op))
+    }
+
+    /// Uploads a file into a storage folder, encrypted to the contract's own key as
+    /// it streams; the body is the driver's to stream ([`crate::wire::Body::Upload`]).
+    pub fn upload_storage_file(
+        &self,
+        contract: &Contract,
+        storage: &StorageId,
+        folder: &str,
+        file_name: &str,
+    ) -> Result<ClientCall<UploadStorageFile>, Error> {
+        let op = UploadStorageFile::new(storage.clone(), folder, file_name)?;
+        Ok(self.client_call(contract, op))
+    }
+
+    /// Downloads a storage file, decrypted as it streams to the driver's sink.
+    pub fn download_storage_file(
+        &self,
+        contract: &Contract,
+        storage: &StorageId,
+        path: &str,
+    ) -> Result<DownloadStorageFile, Error> {
+        storage_files::download(self.clone(), contract.clone(), storage.clone(), path)
+    }
+
+    /// Deletes a storage file (`/a/x.json`), a folder and all in it (`/a/`), or all
+    /// of the application's files (`/`).
+    pub fn delete_storage_files(
+        &self,
+        contract: &Contract,
+        storage: &StorageId,
+        path: &str,
+    ) -> Result<ClientCall<DeleteStorageFiles>, Error> {
+        let op = DeleteStorageFiles::new(storage.clone(), path)?;
+        Ok(self.client_call(contract, op))
+    }
+
+    fn client_call<O: crate::call::ClientOperation>(
+        &self,
+        contract: &Contract,
+        op: O,
+    ) -> ClientCall<O> {
+        ClientCall::new(self.clone(), contract.clone(), op)
     }
 
     /// Runs any user-token operation with refresh-on-401.

@@ -111,6 +111,20 @@ pub fn account_id_header(id: &str) -> Result<HeaderValue, Error> {
     header_value("account id", id)
 }
 
+/// Checks a 2xx body that must be JSON or empty (whitespace only), and is otherwise
+/// ignored: a deletion's, an upload's, a provider push's.
+pub(crate) fn json_or_empty(body: &[u8], context: &'static str) -> Result<(), Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| Error::Decode {
+            context,
+            detail: format!("the answer is not JSON: {e}"),
+        })
+}
+
 /// Adds `accept: application/json`.
 pub fn accept_json(mut req: Request<Body>) -> Request<Body> {
     req.headers_mut()

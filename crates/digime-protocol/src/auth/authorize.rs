@@ -1,8 +1,10 @@
 //! POST `oauth/authorize` and the onboard URL (`docs/protocol.md`, "Authorize"): a
 //! fresh PKCE pair per attempt, the server's token verified, the URL built.
 
-use super::code::{CodeRequest, no_refresh};
+use super::code::{CodeRequest, IssuedCode, no_refresh};
+use super::reference::{CreateReference, ReferenceKind};
 use super::{AuthorizeOptions, AuthorizeUrl, SampleData, SourceType, SourcesScope};
+use crate::call::ClientCall;
 use crate::config::{Config, Contract};
 use crate::error::{Error, TransportError};
 use crate::flow::{Flow, Step, Sub, misuse};
@@ -125,8 +127,10 @@ enum Target {
 }
 
 /// Builds the authorization URL (docs/protocol.md, "Authorize"): POST `oauth/authorize` with a fresh PKCE
-/// pair per attempt, verify the server's token, build the onboard URL. The user-reauth
-/// URL is the same flow over `oauth/token/reference` ([`super::ReauthorizeFlow`]).
+/// pair per attempt, verify the server's token, then, with a
+/// [`AuthorizeOptions::storage_id`], POST `reference` for the URL's `storageRef`, and
+/// build the onboard URL. The user-reauth URL is the same flow over
+/// `oauth/token/reference` ([`super::ReauthorizeFlow`]).
 pub struct AuthorizeFlow {
     sdk: Sdk,
     contract: Contract,
@@ -134,6 +138,8 @@ pub struct AuthorizeFlow {
     options: AuthorizeOptions,
     target: Target,
     request: CodeRequest,
+    /// The storage reference being made, with the code it is for.
+    storage_ref: Option<(IssuedCode, ClientCall<CreateReference>)>,
 }
 
 /// The `{agent, actions?}` body of the calls that create a session with their code.
@@ -194,6 +200,7 @@ impl AuthorizeFlow {
             options,
             target: Target::Onboard,
             request,
+            storage_ref: None,
         })
     }
 
@@ -227,28 +234,24 @@ impl AuthorizeFlow {
             options: AuthorizeOptions::default(),
             target: Target::Made(Some(make_url)),
             request,
+            storage_ref: None,
         }
     }
-}
 
-const PATH: &str = "oauth/authorize";
-const CODE_CLAIM: &str = "preauthorization_code";
-
-impl Flow for AuthorizeFlow {
-    type Output = AuthorizeUrl;
-    fn poll(&mut self, now: SystemTime) -> Step<AuthorizeUrl> {
-        let issued = match no_refresh(self.request.poll(&self.sdk, &self.contract, now)) {
-            Sub::Send(r) => return Step::Send(r),
-            Sub::Sleep(d) => return Step::Sleep(d),
-            Sub::Done(Err(e)) => return Step::Done(Err(e)),
-            Sub::Done(Ok(issued)) => issued,
-        };
+    /// The URL from the verified code (and the storage reference, if any).
+    fn done(&mut self, issued: IssuedCode, storage_ref: Option<&str>) -> Step<AuthorizeUrl> {
         let Some(code_verifier) = issued.verifier else {
             return Step::Done(Err(misuse("no verifier")));
         };
         let config = self.sdk.config();
         let url = match &mut self.target {
-            Target::Onboard => onboard_url(config, "authorize", &issued.code, &self.options, None),
+            Target::Onboard => onboard_url(
+                config,
+                "authorize",
+                &issued.code,
+                &self.options,
+                storage_ref,
+            ),
             Target::Made(make_url) => match make_url.take() {
                 Some(make_url) => make_url(config, &issued.code),
                 None => return Step::Done(Err(misuse("URL made twice"))),
@@ -260,11 +263,57 @@ impl Flow for AuthorizeFlow {
             session: issued.session,
         }))
     }
+}
+
+const PATH: &str = "oauth/authorize";
+const CODE_CLAIM: &str = "preauthorization_code";
+
+impl Flow for AuthorizeFlow {
+    type Output = AuthorizeUrl;
+    fn poll(&mut self, now: SystemTime) -> Step<AuthorizeUrl> {
+        if let Some((_, call)) = &mut self.storage_ref {
+            return match call.poll(now) {
+                Step::Done(Ok(reference)) => match self.storage_ref.take() {
+                    Some((issued, _)) => self.done(issued, Some(&reference)),
+                    None => Step::Done(Err(misuse("no code"))),
+                },
+                Step::Done(Err(e)) => Step::Done(Err(e)),
+                Step::Send(r) => Step::Send(r),
+                Step::Sleep(d) => Step::Sleep(d),
+                Step::Event(e) => Step::Event(e),
+                Step::Receive => Step::Done(Err(misuse("a reference never streams"))),
+            };
+        }
+        let issued = match no_refresh(self.request.poll(&self.sdk, &self.contract, now)) {
+            Sub::Send(r) => return Step::Send(r),
+            Sub::Sleep(d) => return Step::Sleep(d),
+            Sub::Done(Err(e)) => return Step::Done(Err(e)),
+            Sub::Done(Ok(issued)) => issued,
+        };
+        match (&self.target, &self.options.storage_id) {
+            (Target::Onboard, Some(storage)) => {
+                let op = match CreateReference::new(ReferenceKind::Storage, storage.as_str()) {
+                    Ok(op) => op,
+                    Err(e) => return Step::Done(Err(e)),
+                };
+                let call = ClientCall::new(self.sdk.clone(), self.contract.clone(), op);
+                self.storage_ref = Some((issued, call));
+                self.poll(now)
+            }
+            _ => self.done(issued, None),
+        }
+    }
     fn handle_response(&mut self, response: Response<Vec<u8>>) {
-        self.request.handle(Ok(response));
+        match &mut self.storage_ref {
+            Some((_, call)) => call.handle_response(response),
+            None => self.request.handle(Ok(response)),
+        }
     }
     fn handle_transport_error(&mut self, error: TransportError) {
-        self.request.handle(Err(error));
+        match &mut self.storage_ref {
+            Some((_, call)) => call.handle_transport_error(error),
+            None => self.request.handle(Err(error)),
+        }
     }
 }
 

@@ -276,6 +276,10 @@ pub struct AuthorizeOptions {
     /// A token the user already has for another contract: links this contract to the
     /// same library.
     pub user_access_token: Option<UserAccessToken>,
+    /// A provisional storage ([`crate::Sdk::create_provisional_storage`]) that becomes
+    /// the user's once they authorize: the flow makes a reference to it (POST
+    /// `reference`) for the URL's `storageRef`.
+    pub storage_id: Option<crate::config::StorageId>,
 }
 
 impl AuthorizeOptions {

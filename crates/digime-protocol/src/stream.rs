@@ -1,0 +1,215 @@
+//! A call whose 2xx answer is streamed to the caller's sink through a decoder: the
+//! portability report (as it is) and a storage download (decrypted). The request is
+//! any [`Flow`] (with its own retries and refresh rule) whose request is marked
+//! [`StreamResponse`]; once it is answered with a 2xx, the driver is asked to stream
+//! the body ([`Step::Receive`]), each chunk goes through the [`BodyDecode`], and the
+//! output goes to the driver's sink.
+//!
+//! ```text
+//!  ┌───────────────────┐ 2xx   ┌────────────────────────────┐ end, decoder ok ┌──────┐
+//!  │ the request's flow├──────▶│ Receive: chunks → decoder → ├───────────────▶│ Done │
+//!  └─────────┬─────────┘       └──────┬──────────────┬──────┘                 └──────┘
+//!            │ error                  │ bad data     │ connection lost
+//!            ▼                        ▼              ▼ (never retried: bytes may
+//!        Done(Err)                Done(Err)       Done(Err)   have reached the sink)
+//! ```
+//!
+//! [`StreamResponse`]: crate::read::StreamResponse
+
+use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::file::FileDecoder;
+use crate::flow::{Flow, Step, misuse};
+use http::Response;
+use std::fmt;
+use std::time::SystemTime;
+
+/// Turns a streamed body into what the caller's sink gets.
+pub trait BodyDecode {
+    /// Appends to `out` what `chunk`, the next bytes of the body, gives.
+    fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error>;
+    /// The body ended: checks it is complete and appends the rest to `out`.
+    fn finish(self, out: &mut Vec<u8>) -> Result<(), Error>;
+}
+
+/// The body as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl BodyDecode for Plain {
+    fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        out.extend_from_slice(chunk);
+        Ok(())
+    }
+    fn finish(self, _: &mut Vec<u8>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl BodyDecode for FileDecoder {
+    fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        FileDecoder::update(self, chunk, out)
+    }
+    fn finish(self, out: &mut Vec<u8>) -> Result<(), Error> {
+        FileDecoder::finish(self, out)
+    }
+}
+
+enum Phase<T, D> {
+    Request,
+    Body {
+        value: T,
+        decoder: Option<D>,
+        receiving: bool,
+        outcome: Option<Result<(), Error>>,
+    },
+    Finished,
+}
+
+/// A request whose 2xx body is streamed to the sink through `D`; see the module docs.
+/// Its result is the request flow's (for example [`crate::Authed`]), once the whole
+/// body has been decoded.
+pub struct Streamed<F: Flow, D> {
+    request: F,
+    decoder: Option<D>,
+    phase: Phase<F::Output, D>,
+}
+
+impl<F: Flow, D: BodyDecode> Streamed<F, D> {
+    /// Streams the answer of `request` through `decoder`.
+    pub fn new(request: F, decoder: D) -> Self {
+        Streamed {
+            request,
+            decoder: Some(decoder),
+            phase: Phase::Request,
+        }
+    }
+
+    fn finish(&mut self, result: Result<F::Output, Error>) -> Step<F::Output> {
+        self.phase = Phase::Finished;
+        Step::Done(result)
+    }
+}
+
+impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
+    type Output = F::Output;
+
+    fn poll(&mut self, now: SystemTime) -> Step<F::Output> {
+        match &mut self.phase {
+            Phase::Request => match self.request.poll(now) {
+                Step::Done(Ok(value)) => {
+                    self.phase = Phase::Body {
+                        value,
+                        decoder: self.decoder.take(),
+                        receiving: true,
+                        outcome: None,
+                    };
+                    Step::Receive
+                }
+                Step::Done(Err(e)) => self.finish(Err(e)),
+                Step::Receive => self.finish(Err(misuse("the request streams on its own"))),
+                other => other,
+            },
+            Phase::Body {
+                receiving: true, ..
+            } => self.finish(Err(misuse("poll before the body was handed over"))),
+            Phase::Body { .. } => {
+                let Phase::Body { value, outcome, .. } =
+                    std::mem::replace(&mut self.phase, Phase::Finished)
+                else {
+                    unreachable!("matched above")
+                };
+                match outcome {
+                    Some(Ok(())) => self.finish(Ok(value)),
+                    Some(Err(e)) => self.finish(Err(e)),
+                    None => self.finish(Err(misuse("no body outcome"))),
+                }
+            }
+            Phase::Finished => Step::Done(Err(misuse("poll after Done"))),
+        }
+    }
+
+    fn handle_response(&mut self, response: Response<Vec<u8>>) {
+        if let Phase::Request = self.phase {
+            self.request.handle_response(response);
+        }
+    }
+
+    fn handle_transport_error(&mut self, error: TransportError) {
+        match &mut self.phase {
+            Phase::Request => self.request.handle_transport_error(error),
+            Phase::Body {
+                receiving, outcome, ..
+            } => {
+                // A sink that failed on the last write still spoils a finished body.
+                let sink = error.kind == TransportErrorKind::Sink;
+                if *receiving || sink {
+                    *receiving = false;
+                    if outcome.is_none() || sink {
+                        *outcome = Some(Err(Error::Transport(error)));
+                    }
+                }
+            }
+            Phase::Finished => {}
+        }
+    }
+
+    fn handle_body(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
+        let Phase::Body {
+            decoder: Some(decoder),
+            receiving,
+            outcome,
+            ..
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        if !*receiving {
+            return false;
+        }
+        match decoder.update(chunk, out) {
+            Ok(()) => true,
+            Err(e) => {
+                *outcome = Some(Err(e));
+                *receiving = false;
+                false
+            }
+        }
+    }
+
+    fn handle_body_end(&mut self, out: &mut Vec<u8>) {
+        let Phase::Body {
+            decoder,
+            receiving,
+            outcome,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        if !*receiving {
+            return;
+        }
+        *receiving = false;
+        let result = match decoder.take() {
+            Some(d) => d.finish(out),
+            None => Err(misuse("body ended twice")),
+        };
+        if outcome.is_none() {
+            *outcome = Some(result);
+        }
+    }
+}
+
+impl<F: Flow + fmt::Debug, D> fmt::Debug for Streamed<F, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.phase {
+            Phase::Request => "request",
+            Phase::Body { .. } => "body",
+            Phase::Finished => "finished",
+        };
+        f.debug_struct("Streamed")
+            .field("request", &self.request)
+            .field("phase", &phase)
+            .finish_non_exhaustive()
+    }
+}
