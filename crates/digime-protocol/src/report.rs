@@ -130,6 +130,19 @@ impl UserOperation for ReportRequest {
     }
 }
 
+/// The result of a report read into memory: it must be UTF-8 (drivers' buffered
+/// `portability_report`).
+pub fn into_text(done: crate::Authed<()>, report: Vec<u8>) -> Result<crate::Authed<String>, Error> {
+    let value = String::from_utf8(report).map_err(|e| Error::Decode {
+        context: "portability report",
+        detail: format!("the report is not UTF-8: {e}"),
+    })?;
+    Ok(crate::Authed {
+        value,
+        refreshed_token: done.refreshed_token,
+    })
+}
+
 /// A portability report, streamed to the driver's sink ([`Streamed`]); its result
 /// carries a token refreshed on the way.
 pub type PortabilityReport = Streamed<AuthedCall<ReportRequest>, Plain>;

@@ -44,6 +44,10 @@ pub struct Seen {
     pub claims: Option<Map<String, Value>>,
     /// The body, when it was given as bytes.
     pub body: Option<Vec<u8>>,
+    /// The query string (empty when there is none).
+    pub query: String,
+    /// The upload, when the body is the caller's ([`Body::Upload`]).
+    pub upload: Option<digime_protocol::upload::Upload>,
     /// The fake time it was sent at.
     pub at: SystemTime,
 }
@@ -268,9 +272,10 @@ impl Script {
                 let payload = jws::Compact::parse(jwt).unwrap().payload().unwrap();
                 serde_json::from_slice(&payload).expect("the request JWT is a JSON object")
             });
-        let body = match body {
-            Body::Bytes(b) => Some(b),
-            _ => None,
+        let (body, upload) = match body {
+            Body::Bytes(b) => (Some(b), None),
+            Body::Upload(u) => (None, Some(u)),
+            Body::Empty => (None, None),
         };
         Seen {
             method: parts.method,
@@ -278,6 +283,8 @@ impl Script {
             headers: parts.headers,
             claims,
             body,
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            upload,
             at: self.now,
         }
     }
