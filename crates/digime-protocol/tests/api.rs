@@ -370,6 +370,10 @@ fn cloud_calls_carry_the_storage_jwt_and_go_to_the_cloud_base() {
     let flow = (w.sdk)
         .delete_storage_files(&w.contract, &storage(), "a/")
         .unwrap();
+    assert!(s.run(flow).is_err(), "a deletion is never repeated");
+    let flow = (w.sdk)
+        .delete_storage_files(&w.contract, &storage(), "a/")
+        .unwrap();
     s.run(flow).unwrap();
     assert_eq!(s.last().method, "DELETE");
     assert_eq!(

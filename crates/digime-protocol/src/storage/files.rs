@@ -370,7 +370,8 @@ pub(crate) fn download(
 
 /// DELETE `…{path}` (a [`ClientOperation`]): a file path deletes that file, a folder
 /// path (ending in `/`) everything in it, `/` everything of the application. Any 2xx
-/// answer is success. Retried as the configuration says.
+/// answer is success. Never retried (chosen, as for the user's deletions: a retry
+/// after a lost answer would find nothing there and report a 404).
 #[derive(Debug, Clone)]
 pub struct DeleteStorageFiles {
     storage: StorageId,
@@ -400,6 +401,10 @@ impl ClientOperation for DeleteStorageFiles {
 
     fn method(&self) -> Method {
         Method::DELETE
+    }
+
+    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
+        RetryPolicy::never()
     }
 
     fn build(
