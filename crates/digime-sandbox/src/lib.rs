@@ -411,6 +411,7 @@
 
 // The leaf layer (imports no endpoint family).
 mod checks;
+mod clouds;
 mod common;
 mod demo;
 mod library;
@@ -420,6 +421,7 @@ pub mod state;
 mod sync;
 mod tokens;
 // The endpoint families (each imports the leaf layer only).
+mod cloud;
 mod contract;
 mod control;
 mod legacy;
@@ -427,6 +429,7 @@ mod lifecycle;
 mod oauth;
 mod onboard;
 mod read;
+mod storage;
 mod write;
 // Composes the families.
 mod router;
@@ -574,6 +577,10 @@ pub struct SandboxInfo {
     pub api: String,
     /// Onboard base, e.g. `http://127.0.0.1:PORT/apps/saas/`.
     pub onboard: String,
+    /// Cloud (storage files) base, e.g. `http://127.0.0.1:PORT/cloud/v1/`.
+    pub cloud: String,
+    /// Control API base, e.g. `http://127.0.0.1:PORT/_sandbox/`.
+    pub control: String,
     /// The demo application.
     pub demo: Demo,
 }
@@ -585,12 +592,14 @@ impl SandboxInfo {
         digime_protocol::Config::new(&self.demo.application_id)
             .and_then(|c| c.with_base_url(&self.api))
             .and_then(|c| c.with_onboard_url(&self.onboard))
+            .and_then(|c| c.with_cloud_base_url(&self.cloud))
             .unwrap_or_else(|e| unreachable!("sandbox URLs are valid: {e}"))
     }
 
-    /// The control API base, `http://HOST:PORT/_sandbox/`.
+    /// The control API base, `http://HOST:PORT/_sandbox/`: the field
+    /// [`SandboxInfo::control`], as an owned string.
     pub fn control(&self) -> String {
-        format!("{}/_sandbox/", self.origin())
+        self.control.clone()
     }
 
     /// `http://HOST:PORT`.
@@ -888,6 +897,7 @@ impl Sandbox {
         } else {
             Persisted::default()
         };
+        clouds::sweep(&dir, &persisted.cloud);
 
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -895,6 +905,8 @@ impl Sandbox {
         let info = SandboxInfo {
             api: format!("{host}/v1.7/"),
             onboard: format!("{host}/apps/saas/"),
+            cloud: format!("{host}/cloud/v1/"),
+            control: format!("{host}/_sandbox/"),
             demo: Demo {
                 application_id: DEMO_APP_ID.into(),
                 write: DemoContract {

@@ -285,6 +285,9 @@ fn check_link(page: Page, p: &Params) -> Result<Link, String> {
             if let Some(scope) = p.get("sourcesScope") {
                 check_sources_scope(scope)?;
             }
+            if page == Page::Authorize && p.get("storageRef") == Some("") {
+                return Err("storageRef must not be empty".into());
+            }
         }
         Page::Reauthorize => {
             link.account_ref = Some(
@@ -504,6 +507,19 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     if pre.expires_ms <= now_ms() {
         return back.fail("INVALID_CODE");
     }
+    if let Some(r) = p.get("storageRef") {
+        let mut st = shared.lock();
+        let user = pre
+            .link_user
+            .as_deref()
+            .filter(|u| st.users.contains_key(*u));
+        if storage_target(shared, &st, r, &pre.client_id, user).is_none() {
+            if st.preauths.remove(code).is_none() {
+                return unknown_code();
+            }
+            return saved(shared, &st, back.fail("ONBOARD_ERROR"));
+        }
+    }
     let Some(allow) = decision else {
         return consent_page(
             shared,
@@ -540,6 +556,20 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     if !allow {
         return saved(shared, &st, back.fail("USER_CANCEL"));
     }
+    // Checked again: it may have been linked to someone else meanwhile.
+    let storage = match p.get("storageRef") {
+        None => None,
+        Some(r) => {
+            let user = pre
+                .link_user
+                .as_deref()
+                .filter(|u| st.users.contains_key(*u));
+            match storage_target(shared, &st, r, &pre.client_id, user) {
+                Some(id) => Some(id),
+                None => return saved(shared, &st, back.fail("ONBOARD_ERROR")),
+            }
+        }
+    };
     let user_id = match pre.link_user.clone() {
         Some(u) if st.users.contains_key(&u) => u,
         _ => {
@@ -571,6 +601,9 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
             s.sync = Some(plan);
         }
     }
+    if let Some(id) = &storage {
+        st.cloud.link(id, &user_id);
+    }
     let auth_code = issue_auth_code(
         &mut st,
         &pre.client_id,
@@ -601,6 +634,26 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
         params.push(("publicKey", public_key));
     }
     saved(shared, &st, back.go(&params))
+}
+
+/// The storage a `storageRef` names, if the authorization may make it the user's: a
+/// `cloudId` reference of the code's contract naming a storage of its application that
+/// is provisional or already `user`'s (`None`: a user not made yet).
+fn storage_target(
+    shared: &Shared,
+    st: &Persisted,
+    reference: &str,
+    client_id: &str,
+    user: Option<&str>,
+) -> Option<String> {
+    let r = st.references.get(reference)?;
+    if r.kind != ReferenceKind::CloudId || r.client_id != client_id {
+        return None;
+    }
+    let app_id = shared.contract(client_id)?.app_id;
+    st.cloud
+        .linkable(&r.value, &app_id, user)
+        .map(|s| s.id.clone())
 }
 
 /// What a reference code's page does once the user allows it.

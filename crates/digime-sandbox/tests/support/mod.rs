@@ -383,6 +383,19 @@ impl Env {
         r.json()
     }
 
+    /// `POST storage` as `client`, which must answer 201: the provisional storage's id.
+    pub fn provisional_storage(&self, client: &str) -> String {
+        let v = reply(
+            self.http
+                .post(&self.api("storage"))
+                .header("authorization", self.bearer(client, json!({})))
+                .content_type("application/json")
+                .send_empty(),
+        )
+        .ok(201);
+        v["id"].as_str().unwrap().to_owned()
+    }
+
     /// A user with tokens for both demo contracts, through the sandbox shortcut.
     pub fn user(&self) -> User {
         let v = self.control_post("users", json!({})).ok(200);
