@@ -76,6 +76,39 @@ pub fn bearer(key: &PrivateKey, claims: &Value) -> String {
     format!("Bearer {}", sign(key, claims))
 }
 
+/// A compact JWS (PS512) with this JOSE header: a storage JWT, or a broken one.
+pub fn sign_with_header(key: &PrivateKey, header: &Value, payload: &Value) -> String {
+    jws::sign(
+        header.to_string().as_bytes(),
+        payload.to_string().as_bytes(),
+        key,
+    )
+    .unwrap()
+}
+
+/// The JOSE header of a storage JWT (the S flavour) of a contract.
+pub fn storage_header(contract_id: &str, app_id: &str) -> Value {
+    json!({"alg": "PS512", "typ": "at+jwt", "kid": format!("{contract_id}_{app_id}_0")})
+}
+
+/// The claims of a storage JWT of a contract: issued now, for 60 seconds.
+pub fn storage_claims(contract_id: &str, app_id: &str) -> Value {
+    let iat = now_ms() / 1000;
+    json!({"sub": app_id, "iss": contract_id, "aud": "cloud", "iat": iat, "exp": iat + 60})
+}
+
+/// `Bearer <storage JWT>` of a contract, signed by `key`.
+pub fn storage_bearer(key: &PrivateKey, contract_id: &str, app_id: &str) -> String {
+    format!(
+        "Bearer {}",
+        sign_with_header(
+            key,
+            &storage_header(contract_id, app_id),
+            &storage_claims(contract_id, app_id)
+        )
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Answers.
 
