@@ -256,7 +256,8 @@ fn segment(raw: &str) -> Result<String, ApiFailure> {
 
 /// Takes a request path apart; `None` when it is not a cloud file path at all (404
 /// `NotFound`). The file path itself is checked later, after the caller and the
-/// storage (a bad one → 400).
+/// storage (a bad one → 400). A storage or app id that does not decode is kept as it
+/// came: it names no storage (404) and is no JWT's `sub` (403).
 fn split_path(path: &str) -> Option<(String, String, &str)> {
     let rest = path.strip_prefix(PREFIX)?.strip_prefix("clouds/")?;
     let (storage, rest) = rest.split_once('/')?;
@@ -265,7 +266,8 @@ fn split_path(path: &str) -> Option<(String, String, &str)> {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    Some((decode(storage)?, decode(app)?, tail))
+    let decoded = |raw: &str| decode(raw).unwrap_or_else(|| raw.to_owned());
+    Some((decoded(storage), decoded(app), tail))
 }
 
 /// The target of the path after the app id: empty (the app root), or `/` and segments.

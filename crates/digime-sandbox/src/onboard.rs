@@ -7,7 +7,7 @@
 use crate::common::{html_escape, postbox_key, redirect, saas_postbox, saas_postbox_of};
 use crate::demo::{CATALOGUE, Service, SourceType, new_account, service_by_source};
 use crate::library::{account_set, account_set_mut, library_for, visible_accounts};
-use crate::state::{Persisted, ReferenceCode, ReferenceKind, UserRecord};
+use crate::state::{Persisted, PreAuthorization, ReferenceCode, ReferenceKind, UserRecord};
 use crate::sync::{SessionOptions, parse_options, start_sync};
 use crate::tokens::issue_auth_code;
 use crate::{ConsentMode, Shared, now_ms, random_id};
@@ -509,11 +509,7 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     }
     if let Some(r) = p.get("storageRef") {
         let mut st = shared.lock();
-        let user = pre
-            .link_user
-            .as_deref()
-            .filter(|u| st.users.contains_key(*u));
-        if storage_target(shared, &st, r, &pre.client_id, user).is_none() {
+        if storage_target(shared, &st, r, &pre).is_none() {
             if st.preauths.remove(code).is_none() {
                 return unknown_code();
             }
@@ -559,16 +555,10 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     // Checked again: it may have been linked to someone else meanwhile.
     let storage = match p.get("storageRef") {
         None => None,
-        Some(r) => {
-            let user = pre
-                .link_user
-                .as_deref()
-                .filter(|u| st.users.contains_key(*u));
-            match storage_target(shared, &st, r, &pre.client_id, user) {
-                Some(id) => Some(id),
-                None => return saved(shared, &st, back.fail("ONBOARD_ERROR")),
-            }
-        }
+        Some(r) => match storage_target(shared, &st, r, &pre) {
+            Some(id) => Some(id),
+            None => return saved(shared, &st, back.fail("ONBOARD_ERROR")),
+        },
     };
     let user_id = match pre.link_user.clone() {
         Some(u) if st.users.contains_key(&u) => u,
@@ -636,21 +626,24 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     saved(shared, &st, back.go(&params))
 }
 
-/// The storage a `storageRef` names, if the authorization may make it the user's: a
-/// `cloudId` reference of the code's contract naming a storage of its application that
-/// is provisional or already `user`'s (`None`: a user not made yet).
+/// The storage a `storageRef` names, if the authorization `pre` may make it the
+/// user's: a `cloudId` reference of the code's contract naming a storage of its
+/// application that is provisional or already the linked user's (a new user has none).
 fn storage_target(
     shared: &Shared,
     st: &Persisted,
     reference: &str,
-    client_id: &str,
-    user: Option<&str>,
+    pre: &PreAuthorization,
 ) -> Option<String> {
     let r = st.references.get(reference)?;
-    if r.kind != ReferenceKind::CloudId || r.client_id != client_id {
+    if r.kind != ReferenceKind::CloudId || r.client_id != pre.client_id {
         return None;
     }
-    let app_id = shared.contract(client_id)?.app_id;
+    let app_id = shared.contract(&pre.client_id)?.app_id;
+    let user = pre
+        .link_user
+        .as_deref()
+        .filter(|u| st.users.contains_key(*u));
     st.cloud
         .linkable(&r.value, &app_id, user)
         .map(|s| s.id.clone())

@@ -964,6 +964,10 @@ fn unknown_storages_and_other_applications_are_refused() {
     env.upload("stg_made_up", "/x.bin", &opaque(288, 0))
         .error(404, "StorageNotFound");
     env.delete("stg_made_up", "").error(404, "StorageNotFound");
+    env.download("stg%zz", "/x.bin")
+        .error(404, "StorageNotFound");
+    env.download(&format!("{}%20", mine), "/x.bin")
+        .error(404, "StorageNotFound");
     // Another application's storage, whichever app id the path names.
     env.download(&theirs, "/x.bin")
         .error(404, "StorageNotFound");
