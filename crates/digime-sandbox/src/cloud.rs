@@ -103,17 +103,25 @@ pub(crate) fn verify_storage_jwt(
     else {
         return Err(ApiFailure::validation());
     };
-    let contract = shared
+    // Ids with underscores could make two contracts' kids alike: the one whose key
+    // verifies is the caller.
+    let named: Vec<&RegisteredContract> = shared
         .contracts
         .values()
-        .find(|c| storage_kid(&c.contract_id, &c.app_id) == kid)
+        .filter(|c| storage_kid(&c.contract_id, &c.app_id) == kid)
+        .collect();
+    if named.is_empty() {
+        return Err(ApiFailure::new(
+            400,
+            "InvalidClient",
+            format!("The kid ({kid}) is invalid"),
+        ));
+    }
+    let contract = named
+        .into_iter()
+        .find(|c| compact.verify(&c.key).is_ok())
         .cloned()
-        .ok_or_else(|| {
-            ApiFailure::new(400, "InvalidClient", format!("The kid ({kid}) is invalid"))
-        })?;
-    compact
-        .verify(&contract.key)
-        .map_err(|_| ApiFailure::validation())?;
+        .ok_or_else(ApiFailure::validation)?;
     check_claims(&claims, &contract, now_ms() / 1000)?;
     Ok(contract)
 }
