@@ -1132,3 +1132,30 @@ fn the_info_line_names_the_cloud_and_control_bases() {
     assert_eq!(env.control_json("info")["cloud"], info.cloud.as_str());
     assert_eq!(info.client_config().cloud_base_url(), info.cloud);
 }
+
+#[test]
+fn the_async_control_shows_the_same_storages_and_bytes() {
+    let (env, _) = env();
+    let storage = env.provisional_storage(&read_client());
+    let bytes = opaque(320, 11);
+    env.upload(&storage, "/a/x.bin", &bytes).ok(201);
+    let control = digime_testkit::control::AsyncControl::new(env.sandbox.info());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (storages, files, stored) = rt.block_on(async {
+        (
+            control.storages().await,
+            control.cloud_files(&storage).await,
+            control.cloud_file(&storage, "/a/x.bin").await,
+        )
+    });
+    assert_eq!(storages.len(), 1);
+    assert_eq!(storages[0]["id"], storage.as_str());
+    assert_eq!(storages[0]["files"], 1);
+    assert_eq!(storages[0]["bytes"], 320);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["path"], "/a/x.bin");
+    assert_eq!(files[0]["folder"], "/a/");
+    assert_eq!(files[0]["name"], "x.bin");
+    assert_eq!(files[0]["sha256"], sha256_hex(&bytes));
+    assert_eq!(stored, bytes);
+}
