@@ -583,6 +583,7 @@ async fn reset(State(shared): State<Shared>, _body: Bytes) -> Result<Response, A
         Settings::from_config(&shared.config);
     let _ = std::fs::remove_dir_all(shared.library_dir());
     let _ = std::fs::create_dir_all(shared.library_dir());
+    let _ = std::fs::remove_dir_all(crate::clouds::cloud_dir(&shared.dir));
     shared.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
     Ok(axum::Json(json!({ "reset": true })).into_response())
 }

@@ -9,13 +9,15 @@
 //!   (`oauth/token/reference`, `reference`, the `user-reauth`, `onboard`, `reauthorize`
 //!   and `revoke` pages, `permission-access/revoke/h:accountId`, `DELETE user`, `DELETE
 //!   permission-access/service/h:accountId`; see [The account and authorization
-//!   lifecycle](#the-account-and-authorization-lifecycle)), and a control API under
+//!   lifecycle](#the-account-and-authorization-lifecycle)), storage (`POST` and `GET
+//!   storage` on the API base, the files on the cloud base `/cloud/v1/`; see
+//!   [Storage](#storage)), and a control API under
 //!   `/_sandbox/`. Every request JWT is verified against the registered contract key;
 //!   nonces are single-use; timestamps must be within five minutes; errors have the
 //!   real status codes and body shapes.
 //!   The postbox era (legacy writes, SDK ≤ v8) is in too, on its own API versions:
 //!   see [Writing in the postbox era](#writing-in-the-postbox-era).
-//! * Out (for now): storage, discovery (`discovery/sources` and the other queries),
+//! * Out (for now): discovery (`discovery/sources` and the other queries),
 //!   sample data sets, the portability report, `/v1.6/`.
 //!
 //! Start it in-process on `127.0.0.1:0`:
@@ -150,8 +152,9 @@
 //! * `POST /v1.7/reference`, a client-only bearer, body `{"type": "accountId"|"cloudId",
 //!   "value": <non-empty string>}` (anything else → 400 `ValidationErrors`) → **200**
 //!   `{"id": "ref_…"}`, a new reference each time, of the calling contract. An
-//!   `accountId` reference opens the `reauthorize` page; a `cloudId` one is only
-//!   recorded (there is no storage yet).
+//!   `accountId` reference opens the `reauthorize` page; a `cloudId` one must name a
+//!   storage of the caller's application (else **404 `StorageNotFound`**) and is the
+//!   `authorize` page's `storageRef` (see [Storage](#storage)).
 //! * `GET /v1.7/permission-access/revoke/h:accountId` (`h:accountId` literally), a user
 //!   bearer (a live access token of the calling contract; claims `access_token`,
 //!   `client_id`, `nonce`, `timestamp`), headers `accountId` (an account of the user
@@ -162,7 +165,8 @@
 //!   everywhere: every access and refresh token of the user, with any contract (401
 //!   `InvalidToken` "… is invalid" from then on, refresh included), their codes,
 //!   sessions, postboxes, consents, failures, withdrawals, account set, and the
-//!   library's files, removed from disk.
+//!   library's files, removed from disk. Their storages are not deleted: they are the
+//!   applications' (see [Storage](#storage)).
 //! * `DELETE /v1.7/permission-access/service/h:accountId`, a user bearer and the
 //!   header `accountId` (an account the calling contract sees; missing, unknown or
 //!   withdrawn → **404 `AccountNotFound`**) → **200** `{"deleted": true}`. The account
@@ -188,7 +192,7 @@
 //!
 //! | page | its code | link parameters | allowed |
 //! |---|---|---|---|
-//! | `authorize` | `oauth/authorize` | as `onboard`, all optional, plus `storageRef`? (not checked) | `success=true&code&state[&postboxId&publicKey]` |
+//! | `authorize` | `oauth/authorize` | as `onboard`, all optional, plus `storageRef`? (see [Storage](#storage)) | `success=true&code&state[&postboxId&publicKey]` |
 //! | `user-reauth` | `oauth/token/reference` with PKCE | `lng`?, `triggerQuery`? | `success=true&code[&state]` |
 //! | `onboard` | `oauth/token/reference` without | `sourceType`, `service`?, `sampleDataSet`?, `sampleDataAutoOnboard`?, `lng`?, `includeSampleDataOnlySources`?, `triggerQuery`?, `sourcesScope`? | `success=true[&state]` |
 //! | `reauthorize` | `oauth/token/reference` without | `accountRef`, `lng`? | `success=true[&state]` |
@@ -253,6 +257,79 @@
 //!   be created, written, synced or renamed, or the state cannot be saved) → **500
 //!   `InternalError`**, a server-side fault, not the client's; nothing is stored. Errors
 //!   of the bearer and the access token as for the read calls.
+//!
+//! # Storage
+//!
+//! A storage belongs to one application (every contract of it); it is provisional until
+//! it becomes a user's. A user has at most one storage per application.
+//!
+//! * `POST /v1.7/storage`, a client-only bearer (checked as everywhere), no body (a
+//!   non-empty one → 400 `ValidationErrors`) → **201** `{"id": "stg_…", "kid":
+//!   "{contractId}_{applicationId}_0"}` (the calling contract's): a new provisional
+//!   storage of the contract's application on every call.
+//! * `GET /v1.7/storage`, a user bearer (401 `InvalidToken` as for the read calls) →
+//!   **200** `{"id", "kid"}`: the user's storage for the calling application: the one
+//!   linked by the `authorize` page, else one made for the user on the first call
+//!   (with the calling contract's `kid`), the same afterwards, for every contract of
+//!   the application.
+//! * The `authorize` page's `storageRef` must be a `cloudId` reference (`POST
+//!   reference`) made by the code's contract, naming a storage of its application that
+//!   is provisional or already the authorizing user's; else `success=false&errorCode=
+//!   ONBOARD_ERROR` at once, the code spent (as for the `reauthorize` page's
+//!   `accountRef`); an empty `storageRef` is a malformed link (400 error page). It is
+//!   checked again on the decision; allowed → the storage is the user's for that
+//!   application (a storage the user had for it stays the application's, no longer
+//!   theirs). A storage once a user's is never linked to another user.
+//! * `DELETE user` does not delete storages: the user no longer has one, and the
+//!   application keeps the storage and its files (it has the id; it deletes them
+//!   through the cloud API). It stays marked as that user's, so no other user gets it.
+//!
+//! The files are on the cloud base, [`SandboxInfo::cloud`] (`http://HOST:PORT/cloud/v1/`),
+//! at `clouds/{storageId}/files/apps/{applicationId}{path}`. Every call carries a
+//! storage JWT: `Authorization: Bearer <JWS>`, header exactly `{"alg":"PS512",
+//! "typ":"at+jwt","kid":"{contractId}_{applicationId}_0"}` (no other key; else 406
+//! `ValidationErrors`, as a missing or malformed bearer), `kid` a registered contract
+//! (else **400 `InvalidClient`**), signed with its key (else **406
+//! `ValidationErrors`**), claims `sub` = its application and `iss` = the contract, `aud`
+//! = `"cloud"`, `iat` and `exp` integers (Unix s) with `iat` at most five minutes
+//! ahead, `exp` after now ("The token is expired") and `iat ≤ exp ≤ iat + 300`; any
+//! fault of the claims → **401 `InvalidToken`**. No nonce. Then, in this order: the
+//! storage (unknown, or another application's → **404 `StorageNotFound`**), the
+//! `{applicationId}` of the path (not exactly the JWT's `sub` → **403
+//! `InsufficientScope`**), the path (segments percent-decoded, each non-empty, not `.`
+//! or `..`, no space, `/` or control character, at most 255 bytes; else **400
+//! `ValidationErrors`**). Another method than `GET`, `POST` and `DELETE` → 405
+//! `MethodNotAllowed`; a path of another shape → 404 `NotFound`.
+//!
+//! * List: `GET …{folder}?recursive=true|false`, `folder` ending in `/` (`/` = the app
+//!   folder); `recursive` required once, `true` or `false` (else 400) → **200**
+//!   `{"files": [{"id", "name", "originalName", "originalPath", "path"}], "total"}`:
+//!   the files in the folder (recursive: under it), sorted by folder then name;
+//!   `originalPath` = `/apps/{applicationId}{folder of the file}` as in the request,
+//!   `path` the same with the application id lower-cased. No file → `{"files": [],
+//!   "total": 0}`.
+//! * Upload: `POST …{folder}{name}`, `content-type: application/octet-stream` (else
+//!   400), the body either framing and of any size → **201** with the file's listing
+//!   entry. The bytes are stored as they came (the envelope the client made with the
+//!   contract's own public key: only ciphertext). A length that is not an envelope's
+//!   (at least 288 and a multiple of 16) → **400 `ValidationErrors`**, nothing stored:
+//!   at once for a declared `content-length`, after the body for a chunked one. The
+//!   body is streamed in constant memory to a partial file, synced, renamed into place,
+//!   and only then indexed; a body that breaks off → 400, a disk failure → 500
+//!   `InternalError`, nothing stored either way. The same path again replaces the file
+//!   (a new `id`; the old bytes are removed).
+//! * Download: `GET …{path}` of a file → **200** `application/octet-stream` with
+//!   `content-length`, the stored bytes, streamed; not there → **404 `FileNotFound`**.
+//!   `GET` of the app folder itself (no path) → 400.
+//! * Delete: `DELETE …{path}`: a file, everything under a folder (a path ending in
+//!   `/`, `/` included), or everything of the application (no path at all) → **200**
+//!   `{"deleted": n}`; nothing there → **404 `FileNotFound`**. The index is saved
+//!   before the bytes are removed.
+//! * On disk: `{state dir}/cloud/{storageId}/{fileId}`, one file per upload, named by
+//!   the sandbox (no request path becomes a path on disk, so a file and a folder may
+//!   share a name); the index (folder, name, size, SHA-256) is in the state, so
+//!   storages and files survive a restart with a state directory. The start removes
+//!   what an interrupted upload or deletion left (partial files, unindexed bytes).
 //!
 //! # Every request
 //!
@@ -399,6 +476,12 @@
 //! * `GET users/{id}/postboxes` → `{"postboxes":[{"id","clientId","kind":
 //!   "once"|"ongoing"|"saas","created","publicKey","pending":[{"name","postboxId",
 //!   "size","sha256","descriptor","pushed","expires"}]}]}`.
+//! * `GET clouds` → `{"storages": [{"id", "appId", "kid", "userId" (whose storage it is
+//!   now, or null), "created", "files", "bytes"}]}`; `GET clouds/{storageId}/files` →
+//!   `{"files": [{"path", "folder", "name", "id", "size", "sha256", "created"}]}`
+//!   (`path` under the app folder, `sha256` of the stored bytes), and with
+//!   `?path=/folder/name` → those stored bytes as they are (the ciphertext); an unknown
+//!   storage or file → 404 `NotFound`. `POST reset` forgets every storage too.
 //! * `GET settings`; `POST settings` `{"syncStepMs"?,"rewriteMidSync"?,
 //!   "compression"?,"corrupt"?: [fileName],"truncate"?: [fileName]}` → `{"settings":
 //!   {…}}`. The pace and the rewrite apply to sessions started afterwards; compression
@@ -411,6 +494,7 @@
 
 // The leaf layer (imports no endpoint family).
 mod checks;
+mod clouds;
 mod common;
 mod demo;
 mod library;
@@ -420,6 +504,7 @@ pub mod state;
 mod sync;
 mod tokens;
 // The endpoint families (each imports the leaf layer only).
+mod cloud;
 mod contract;
 mod control;
 mod legacy;
@@ -427,6 +512,7 @@ mod lifecycle;
 mod oauth;
 mod onboard;
 mod read;
+mod storage;
 mod write;
 // Composes the families.
 mod router;
@@ -574,6 +660,10 @@ pub struct SandboxInfo {
     pub api: String,
     /// Onboard base, e.g. `http://127.0.0.1:PORT/apps/saas/`.
     pub onboard: String,
+    /// Cloud (storage files) base, e.g. `http://127.0.0.1:PORT/cloud/v1/`.
+    pub cloud: String,
+    /// Control API base, e.g. `http://127.0.0.1:PORT/_sandbox/`.
+    pub control: String,
     /// The demo application.
     pub demo: Demo,
 }
@@ -585,12 +675,14 @@ impl SandboxInfo {
         digime_protocol::Config::new(&self.demo.application_id)
             .and_then(|c| c.with_base_url(&self.api))
             .and_then(|c| c.with_onboard_url(&self.onboard))
+            .and_then(|c| c.with_cloud_base_url(&self.cloud))
             .unwrap_or_else(|e| unreachable!("sandbox URLs are valid: {e}"))
     }
 
-    /// The control API base, `http://HOST:PORT/_sandbox/`.
+    /// The control API base, `http://HOST:PORT/_sandbox/`: the field
+    /// [`SandboxInfo::control`], as an owned string.
     pub fn control(&self) -> String {
-        format!("{}/_sandbox/", self.origin())
+        self.control.clone()
     }
 
     /// `http://HOST:PORT`.
@@ -888,6 +980,7 @@ impl Sandbox {
         } else {
             Persisted::default()
         };
+        clouds::sweep(&dir, &persisted.cloud);
 
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -895,6 +988,8 @@ impl Sandbox {
         let info = SandboxInfo {
             api: format!("{host}/v1.7/"),
             onboard: format!("{host}/apps/saas/"),
+            cloud: format!("{host}/cloud/v1/"),
+            control: format!("{host}/_sandbox/"),
             demo: Demo {
                 application_id: DEMO_APP_ID.into(),
                 write: DemoContract {

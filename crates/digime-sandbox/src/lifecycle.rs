@@ -131,6 +131,8 @@ fn forget_user(st: &mut Persisted, user_id: &str) {
     st.sync_ends.remove(user_id);
     st.accounts.remove(user_id);
     st.revoked.remove(user_id);
+    // Their storages stay the applications' (the files are the app's to delete).
+    st.cloud.forget_user(user_id);
 }
 
 /// Moves `paths` out of the library, saves `next` in place of the state, and hands

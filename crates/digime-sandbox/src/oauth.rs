@@ -3,6 +3,7 @@
 //! `onboard`.
 
 use crate::checks::{ApiFailure, check_agent, check_redirect_uri, verify_bearer};
+use crate::clouds::storage_not_found;
 use crate::common::{
     ApiResult, CODE_TTL_MS, SESSION_TTL_MS, internal, json_body, jwks, server_token_at,
     still_remembered,
@@ -213,7 +214,9 @@ async fn token_reference(
 const REFERENCE_TTL_MS: u64 = 86_400_000;
 
 /// `POST reference` `{"type": "accountId"|"cloudId", "value": <non-empty string>}`, a
-/// client-only bearer → 200 `{"id"}`: an opaque reference of the calling contract.
+/// client-only bearer → 200 `{"id"}`: an opaque reference of the calling contract. A
+/// `cloudId` must name a storage of the caller's application (else 404
+/// `StorageNotFound`).
 async fn reference(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let v = verify_bearer(&shared, &headers)?;
     let body = json_body(&body)?;
@@ -230,6 +233,9 @@ async fn reference(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     let id = random_id("ref_");
     {
         let mut st = shared.lock();
+        if kind == ReferenceKind::CloudId && st.cloud.of_app(value, &v.contract.app_id).is_none() {
+            return Err(storage_not_found(value));
+        }
         let now = now_ms();
         // A reference serves one reauthorize link, which lives CODE_TTL_MS; a day is ample.
         st.references

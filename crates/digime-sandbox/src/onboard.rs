@@ -7,7 +7,7 @@
 use crate::common::{html_escape, postbox_key, redirect, saas_postbox, saas_postbox_of};
 use crate::demo::{CATALOGUE, Service, SourceType, new_account, service_by_source};
 use crate::library::{account_set, account_set_mut, library_for, visible_accounts};
-use crate::state::{Persisted, ReferenceCode, ReferenceKind, UserRecord};
+use crate::state::{Persisted, PreAuthorization, ReferenceCode, ReferenceKind, UserRecord};
 use crate::sync::{SessionOptions, parse_options, start_sync};
 use crate::tokens::issue_auth_code;
 use crate::{ConsentMode, Shared, now_ms, random_id};
@@ -285,6 +285,9 @@ fn check_link(page: Page, p: &Params) -> Result<Link, String> {
             if let Some(scope) = p.get("sourcesScope") {
                 check_sources_scope(scope)?;
             }
+            if page == Page::Authorize && p.get("storageRef") == Some("") {
+                return Err("storageRef must not be empty".into());
+            }
         }
         Page::Reauthorize => {
             link.account_ref = Some(
@@ -504,6 +507,15 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     if pre.expires_ms <= now_ms() {
         return back.fail("INVALID_CODE");
     }
+    if let Some(r) = p.get("storageRef") {
+        let mut st = shared.lock();
+        if storage_target(shared, &st, r, &pre).is_none() {
+            if st.preauths.remove(code).is_none() {
+                return unknown_code();
+            }
+            return saved(shared, &st, back.fail("ONBOARD_ERROR"));
+        }
+    }
     let Some(allow) = decision else {
         return consent_page(
             shared,
@@ -540,6 +552,14 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
     if !allow {
         return saved(shared, &st, back.fail("USER_CANCEL"));
     }
+    // Checked again: it may have been linked to someone else meanwhile.
+    let storage = match p.get("storageRef") {
+        None => None,
+        Some(r) => match storage_target(shared, &st, r, &pre) {
+            Some(id) => Some(id),
+            None => return saved(shared, &st, back.fail("ONBOARD_ERROR")),
+        },
+    };
     let user_id = match pre.link_user.clone() {
         Some(u) if st.users.contains_key(&u) => u,
         _ => {
@@ -571,6 +591,9 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
             s.sync = Some(plan);
         }
     }
+    if let Some(id) = &storage {
+        st.cloud.link(id, &user_id);
+    }
     let auth_code = issue_auth_code(
         &mut st,
         &pre.client_id,
@@ -601,6 +624,29 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
         params.push(("publicKey", public_key));
     }
     saved(shared, &st, back.go(&params))
+}
+
+/// The storage a `storageRef` names, if the authorization `pre` may make it the
+/// user's: a `cloudId` reference of the code's contract naming a storage of its
+/// application that is provisional or already the linked user's (a new user has none).
+fn storage_target(
+    shared: &Shared,
+    st: &Persisted,
+    reference: &str,
+    pre: &PreAuthorization,
+) -> Option<String> {
+    let r = st.references.get(reference)?;
+    if r.kind != ReferenceKind::CloudId || r.client_id != pre.client_id {
+        return None;
+    }
+    let app_id = shared.contract(&pre.client_id)?.app_id;
+    let user = pre
+        .link_user
+        .as_deref()
+        .filter(|u| st.users.contains_key(*u));
+    st.cloud
+        .linkable(&r.value, &app_id, user)
+        .map(|s| s.id.clone())
 }
 
 /// What a reference code's page does once the user allows it.

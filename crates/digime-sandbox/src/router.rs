@@ -4,7 +4,8 @@
 
 use crate::common::{method_not_allowed, not_found, read_body};
 use crate::{
-    LoggedRequest, Shared, contract, control, legacy, lifecycle, oauth, onboard, read, write,
+    LoggedRequest, Shared, cloud, contract, control, legacy, lifecycle, oauth, onboard, read,
+    storage, write,
 };
 use axum::Router;
 use axum::body::Body;
@@ -25,7 +26,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .merge(read::routes())
         .merge(contract::routes())
         .merge(legacy::api_routes())
+        .merge(storage::routes())
+        .merge(cloud::routes())
         .merge(control::routes())
+        .merge(cloud::control_routes())
         .merge(legacy::control_routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

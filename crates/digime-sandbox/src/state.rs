@@ -428,6 +428,9 @@ pub(crate) struct Persisted {
     /// `reference` id → what it names
     #[serde(default)]
     pub references: HashMap<String, ReferenceRecord>,
+    /// the storages and their files' index
+    #[serde(default)]
+    pub cloud: crate::clouds::Clouds,
     /// user → their accounts, once the set differs from the default one (accounts
     /// onboarded or deleted); a user without an entry has the default accounts
     #[serde(default)]

@@ -342,9 +342,11 @@ fn an_expired_access_token_is_good_for_user_reauth_only() {
 #[test]
 fn references_name_accounts_and_clouds() {
     let env = env(ConsentMode::Auto);
-    for kind in ["accountId", "cloudId"] {
+    // A cloudId must name a storage of the application (tests/storage.rs checks that).
+    let storage = env.provisional_storage(&read_client());
+    for (kind, value) in [("accountId", "12_abc"), ("cloudId", storage.as_str())] {
         let v = env
-            .reference(&read_client(), json!({"type": kind, "value": "12_abc"}))
+            .reference(&read_client(), json!({"type": kind, "value": value}))
             .ok(200);
         assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
         assert!(v["id"].as_str().unwrap().starts_with("ref_"));
@@ -735,11 +737,9 @@ fn a_failed_account_syncs_again_after_reauthorize() {
         .as_str()
         .unwrap()
         .to_owned();
+    let storage = env.provisional_storage(&read_client());
     let cloud = env
-        .reference(
-            &read_client(),
-            json!({"type": "cloudId", "value": instagram}),
-        )
+        .reference(&read_client(), json!({"type": "cloudId", "value": storage}))
         .json()["id"]
         .as_str()
         .unwrap()

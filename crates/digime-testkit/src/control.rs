@@ -305,6 +305,34 @@ impl Control {
             .join(user)
     }
 
+    /// Every storage (control view): `{"id", "appId", "kid", "userId" (the user whose
+    /// storage it is now, or null), "created", "files", "bytes"}` each.
+    pub fn storages(&self) -> Vec<Value> {
+        self.get_json("clouds")["storages"]
+            .as_array()
+            .expect("storages")
+            .clone()
+    }
+
+    /// The files of a storage as they are stored: `{"path" (under the app folder, e.g.
+    /// `/folder/x.json`), "folder", "name", "id", "size", "sha256" (of the stored
+    /// bytes), "created"}` each.
+    pub fn cloud_files(&self, storage: &str) -> Vec<Value> {
+        self.get_json(&format!("clouds/{storage}/files"))["files"]
+            .as_array()
+            .expect("files")
+            .clone()
+    }
+
+    /// The bytes stored for a storage's file (`path` under the app folder, e.g.
+    /// `/folder/x.json`): what was uploaded, the ciphertext.
+    pub fn cloud_file(&self, storage: &str, path: &str) -> Vec<u8> {
+        self.get_bytes(&format!(
+            "clouds/{storage}/files?path={}",
+            form_encode(path)
+        ))
+    }
+
     /// Generates files for a user (`users/USER/generate-files`).
     pub fn generate(&self, user: &str, body: Value) -> Vec<Value> {
         self.post_json(&format!("users/{user}/generate-files"), body)["files"]
@@ -437,6 +465,12 @@ async_mirror! {
     fn library_dir(user: &str) -> PathBuf;
     /// [`Control::consent_page`].
     fn consent_page(url: &str) -> String;
+    /// [`Control::storages`].
+    fn storages() -> Vec<Value>;
+    /// [`Control::cloud_files`].
+    fn cloud_files(storage: &str) -> Vec<Value>;
+    /// [`Control::cloud_file`].
+    fn cloud_file(storage: &str, path: &str) -> Vec<u8>;
 }
 
 impl AsyncControl {

@@ -76,6 +76,39 @@ pub fn bearer(key: &PrivateKey, claims: &Value) -> String {
     format!("Bearer {}", sign(key, claims))
 }
 
+/// A compact JWS (PS512) with this JOSE header: a storage JWT, or a broken one.
+pub fn sign_with_header(key: &PrivateKey, header: &Value, payload: &Value) -> String {
+    jws::sign(
+        header.to_string().as_bytes(),
+        payload.to_string().as_bytes(),
+        key,
+    )
+    .unwrap()
+}
+
+/// The JOSE header of a storage JWT (the S flavour) of a contract.
+pub fn storage_header(contract_id: &str, app_id: &str) -> Value {
+    json!({"alg": "PS512", "typ": "at+jwt", "kid": format!("{contract_id}_{app_id}_0")})
+}
+
+/// The claims of a storage JWT of a contract: issued now, for 60 seconds.
+pub fn storage_claims(contract_id: &str, app_id: &str) -> Value {
+    let iat = now_ms() / 1000;
+    json!({"sub": app_id, "iss": contract_id, "aud": "cloud", "iat": iat, "exp": iat + 60})
+}
+
+/// `Bearer <storage JWT>` of a contract, signed by `key`.
+pub fn storage_bearer(key: &PrivateKey, contract_id: &str, app_id: &str) -> String {
+    format!(
+        "Bearer {}",
+        sign_with_header(
+            key,
+            &storage_header(contract_id, app_id),
+            &storage_claims(contract_id, app_id)
+        )
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Answers.
 
@@ -381,6 +414,19 @@ impl Env {
         let r = self.control_get(path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         r.json()
+    }
+
+    /// `POST storage` as `client`, which must answer 201: the provisional storage's id.
+    pub fn provisional_storage(&self, client: &str) -> String {
+        let v = reply(
+            self.http
+                .post(&self.api("storage"))
+                .header("authorization", self.bearer(client, json!({})))
+                .content_type("application/json")
+                .send_empty(),
+        )
+        .ok(201);
+        v["id"].as_str().unwrap().to_owned()
     }
 
     /// A user with tokens for both demo contracts, through the sandbox shortcut.
