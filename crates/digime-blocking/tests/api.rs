@@ -329,7 +329,7 @@ fn storage_round_trip_through_the_users_storage() {
     let docs = client.list_storage_files(c, &storage.id, "docs", false).unwrap();
     assert_eq!(docs.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["a.json"]);
     // Only ciphertext is stored: the cloud holds the envelope, never the bytes.
-    let held = env.control.storage_file(storage.id.as_str(), "/big/big.bin");
+    let held = env.control.cloud_file(storage.id.as_str(), "/big/big.bin");
     assert_eq!(held.len() as u64, digime_crypto::envelope::encrypted_len(big.len() as u64, digime_crypto::envelope::Format::Current));
     assert!(!held.windows(64).any(|w| w == &big[..64]));
     for (folder, name, bytes) in files {
