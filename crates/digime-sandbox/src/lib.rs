@@ -410,6 +410,7 @@
 #![deny(missing_docs)]
 
 // The leaf layer (imports no endpoint family).
+mod catalogue;
 mod checks;
 mod common;
 mod demo;
@@ -422,11 +423,14 @@ mod tokens;
 // The endpoint families (each imports the leaf layer only).
 mod contract;
 mod control;
+mod discovery;
 mod legacy;
 mod lifecycle;
 mod oauth;
 mod onboard;
+mod provider;
 mod read;
+mod report;
 mod write;
 // Composes the families.
 mod router;

@@ -4,7 +4,8 @@
 
 use crate::common::{method_not_allowed, not_found, read_body};
 use crate::{
-    LoggedRequest, Shared, contract, control, legacy, lifecycle, oauth, onboard, read, write,
+    LoggedRequest, Shared, contract, control, discovery, legacy, lifecycle, oauth, onboard,
+    provider, read, report, write,
 };
 use axum::Router;
 use axum::body::Body;
@@ -24,6 +25,9 @@ pub(crate) fn router(shared: Shared) -> Router {
         .merge(write::routes())
         .merge(read::routes())
         .merge(contract::routes())
+        .merge(discovery::routes())
+        .merge(provider::routes())
+        .merge(report::routes())
         .merge(legacy::api_routes())
         .merge(control::routes())
         .merge(legacy::control_routes())
