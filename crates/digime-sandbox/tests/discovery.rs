@@ -1363,3 +1363,47 @@ fn the_report_of_an_empty_library_has_no_entries() {
             .all(|t| *t < 1_735_689_600_000 + 86_400_000)
     );
 }
+
+#[test]
+fn the_testkit_control_reads_provider_pushes() {
+    use digime_testkit::control::Control;
+    let env = env();
+    let control = Control::new(env.sandbox.info());
+    let u = env.user();
+    assert!(control.provider_pushes(&u.id).is_empty());
+    let code = env.reference_code(&write_client(), &u.write_at);
+    let url = env.onboard(&format!("onboard?code={code}&sourceType=push&service=55"));
+    assert!(control.consent_page(&url).contains("GGZ Noord"));
+    let (status, location) = control.decide_on(&url, "allow");
+    assert_eq!(status, 302);
+    let back = url::Url::parse(&location.unwrap()).unwrap();
+    let reference = param(&back, "accountReference").unwrap();
+    let account = control.account_of(&u.id, 40).unwrap();
+    assert!(
+        control
+            .accounts(&u.id)
+            .iter()
+            .any(|a| a["reference"] == reference.as_str())
+    );
+    let resource = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Condition", "id": "c1"}}]});
+    env.fhir(&u.write_at, &account, &resource).ok(200);
+    let pushes = control.provider_pushes(&u.id);
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0]["accountId"], account.as_str());
+    assert_eq!(pushes[0]["entries"], 1);
+    let id = pushes[0]["id"].as_str().unwrap();
+    assert_eq!(control.provider_push(&u.id, id), resource);
+    // Gone with the user.
+    reply(
+        env.http
+            .delete(&env.api("user"))
+            .header(
+                "authorization",
+                env.user_bearer(&write_client(), &u.write_at),
+            )
+            .call(),
+    )
+    .ok(200);
+    assert!(!control.user_exists(&u.id));
+}

@@ -238,7 +238,7 @@ impl Control {
     }
 
     /// The id of the user's account of a service type (`serviceTypeId`: 12 Fitbit, 4
-    /// Instagram, 19 Spotify, 20 Garmin), if they have one.
+    /// Instagram, 19 Spotify, 20 Garmin, 40 a MedMij provider), if they have one.
     pub fn account_of(&self, user: &str, service_type_id: u64) -> Option<String> {
         self.accounts(user)
             .iter()
@@ -303,6 +303,23 @@ impl Control {
             .expect("the state directory")
             .join("library")
             .join(user)
+    }
+
+    /// What apps pushed to the providers of the user's push accounts
+    /// (`permission-access/import/h:accountId/fhir/…`), in the order it came: `{"id",
+    /// "accountId", "sourceId", "clientId", "standard", "version", "resourceType",
+    /// "entries"? (a Bundle's), "size", "sha256", "received"}` each.
+    pub fn provider_pushes(&self, user: &str) -> Vec<Value> {
+        self.get_json(&format!("users/{user}/provider-pushes"))["pushes"]
+            .as_array()
+            .expect("pushes")
+            .clone()
+    }
+
+    /// The FHIR resource of one provider push (an `id` of
+    /// [`Control::provider_pushes`]), as it was pushed.
+    pub fn provider_push(&self, user: &str, id: &str) -> Value {
+        self.get_json(&format!("users/{user}/provider-pushes/{id}"))
     }
 
     /// Generates files for a user (`users/USER/generate-files`).
@@ -437,6 +454,10 @@ async_mirror! {
     fn library_dir(user: &str) -> PathBuf;
     /// [`Control::consent_page`].
     fn consent_page(url: &str) -> String;
+    /// [`Control::provider_pushes`].
+    fn provider_pushes(user: &str) -> Vec<Value>;
+    /// [`Control::provider_push`].
+    fn provider_push(user: &str, id: &str) -> Value;
 }
 
 impl AsyncControl {
