@@ -179,12 +179,12 @@ fn pick(full: &Map<String, Value>, include: &[String]) -> Value {
             }
         };
         match v {
-            Value::Object(m) => {
+            Value::Object(_) => {
                 let slot = out
                     .entry(head.to_owned())
                     .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(into) = slot {
-                    part(&Value::Object(m.clone()), into);
+                    part(v, into);
                 }
             }
             Value::Array(items) => {

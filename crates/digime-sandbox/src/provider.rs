@@ -11,7 +11,8 @@ use crate::checks::ApiFailure;
 use crate::common::{
     ApiResult, DRAIN_LIMIT, drain, hex, internal, read_body, safe_name, unknown_user,
 };
-use crate::library::visible_accounts;
+use crate::library::{account_set, visible_accounts};
+use crate::serve::{Plain, plain_body};
 use crate::state::ProviderPush;
 use crate::tokens::user_call;
 use crate::{Shared, now_ms, random_id};
@@ -22,6 +23,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 
 /// Most a pushed resource may be.
 pub(crate) const MAX_FHIR_BODY: usize = 16 << 20;
@@ -362,7 +364,9 @@ async fn push(
     let path = dir.join(format!("{id}.json"));
     let partial = dir.join(format!("{id}.json.partial"));
     let written = async {
-        tokio::fs::write(&partial, &bytes).await?;
+        let mut file = tokio::fs::File::create(&partial).await?;
+        file.write_all(&bytes).await?;
+        file.sync_all().await?;
         tokio::fs::rename(&partial, &path).await
     }
     .await;
@@ -385,9 +389,18 @@ async fn push(
     };
     let saved = {
         let mut st = shared.lock();
+        let account_left = !account_set(&shared, &st, &target.user_id)
+            .iter()
+            .any(|a| a.id == record.account_id);
         if !st.users.contains_key(&target.user_id) {
             // Deleted while the body was coming in.
             Err(ApiFailure::invalid_token("access_token", false))
+        } else if account_left {
+            Err(ApiFailure::new(
+                404,
+                "AccountNotFound",
+                format!("The account ({}) was not found", record.account_id),
+            ))
         } else {
             st.provider_pushes
                 .entry(target.user_id.clone())
@@ -438,33 +451,14 @@ async fn content(
         return Err(ApiFailure::new(404, "NotFound", "No such push"));
     }
     let path = shared.library_dir().join(&user).join(format!("{id}.json"));
-    let file = tokio::fs::File::open(&path).await.map_err(internal)?;
-    let body = Body::from_stream(tokio_util_stream(file));
+    tokio::fs::metadata(&path).await.map_err(internal)?;
+    let body = plain_body(Plain::File(path));
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/fhir+json")],
         body,
     )
         .into_response())
-}
-
-/// Streams a file in 64 KiB chunks.
-fn tokio_util_stream(
-    file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
-    use tokio::io::AsyncReadExt;
-    futures_util::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let mut buf = vec![0u8; 64 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(axum::body::Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
 }
 
 #[cfg(test)]
