@@ -361,6 +361,8 @@
 //!   → **200** `content-type: application/xml`, streamed a file at a time:
 //!   `<?xml version="1.0" encoding="UTF-8"?>` and `<portabilityReport
 //!   serviceType="medmij" format="xml" [from=".."] [to=".."] generated="ISO 8601">`
+//!   (`generated`: when the library it shows last changed — the user made, an account
+//!   added, a push come — so the same library gives the same bytes)
 //!   holding one `<account id reference type sourceId serviceTypeId serviceTypeName
 //!   serviceGroupId serviceGroupName sample [sampleDataSet]>` per health account the
 //!   calling contract sees (categories Medical and Health & Fitness), each with an

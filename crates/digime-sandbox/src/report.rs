@@ -233,6 +233,17 @@ fn render(lib: &DemoLibrary, window: Window, piece: Piece) -> String {
     out
 }
 
+/// When the library a report shows last changed (the user's creation, an account
+/// added, a push come), so that the same library gives the same report, byte for byte.
+fn as_of(lib: &DemoLibrary, pushes: &[ProviderPush]) -> u64 {
+    let accounts = lib.accounts.iter().map(|a| a.added_ms);
+    let pushed = pushes.iter().map(|p| p.received);
+    accounts
+        .chain(pushed)
+        .fold(lib.created_ms, u64::max)
+        .min(now_ms())
+}
+
 /// `GET export/{serviceType}/report`, a user bearer → 200 `application/xml`.
 async fn report(
     State(shared): State<Shared>,
@@ -267,7 +278,7 @@ async fn report(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<portabilityReport serviceType=\"medmij\" format=\"xml\"{}{} generated=\"{}\">",
         bound(window.from, "from"),
         bound(window.to, "to"),
-        iso(now_ms())
+        iso(as_of(&lib, &pushes))
     );
     let mut pieces = vec![Piece::Head(head)];
     for (i, a) in lib.accounts.iter().enumerate() {

@@ -308,12 +308,20 @@ impl Control {
     /// What apps pushed to the providers of the user's push accounts
     /// (`permission-access/import/h:accountId/fhir/…`), in the order it came: `{"id",
     /// "accountId", "sourceId", "clientId", "standard", "version", "resourceType",
-    /// "entries"? (a Bundle's), "size", "sha256", "received"}` each.
+    /// "entries"? (a Bundle's), "size", "sha256", "received", "resource"}` each, where
+    /// `resource` is the pushed JSON (fetched with [`Control::provider_push`]).
     pub fn provider_pushes(&self, user: &str) -> Vec<Value> {
-        self.get_json(&format!("users/{user}/provider-pushes"))["pushes"]
+        let list = self.get_json(&format!("users/{user}/provider-pushes"))["pushes"]
             .as_array()
             .expect("pushes")
-            .clone()
+            .clone();
+        list.into_iter()
+            .map(|mut push| {
+                let id = push["id"].as_str().expect("a push id").to_owned();
+                push["resource"] = self.provider_push(user, &id);
+                push
+            })
+            .collect()
     }
 
     /// The FHIR resource of one provider push (an `id` of
