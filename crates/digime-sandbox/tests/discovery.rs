@@ -1408,3 +1408,66 @@ fn the_testkit_control_reads_provider_pushes() {
     .ok(200);
     assert!(!control.user_exists(&u.id));
 }
+
+#[test]
+fn the_report_and_pushes_see_what_the_contract_sees() {
+    let env = env();
+    let u = env.user();
+    let fitbit = env
+        .accounts(&read_client(), &u.read_at)
+        .into_iter()
+        .find(|a| a["serviceTypeId"] == 12)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The user withdraws Fitbit from the read contract (the revoke page).
+    let r = reply(
+        env.http
+            .get(&env.api("permission-access/revoke/h:accountId"))
+            .header("authorization", env.read_bearer(&u.read_at))
+            .header("accountId", &fitbit)
+            .header("redirectUri", CALLBACK)
+            .call(),
+    );
+    let location = r.ok(201)["location"].as_str().unwrap().to_owned();
+    let back = env.allow(&location);
+    assert_eq!(param(&back, "result").as_deref(), Some("success"));
+    let xml = env.report(&read_client(), &u.read_at, "format=xml").text();
+    assert!(!xml.contains("<account "), "{xml:.300}");
+    let xml = env
+        .report(&write_client(), &u.write_at, "format=xml")
+        .text();
+    assert!(xml.contains(&format!("<account id=\"{fitbit}\"")));
+
+    // A provider withdrawn from the write contract takes no more pushes from it.
+    let code = env.reference_code(&write_client(), &u.write_at);
+    let back = env.allow(&env.onboard(&format!("onboard?code={code}&sourceType=push&service=50")));
+    let reference = param(&back, "accountReference").unwrap();
+    let account = env
+        .accounts(&write_client(), &u.write_at)
+        .into_iter()
+        .find(|a| a["reference"] == reference.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patient = json!({"resourceType": "Patient"});
+    env.fhir(&u.write_at, &account, &patient).ok(200);
+    let r = reply(
+        env.http
+            .get(&env.api("permission-access/revoke/h:accountId"))
+            .header(
+                "authorization",
+                env.user_bearer(&write_client(), &u.write_at),
+            )
+            .header("accountId", &account)
+            .header("redirectUri", CALLBACK)
+            .call(),
+    );
+    let location = r.ok(201)["location"].as_str().unwrap().to_owned();
+    env.allow(&location);
+    env.fhir(&u.write_at, &account, &patient)
+        .error(404, "AccountNotFound");
+    assert_eq!(env.pushes(&u.id).len(), 1);
+}
