@@ -9,16 +9,17 @@
 //!   (`oauth/token/reference`, `reference`, the `user-reauth`, `onboard`, `reauthorize`
 //!   and `revoke` pages, `permission-access/revoke/h:accountId`, `DELETE user`, `DELETE
 //!   permission-access/service/h:accountId`; see [The account and authorization
-//!   lifecycle](#the-account-and-authorization-lifecycle)), [discovery](#discovery)
-//!   (`discovery/sources`, `countries`, `platforms`, `categories`), [sample data
-//!   sets](#sample-data-sets), [push to a provider](#push-to-a-provider) (push accounts
-//!   and `permission-access/import/h:accountId/fhir/…`), [the portability
-//!   report](#the-portability-report) (`export/medmij/report`), and a control API under
+//!   lifecycle](#the-account-and-authorization-lifecycle)), and a control API under
 //!   `/_sandbox/`. Every request JWT is verified against the registered contract key;
 //!   nonces are single-use; timestamps must be within five minutes; errors have the
 //!   real status codes and body shapes.
 //!   The postbox era (legacy writes, SDK ≤ v8) is in too, on its own API versions:
 //!   see [Writing in the postbox era](#writing-in-the-postbox-era).
+//!   So are [discovery](#discovery) (`discovery/sources`, `countries`, `platforms`,
+//!   `categories`), [sample data sets](#sample-data-sets), [push to a
+//!   provider](#push-to-a-provider) (push accounts and
+//!   `permission-access/import/h:accountId/fhir/…`) and [the portability
+//!   report](#the-portability-report) (`export/medmij/report`).
 //! * Out (for now): storage, `/v1.6/`.
 //!
 //! Start it in-process on `127.0.0.1:0`:
@@ -201,7 +202,7 @@
 //!
 //! | page | its code | link parameters | allowed |
 //! |---|---|---|---|
-//! | `authorize` | `oauth/authorize` | as `onboard`, all optional, plus `storageRef`? (not checked) | `success=true&code&state[&accountReference][&postboxId&publicKey]` |
+//! | `authorize` | `oauth/authorize` | as `onboard`, all optional, plus `storageRef`? (not checked) | `success=true&code&state[&postboxId&publicKey]` |
 //! | `user-reauth` | `oauth/token/reference` with PKCE | `lng`?, `triggerQuery`? | `success=true&code[&state]` |
 //! | `onboard` | `oauth/token/reference` without | `sourceType`, `service`?, `sampleDataSet`?, `sampleDataAutoOnboard`?, `lng`?, `includeSampleDataOnlySources`?, `triggerQuery`?, `sourcesScope`? | `success=true[&accountReference][&state]` |
 //! | `reauthorize` | `oauth/token/reference` without | `accountRef`, `lng`? | `success=true[&state]` |
@@ -250,6 +251,8 @@
 //!   `service`, `sampleDataSet` or `sourceType=push` (else it onboards nothing); a link
 //!   it cannot carry out → `ONBOARD_ERROR` at once, the code spent. The account is in
 //!   the library before the session handed out with the authorization starts syncing.
+//!   For a push account the callback carries `accountReference` after `state` (and
+//!   before `postboxId` and `publicKey`).
 //! * `reauthorize`: `accountRef` must be an `accountId` reference made by the code's
 //!   contract naming an account of the code's user that the contract sees, else
 //!   `ONBOARD_ERROR` at once. Allowed → the account's failure is removed

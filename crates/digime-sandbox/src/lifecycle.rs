@@ -127,11 +127,11 @@ fn forget_user(st: &mut Persisted, user_id: &str) {
     let prefix = format!("{user_id}|");
     st.consents.retain(|k, _| !k.starts_with(&prefix));
     st.postboxes.retain(|_, p| !mine(&p.user_id));
+    st.provider_pushes.remove(user_id);
     st.account_failures.remove(user_id);
     st.sync_ends.remove(user_id);
     st.accounts.remove(user_id);
     st.revoked.remove(user_id);
-    st.provider_pushes.remove(user_id);
 }
 
 /// Moves `paths` out of the library, saves `next` in place of the state, and hands

@@ -4,8 +4,7 @@
 
 use crate::common::{method_not_allowed, not_found, read_body};
 use crate::{
-    LoggedRequest, Shared, contract, control, discovery, legacy, lifecycle, oauth, onboard,
-    provider, read, report, write,
+    LoggedRequest, Shared, contract, control, legacy, lifecycle, oauth, onboard, read, write,
 };
 use axum::Router;
 use axum::body::Body;
@@ -23,11 +22,11 @@ pub(crate) fn router(shared: Shared) -> Router {
         .merge(onboard::routes())
         .merge(lifecycle::routes())
         .merge(write::routes())
+        .merge(crate::discovery::routes())
+        .merge(crate::provider::routes())
+        .merge(crate::report::routes())
         .merge(read::routes())
         .merge(contract::routes())
-        .merge(discovery::routes())
-        .merge(provider::routes())
-        .merge(report::routes())
         .merge(legacy::api_routes())
         .merge(control::routes())
         .merge(legacy::control_routes())

@@ -279,6 +279,31 @@ impl Control {
         v["healed"].as_bool().expect("healed")
     }
 
+    /// What apps pushed to the providers of the user's push accounts
+    /// (`permission-access/import/h:accountId/fhir/…`), in the order it came: `{"id",
+    /// "accountId", "sourceId", "clientId", "standard", "version", "resourceType",
+    /// "entries"? (a Bundle's), "size", "sha256", "received", "resource"}` each, where
+    /// `resource` is the pushed JSON (fetched with [`Control::provider_push`]).
+    pub fn provider_pushes(&self, user: &str) -> Vec<Value> {
+        let list = self.get_json(&format!("users/{user}/provider-pushes"))["pushes"]
+            .as_array()
+            .expect("pushes")
+            .clone();
+        list.into_iter()
+            .map(|mut push| {
+                let id = push["id"].as_str().expect("a push id").to_owned();
+                push["resource"] = self.provider_push(user, &id);
+                push
+            })
+            .collect()
+    }
+
+    /// The FHIR resource of one provider push (an `id` of
+    /// [`Control::provider_pushes`]), as it was pushed.
+    pub fn provider_push(&self, user: &str, id: &str) -> Value {
+        self.get_json(&format!("users/{user}/provider-pushes/{id}"))
+    }
+
     /// The ids of the users the sandbox knows.
     pub fn users(&self) -> Vec<String> {
         self.get_json("users")["users"]
@@ -303,31 +328,6 @@ impl Control {
             .expect("the state directory")
             .join("library")
             .join(user)
-    }
-
-    /// What apps pushed to the providers of the user's push accounts
-    /// (`permission-access/import/h:accountId/fhir/…`), in the order it came: `{"id",
-    /// "accountId", "sourceId", "clientId", "standard", "version", "resourceType",
-    /// "entries"? (a Bundle's), "size", "sha256", "received", "resource"}` each, where
-    /// `resource` is the pushed JSON (fetched with [`Control::provider_push`]).
-    pub fn provider_pushes(&self, user: &str) -> Vec<Value> {
-        let list = self.get_json(&format!("users/{user}/provider-pushes"))["pushes"]
-            .as_array()
-            .expect("pushes")
-            .clone();
-        list.into_iter()
-            .map(|mut push| {
-                let id = push["id"].as_str().expect("a push id").to_owned();
-                push["resource"] = self.provider_push(user, &id);
-                push
-            })
-            .collect()
-    }
-
-    /// The FHIR resource of one provider push (an `id` of
-    /// [`Control::provider_pushes`]), as it was pushed.
-    pub fn provider_push(&self, user: &str, id: &str) -> Value {
-        self.get_json(&format!("users/{user}/provider-pushes/{id}"))
     }
 
     /// Generates files for a user (`users/USER/generate-files`).
@@ -454,6 +454,10 @@ async_mirror! {
     fn fail_account(user: &str, account: &str);
     /// [`Control::heal_account`].
     fn heal_account(user: &str, account: &str) -> bool;
+    /// [`Control::provider_pushes`].
+    fn provider_pushes(user: &str) -> Vec<Value>;
+    /// [`Control::provider_push`].
+    fn provider_push(user: &str, id: &str) -> Value;
     /// [`Control::users`].
     fn users() -> Vec<String>;
     /// [`Control::user_exists`].
@@ -462,10 +466,6 @@ async_mirror! {
     fn library_dir(user: &str) -> PathBuf;
     /// [`Control::consent_page`].
     fn consent_page(url: &str) -> String;
-    /// [`Control::provider_pushes`].
-    fn provider_pushes(user: &str) -> Vec<Value>;
-    /// [`Control::provider_push`].
-    fn provider_push(user: &str, id: &str) -> Value;
 }
 
 impl AsyncControl {
