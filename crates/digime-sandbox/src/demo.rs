@@ -5,8 +5,12 @@
 //! account's service and when it was added, and the two raw demo files from the user id
 //! and the user's creation time, so the same user sees the same bytes after a restart.
 //! A file's content depends on its version only (a file rewritten mid-sync is version
-//! 1), never on the clock. The services are a table, [`CATALOGUE`].
+//! 1), never on the clock. The services are a table, [`CATALOGUE`]. An account
+//! onboarded with a sample data set holds that set's files instead, computed from the
+//! set and the service only (the same for everyone); an account of a push source (a
+//! health provider) holds no mapped file.
 
+use crate::catalogue::{CATALOGUE, Kind, Service, SourceType, service_by_source};
 use crate::state::AccountRecord;
 use crate::{DEMO_APP_ID, DEMO_WRITE_CONTRACT};
 use serde_json::{Value, json};
@@ -75,7 +79,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -105,153 +109,11 @@ fn add_months(y: i64, m: u32, delta: i64) -> (i64, u32) {
 }
 
 // ---------------------------------------------------------------------------
-// The services and what they hold.
+// The accounts and what they hold.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Activity,
-    Sleep,
-    HeartRate,
-    Workout,
-    Post,
-    Media,
-    Comment,
-    Play,
-    Playlist,
-}
-
-pub(crate) struct FileSpec {
-    object_type_id: u64,
-    object_type: &'static str,
-    kind: Kind,
-    /// How many recent months have a file.
-    months: i64,
-}
-
-/// Whether a source is pulled from the service or pushed by it (`sourceType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SourceType {
-    Pull,
-    Push,
-}
-
-impl SourceType {
-    pub(crate) fn parse(s: &str) -> Option<SourceType> {
-        match s {
-            "pull" => Some(SourceType::Pull),
-            "push" => Some(SourceType::Push),
-            _ => None,
-        }
-    }
-}
-
-/// A service of the catalogue: what its source is, and what its accounts hold.
-pub(crate) struct Service {
-    pub(crate) key: &'static str,
-    /// The source id: the `service` parameter of an onboard link.
-    pub(crate) source_id: u64,
-    pub(crate) source_type: SourceType,
-    /// Every user has an account of it from the start (when demo data is on).
-    pub(crate) default_account: bool,
-    pub(crate) group_id: u64,
-    pub(crate) group_name: &'static str,
-    pub(crate) group_ref: &'static str,
-    pub(crate) type_id: u64,
-    pub(crate) type_name: &'static str,
-    pub(crate) type_ref: &'static str,
-    pub(crate) provider: (u64, &'static str),
-    files: &'static [FileSpec],
-}
-
-const fn spec(object_type_id: u64, object_type: &'static str, kind: Kind, months: i64) -> FileSpec {
-    FileSpec {
-        object_type_id,
-        object_type,
-        kind,
-        months,
-    }
-}
-
-/// The sources of the sandbox, one row each: the two every user starts with, then the
-/// ones a user can onboard. Ids are the sandbox's own (digi.me does not publish its
-/// catalogue), in digi.me's style: a source id, a service type id, a service group.
-pub(crate) static CATALOGUE: [Service; 4] = [
-    Service {
-        key: "fitbit",
-        source_id: 16,
-        source_type: SourceType::Pull,
-        default_account: true,
-        group_id: 4,
-        group_name: "Health & Fitness",
-        group_ref: "health",
-        type_id: 12,
-        type_name: "Fitbit",
-        type_ref: "fitbit",
-        provider: (7, "Fitbit"),
-        files: &[
-            spec(300, "activity", Kind::Activity, 2),
-            spec(301, "sleep", Kind::Sleep, 2),
-            spec(302, "heartrate", Kind::HeartRate, 1),
-        ],
-    },
-    Service {
-        key: "instagram",
-        source_id: 5,
-        source_type: SourceType::Pull,
-        default_account: true,
-        group_id: 1,
-        group_name: "Social",
-        group_ref: "social",
-        type_id: 4,
-        type_name: "Instagram",
-        type_ref: "instagram",
-        provider: (1, "Meta"),
-        files: &[
-            spec(2, "post", Kind::Post, 2),
-            spec(1, "media", Kind::Media, 1),
-            spec(7, "comment", Kind::Comment, 1),
-        ],
-    },
-    Service {
-        key: "spotify",
-        source_id: 29,
-        source_type: SourceType::Pull,
-        default_account: false,
-        group_id: 5,
-        group_name: "Entertainment",
-        group_ref: "entertainment",
-        type_id: 19,
-        type_name: "Spotify",
-        type_ref: "spotify",
-        provider: (12, "Spotify"),
-        files: &[
-            spec(406, "play", Kind::Play, 2),
-            spec(405, "playlist", Kind::Playlist, 1),
-        ],
-    },
-    Service {
-        key: "garmin",
-        source_id: 30,
-        source_type: SourceType::Pull,
-        default_account: false,
-        group_id: 4,
-        group_name: "Health & Fitness",
-        group_ref: "health",
-        type_id: 20,
-        type_name: "Garmin Connect",
-        type_ref: "garmin",
-        provider: (14, "Garmin"),
-        files: &[
-            spec(300, "activity", Kind::Activity, 2),
-            spec(303, "workout", Kind::Workout, 1),
-        ],
-    },
-];
-
-/// The catalogue service of a source id.
-pub(crate) fn service_by_source(source_id: u64) -> Option<&'static Service> {
-    CATALOGUE.iter().find(|s| s.source_id == source_id)
-}
+/// The months sample data sets cover end here (2025-01-01): a set's files are the same
+/// for every user, whenever they onboard it.
+const SAMPLE_END: (i64, u32) = (2025, 1);
 
 /// The accounts every user starts with (none without demo data): one per default
 /// service, its id computed from the user id, added when the user was created.
@@ -273,18 +135,20 @@ pub(crate) fn default_accounts(
                 source_id: s.source_id,
                 added_ms: created_ms,
                 sample: false,
+                sample_set: None,
             }
         })
         .collect()
 }
 
 /// A new account of `service` for `user_id`, added now (its id is fresh: an account
-/// onboarded again after a deletion is another account).
+/// onboarded again after a deletion is another account), holding the sample data set
+/// `sample_set` if given.
 pub(crate) fn new_account(
     service: &Service,
     user_id: &str,
     now: u64,
-    sample: bool,
+    sample_set: Option<&str>,
 ) -> AccountRecord {
     let salt = digime_crypto::random::alphanumeric(16).unwrap_or_default();
     let mut rng = Rng::from_parts(&["account", user_id, service.key, &now.to_string(), &salt]);
@@ -292,7 +156,8 @@ pub(crate) fn new_account(
         id: format!("{}_{:012x}", service.type_id, rng.next_u64() >> 16),
         source_id: service.source_id,
         added_ms: now,
-        sample,
+        sample: sample_set.is_some(),
+        sample_set: sample_set.map(str::to_owned),
     }
 }
 
@@ -302,9 +167,34 @@ pub(crate) struct DemoAccount {
     pub(crate) id: String,
     pub(crate) service: &'static Service,
     pub(crate) username: String,
+    /// `reference` in `accounts`: the username, or for a push account the reference
+    /// the authorization's callback carried (`accountReference`).
+    pub(crate) reference: String,
     /// When it joined the library, Unix ms.
     pub(crate) added_ms: u64,
     pub(crate) sample: bool,
+    /// The sample data set it holds, if any.
+    pub(crate) sample_set: Option<String>,
+}
+
+impl DemoAccount {
+    /// `type` in `accounts`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.service.source_type {
+            SourceType::Pull => "USER",
+            SourceType::Push => "PUSH",
+        }
+    }
+}
+
+/// The `reference` of an account: the one the `authorize` or `onboard` callback
+/// carries as `accountReference` for a push account.
+pub(crate) fn account_reference(service: &Service, account_id: &str) -> String {
+    let opaque = account_id.split_once('_').map_or(account_id, |(_, o)| o);
+    match service.source_type {
+        SourceType::Push => format!("accref_{opaque}"),
+        SourceType::Pull => format!("demo.{}.{}", service.key, opaque.get(..6).unwrap_or(opaque)),
+    }
 }
 
 /// A mapped (service) file of the demo library.
@@ -314,11 +204,13 @@ pub(crate) struct MappedFile {
     pub(crate) name: String,
     pub(crate) object_type: &'static str,
     pub(crate) object_type_id: u64,
-    kind: Kind,
+    pub(crate) kind: Kind,
     /// The month it covers, `[start, end)` in Unix ms.
     pub(crate) start_ms: u64,
     pub(crate) end_ms: u64,
     base_count: u64,
+    /// The sample data set it is of (its content is the set's, the same for everyone).
+    sample_set: Option<String>,
 }
 
 impl MappedFile {
@@ -397,29 +289,55 @@ impl DemoLibrary {
             let Some(service) = service_by_source(rec.source_id) else {
                 continue;
             };
-            let opaque = rec.id.split_once('_').map_or(rec.id.as_str(), |(_, o)| o);
             let account = lib.accounts.len();
+            let reference = account_reference(service, &rec.id);
+            let sample_set = rec
+                .sample_set
+                .as_deref()
+                .and_then(|id| service.sample_set(id));
             lib.accounts.push(DemoAccount {
                 id: rec.id.clone(),
                 service,
-                username: format!("demo.{}.{}", service.key, opaque.get(..6).unwrap_or(opaque)),
+                username: match sample_set {
+                    Some(set) => format!("sample.{}.{}", service.key, set.id),
+                    None => reference.clone(),
+                },
+                reference,
                 added_ms: rec.added_ms,
                 sample: rec.sample,
+                sample_set: rec.sample_set.clone(),
             });
-            let (cy, cm, _) = civil_from_days((rec.added_ms / DAY_MS) as i64);
+            // A sample account of a set the service does not have (an edited state
+            // file) holds nothing.
+            if rec.sample_set.is_some() && sample_set.is_none() {
+                continue;
+            }
+            let (end_y, end_m) = match sample_set {
+                Some(_) => SAMPLE_END,
+                None => {
+                    let (y, m, _) = civil_from_days((rec.added_ms / DAY_MS) as i64);
+                    (y, m)
+                }
+            };
             for spec in service.files {
-                for back in (1..=spec.months).rev() {
-                    let (y, m) = add_months(cy, cm, -back);
+                let months = sample_set.and_then(|s| s.months).unwrap_or(spec.months);
+                for back in (1..=months).rev() {
+                    let (y, m) = add_months(end_y, end_m, -back);
                     let (ny, nm) = add_months(y, m, 1);
+                    let set_part =
+                        sample_set.map_or(String::new(), |s| format!("sample-{}_", s.id));
                     let name = format!(
-                        "{}_{}_{}_{y:04}{m:02}_1.json",
+                        "{}_{}_{}_{set_part}{y:04}{m:02}_1.json",
                         service.group_id, service.type_id, spec.object_type_id
                     );
                     let start_ms = month_start_ms(y, m);
                     let end_ms = month_start_ms(ny, nm);
                     let days = (end_ms.saturating_sub(start_ms) / DAY_MS).max(1);
-                    let mut rng = Rng::from_parts(&["count", user_id, &name]);
-                    let base_count = match spec.kind {
+                    let mut rng = match sample_set {
+                        Some(_) => Rng::from_parts(&["sample-count", &name]),
+                        None => Rng::from_parts(&["count", user_id, &name]),
+                    };
+                    let live = match spec.kind {
                         Kind::Activity => days,
                         Kind::Sleep => days - rng.range(0, 3).min(days - 1),
                         Kind::HeartRate => rng.range(180, 260),
@@ -429,7 +347,10 @@ impl DemoLibrary {
                         Kind::Comment => rng.range(40, 90),
                         Kind::Play => rng.range(300, 700),
                         Kind::Playlist => rng.range(5, 18),
+                        Kind::Watch => rng.range(60, 200),
+                        Kind::Transaction => rng.range(40, 120),
                     };
+                    let percent = sample_set.map_or(100, |s| s.percent);
                     lib.files.push(MappedFile {
                         account,
                         name,
@@ -438,7 +359,8 @@ impl DemoLibrary {
                         kind: spec.kind,
                         start_ms,
                         end_ms,
-                        base_count,
+                        base_count: (live * percent / 100).max(1),
+                        sample_set: sample_set.map(|s| s.id.to_owned()),
                     });
                 }
             }
@@ -455,15 +377,25 @@ impl DemoLibrary {
         let Some(account) = self.accounts.get(file.account) else {
             return b"[]".to_vec();
         };
-        let mut rng =
-            Rng::from_parts(&["content", &self.user_id, &file.name, &version.to_string()]);
+        let version_text = version.to_string();
+        // A sample set's content is the set's: the same for every user and account.
+        let (mut rng, owner) = match &file.sample_set {
+            Some(set) => (
+                Rng::from_parts(&["sample-content", set, &file.name, &version_text]),
+                format!("sample-{set}-{}", account.service.key),
+            ),
+            None => (
+                Rng::from_parts(&["content", &self.user_id, &file.name, &version_text]),
+                account.id.clone(),
+            ),
+        };
         let count = file.object_count(version);
         let span = file.end_ms.saturating_sub(file.start_ms).max(1);
         let objects: Vec<Value> = (0..count)
             .map(|i| {
                 let at = file.start_ms + span * i / count + rng.range(0, span / count / 2);
-                let id = format!("{}_{}_{}_{i}", account.id, file.object_type, at / 1000);
-                object(file.kind, &mut rng, &id, at, &account.username, &account.id)
+                let id = format!("{owner}_{}_{}_{i}", file.object_type, at / 1000);
+                object(file.kind, &mut rng, &id, at, &account.username, &owner)
             })
             .collect();
         serde_json::to_vec_pretty(&objects).unwrap_or_default()
@@ -610,6 +542,30 @@ fn object(kind: Kind, rng: &mut Rng, id: &str, at: u64, username: &str, account:
                 "context": rng.pick(&["playlist", "album", "artist", "radio"]),
                 "device": rng.pick(&["smartphone", "computer", "speaker"]),
                 "skipped": rng.chance(15),
+            })
+        }
+        Kind::Watch => json!({
+            "id": id, "accountentityid": account, "createddate": at,
+            "title": sentence(rng, 2, 7).trim_end_matches('.'),
+            "channel": rng.pick(ARTISTS),
+            "durationms": rng.range(60_000, 3_600_000),
+            "watchedpercent": rng.range(5, 100),
+            "device": rng.pick(&["tv", "smartphone", "computer", "tablet"]),
+        }),
+        Kind::Transaction => {
+            let credit = rng.chance(15);
+            let minor = if credit {
+                rng.range(2_000, 350_000)
+            } else {
+                rng.range(150, 25_000)
+            };
+            json!({
+                "id": id, "accountentityid": account, "createddate": at,
+                "amount": if credit { minor as i64 } else { -(minor as i64) },
+                "currency": rng.pick(&["GBP", "EUR", "USD"]),
+                "description": rng.pick(&["Grocer", "Coffee shop", "Rail fare", "Salary", "Rent", "Bookshop", "Pharmacy", "Restaurant"]),
+                "category": rng.pick(&["groceries", "eating out", "transport", "income", "bills", "shopping", "health"]),
+                "status": if rng.chance(95) { "booked" } else { "pending" },
             })
         }
         Kind::Playlist => json!({
@@ -763,7 +719,7 @@ mod tests {
         let created = 1_718_000_000_000;
         let accounts: Vec<AccountRecord> = CATALOGUE
             .iter()
-            .map(|s| new_account(s, "usr_x", created, false))
+            .map(|s| new_account(s, "usr_x", created, None))
             .collect();
         let lib = DemoLibrary::of("usr_x", created, false, &accounts);
         assert_eq!(lib.accounts.len(), CATALOGUE.len());
@@ -775,7 +731,13 @@ mod tests {
         for (i, s) in CATALOGUE.iter().enumerate() {
             assert!(lib.accounts[i].id.starts_with(&format!("{}_", s.type_id)));
             let files: Vec<_> = lib.files.iter().filter(|f| f.account == i).collect();
-            assert!(!files.is_empty(), "{}", s.key);
+            // A push account (a health provider) holds nothing mapped.
+            assert_eq!(
+                files.is_empty(),
+                s.source_type == SourceType::Push,
+                "{}",
+                s.key
+            );
             for f in files {
                 let parsed: Vec<Value> = serde_json::from_slice(&lib.mapped_content(f, 0)).unwrap();
                 assert_eq!(parsed.len() as u64, f.object_count(0), "{}", f.name);
@@ -787,9 +749,41 @@ mod tests {
         assert_eq!(sources.len(), CATALOGUE.len());
         // A new account of the same service is another account.
         assert_ne!(
-            new_account(&CATALOGUE[2], "usr_x", created, false).id,
-            new_account(&CATALOGUE[2], "usr_x", created, false).id
+            new_account(&CATALOGUE[2], "usr_x", created, None).id,
+            new_account(&CATALOGUE[2], "usr_x", created, None).id
         );
+    }
+
+    #[test]
+    fn sample_sets_are_the_same_for_everyone_and_not_the_live_data() {
+        let fitbit = service_by_source(16).unwrap();
+        let a = new_account(fitbit, "usr_a", 1_718_000_000_000, Some("default"));
+        let b = new_account(fitbit, "usr_b", 1_750_000_000_000, Some("default"));
+        let t = new_account(fitbit, "usr_a", 1_718_000_000_000, Some("test"));
+        let live = new_account(fitbit, "usr_a", 1_718_000_000_000, None);
+        let la = DemoLibrary::of("usr_a", 0, false, &[a, live, t]);
+        let lb = DemoLibrary::of("usr_b", 0, false, &[b]);
+        let of = |lib: &DemoLibrary, i: usize| -> Vec<(String, Vec<u8>)> {
+            lib.files
+                .iter()
+                .filter(|f| f.account == i)
+                .map(|f| (f.name.clone(), lib.mapped_content(f, 0)))
+                .collect()
+        };
+        let (sa, sb) = (of(&la, 0), of(&lb, 0));
+        assert!(!sa.is_empty());
+        assert_eq!(
+            sa, sb,
+            "a set's files do not depend on the user or the time"
+        );
+        assert!(sa.iter().all(|(n, _)| n.contains("_sample-default_")));
+        let live = of(&la, 1);
+        assert!(live.iter().all(|(n, _)| !n.contains("sample")));
+        assert!(sa.iter().all(|f| !live.contains(f)));
+        let test = of(&la, 2);
+        assert!(test.iter().all(|(n, _)| n.contains("_sample-test_")));
+        assert!(test.len() < sa.len());
+        assert!(la.accounts[0].sample && !la.accounts[1].sample);
     }
 
     #[test]

@@ -17,8 +17,12 @@
 //!   real status codes and body shapes.
 //!   The postbox era (legacy writes, SDK ≤ v8) is in too, on its own API versions:
 //!   see [Writing in the postbox era](#writing-in-the-postbox-era).
-//! * Out (for now): discovery (`discovery/sources` and the other queries),
-//!   sample data sets, the portability report, `/v1.6/`.
+//!   So are [discovery](#discovery) (`discovery/sources`, `countries`, `platforms`,
+//!   `categories`), [sample data sets](#sample-data-sets), [push to a
+//!   provider](#push-to-a-provider) (push accounts and
+//!   `permission-access/import/h:accountId/fhir/…`) and [the portability
+//!   report](#the-portability-report) (`export/medmij/report`).
+//! * Out (for now): `/v1.6/`.
 //!
 //! Start it in-process on `127.0.0.1:0`:
 //!
@@ -31,8 +35,10 @@
 //!
 //! # Reading
 //!
-//! Every user has a library of service accounts, each of a service of the sandbox's
-//! catalogue (its own ids, in digi.me's style; digi.me does not publish its catalogue):
+//! Every user has a library of service accounts, each of a source of the sandbox's
+//! catalogue (its own ids, in digi.me's style; digi.me does not publish its catalogue;
+//! `discovery/sources` shows all 30, see [Discovery](#discovery)). The demo library is
+//! made of four:
 //!
 //! | source id (`service`) | service (`serviceTypeId`) | group (`serviceGroupId`) | account | mapped files |
 //! |---|---|---|---|---|
@@ -48,7 +54,13 @@
 //! the file name (the defaults: nine files, several hundred objects in all). The library
 //! also has two raw files (`demo_statement.pdf`, `demo_workouts.csv`) as if pushed by the
 //! demo write contract. Without demo data ([`SandboxConfig::demo_data`] off) a user
-//! starts with no account and no raw demo file, and can still onboard services. A
+//! starts with no account and no raw demo file, and can still onboard services. Every
+//! other approved pull source onboards too, its account holding generic mapped files
+//! of its kind (posts and media, videos watched, transactions, activity, plays; file
+//! names `{category}_{service}_{objectType}_{YYYYMM}_1.json` as above). An account
+//! onboarded with a sample data set holds that set's files instead (see [Sample data
+//! sets](#sample-data-sets)); a push account (a health provider's) holds none and does
+//! not sync. A
 //! contract the user withdrew an account from (the `revoke` page) does not see it, its
 //! files, nor the pushed files whose descriptor names it.
 //! Files pushed through `permission-access/import` or made by `generate-files` are raw
@@ -89,7 +101,9 @@
 //! * `GET /v1.7/permission-access/accounts` → 200, a bare array of the accounts the
 //!   calling contract sees, in the order they were added, with `createdDate` (when the
 //!   account was added), `updatedDate` (the end of the last sync, or `createdDate` if
-//!   later), `sample: true` for an account onboarded with a sample data set, and
+//!   later), `sample: true` for an account onboarded with a sample data set, `type`
+//!   `USER` (`PUSH` for a push account, whose `reference` is the `accountReference` of
+//!   the callback that made it; `serviceTypeId` 40, MedMij), and
 //!   `accessTokenStatus` (`authorized:false` while an account fails with `reauth`; it
 //!   is `true` again once the user reauthorizes the account).
 //! * A sync shows the accounts in the library when it started: an account onboarded
@@ -194,7 +208,7 @@
 //! |---|---|---|---|
 //! | `authorize` | `oauth/authorize` | as `onboard`, all optional, plus `storageRef`? (see [Storage](#storage)) | `success=true&code&state[&postboxId&publicKey]` |
 //! | `user-reauth` | `oauth/token/reference` with PKCE | `lng`?, `triggerQuery`? | `success=true&code[&state]` |
-//! | `onboard` | `oauth/token/reference` without | `sourceType`, `service`?, `sampleDataSet`?, `sampleDataAutoOnboard`?, `lng`?, `includeSampleDataOnlySources`?, `triggerQuery`?, `sourcesScope`? | `success=true[&state]` |
+//! | `onboard` | `oauth/token/reference` without | `sourceType`, `service`?, `sampleDataSet`?, `sampleDataAutoOnboard`?, `lng`?, `includeSampleDataOnlySources`?, `triggerQuery`?, `sourcesScope`? | `success=true[&accountReference][&state]` |
 //! | `reauthorize` | `oauth/token/reference` without | `accountRef`, `lng`? | `success=true[&state]` |
 //! | `revoke` | `permission-access/revoke/h:accountId` | none | `result=success` |
 //!
@@ -221,13 +235,28 @@
 //!   Earlier refresh tokens of the user and contract are left as they are:
 //!   a live one stays usable until it expires or rotates, a dead one stays dead.
 //! * `onboard`: `service` is a **source id** of the catalogue, of the link's
-//!   `sourceType` (the catalogue has pull sources only: `push` → `ONBOARD_ERROR`);
-//!   without `service`, the first service of the catalogue the user has no account of.
-//!   An unknown service, or none left → `success=false&errorCode=ONBOARD_ERROR` at once,
-//!   without a consent page. Allowed → a new account of the service joins the library
-//!   for every contract (a fresh id, `createdDate` now, `sample: true` with a
-//!   `sampleDataSet`); if the user already has one, nothing is added, and the account
-//!   is shared again with the calling contract if the user had withdrawn it from it.
+//!   `sourceType` (`pull` unless given): an `approved` source; with `sampleDataSet`, one
+//!   of that source's sets, of an `approved` or `sampledataonly` source. Without
+//!   `service`, the first approved pull source of the catalogue the user has no live
+//!   account of (Spotify, Garmin Connect, then the others by id); a push link and a
+//!   sample link must name their source. A source that is unknown, of the other type,
+//!   not published (`pending`, `deprecated`, `blocked`, or `sampledataonly` without a
+//!   set), a set the source does not have, or none left →
+//!   `success=false&errorCode=ONBOARD_ERROR` at once, without a consent page.
+//!   `sampleDataAutoOnboard=true` with a `sampleDataSet` skips the consent page (allowed
+//!   at once). Allowed → a new account of the source joins the library for every
+//!   contract (a fresh id, `createdDate` now; `sample: true` holding the set with a
+//!   `sampleDataSet`; `type: PUSH` for a push source, and the callback carries
+//!   `accountReference`, that account's `reference`); if the user already has one of
+//!   that source holding the same data (live, or the same set), nothing is added, and
+//!   the account is shared again with the calling contract if the user had withdrawn
+//!   it from it.
+//! * `authorize`: the same, for the user the consent is for, when the link has
+//!   `service`, `sampleDataSet` or `sourceType=push` (else it onboards nothing); a link
+//!   it cannot carry out → `ONBOARD_ERROR` at once, the code spent. The account is in
+//!   the library before the session handed out with the authorization starts syncing.
+//!   For a push account the callback carries `accountReference` after `state` (and
+//!   before `postboxId` and `publicKey`).
 //! * `reauthorize`: `accountRef` must be an `accountId` reference made by the code's
 //!   contract naming an account of the code's user that the contract sees, else
 //!   `ONBOARD_ERROR` at once. Allowed → the account's failure is removed
@@ -242,6 +271,113 @@
 //!   all. Onboarding the service again through that contract shares it again.
 //!   `result=success` too if the account was deleted meanwhile (the contract does not
 //!   see it either way).
+//!
+//! # Discovery
+//!
+//! The catalogue: 30 sources in five categories (1 Social, 2 Medical, 3 Finance, 4
+//! Health & Fitness, 5 Entertainment; the `serviceGroupId`s of the read scope), eight
+//! countries (1 GB, 2 NL, 3 US, 4 DE, 5 FR, 6 IE, 7 BE, 8 ES) and four platforms (1
+//! web, 2 ios, 3 android, 4 wearable). 18 are `approved` (14 pull, 4 push); the others
+//! `pending` (6, 32, 43, 53), `deprecated` (3, 19, 54), `blocked` (21, 56) or
+//! `sampledataonly` (20, 33, 44). Pull sources are type 1; the push sources (type 2,
+//! ids 50–56) are Dutch health providers reached over MedMij (service 40), with
+//! `medicalCenter` and `practitioner` lists. Every call takes a client-only bearer
+//! (checked as on every call; an `access_token` claim is ignored).
+//!
+//! * `POST /v1.7/discovery/sources`, a JSON body (absent or empty = `{}`; anything
+//!   but a JSON object, or a non-empty body not `application/json` → 400
+//!   `ValidationErrors`; at most 64 KiB, else 413): `limit` (integer 1..=1000, default
+//!   100), `offset` (integer ≥ 0, default 0), `sort` (`{"name": "asc"|"desc"}`: by name,
+//!   case-insensitive; default by id), `query` with `queryString`, `search`, `include`
+//!   and `filter`. Every field is type-checked and an unknown key anywhere → 400
+//!   `ValidationErrors`.
+//!   * `filter` (all ANDed; within a list any value matches; an empty list is as if
+//!     absent): `id: [n]`, `publishedStatus: [status]` (default `["approved"]`),
+//!     `type.id: [1|2]` (default both), `service.id`, `country.id`, `category.id`,
+//!     `platform.id` (`[n]` each), `sourceId: n`, `reference: [string]` (the source
+//!     `reference`, exactly), `alias: [string]` (one of its aliases, exactly).
+//!   * `search.{name, abbreviation, alias, medicalCenter, practitioner}: [string]`: a
+//!     case-insensitive substring of that field (any value of the list; every field
+//!     given must match). `queryString`: a case-insensitive substring of the name, an
+//!     alias, the abbreviation, the service name or a medical centre.
+//!   * `include: [field]`: each source has only `id` and the listed fields; `a.b`
+//!     keeps `a` with only `b` (in every element of a list), `a` keeps all of `a`. The
+//!     fields are those of a source below and their sub-fields (`service.json` and the
+//!     like are accepted and select nothing); another → 400.
+//!
+//!   → **200** `{"data": [source], "limit", "offset", "total"}` (`total`: how many
+//!   match, before paging). A source: `{"id", "name", "reference", "alias": [...],
+//!   "abbreviation"?, "publishedStatus", "publishedDate" (ms), "onboardable" (approved,
+//!   or `sampledataonly` with a set), "dynamic" (banks reached through an aggregator),
+//!   "type": {"id", "name": "pull"|"push", "reference"}, "service": {"id", "name",
+//!   "reference", "publishedStatus", "publishedDate"}, "category": [{"id", "name",
+//!   "reference"}], "country": [{"id", "code", "name"}], "platform": [{"id", "name",
+//!   "reference"}], "resource": {"url", "mimetype"}, "json": {"authorisation": {"type":
+//!   "saas"}}, "medicalCenter"?, "practitioner"?}` (the last two for push sources).
+//! * `POST /v1.7/discovery/countries`, `…/platforms`, `…/categories`: no body, or
+//!   `{"query"?: {"include"?: [field], "filter"?: {"id"?: [n]}}}` (anything else → 400
+//!   `ValidationErrors`) → **200** `{"data": [...]}`, in id order. A country `{"id",
+//!   "code", "name", "resource": {"url", "mimetype"}}`, a platform `{"id", "name",
+//!   "reference"}`, a category `{"id", "name", "reference", "categoryTypeId", "title",
+//!   "subTitle", "resource"}`; `include` as for sources, of those fields.
+//!
+//! # Sample data sets
+//!
+//! * `GET /v1.7/permission-access/sample/datasets/{sourceId}`, a client-only bearer →
+//!   **200** `{"<set>": {"name", "description"}}`: `default` and `test` for Fitbit (16)
+//!   and Instagram (5), `default` for the `sampledataonly` sources, `{}` for the others.
+//!   A `sourceId` that is not a decimal number → 400 `ValidationErrors`; an unknown one
+//!   → **404 `SourceNotFound`**.
+//! * `sampleDataSet=<set>` on the `authorize` or `onboard` page (with `service`, whose
+//!   set it must be) makes an account of that source with `sample: true` holding the
+//!   set's mapped files: `{category}_{service}_{objectType}_sample-{set}_{YYYYMM}_1.json`,
+//!   computed from the set and the file name only (the same bytes for every user,
+//!   whenever onboarded; never the live data), covering the months before 2025-01
+//!   (`default`: as many as the live data, `test`: one month, a tenth of the objects).
+//!   They sync and read like any mapped file.
+//!
+//! # Push to a provider
+//!
+//! * Push accounts: `sourceType=push&service=<an approved push source>` on the
+//!   `authorize` or `onboard` page makes an account of that provider (`type: PUSH`,
+//!   `serviceTypeId` 40) and the callback carries `accountReference`, the `reference`
+//!   `permission-access/accounts` lists it with.
+//! * `POST /v1.7/permission-access/import/h:accountId/{standard}/{version}`
+//!   (`h:accountId` literally), a U bearer, headers `accountId` and `content-type:
+//!   application/json`. Checked in this order, before the body is read (a refused
+//!   request has its body read and dropped, up to 64 MiB): the bearer and token (406,
+//!   401 as everywhere); `standard` `fhir` and `version` `stu3` or `3.0.2` (else 400
+//!   `ValidationErrors`); a contract that may write (a read contract → **403
+//!   `InsufficientScope`**); the content type (400); the `accountId` header (missing →
+//!   400 `ValidationErrors`; not a push account of the user that the contract sees →
+//!   **404 `AccountNotFound`**). Then the body, at most 16 MiB (more → 413
+//!   `PayloadTooLarge`): a JSON object that is a FHIR STU3 resource — `resourceType`
+//!   one of the STU3 resource types, `id` (if any) a FHIR id, `meta` (if any) an
+//!   object; a `Bundle` also a `type` of the STU3 bundle types and, if present, an
+//!   `entry` array of objects each with a `resource` checked the same way (Bundles nest
+//!   at most 8 deep) — else 400 `ValidationErrors`, the message saying where. →
+//!   **200** `{}`. The resource is kept as sent against the account (control API
+//!   `provider-pushes`); deleting the account or the user deletes it.
+//!
+//! # The portability report
+//!
+//! * `GET /v1.7/export/{serviceType}/report?format=&from=&to=`, a U bearer (any
+//!   contract): `serviceType` `medmij` (else **404 `ServiceTypeNotFound`**), `format`
+//!   `xml` (required; else 400 `ValidationErrors`), `from` and `to` Unix seconds
+//!   (digits), `undefined`, or absent (unbounded), `from` not after `to` (else 400).
+//!   → **200** `content-type: application/xml`, streamed a file at a time:
+//!   `<?xml version="1.0" encoding="UTF-8"?>` and `<portabilityReport
+//!   serviceType="medmij" format="xml" [from=".."] [to=".."] generated="ISO 8601">`
+//!   (`generated`: when the library it shows last changed — the user made, an account
+//!   added, a push come — so the same library gives the same bytes)
+//!   holding one `<account id reference type sourceId serviceTypeId serviceTypeName
+//!   serviceGroupId serviceGroupName sample [sampleDataSet]>` per health account the
+//!   calling contract sees (categories Medical and Health & Fitness), each with an
+//!   `<entry objectType objectTypeId file id createdDate time>` per mapped object whose
+//!   `createddate` is within `[from, to]` (seconds, both inclusive), its other fields as
+//!   `<field name="…">` (nested ones by dotted names); a push account's entries are its
+//!   provider pushes (`objectType="fhir"`, by the time they came). An empty library →
+//!   a report with no account.
 //!
 //! # Writing
 //!
@@ -466,6 +602,11 @@
 //!   and more (see `oauth/token/reference`),
 //!   and an expired refresh token answers "… is expired".
 //! * `POST sessions/{key}/expire` → the session answers 410 from now on.
+//! * `GET users/{id}/provider-pushes` → `{"pushes":[{"id","accountId","sourceId",
+//!   "clientId","standard","version","resourceType","entries"?,"size","sha256",
+//!   "received"}]}`: what apps pushed to the user's providers, in the order it came
+//!   (`entries`: a Bundle's count); `GET users/{id}/provider-pushes/{pushId}` → that
+//!   resource as it was pushed (`application/fhir+json`). Unknown → 404 `NotFound`.
 //! * `GET app/postbox/create?…&user=` — the native app, see
 //!   [above](#writing-in-the-postbox-era).
 //! * `POST users/{id}/postbox-import` — the user opens the native app (or
@@ -493,6 +634,7 @@
 #![deny(missing_docs)]
 
 // The leaf layer (imports no endpoint family).
+mod catalogue;
 mod checks;
 mod clouds;
 mod common;
@@ -507,11 +649,14 @@ mod tokens;
 mod cloud;
 mod contract;
 mod control;
+mod discovery;
 mod legacy;
 mod lifecycle;
 mod oauth;
 mod onboard;
+mod provider;
 mod read;
+mod report;
 mod storage;
 mod write;
 // Composes the families.

@@ -127,6 +127,7 @@ fn forget_user(st: &mut Persisted, user_id: &str) {
     let prefix = format!("{user_id}|");
     st.consents.retain(|k, _| !k.starts_with(&prefix));
     st.postboxes.retain(|_, p| !mine(&p.user_id));
+    st.provider_pushes.remove(user_id);
     st.account_failures.remove(user_id);
     st.sync_ends.remove(user_id);
     st.accounts.remove(user_id);
@@ -202,12 +203,22 @@ async fn delete_account(State(shared): State<Shared>, headers: HeaderMap) -> Api
             });
         next.files = kept;
         let user_dir = shared.library_dir().join(user_id);
-        let paths: Vec<PathBuf> = gone
+        let mut paths: Vec<PathBuf> = gone
             .iter()
             // A stored file's id is one path component (an edited state file aside).
             .filter(|f| f.generated.is_none() && safe_name(&f.id))
             .map(|f| user_dir.join(&f.id))
             .collect();
+        // What was pushed to the account's provider goes with it.
+        if let Some(pushes) = next.provider_pushes.get_mut(user_id) {
+            paths.extend(
+                pushes
+                    .iter()
+                    .filter(|p| p.account_id == account && safe_name(&p.id))
+                    .map(|p| user_dir.join(format!("{}.json", p.id))),
+            );
+            pushes.retain(|p| p.account_id != account);
+        }
         commit(&shared, &mut st, next, &paths)?
     };
     moved.purge().await;

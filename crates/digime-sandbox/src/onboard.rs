@@ -4,8 +4,9 @@
 //! automatic consent, decides at once, and sends the browser back to the app with a
 //! 302 to the redirect URI of its code, merged with that URI's own query.
 
+use crate::catalogue::{CATALOGUE, SampleSet, Service, SourceType, service_by_source};
 use crate::common::{html_escape, postbox_key, redirect, saas_postbox, saas_postbox_of};
-use crate::demo::{CATALOGUE, Service, SourceType, new_account, service_by_source};
+use crate::demo::{account_reference, new_account};
 use crate::library::{account_set, account_set_mut, library_for, visible_accounts};
 use crate::state::{Persisted, PreAuthorization, ReferenceCode, ReferenceKind, UserRecord};
 use crate::sync::{SessionOptions, parse_options, start_sync};
@@ -119,8 +120,10 @@ struct Link {
     source_type: Option<SourceType>,
     /// `service`: a source id of the catalogue.
     service: Option<u64>,
-    /// `sampleDataSet` was given.
-    sample: bool,
+    /// `sampleDataSet`.
+    sample_set: Option<String>,
+    /// `sampleDataAutoOnboard=true`.
+    auto_onboard: bool,
     trigger_query: Option<bool>,
     account_ref: Option<String>,
 }
@@ -275,10 +278,10 @@ fn check_link(page: Page, p: &Params) -> Result<Link, String> {
             };
             match p.get("sampleDataSet") {
                 Some("") => return Err("sampleDataSet must not be empty".into()),
-                Some(_) => link.sample = true,
+                Some(set) => link.sample_set = Some(set.to_owned()),
                 None => {}
             }
-            boolean("sampleDataAutoOnboard")?;
+            link.auto_onboard = boolean("sampleDataAutoOnboard")? == Some(true);
             locale()?;
             boolean("includeSampleDataOnlySources")?;
             link.trigger_query = boolean("triggerQuery")?;
@@ -461,8 +464,10 @@ async fn run(shared: &Shared, page: Page, params: Params, decision: Option<bool>
         Err(fault) => return error_page(StatusCode::BAD_REQUEST, "ONBOARD_ERROR", &fault),
     };
     let decision = decision.or((shared.config.consent == ConsentMode::Auto).then_some(true));
+    // `sampleDataAutoOnboard=true` onboards the sample data set without asking.
+    let decision = decision.or((link.auto_onboard && link.sample_set.is_some()).then_some(true));
     match page {
-        Page::Authorize => authorize(shared, &code, decision, &params).await,
+        Page::Authorize => authorize(shared, &code, &link, decision, &params).await,
         Page::Revoke => revoke(shared, &code, decision, &params),
         Page::UserReauth | Page::Onboard | Page::Reauthorize => {
             reference(shared, page, &code, &link, decision, &params)
@@ -488,11 +493,20 @@ fn needs_postbox_key(shared: &Shared, code: &str) -> bool {
 }
 
 /// `authorize`: consent to a contract. Allowed → the user (the linked one, or a new
-/// one), the preauthorization's session bound to them and syncing, an authorization
-/// code, and for a contract that may write the user's postbox for it (one per user and
-/// contract, reused), whose id and public key follow the other success parameters (as
-/// the real consent does for a write contract).
-async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Response {
+/// one), the account the link onboards (with `service`, `sampleDataSet` or
+/// `sourceType=push`; see [`onboarding`]), the preauthorization's session bound to
+/// them and syncing, an authorization code, `accountReference` for a push account, and
+/// for a contract that may write the user's postbox for it (one per user and contract,
+/// reused), whose id and public key follow the other success parameters (as the real
+/// consent does for a write contract). A link that asks for an account the page cannot
+/// onboard → `ONBOARD_ERROR` at once, the code spent.
+async fn authorize(
+    shared: &Shared,
+    code: &str,
+    link: &Link,
+    decision: Option<bool>,
+    p: &Params,
+) -> Response {
     let Some(pre) = shared.lock().preauths.get(code).cloned() else {
         return unknown_code();
     };
@@ -516,14 +530,31 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
             return saved(shared, &st, back.fail("ONBOARD_ERROR"));
         }
     }
+    let wants_account = link.service.is_some()
+        || link.sample_set.is_some()
+        || link.source_type == Some(SourceType::Push);
+    // Without `service` the authorize page picks nothing: only push and sample links
+    // need one, and `onboarding` refuses them.
+    let target = wants_account.then(|| onboarding(link, |_| true));
+    if let Some(None) = target {
+        let mut st = shared.lock();
+        if st.preauths.remove(code).is_none() {
+            return unknown_code();
+        }
+        return saved(shared, &st, back.fail("ONBOARD_ERROR"));
+    }
+    let target = target.flatten();
     let Some(allow) = decision else {
-        return consent_page(
-            shared,
-            Page::Authorize,
-            &pre.client_id,
-            "asks to connect to your digi.me library.",
-            p,
-        );
+        let ask = match &target {
+            Some(t) => format!(
+                "asks to connect to your digi.me library and to add your {} account{}.",
+                t.service.name,
+                t.set
+                    .map_or(String::new(), |s| format!(" (sample data set {})", s.name))
+            ),
+            None => "asks to connect to your digi.me library.".to_owned(),
+        };
+        return consent_page(shared, Page::Authorize, &pre.client_id, &ask, p);
     };
     // The postbox key pair is made before the state is locked (it takes a while).
     let mut new_key = None;
@@ -574,6 +605,7 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
             id
         }
     };
+    let added = target.and_then(|t| add_account(shared, &mut st, &user_id, &pre.client_id, t, now));
     // The session handed out with the authorization now reads this user's library,
     // and the sources start syncing.
     if let Some(key) = &pre.session_key {
@@ -607,6 +639,9 @@ async fn authorize(shared: &Shared, code: &str, decision: Option<bool>, p: &Para
         ("code", auth_code),
         ("state", pre.state.clone()),
     ];
+    if let Some(reference) = added.and_then(|a| a.push_reference) {
+        params.push(("accountReference", reference));
+    }
     let writes = shared
         .contract(&pre.client_id)
         .is_some_and(|c| c.kind.can_write());
@@ -655,10 +690,7 @@ enum Action {
     Reauth,
     /// `onboard`: add an account of this service (or, when the user has one, share it
     /// with the contract again).
-    Onboard {
-        service: &'static Service,
-        existing: Option<String>,
-    },
+    Onboard(Onboarding),
     /// `reauthorize`: heal this account.
     Reauthorize { account: String, service: String },
 }
@@ -669,9 +701,16 @@ impl Action {
             Action::Reauth => {
                 "asks you to sign in again, to keep access to your digi.me library.".into()
             }
-            Action::Onboard { service, .. } => format!(
+            Action::Onboard(Onboarding { service, set: None }) => format!(
                 "asks to add your {} account to your digi.me library.",
-                service.type_name
+                service.name
+            ),
+            Action::Onboard(Onboarding {
+                service,
+                set: Some(set),
+            }) => format!(
+                "asks to add the sample data set {} of {} to your digi.me library.",
+                set.name, service.name
             ),
             Action::Reauthorize { account, service } => format!(
                 "asks you to reconnect your {service} account ({account}), which needs to be authorized again."
@@ -680,28 +719,94 @@ impl Action {
     }
 }
 
-/// The service an onboard link asks for: the `service` source id (it must be of the
-/// link's `sourceType`), or else the first service of the catalogue of that type the
-/// user has no account of. `None` when there is no such service.
+/// What an `onboard` or `authorize` link onboards: a source and, for a sample data set,
+/// the set.
+#[derive(Clone, Copy)]
+struct Onboarding {
+    service: &'static Service,
+    set: Option<&'static SampleSet>,
+}
+
+/// The account a link asks for: the `service` source id, which must be of the link's
+/// `sourceType`, approved (a live account), or approved or `sampledataonly` and have
+/// the link's `sampleDataSet` (a sample account). Without `service`, the first
+/// approved pull source of the catalogue for which `lacks` holds; a push link and a
+/// sample link must name their source. `None` when there is no such account to make.
+fn onboarding(link: &Link, lacks: impl Fn(&Service) -> bool) -> Option<Onboarding> {
+    let source_type = link.source_type.unwrap_or(SourceType::Pull);
+    let service = match link.service {
+        Some(id) => service_by_source(id).filter(|s| s.source_type == source_type)?,
+        None if source_type == SourceType::Push || link.sample_set.is_some() => return None,
+        None => CATALOGUE
+            .iter()
+            .find(|s| s.source_type == SourceType::Pull && s.onboardable() && lacks(s))?,
+    };
+    let set = match link.sample_set.as_deref() {
+        Some(id) if service.sample_onboardable() => Some(service.sample_set(id)?),
+        None if service.onboardable() => None,
+        _ => return None,
+    };
+    Some(Onboarding { service, set })
+}
+
+/// What [`add_account`] did.
+struct Added {
+    /// The reference of a push account, for the callback's `accountReference`.
+    push_reference: Option<String>,
+}
+
+/// Puts the account of `target` into the user's library: a new one (a fresh id, added
+/// now), or, when the user already has an account of that source holding the same
+/// data (live, or the same sample set), that one, shared again with `client_id` if the
+/// user had withdrawn it. `None` for an unknown user.
+fn add_account(
+    shared: &Shared,
+    st: &mut Persisted,
+    user_id: &str,
+    client_id: &str,
+    target: Onboarding,
+    now: u64,
+) -> Option<Added> {
+    let set_id = target.set.map(|s| s.id);
+    let existing = account_set(shared, st, user_id)
+        .into_iter()
+        .find(|a| a.source_id == target.service.source_id && a.sample_set.as_deref() == set_id)
+        .map(|a| a.id);
+    let id = match existing {
+        Some(id) => {
+            if let Some(by_client) = st.revoked.get_mut(user_id)
+                && let Some(set) = by_client.get_mut(client_id)
+            {
+                set.remove(&id);
+            }
+            id
+        }
+        None => {
+            let account = new_account(target.service, user_id, now, set_id);
+            let id = account.id.clone();
+            account_set_mut(shared, st, user_id)?.push(account);
+            id
+        }
+    };
+    let push_reference = (target.service.source_type == SourceType::Push)
+        .then(|| account_reference(target.service, &id));
+    Some(Added { push_reference })
+}
+
+/// The account an onboard link asks for (see [`onboarding`]; without `service`, the
+/// first approved pull source the user has no live account of).
 fn onboard_target(
     shared: &Shared,
     st: &Persisted,
     rc: &ReferenceCode,
     link: &Link,
 ) -> Option<Action> {
-    let source_type = link.source_type.unwrap_or(SourceType::Pull);
     let set = account_set(shared, st, &rc.user_id);
-    let account_of = |s: &Service| set.iter().find(|a| a.source_id == s.source_id);
-    let service = match link.service {
-        Some(id) => service_by_source(id).filter(|s| s.source_type == source_type)?,
-        None => CATALOGUE
-            .iter()
-            .find(|s| s.source_type == source_type && account_of(s).is_none())?,
+    let lacks = |s: &Service| {
+        !set.iter()
+            .any(|a| a.source_id == s.source_id && a.sample_set.is_none())
     };
-    Some(Action::Onboard {
-        service,
-        existing: account_of(service).map(|a| a.id.clone()),
-    })
+    onboarding(link, lacks).map(Action::Onboard)
 }
 
 /// The account a reauthorize link names: `accountRef` must be an `accountId`
@@ -776,6 +881,7 @@ fn reference(
         return saved(shared, &st, back.fail("USER_CANCEL"));
     }
     let mut params = vec![("success", "true".to_owned())];
+    let mut push_reference = None;
     match action {
         Action::Reauth => {
             let challenge = rc.code_challenge.as_deref().unwrap_or_default();
@@ -783,22 +889,10 @@ fn reference(
                 issue_auth_code(&mut st, &rc.client_id, &rc.user_id, challenge, None, now);
             params.push(("code", auth_code));
         }
-        Action::Onboard { service, existing } => match existing {
-            // Shared with this contract again, if the user had withdrawn it.
-            Some(id) => {
-                if let Some(by_client) = st.revoked.get_mut(&rc.user_id)
-                    && let Some(set) = by_client.get_mut(&rc.client_id)
-                {
-                    set.remove(&id);
-                }
-            }
-            None => {
-                let account = new_account(service, &rc.user_id, now, link.sample);
-                if let Some(set) = account_set_mut(shared, &mut st, &rc.user_id) {
-                    set.push(account);
-                }
-            }
-        },
+        Action::Onboard(target) => {
+            push_reference = add_account(shared, &mut st, &rc.user_id, &rc.client_id, target, now)
+                .and_then(|a| a.push_reference);
+        }
         Action::Reauthorize { account, .. } => {
             if let Some(failures) = st.account_failures.get_mut(&rc.user_id) {
                 failures.remove(&account);
@@ -826,6 +920,9 @@ fn reference(
     if let Some(s) = st.sessions.get_mut(&rc.session_key) {
         s.user_id = Some(rc.user_id.clone());
         s.sync = Some(plan);
+    }
+    if let Some(reference) = push_reference {
+        params.push(("accountReference", reference));
     }
     saved(shared, &st, back.redirect(params))
 }
@@ -918,7 +1015,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.service, Some(29));
-        assert!(ok.sample);
+        assert_eq!(ok.sample_set.as_deref(), Some("default"));
+        assert!(ok.auto_onboard);
         assert_eq!(ok.trigger_query, Some(false));
         for bad in [
             "code=c",

@@ -392,6 +392,31 @@ pub(crate) struct AccountRecord {
     /// Onboarded with a sample data set.
     #[serde(default)]
     pub sample: bool,
+    /// Which sample data set of its source it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_set: Option<String>,
+}
+
+/// A FHIR resource an app pushed to the provider behind a push account
+/// (`permission-access/import/h:accountId/fhir/…`); the bytes are in the user's
+/// library folder, `{id}.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProviderPush {
+    pub id: String,
+    pub account_id: String,
+    pub source_id: u64,
+    pub client_id: String,
+    pub standard: String,
+    pub version: String,
+    pub resource_type: String,
+    /// A Bundle's number of entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<usize>,
+    pub size: u64,
+    pub sha256: String,
+    /// When it came, Unix ms.
+    pub received: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -438,4 +463,7 @@ pub(crate) struct Persisted {
     /// user → client → accounts whose permission the user withdrew from that client
     #[serde(default)]
     pub revoked: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// user → what apps pushed to the providers of their push accounts, in order
+    #[serde(default)]
+    pub provider_pushes: HashMap<String, Vec<ProviderPush>>,
 }

@@ -14,6 +14,7 @@
 //! reading contract sees now (a deleted or withdrawn account is gone at once), minus the
 //! accounts added after the sync started (they are in the next session's sync).
 
+use crate::catalogue::SourceType;
 use crate::checks::ApiFailure;
 use crate::demo::DemoLibrary;
 use crate::library::{library_for, named_accounts};
@@ -116,7 +117,9 @@ impl Timeline {
                 .map(|(j, _)| j)
                 .collect();
             let present = a.added_ms <= plan.started_ms;
+            // A push account (a health provider's) is not pulled from anywhere.
             let syncing = present
+                && a.service.source_type == SourceType::Pull
                 && plan.fetch
                 && plan
                     .only_accounts
@@ -424,8 +427,8 @@ pub(crate) fn account_list(
             };
             let mut account = json!({
                 "id": a.id,
-                "reference": a.username,
-                "type": "USER",
+                "reference": a.reference,
+                "type": a.kind(),
                 "createdDate": a.added_ms,
                 "updatedDate": updated_ms.max(a.added_ms),
                 "serviceGroupId": s.group_id,

@@ -628,7 +628,8 @@ fn onboard_adds_an_account_and_the_next_sync_has_its_files() {
             .is_empty()
     );
 
-    // No service: the first of the catalogue the user lacks (Garmin), then none is left.
+    // No service: the first of the catalogue the user lacks (Garmin), then the first
+    // approved pull source after the demo's four (Facebook).
     let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
     let url = env.onboard(&format!(
         "onboard?code={code}&sourceType=pull&triggerQuery=false"
@@ -637,8 +638,12 @@ fn onboard_adds_an_account_and_the_next_sync_has_its_files() {
     let (_, q) = env.decide(&url, "allow").redirect();
     assert_eq!(q, pairs(&[("keep", "1"), ("success", "true")]));
     env.account(&read_client(), &u.read_at, 20);
+    let (code, _) = env.reference_code(&read_client(), &u.read_at, json!({}));
+    let url = env.onboard(&format!("onboard?code={code}&sourceType=pull"));
+    assert!(env.get(&url).text().contains("Facebook"));
     for link in [
-        "sourceType=pull",
+        // A push link must name its provider; 29 is a pull source; 6 is not published.
+        "sourceType=pull&service=6",
         "sourceType=pull&service=999",
         "sourceType=push",
         "sourceType=push&service=29",

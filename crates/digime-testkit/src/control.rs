@@ -238,7 +238,7 @@ impl Control {
     }
 
     /// The id of the user's account of a service type (`serviceTypeId`: 12 Fitbit, 4
-    /// Instagram, 19 Spotify, 20 Garmin), if they have one.
+    /// Instagram, 19 Spotify, 20 Garmin, 40 a MedMij provider), if they have one.
     pub fn account_of(&self, user: &str, service_type_id: u64) -> Option<String> {
         self.accounts(user)
             .iter()
@@ -277,6 +277,31 @@ impl Control {
         let v: Value =
             serde_json::from_slice(&r.body_mut().read_to_vec().expect("body")).expect("JSON");
         v["healed"].as_bool().expect("healed")
+    }
+
+    /// What apps pushed to the providers of the user's push accounts
+    /// (`permission-access/import/h:accountId/fhir/…`), in the order it came: `{"id",
+    /// "accountId", "sourceId", "clientId", "standard", "version", "resourceType",
+    /// "entries"? (a Bundle's), "size", "sha256", "received", "resource"}` each, where
+    /// `resource` is the pushed JSON (fetched with [`Control::provider_push`]).
+    pub fn provider_pushes(&self, user: &str) -> Vec<Value> {
+        let list = self.get_json(&format!("users/{user}/provider-pushes"))["pushes"]
+            .as_array()
+            .expect("pushes")
+            .clone();
+        list.into_iter()
+            .map(|mut push| {
+                let id = push["id"].as_str().expect("a push id").to_owned();
+                push["resource"] = self.provider_push(user, &id);
+                push
+            })
+            .collect()
+    }
+
+    /// The FHIR resource of one provider push (an `id` of
+    /// [`Control::provider_pushes`]), as it was pushed.
+    pub fn provider_push(&self, user: &str, id: &str) -> Value {
+        self.get_json(&format!("users/{user}/provider-pushes/{id}"))
     }
 
     /// The ids of the users the sandbox knows.
@@ -457,6 +482,10 @@ async_mirror! {
     fn fail_account(user: &str, account: &str);
     /// [`Control::heal_account`].
     fn heal_account(user: &str, account: &str) -> bool;
+    /// [`Control::provider_pushes`].
+    fn provider_pushes(user: &str) -> Vec<Value>;
+    /// [`Control::provider_push`].
+    fn provider_push(user: &str, id: &str) -> Value;
     /// [`Control::users`].
     fn users() -> Vec<String>;
     /// [`Control::user_exists`].
