@@ -74,23 +74,55 @@ fn api_code<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String) {
 async fn discovery_and_sample_data() {
     let env = env().await;
     let (client, c) = (&env.client, &env.read);
-    let page = client.query_sources(c, &SourcesQuery::default()).await.unwrap();
-    assert!(page.data.iter().any(|s| s.id == 16 && s.service.as_ref().unwrap().id == 12));
+    let page = client
+        .query_sources(c, &SourcesQuery::default())
+        .await
+        .unwrap();
+    assert!(
+        page.data
+            .iter()
+            .any(|s| s.id == 16 && s.service.as_ref().unwrap().id == 12)
+    );
     let two = SourcesQuery {
         limit: Some(2),
         offset: Some(1),
         ..Default::default()
     };
     let next = client.query_sources(c, &two).await.unwrap();
-    assert_eq!((next.data.len(), next.offset, next.total), (2, 1, page.total));
+    assert_eq!(
+        (next.data.len(), next.offset, next.total),
+        (2, 1, page.total)
+    );
     assert_eq!(next.data[0].id, page.data[1].id);
-    assert!(!client.query_countries(c, &FacetQuery::default()).await.unwrap().is_empty());
-    assert!(!client.query_platforms(c, &FacetQuery::default()).await.unwrap().is_empty());
-    assert!(!client.query_categories(c, &FacetQuery::default()).await.unwrap().is_empty());
+    assert!(
+        !client
+            .query_countries(c, &FacetQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !client
+            .query_platforms(c, &FacetQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !client
+            .query_categories(c, &FacetQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let sets = client.service_sample_data_sets(c, 16).await.unwrap();
     assert!(sets.contains_key("default"));
     let impostor = Contract::new(c.id().as_str(), PrivateKey::generate().unwrap()).unwrap();
-    let (status, _) = api_code(client.query_categories(&impostor, &FacetQuery::default()).await);
+    let (status, _) = api_code(
+        client
+            .query_categories(&impostor, &FacetQuery::default())
+            .await,
+    );
     assert_eq!(status, 406);
 
     let options = AuthorizeOptions {
@@ -103,7 +135,11 @@ async fn discovery_and_sample_data() {
     };
     let (token, _) = env.authorize(c, options).await;
     let accounts = client.read_accounts(c, &token).await.unwrap().value;
-    assert!(accounts.iter().any(|a| a.sample == Some(true) && a.source_id == 16));
+    assert!(
+        accounts
+            .iter()
+            .any(|a| a.sample == Some(true) && a.source_id == 16)
+    );
     let mut report = Vec::new();
     (client)
         .portability_report_to(c, &token, &PortabilityReportOptions::default(), &mut report)
@@ -151,18 +187,30 @@ async fn provider_push_and_storage() {
     assert_eq!(stored.len(), 1);
     let (status, _) = api_code(
         client
-            .push_to_provider(c, &token, &account.id, FhirVersion::Stu3, &json!({"resourceType": 7}))
+            .push_to_provider(
+                c,
+                &token,
+                &account.id,
+                FhirVersion::Stu3,
+                &json!({"resourceType": 7}),
+            )
             .await,
     );
     assert_eq!(status, 400);
 
-    assert_eq!(client.user_storage(c, &token).await.unwrap().value.id, storage.id);
+    assert_eq!(
+        client.user_storage(c, &token).await.unwrap().value.id,
+        storage.id
+    );
     let body: Vec<u8> = (0..1_000_003u32).map(|i| (i % 241) as u8).collect();
     (client)
         .upload_storage_file(c, &storage.id, "/a/b", "x.bin", Cursor::new(body.clone()))
         .await
         .unwrap();
-    let list = client.list_storage_files(c, &storage.id, "/a", true).await.unwrap();
+    let list = client
+        .list_storage_files(c, &storage.id, "/a", true)
+        .await
+        .unwrap();
     assert_eq!((list.total, list.files[0].path.as_str()), (1, "/a/b/"));
     let mut back = Vec::new();
     (client)
@@ -170,7 +218,10 @@ async fn provider_push_and_storage() {
         .await
         .unwrap();
     assert_eq!(back, body);
-    client.delete_storage_files(c, &storage.id, "/a/b/x.bin").await.unwrap();
+    client
+        .delete_storage_files(c, &storage.id, "/a/b/x.bin")
+        .await
+        .unwrap();
     let mut sink = Vec::new();
     let (status, code) = api_code(
         client

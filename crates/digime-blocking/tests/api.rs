@@ -128,11 +128,22 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
     // The demo library's services are there, with their service ids.
     let fitbit = first.data.iter().chain([].iter()).find(|s| s.id == 16);
     let all = client
-        .query_sources(c, &SourcesQuery { limit: Some(1000), ..Default::default() })
+        .query_sources(
+            c,
+            &SourcesQuery {
+                limit: Some(1000),
+                ..Default::default()
+            },
+        )
         .unwrap();
-    let fitbit = fitbit.or_else(|| all.data.iter().find(|s| s.id == 16)).expect("Fitbit");
+    let fitbit = fitbit
+        .or_else(|| all.data.iter().find(|s| s.id == 16))
+        .expect("Fitbit");
     assert_eq!(fitbit.service.as_ref().unwrap().id, 12);
-    assert!(all.data.iter().all(|s| !s.is_push()), "pull sources by default");
+    assert!(
+        all.data.iter().all(|s| !s.is_push()),
+        "pull sources by default"
+    );
     // Free text, and a category filter from the facet list.
     let fit = SourcesQuery {
         query_string: Some("fitbit".into()),
@@ -141,7 +152,9 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
     let found = client.query_sources(c, &fit).unwrap();
     assert!(found.data.iter().any(|s| s.id == 16), "{found:?}");
     let categories = client.query_categories(c, &FacetQuery::default()).unwrap();
-    let health = categories.iter().find(|k| fitbit.categories().iter().any(|f| f.id == k.id));
+    let health = categories
+        .iter()
+        .find(|k| fitbit.categories().iter().any(|f| f.id == k.id));
     let health = health.expect("Fitbit's category is listed");
     let by_category = SourcesQuery {
         limit: Some(1000),
@@ -154,7 +167,12 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
     let in_health = client.query_sources(c, &by_category).unwrap();
     assert!(in_health.data.iter().any(|s| s.id == 16));
     assert!(in_health.total < all.total, "the filter filters");
-    assert!(in_health.data.iter().all(|s| s.categories().iter().any(|f| f.id == health.id)));
+    assert!(
+        in_health
+            .data
+            .iter()
+            .all(|s| s.categories().iter().any(|f| f.id == health.id))
+    );
     // Unpublished sources only when asked for.
     let pending = SourcesQuery {
         limit: Some(1000),
@@ -169,19 +187,30 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
     assert!(pending.data.iter().all(|s| !ids.contains(&s.id)));
     // The facets.
     let countries = client.query_countries(c, &FacetQuery::default()).unwrap();
-    assert!(countries.iter().any(|k| k.code.as_deref() == Some("NL")), "{countries:?}");
+    assert!(
+        countries.iter().any(|k| k.code.as_deref() == Some("NL")),
+        "{countries:?}"
+    );
     let one = FacetQuery {
         id: Some(vec![countries[0].id]),
         ..Default::default()
     };
     assert_eq!(client.query_countries(c, &one).unwrap().len(), 1);
-    assert!(!client.query_platforms(c, &FacetQuery::default()).unwrap().is_empty());
+    assert!(
+        !client
+            .query_platforms(c, &FacetQuery::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
 fn discovery_refuses_a_foreign_key_and_an_unknown_source() {
     let env = env();
-    let (status, code) = api_code(env.client.query_sources(&impostor(&env.read), &SourcesQuery::default()));
+    let (status, code) = api_code(
+        env.client
+            .query_sources(&impostor(&env.read), &SourcesQuery::default()),
+    );
     assert_eq!((status, code.as_str()), (406, "ValidationErrors"));
     let sets = env.client.service_sample_data_sets(&env.read, 16).unwrap();
     assert!(sets.contains_key("default"), "{sets:?}");
@@ -218,10 +247,19 @@ fn the_portability_report_is_built_from_the_library_and_streams_to_a_writer() {
         .portability_report(&env.read, &token, &PortabilityReportOptions::default())
         .unwrap()
         .value;
-    assert!(report.starts_with("<?xml"), "{}", &report[..report.len().min(200)]);
+    assert!(
+        report.starts_with("<?xml"),
+        "{}",
+        &report[..report.len().min(200)]
+    );
     let mut streamed = Vec::new();
     (env.client)
-        .portability_report_to(&env.read, &token, &PortabilityReportOptions::default(), &mut streamed)
+        .portability_report_to(
+            &env.read,
+            &token,
+            &PortabilityReportOptions::default(),
+            &mut streamed,
+        )
         .unwrap();
     assert!(streamed.len() > 100);
     // A window before any data: a smaller, still valid report.
@@ -230,7 +268,10 @@ fn the_portability_report_is_built_from_the_library_and_streams_to_a_writer() {
         to: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)),
         ..Default::default()
     };
-    let empty = (env.client).portability_report(&env.read, &token, &early).unwrap().value;
+    let empty = (env.client)
+        .portability_report(&env.read, &token, &early)
+        .unwrap()
+        .value;
     assert!(empty.starts_with("<?xml") && empty.len() < report.len());
     // An expired access token is refreshed on the way.
     env.control.expire_access_tokens(token.user_id().unwrap());
@@ -261,7 +302,10 @@ fn a_provider_push_goes_to_the_push_account_and_bad_fhir_is_refused() {
     let (token, reference) = env.authorize(&env.write, options);
     let reference = reference.expect("the callback names the push account");
     let accounts = env.client.read_accounts(&env.write, &token).unwrap().value;
-    let account = accounts.iter().find(|a| a.reference == reference).expect("the push account");
+    let account = accounts
+        .iter()
+        .find(|a| a.reference == reference)
+        .expect("the push account");
     let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": {"resourceType": "Observation", "status": "final",
                       "code": {"text": "Body weight"}, "valueQuantity": {"value": 71.5, "unit": "kg"}}}
@@ -277,10 +321,25 @@ fn a_provider_push_goes_to_the_push_account_and_bad_fhir_is_refused() {
 
     // Not FHIR, a pull account, a read contract: each refused, nothing stored.
     let not_fhir = json!({"resourceType": "Spreadsheet"});
-    let (status, code) = api_code((env.client).push_to_provider(&env.write, &token, &account.id, FhirVersion::V3_0_2, &not_fhir));
+    let (status, code) = api_code((env.client).push_to_provider(
+        &env.write,
+        &token,
+        &account.id,
+        FhirVersion::V3_0_2,
+        &not_fhir,
+    ));
     assert_eq!((status, code.as_str()), (400, "ValidationErrors"));
-    let pull = accounts.iter().find(|a| a.id != account.id).expect("a pull account");
-    let (status, code) = api_code((env.client).push_to_provider(&env.write, &token, &pull.id, FhirVersion::Stu3, &bundle));
+    let pull = accounts
+        .iter()
+        .find(|a| a.id != account.id)
+        .expect("a pull account");
+    let (status, code) = api_code((env.client).push_to_provider(
+        &env.write,
+        &token,
+        &pull.id,
+        FhirVersion::Stu3,
+        &bundle,
+    ));
     assert_eq!((status, code.as_str()), (404, "AccountNotFound"));
     let (read_token, _) = {
         let auth = AuthorizeOptions {
@@ -289,8 +348,17 @@ fn a_provider_push_goes_to_the_push_account_and_bad_fhir_is_refused() {
         };
         env.authorize(&env.read, auth)
     };
-    let refused = (env.client).push_to_provider(&env.read, &read_token, &account.id, FhirVersion::Stu3, &bundle);
-    assert!(matches!(&refused, Err(Error::Api(e)) if e.code == ErrorCode::InsufficientScope), "{refused:?}");
+    let refused = (env.client).push_to_provider(
+        &env.read,
+        &read_token,
+        &account.id,
+        FhirVersion::Stu3,
+        &bundle,
+    );
+    assert!(
+        matches!(&refused, Err(Error::Api(e)) if e.code == ErrorCode::InsufficientScope),
+        "{refused:?}"
+    );
     assert_eq!(env.control.provider_pushes(user).len(), 1);
 }
 
@@ -321,21 +389,51 @@ fn storage_round_trip_through_the_users_storage() {
             .upload_storage_file(c, &storage.id, folder, name, Cursor::new(bytes))
             .unwrap();
     }
-    let all = client.list_storage_files(c, &storage.id, "/", true).unwrap();
-    let mut paths: Vec<String> = all.files.iter().map(|f| format!("{}{}", f.path, f.name)).collect();
+    let all = client
+        .list_storage_files(c, &storage.id, "/", true)
+        .unwrap();
+    let mut paths: Vec<String> = all
+        .files
+        .iter()
+        .map(|f| format!("{}{}", f.path, f.name))
+        .collect();
     paths.sort();
-    assert_eq!(paths, ["/big/big.bin", "/docs/2026/b.txt", "/docs/a.json", "/empty.bin"]);
+    assert_eq!(
+        paths,
+        [
+            "/big/big.bin",
+            "/docs/2026/b.txt",
+            "/docs/a.json",
+            "/empty.bin"
+        ]
+    );
     assert_eq!(all.total, 4);
-    let docs = client.list_storage_files(c, &storage.id, "docs", false).unwrap();
-    assert_eq!(docs.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["a.json"]);
+    let docs = client
+        .list_storage_files(c, &storage.id, "docs", false)
+        .unwrap();
+    assert_eq!(
+        docs.files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a.json"]
+    );
     // Only ciphertext is stored: the cloud holds the envelope, never the bytes.
     let held = env.control.cloud_file(storage.id.as_str(), "/big/big.bin");
-    assert_eq!(held.len() as u64, digime_crypto::envelope::encrypted_len(big.len() as u64, digime_crypto::envelope::Format::Current));
+    assert_eq!(
+        held.len() as u64,
+        digime_crypto::envelope::encrypted_len(
+            big.len() as u64,
+            digime_crypto::envelope::Format::Current
+        )
+    );
     assert!(!held.windows(64).any(|w| w == &big[..64]));
     for (folder, name, bytes) in files {
         let mut back = Vec::new();
         let path = format!("{}/{name}", folder.trim_end_matches('/'));
-        client.download_storage_file(c, &storage.id, &path, &mut back).unwrap();
+        client
+            .download_storage_file(c, &storage.id, &path, &mut back)
+            .unwrap();
         assert_eq!(back, bytes, "{path}");
     }
     // Replacing a file, then deleting a folder and the root.
@@ -343,13 +441,25 @@ fn storage_round_trip_through_the_users_storage() {
         .upload_storage_file(c, &storage.id, "/docs", "a.json", Cursor::new(b"{}"))
         .unwrap();
     let mut back = Vec::new();
-    client.download_storage_file(c, &storage.id, "/docs/a.json", &mut back).unwrap();
+    client
+        .download_storage_file(c, &storage.id, "/docs/a.json", &mut back)
+        .unwrap();
     assert_eq!(back, b"{}");
-    client.delete_storage_files(c, &storage.id, "/docs/").unwrap();
-    let left = client.list_storage_files(c, &storage.id, "/", true).unwrap();
+    client
+        .delete_storage_files(c, &storage.id, "/docs/")
+        .unwrap();
+    let left = client
+        .list_storage_files(c, &storage.id, "/", true)
+        .unwrap();
     assert_eq!(left.total, 2);
     client.delete_storage_files(c, &storage.id, "/").unwrap();
-    assert_eq!(client.list_storage_files(c, &storage.id, "/", true).unwrap().total, 0);
+    assert_eq!(
+        client
+            .list_storage_files(c, &storage.id, "/", true)
+            .unwrap()
+            .total,
+        0
+    );
 }
 
 #[test]
@@ -362,7 +472,8 @@ fn storage_sad_paths_are_typed_errors() {
         .unwrap();
     // A missing file: a 404, and nothing written to the sink.
     let mut sink = Vec::new();
-    let (status, code) = api_code(client.download_storage_file(c, &storage.id, "/nope.txt", &mut sink));
+    let (status, code) =
+        api_code(client.download_storage_file(c, &storage.id, "/nope.txt", &mut sink));
     assert_eq!((status, code.as_str()), (404, "FileNotFound"));
     assert!(sink.is_empty());
     // An unknown storage.
@@ -373,7 +484,10 @@ fn storage_sad_paths_are_typed_errors() {
     let (status, code) = api_code(client.list_storage_files(&impostor(c), &storage.id, "/", false));
     assert_eq!((status, code.as_str()), (406, "ValidationErrors"));
     // An expired storage JWT.
-    let flow = client.sdk().list_storage_files(c, &storage.id, "/", false).unwrap();
+    let flow = client
+        .sdk()
+        .list_storage_files(c, &storage.id, "/", false)
+        .unwrap();
     let (status, code) = api_code(client.run(Late(flow, Duration::from_secs(120)), None));
     assert_eq!((status, code.as_str()), (401, "InvalidToken"));
     // Another contract's key cannot read what this one stored.
@@ -381,8 +495,14 @@ fn storage_sad_paths_are_typed_errors() {
     let other = client.download_storage_file(&env.read, &storage.id, "/x.txt", &mut sink);
     assert!(other.is_err(), "{other:?}");
     // Bad paths never leave the process.
-    assert!(matches!(client.list_storage_files(c, &storage.id, "a b", true), Err(Error::InvalidInput(_))));
-    assert!(matches!(client.delete_storage_files(c, &storage.id, ""), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        client.list_storage_files(c, &storage.id, "a b", true),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        client.delete_storage_files(c, &storage.id, ""),
+        Err(Error::InvalidInput(_))
+    ));
     let requests = env.control.requests_to("");
     assert!(matches!(
         client.upload_storage_file(c, &storage.id, "/../up", "x", Cursor::new(b"x")),
