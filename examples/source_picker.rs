@@ -93,7 +93,7 @@ fn main() -> Result<()> {
     // Authorize with the source preselected.
     let state = digime_crypto::random::alphanumeric(24)?;
     let options = AuthorizeOptions {
-        service_id: Some(u32::try_from(picked.id)?),
+        service_id: Some(picked.id),
         sample_data: sample_set.map(|data_set| SampleData {
             data_set,
             auto_onboard: true,

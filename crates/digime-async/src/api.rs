@@ -6,6 +6,7 @@ use crate::Client;
 use crate::Upload;
 use digime_protocol::discovery::{Category, Country, FacetQuery, Platform, SampleDataSet};
 use digime_protocol::flow::Authed;
+use digime_protocol::report::{self, MAX_IN_MEMORY_BYTES};
 use digime_protocol::{
     Contract, Error, FhirVersion, PortabilityReportOptions, SourcesPage, SourcesQuery, Storage,
     StorageFileList, StorageId, UserAccessToken,
@@ -62,16 +63,19 @@ impl Client {
             .await
     }
 
-    /// The user's portability report, in memory (it must be UTF-8).
+    /// The user's portability report, in memory: UTF-8, and at most
+    /// [`MAX_IN_MEMORY_BYTES`] (use [`Client::portability_report_to`] for more).
     pub async fn portability_report(
         &self,
         contract: &Contract,
         token: &UserAccessToken,
         options: &PortabilityReportOptions,
     ) -> Result<Authed<String>, Error> {
+        let flow = self.sdk.portability_report(contract, token, options)?;
         let mut report = Vec::new();
-        let done = (self.portability_report_to(contract, token, options, &mut report)).await?;
-        digime_protocol::report::into_text(done, report)
+        let flow = flow.with_output_limit(MAX_IN_MEMORY_BYTES);
+        let done = self.run_to(flow, &mut report).await?;
+        report::into_text(done, report)
     }
 
     /// The user's portability report, written to `sink` as it arrives; `sink` is

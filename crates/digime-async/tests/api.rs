@@ -81,7 +81,7 @@ async fn discovery_and_sample_data() {
     assert!(
         page.data
             .iter()
-            .any(|s| s.id == 16 && s.service.as_ref().unwrap().id == 12)
+            .any(|s| s.id == 16 && s.service.as_ref().unwrap().id == Some(12))
     );
     let two = SourcesQuery {
         limit: Some(2),
@@ -168,7 +168,7 @@ async fn provider_push_and_storage() {
     let storage = client.create_provisional_storage(c).await.unwrap();
     let options = AuthorizeOptions {
         source_type: SourceType::Push,
-        service_id: Some(provider.id as u32),
+        service_id: Some(provider.id),
         storage_id: Some(storage.id.clone()),
         ..Default::default()
     };

@@ -5,6 +5,7 @@
 use crate::Client;
 use digime_protocol::discovery::{Category, Country, FacetQuery, Platform, SampleDataSet};
 use digime_protocol::flow::Authed;
+use digime_protocol::report::{self, MAX_IN_MEMORY_BYTES};
 use digime_protocol::{
     Contract, Error, FhirVersion, PortabilityReportOptions, SourcesPage, SourcesQuery, Storage,
     StorageFileList, StorageId, UserAccessToken,
@@ -60,16 +61,18 @@ impl Client {
         self.run(self.sdk.service_sample_data_sets(contract, source_id), None)
     }
 
-    /// The user's portability report, in memory (it must be UTF-8).
+    /// The user's portability report, in memory: UTF-8, and at most
+    /// [`MAX_IN_MEMORY_BYTES`] (use [`Client::portability_report_to`] for more).
     pub fn portability_report(
         &self,
         contract: &Contract,
         token: &UserAccessToken,
         options: &PortabilityReportOptions,
     ) -> Result<Authed<String>, Error> {
+        let flow = self.sdk.portability_report(contract, token, options)?;
         let mut report = Vec::new();
-        let done = self.portability_report_to(contract, token, options, &mut report)?;
-        digime_protocol::report::into_text(done, report)
+        let done = self.run_to(flow.with_output_limit(MAX_IN_MEMORY_BYTES), &mut report)?;
+        report::into_text(done, report)
     }
 
     /// The user's portability report, written to `sink` as it arrives; `sink` is

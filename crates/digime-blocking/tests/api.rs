@@ -139,7 +139,7 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
     let fitbit = fitbit
         .or_else(|| all.data.iter().find(|s| s.id == 16))
         .expect("Fitbit");
-    assert_eq!(fitbit.service.as_ref().unwrap().id, 12);
+    assert_eq!(fitbit.service.as_ref().unwrap().id, Some(12));
     assert!(
         all.data.iter().all(|s| !s.is_push()),
         "pull sources by default"
@@ -154,7 +154,7 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
     let categories = client.query_categories(c, &FacetQuery::default()).unwrap();
     let health = categories
         .iter()
-        .find(|k| fitbit.categories().iter().any(|f| f.id == k.id));
+        .find(|k| fitbit.categories().iter().any(|f| f.id == Some(k.id)));
     let health = health.expect("Fitbit's category is listed");
     let by_category = SourcesQuery {
         limit: Some(1000),
@@ -171,8 +171,29 @@ fn discovery_pages_filters_and_searches_the_catalogue() {
         in_health
             .data
             .iter()
-            .all(|s| s.categories().iter().any(|f| f.id == health.id))
+            .all(|s| s.categories().iter().any(|f| f.id == Some(health.id)))
     );
+    // `include` keeps only what it names; what is left out parses as absent.
+    let some = SourcesQuery {
+        limit: Some(1000),
+        include: Some(vec![
+            "name".into(),
+            "service.name".into(),
+            "category.name".into(),
+        ]),
+        ..Default::default()
+    };
+    let some = client.query_sources(c, &some).unwrap();
+    let slim = some.data.iter().find(|s| s.id == 16).expect("Fitbit");
+    assert_eq!(slim.name.as_deref(), Some("Fitbit"));
+    let service = slim.service.as_ref().expect("service.name");
+    assert_eq!(
+        (service.id, service.name.as_deref()),
+        (None, Some("Fitbit"))
+    );
+    assert_eq!(slim.categories()[0].name, health.name);
+    assert_eq!(slim.categories()[0].id, None);
+    assert!(slim.published_status.is_none() && slim.resource.is_none());
     // Unpublished sources only when asked for.
     let pending = SourcesQuery {
         limit: Some(1000),
@@ -252,6 +273,12 @@ fn the_portability_report_is_built_from_the_library_and_streams_to_a_writer() {
         "{}",
         &report[..report.len().min(200)]
     );
+    // The health data of the library: the Fitbit account, with its objects.
+    assert!(
+        report.contains("serviceTypeName=\"Fitbit\""),
+        "{report:.400}"
+    );
+    assert!(report.contains("<entry "), "{report:.400}");
     let mut streamed = Vec::new();
     (env.client)
         .portability_report_to(
@@ -273,6 +300,7 @@ fn the_portability_report_is_built_from_the_library_and_streams_to_a_writer() {
         .unwrap()
         .value;
     assert!(empty.starts_with("<?xml") && empty.len() < report.len());
+    assert!(!empty.contains("<entry "), "{empty}");
     // An expired access token is refreshed on the way.
     env.control.expire_access_tokens(token.user_id().unwrap());
     let again = (env.client)
@@ -296,7 +324,7 @@ fn a_provider_push_goes_to_the_push_account_and_bad_fhir_is_refused() {
     assert!(provider.is_push());
     let options = AuthorizeOptions {
         source_type: SourceType::Push,
-        service_id: Some(provider.id as u32),
+        service_id: Some(provider.id),
         ..Default::default()
     };
     let (token, reference) = env.authorize(&env.write, options);

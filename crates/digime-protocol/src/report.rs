@@ -49,11 +49,7 @@ fn unix_secs(t: Option<SystemTime>) -> String {
     // The official SDK sends the literal `undefined` for a bound it was not given;
     // the service takes it as "no bound". Sent the same, so the server sees nothing new.
     match t {
-        Some(t) => t
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-            .to_string(),
+        Some(t) => crate::wire::unix_secs(t).to_string(),
         None => "undefined".into(),
     }
 }
@@ -129,6 +125,11 @@ impl UserOperation for ReportRequest {
         false
     }
 }
+
+/// The largest report the drivers' in-memory `portability_report` reads; a larger one
+/// fails with [`crate::TransportErrorKind::ResponseTooLarge`] (stream it to a writer
+/// with `portability_report_to` instead).
+pub const MAX_IN_MEMORY_BYTES: u64 = 64 << 20;
 
 /// The result of a report read into memory: it must be UTF-8 (drivers' buffered
 /// `portability_report`).

@@ -72,6 +72,9 @@ pub struct Streamed<F: Flow, D> {
     request: F,
     decoder: Option<D>,
     phase: Phase<F::Output, D>,
+    /// Most bytes handed to the sink, if bounded.
+    limit: Option<u64>,
+    emitted: u64,
 }
 
 impl<F: Flow, D: BodyDecode> Streamed<F, D> {
@@ -81,6 +84,27 @@ impl<F: Flow, D: BodyDecode> Streamed<F, D> {
             request,
             decoder: Some(decoder),
             phase: Phase::Request,
+            limit: None,
+            emitted: 0,
+        }
+    }
+
+    /// Fails the call ([`TransportErrorKind::ResponseTooLarge`]) once the sink would get
+    /// more than `max` bytes: for a body read into memory.
+    pub fn with_output_limit(mut self, max: u64) -> Self {
+        self.limit = Some(max);
+        self
+    }
+
+    /// Counts `n` more bytes for the sink: an error past the limit.
+    fn count(&mut self, n: usize) -> Result<(), Error> {
+        self.emitted = self.emitted.saturating_add(n as u64);
+        match self.limit {
+            Some(max) if self.emitted > max => Err(Error::Transport(TransportError::new(
+                TransportErrorKind::ResponseTooLarge,
+                format!("the answer is over {max} bytes"),
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -157,7 +181,6 @@ impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
         let Phase::Body {
             decoder: Some(decoder),
             receiving,
-            outcome,
             ..
         } = &mut self.phase
         else {
@@ -166,7 +189,16 @@ impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
         if !*receiving {
             return false;
         }
-        match decoder.update(chunk, out) {
+        let before = out.len();
+        let result = decoder.update(chunk, out);
+        let result = result.and_then(|()| self.count(out.len() - before));
+        let Phase::Body {
+            receiving, outcome, ..
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        match result {
             Ok(()) => true,
             Err(e) => {
                 *outcome = Some(Err(e));
@@ -178,10 +210,7 @@ impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
 
     fn handle_body_end(&mut self, out: &mut Vec<u8>) {
         let Phase::Body {
-            decoder,
-            receiving,
-            outcome,
-            ..
+            decoder, receiving, ..
         } = &mut self.phase
         else {
             return;
@@ -190,11 +219,15 @@ impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
             return;
         }
         *receiving = false;
+        let before = out.len();
         let result = match decoder.take() {
             Some(d) => d.finish(out),
             None => Err(misuse("body ended twice")),
         };
-        if outcome.is_none() {
+        let result = result.and_then(|()| self.count(out.len() - before));
+        if let Phase::Body { outcome, .. } = &mut self.phase
+            && outcome.is_none()
+        {
             *outcome = Some(result);
         }
     }

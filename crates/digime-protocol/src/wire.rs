@@ -36,6 +36,13 @@ pub fn unix_millis(now: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix seconds of `now` (the storage JWT, the report's bounds).
+pub fn unix_secs(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Signs a request JWT whose payload is `claims` plus `client_id`, `nonce` and
 /// `timestamp` (ms). Claims serialise in alphabetical order, as the official SDK's do.
 pub fn sign_request_jwt(
@@ -123,6 +130,17 @@ pub(crate) fn json_or_empty(body: &[u8], context: &'static str) -> Result<(), Er
             context,
             detail: format!("the answer is not JSON: {e}"),
         })
+}
+
+/// Sets `content-type: application/json` on a request that may have no body (as the
+/// official SDK sends it on the storage and discovery calls), and adds
+/// `accept: application/json`.
+pub(crate) fn json_content_type(mut req: Request<Body>) -> Request<Body> {
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    accept_json(req)
 }
 
 /// Adds `accept: application/json`.

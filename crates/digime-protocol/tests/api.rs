@@ -53,7 +53,7 @@ fn query_sources_sends_the_defaults_signed_by_the_contract_and_retries_a_503() {
         .query_sources(&w.contract, &SourcesQuery::default())
         .unwrap();
     let page = s.run(flow).unwrap();
-    assert_eq!(page.data[0].service.as_ref().unwrap().id, 12);
+    assert_eq!(page.data[0].service.as_ref().unwrap().id, Some(12));
     assert_eq!(page.next_offset(), None);
     assert_eq!(
         s.endpoints(),
@@ -238,6 +238,22 @@ fn a_report_that_breaks_off_is_an_error_and_an_error_status_streams_nothing() {
 }
 
 #[test]
+fn a_report_read_into_memory_is_bounded() {
+    let w = World::new();
+    let mut s = w.script();
+    s.then(Answer::status(200).body(vec![b'x'; 5000]).streamed(700));
+    let options = PortabilityReportOptions::default();
+    let flow = (w.sdk)
+        .portability_report(&w.contract, &w.token, &options)
+        .unwrap();
+    match s.run(flow.with_output_limit(4096)) {
+        Err(Error::Transport(t)) => assert_eq!(t.kind, TransportErrorKind::ResponseTooLarge),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.output.len() <= 4096 + 700, "reading stopped at the limit");
+}
+
+#[test]
 fn a_provider_push_names_the_account_in_a_header_and_refreshes_only_on_invalid_token() {
     let w = World::new();
     let mut s = w.script();
@@ -359,10 +375,10 @@ fn cloud_calls_carry_the_storage_jwt_and_go_to_the_cloud_base() {
         claims,
         json!({"sub":"app","iss":"contract","aud":"cloud","iat":now,"exp":now + 60})
     );
-    assert_ne!(
-        bearer(&s.requests[0]).0,
-        json!(null),
-        "the retry is signed too"
+    let iat = |r: &Seen| bearer(r).1["iat"].as_u64().unwrap();
+    assert!(
+        iat(&s.requests[1]) > iat(&s.requests[0]),
+        "the retry carries a storage JWT of its own time"
     );
 
     s.then(Answer::status(500))

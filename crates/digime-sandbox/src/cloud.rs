@@ -219,32 +219,11 @@ struct CloudPath {
     target: Target,
 }
 
-/// A path segment, percent-decoded (no `+` → space): `None` when the escape is broken
-/// or the bytes are not UTF-8.
-fn decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3)?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// One segment of a file path: non-empty, not `.` or `..`, no space, no control
 /// character, no `/` (encoded), at most 255 bytes.
 fn segment(raw: &str) -> Result<String, ApiFailure> {
-    let s = decode(raw).ok_or_else(|| bad("a path segment is badly encoded"))?;
+    let s =
+        crate::common::percent_decode(raw).ok_or_else(|| bad("a path segment is badly encoded"))?;
     if s.is_empty() {
         return Err(bad("a path segment is empty"));
     }
@@ -274,7 +253,7 @@ fn split_path(path: &str) -> Option<(String, String, &str)> {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let decoded = |raw: &str| decode(raw).unwrap_or_else(|| raw.to_owned());
+    let decoded = |raw: &str| crate::common::percent_decode(raw).unwrap_or_else(|| raw.to_owned());
     Some((decoded(storage), decoded(app), tail))
 }
 
@@ -500,12 +479,7 @@ async fn upload(
     let Target::File(segments, name) = &path.target else {
         return refuse(internal_msg("not a file"), body).await;
     };
-    let octets = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"));
-    if !octets {
+    if !crate::common::media_type_is(headers, "application/octet-stream") {
         return refuse(bad("content-type must be application/octet-stream"), body).await;
     }
     let declared = headers

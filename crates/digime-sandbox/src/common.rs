@@ -535,6 +535,38 @@ pub(crate) fn saas_postbox(
     new_postbox(st, &key?, client_id, user_id, PostboxKind::Saas, None, now)
 }
 
+/// Percent-decoding without `+` → space (`decodeURIComponent`); `None` for a broken
+/// escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            // `from_str_radix` takes a sign (`%+f`): only two hex digits are an escape.
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether the request's `content-type` is `media` (parameters ignored, any case).
+pub(crate) fn media_type_is(headers: &axum::http::HeaderMap, media: &str) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

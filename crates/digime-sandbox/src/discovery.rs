@@ -13,7 +13,7 @@ use crate::common::{ApiResult, read_body};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
@@ -65,12 +65,7 @@ async fn checked_body(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if !crate::common::media_type_is(headers, "application/json") {
         return Err(bad("the body must be application/json"));
     }
     match serde_json::from_slice::<Value>(&bytes) {
@@ -179,6 +174,9 @@ fn pick(full: &Map<String, Value>, include: &[String]) -> Value {
             }
         };
         match v {
+            // A sub-field that is not there selects nothing: no empty `{}` is sent.
+            Value::Object(_) if v.get(sub).is_none() => {}
+            Value::Array(items) if items.iter().all(|i| i.get(sub).is_none()) => {}
             Value::Object(_) => {
                 let slot = out
                     .entry(head.to_owned())

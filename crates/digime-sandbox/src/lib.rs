@@ -302,8 +302,8 @@
 //!     alias, the abbreviation, the service name or a medical centre.
 //!   * `include: [field]`: each source has only `id` and the listed fields; `a.b`
 //!     keeps `a` with only `b` (in every element of a list), `a` keeps all of `a`. The
-//!     fields are those of a source below and their sub-fields (`service.json` and the
-//!     like are accepted and select nothing); another → 400.
+//!     fields are those of a source below and their sub-fields (one a source does not
+//!     have, such as `service.json`, is accepted and selects nothing: no empty object); another → 400.
 //!
 //!   → **200** `{"data": [source], "limit", "offset", "total"}` (`total`: how many
 //!   match, before paging). A source: `{"id", "name", "reference", "alias": [...],

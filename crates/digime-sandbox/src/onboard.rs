@@ -177,35 +177,12 @@ const ORGANIZATION_TYPES: &[&str] = &[
     "health-insurers",
 ];
 
-/// Percent-decoding without `+` → space (`decodeURIComponent`); `None` for a broken
-/// escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            // `from_str_radix` takes a sign (`%+f`): only two hex digits are an escape.
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// `sourcesScope`, once decoded by the query parser and once more here (the SDK
 /// encodes it twice): a JSON object with an optional `dataType` array and an optional
 /// `organizationType`, each of the known values.
 fn check_sources_scope(raw: &str) -> Result<(), String> {
     let bad = || "sourcesScope must be an encoded {dataType?: [...], organizationType?}".to_owned();
-    let text = percent_decode(raw).ok_or_else(bad)?;
+    let text = crate::common::percent_decode(raw).ok_or_else(bad)?;
     let Ok(Value::Object(scope)) = serde_json::from_str::<Value>(&text) else {
         return Err(bad());
     };
@@ -977,9 +954,12 @@ mod tests {
 
     #[test]
     fn an_escape_is_two_hex_digits() {
-        assert_eq!(percent_decode("%7B%22a%22%7D").as_deref(), Some("{\"a\"}"));
+        assert_eq!(
+            crate::common::percent_decode("%7B%22a%22%7D").as_deref(),
+            Some("{\"a\"}")
+        );
         for bad in ["%+f", "%-1", "%4", "%zz", "%C3"] {
-            assert_eq!(percent_decode(bad), None, "{bad}");
+            assert_eq!(crate::common::percent_decode(bad), None, "{bad}");
         }
     }
 

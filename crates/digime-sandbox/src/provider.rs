@@ -11,7 +11,7 @@ use crate::checks::ApiFailure;
 use crate::common::{
     ApiResult, DRAIN_LIMIT, drain, hex, internal, read_body, safe_name, unknown_user,
 };
-use crate::library::{account_set, visible_accounts};
+use crate::library::visible_accounts;
 use crate::serve::{Plain, plain_body};
 use crate::state::ProviderPush;
 use crate::tokens::user_call;
@@ -301,10 +301,7 @@ fn check_push(
     if !v.contract.kind.can_write() {
         return Err(ApiFailure::insufficient_scope());
     }
-    let json = header_str(headers, "content-type")
-        .and_then(|c| c.split(';').next())
-        .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if !crate::common::media_type_is(headers, "application/json") {
         return Err(ApiFailure::bad_params(
             "content-type must be application/json",
         ));
@@ -389,9 +386,12 @@ async fn push(
     };
     let saved = {
         let mut st = shared.lock();
-        let account_left = !account_set(&shared, &st, &target.user_id)
-            .iter()
-            .any(|a| a.id == record.account_id);
+        // The same visibility as before the body: an account deleted, or withdrawn
+        // from this contract, while the body was coming in takes nothing.
+        let account_left =
+            !visible_accounts(&shared, &st, &target.user_id, Some(&record.client_id))
+                .iter()
+                .any(|a| a.id == record.account_id);
         if !st.users.contains_key(&target.user_id) {
             // Deleted while the body was coming in.
             Err(ApiFailure::invalid_token("access_token", false))

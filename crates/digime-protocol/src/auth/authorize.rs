@@ -32,7 +32,7 @@ pub(crate) fn encode_uri_component(s: &str) -> String {
 #[derive(Default)]
 pub(crate) struct PageQuery<'a> {
     pub(crate) source_type: SourceType,
-    pub(crate) service_id: Option<u32>,
+    pub(crate) service_id: Option<u64>,
     pub(crate) sample_data: Option<&'a SampleData>,
     pub(crate) locale: Option<&'a str>,
     pub(crate) include_sample_data_only_sources: Option<bool>,

@@ -258,7 +258,7 @@ pub struct SessionOptions {
 #[derive(Debug, Clone, Default)]
 pub struct AuthorizeOptions {
     /// Preselect a service (`service`), from `querySources`.
-    pub service_id: Option<u32>,
+    pub service_id: Option<u64>,
     /// `sourceType` (default `pull`).
     pub source_type: SourceType,
     /// Sample data.

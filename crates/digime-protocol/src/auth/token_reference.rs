@@ -48,7 +48,7 @@ pub struct ReauthorizeOptions {
 pub struct OnboardServiceOptions {
     /// The service to add (`service`), from the discovery API; without it the user
     /// chooses.
-    pub service_id: Option<u32>,
+    pub service_id: Option<u64>,
     /// `sourceType` (default `pull`).
     pub source_type: SourceType,
     /// Sample data.
@@ -165,7 +165,7 @@ fn user_reauth_url(
 
 #[derive(Debug)]
 enum Page {
-    Onboard(OnboardServiceOptions),
+    Onboard(Box<OnboardServiceOptions>),
     ReauthorizeAccount {
         account_id: String,
         options: ReauthorizeAccountOptions,
@@ -226,7 +226,7 @@ impl OnboardPage {
             contract,
             token,
             callback: callback.to_owned(),
-            page: Arc::new(Page::Onboard(options)),
+            page: Arc::new(Page::Onboard(Box::new(options))),
         })
     }
 

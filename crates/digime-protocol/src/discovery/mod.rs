@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::wire::{self, Body};
-use http::{HeaderValue, Method, Request, header};
+use http::{Method, Request};
 use std::time::SystemTime;
 
 /// The discovery POSTs are retried like GETs, as the official SDK retries them.
@@ -50,10 +50,6 @@ pub(crate) fn discovery_request(
     let config = sdk.config();
     let jwt = wire::sign_request_jwt(config, contract, now, serde_json::Map::new())?;
     let body = body.map_or(Body::Empty, Body::Bytes);
-    let mut req = wire::request(Method::POST, &config.api(path), Some(&jwt), body)?;
-    req.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(wire::accept_json(req))
+    let req = wire::request(Method::POST, &config.api(path), Some(&jwt), body)?;
+    Ok(wire::json_content_type(req))
 }

@@ -234,8 +234,10 @@ impl SourcesQuery {
 /// A source's service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceService {
-    /// The service id (an account's `serviceTypeId`).
-    pub id: u64,
+    /// The service id (an account's `serviceTypeId`); absent when the query's
+    /// `include` did not ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     /// Its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -250,8 +252,9 @@ pub struct SourceService {
 /// A country, platform or category a source belongs to, as a source lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facet {
-    /// Its id.
-    pub id: u64,
+    /// Its id; absent when the query's `include` did not ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     /// Its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

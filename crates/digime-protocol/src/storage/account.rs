@@ -10,7 +10,7 @@ use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{Method, Request, Response};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -33,16 +33,6 @@ fn parse_storage(response: &Response<Vec<u8>>, context: &'static str) -> Result<
         });
     }
     Ok(storage)
-}
-
-/// Sets `content-type: application/json` on a request without a body, as the
-/// official SDK sends it.
-fn json_content_type(mut req: Request<Body>) -> Request<Body> {
-    req.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    wire::accept_json(req)
 }
 
 /// POST `storage` (a [`ClientOperation`]), no body: a new provisional storage of the
@@ -77,7 +67,7 @@ impl ClientOperation for CreateProvisionalStorage {
             Some(&jwt),
             Body::Empty,
         )?;
-        Ok(json_content_type(req))
+        Ok(wire::json_content_type(req))
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<Storage, Error> {
@@ -113,7 +103,7 @@ impl UserOperation for ReadUserStorage {
             "storage",
             Body::Empty,
         )?;
-        Ok(json_content_type(req))
+        Ok(wire::json_content_type(req))
     }
 
     fn parse(&self, response: Response<Vec<u8>>) -> Result<Storage, Error> {

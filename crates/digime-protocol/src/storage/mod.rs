@@ -36,10 +36,7 @@ pub const STORAGE_JWT_LIFETIME_SECS: u64 = 60;
 pub fn storage_jwt(config: &Config, contract: &Contract, now: SystemTime) -> Result<String, Error> {
     let app = config.application_id().as_str();
     let id = contract.id().as_str();
-    let iat = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let iat = crate::wire::unix_secs(now);
     let json = |v: &str| serde_json::Value::from(v).to_string();
     let header = format!(
         r#"{{"alg":"PS512","typ":"at+jwt","kid":{}}}"#,
