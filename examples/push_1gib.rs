@@ -9,44 +9,12 @@
 use digime_blocking::Client;
 use digime_protocol::{AuthorizeOptions, FileDescriptor, parse_callback};
 use digime_sandbox::{ConsentMode, Sandbox, SandboxConfig};
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
-/// `len` bytes of a repeating pattern, never held in memory.
-struct Pattern {
-    pos: u64,
-    len: u64,
-}
+#[path = "support/bench.rs"]
+mod bench;
 
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (self.len - self.pos).min(buf.len() as u64) as usize;
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            *b = ((self.pos + i as u64) % 251) as u8;
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for Pattern {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        // The driver seeks to the end for the length, then back to the start.
-        self.pos = match to {
-            SeekFrom::Start(p) => p,
-            SeekFrom::End(d) => self.len.saturating_add_signed(d),
-            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
-        }
-        .min(self.len);
-        Ok(self.pos)
-    }
-}
-
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+use bench::{Pattern, peak_rss_kib};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mib: u64 = std::env::args()

@@ -19,11 +19,10 @@ use digime_sandbox::{ConsentMode, Sandbox, SandboxConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+#[path = "support/bench.rs"]
+mod bench;
+
+use bench::peak_rss_kib;
 
 /// Counts bytes, keeps none.
 struct Count<'a>(&'a AtomicU64);

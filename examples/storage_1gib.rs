@@ -12,41 +12,13 @@
 use digime_blocking::Client;
 use digime_protocol::{AuthorizeOptions, FileDescriptor, parse_callback};
 use digime_sandbox::{ConsentMode, Sandbox, SandboxConfig};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Instant;
 
-fn byte_at(pos: u64) -> u8 {
-    (pos % 251) as u8
-}
+#[path = "support/bench.rs"]
+mod bench;
 
-/// `len` bytes of a repeating pattern, never held in memory.
-struct Pattern {
-    pos: u64,
-    len: u64,
-}
-
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (self.len - self.pos).min(buf.len() as u64) as usize;
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            *b = byte_at(self.pos + i as u64);
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for Pattern {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        self.pos = match to {
-            SeekFrom::Start(p) => p,
-            SeekFrom::End(d) => self.len.saturating_add_signed(d),
-            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
-        }
-        .min(self.len);
-        Ok(self.pos)
-    }
-}
+use bench::{Pattern, byte_at, peak_rss_kib};
 
 /// Checks that what is written is the pattern, byte for byte.
 struct Check {
@@ -68,13 +40,7 @@ impl Write for Check {
 }
 
 fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    kib / 1024
+    peak_rss_kib().unwrap_or(0) / 1024
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -190,47 +190,19 @@ pub(crate) struct Country {
     pub(crate) name: &'static str,
 }
 
+const fn country(id: u64, code: &'static str, name: &'static str) -> Country {
+    Country { id, code, name }
+}
+
 pub(crate) static COUNTRIES: [Country; 8] = [
-    Country {
-        id: 1,
-        code: "GB",
-        name: "United Kingdom",
-    },
-    Country {
-        id: 2,
-        code: "NL",
-        name: "Netherlands",
-    },
-    Country {
-        id: 3,
-        code: "US",
-        name: "United States",
-    },
-    Country {
-        id: 4,
-        code: "DE",
-        name: "Germany",
-    },
-    Country {
-        id: 5,
-        code: "FR",
-        name: "France",
-    },
-    Country {
-        id: 6,
-        code: "IE",
-        name: "Ireland",
-    },
-    Country {
-        id: 7,
-        code: "BE",
-        name: "Belgium",
-    },
-    Country {
-        id: 8,
-        code: "ES",
-        name: "Spain",
-    },
+    country(1, "GB", "United Kingdom"),
+    country(2, "NL", "Netherlands"),
+    country(3, "US", "United States"),
+    country(4, "DE", "Germany"),
+    country(5, "FR", "France"),
+    country(6, "IE", "Ireland"),
+    country(7, "BE", "Belgium"),
+    country(8, "ES", "Spain"),
 ];
 
 /// A platform a source's service runs on.
@@ -240,27 +212,19 @@ pub(crate) struct Platform {
     pub(crate) reference: &'static str,
 }
 
+const fn platform(id: u64, name: &'static str, reference: &'static str) -> Platform {
+    Platform {
+        id,
+        name,
+        reference,
+    }
+}
+
 pub(crate) static PLATFORMS: [Platform; 4] = [
-    Platform {
-        id: 1,
-        name: "Web",
-        reference: "web",
-    },
-    Platform {
-        id: 2,
-        name: "iOS",
-        reference: "ios",
-    },
-    Platform {
-        id: 3,
-        name: "Android",
-        reference: "android",
-    },
-    Platform {
-        id: 4,
-        name: "Wearable",
-        reference: "wearable",
-    },
+    platform(1, "Web", "web"),
+    platform(2, "iOS", "ios"),
+    platform(3, "Android", "android"),
+    platform(4, "Wearable", "wearable"),
 ];
 
 /// A source of the catalogue: what discovery shows of it, and what its accounts hold.
