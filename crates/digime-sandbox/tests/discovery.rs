@@ -9,6 +9,7 @@ mod support;
 
 use digime_sandbox::{ConsentMode, SandboxConfig};
 use serde_json::{Value, json};
+use support::pkce;
 use support::{
     Env, Reply, User, agent, bearer, claims, config, file_names, nonce, now_ms, param, read_client,
     reply, start, write_client,
@@ -32,12 +33,6 @@ fn ids(v: &Value) -> Vec<u64> {
         .iter()
         .map(|s| s["id"].as_u64().unwrap())
         .collect()
-}
-
-fn pkce() -> (String, String) {
-    let verifier = digime_crypto::random::alphanumeric(43).unwrap();
-    let challenge = digime_crypto::pkce::challenge_of(&verifier);
-    (verifier, challenge)
 }
 
 impl Env {
@@ -97,29 +92,6 @@ impl Env {
         )
     }
 
-    /// Exchanges an authorization code: the access token.
-    fn exchange(&self, client: &str, code: &str, verifier: &str) -> String {
-        let r = reply(
-            self.http
-                .post(&self.api("oauth/token"))
-                .header(
-                    "authorization",
-                    self.bearer(
-                        client,
-                        json!({"grant_type": "authorization_code", "code": code,
-                               "code_verifier": verifier}),
-                    ),
-                )
-                .send_empty(),
-        );
-        let v = r.ok(201);
-        let payload = self.server_payload(v["token"].as_str().unwrap(), &self.api("jwks/oauth"));
-        payload["access_token"]["value"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
     /// An `oauth/token/reference` code (for the `onboard` page) of `client`.
     fn reference_code(&self, client: &str, at: &str) -> String {
         let r = reply(
@@ -138,21 +110,6 @@ impl Env {
         let v = r.ok(201);
         let payload = self.server_payload(v["token"].as_str().unwrap(), &self.api("jwks/oauth"));
         payload["reference_code"].as_str().unwrap().to_owned()
-    }
-
-    /// Posts a page's decision form: the page's query and `decision`.
-    fn decide(&self, page_url: &str, decision: &str) -> Reply {
-        let url = url::Url::parse(page_url).unwrap();
-        let page = url.path().rsplit('/').next().unwrap().to_owned();
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.extend_pairs(url.query_pairs());
-        form.append_pair("decision", decision);
-        reply(
-            self.http
-                .post(&self.onboard(&format!("{page}/decision")))
-                .content_type("application/x-www-form-urlencoded")
-                .send(form.finish()),
-        )
     }
 
     /// Opens an onboard page and, if it shows the consent page, allows: the callback.
@@ -233,7 +190,7 @@ impl Env {
         )));
         assert_eq!(param(&back, "success").as_deref(), Some("true"), "{back}");
         let reference = param(&back, "accountReference").expect("accountReference");
-        let at = self.exchange(&write_client(), &param(&back, "code").unwrap(), &verifier);
+        let at = self.access_token_of(&write_client(), &param(&back, "code").unwrap(), &verifier);
         let account = self
             .accounts(&write_client(), &at)
             .into_iter()
@@ -922,7 +879,7 @@ fn a_sample_data_set_on_the_authorize_page() {
     assert_eq!(param(&back, "success").as_deref(), Some("true"), "{back}");
     assert_eq!(param(&back, "state").as_deref(), Some("st-1"));
     assert_eq!(param(&back, "accountReference"), None);
-    let at = env.exchange(&read_client(), &param(&back, "code").unwrap(), &verifier);
+    let at = env.access_token_of(&read_client(), &param(&back, "code").unwrap(), &verifier);
     let accounts = env.accounts(&read_client(), &at);
     let sample: Vec<&Value> = accounts.iter().filter(|a| a["sample"] == true).collect();
     assert_eq!(sample.len(), 1, "{accounts:?}");

@@ -7,6 +7,7 @@ mod support;
 
 use digime_sandbox::{ConsentMode, SandboxConfig};
 use serde_json::{Value, json};
+use support::pkce;
 use support::{
     Env, Reply, User, agent, claims, config, file_names, now_ms, pairs, param, read_client, reply,
     start, write_client,
@@ -54,37 +55,6 @@ impl Env {
                 .header("authorization", self.bearer(client, json!({})))
                 .content_type("application/json")
                 .send(body.to_string()),
-        )
-    }
-
-    /// Posts a page's decision form: the page's query and `decision`.
-    fn decide(&self, page_url: &str, decision: &str) -> Reply {
-        let url = url::Url::parse(page_url).unwrap();
-        let page = url.path().rsplit('/').next().unwrap().to_owned();
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.extend_pairs(url.query_pairs());
-        form.append_pair("decision", decision);
-        reply(
-            self.http
-                .post(&self.onboard(&format!("{page}/decision")))
-                .content_type("application/x-www-form-urlencoded")
-                .send(form.finish()),
-        )
-    }
-
-    fn exchange(&self, client: &str, code: &str, verifier: &str) -> Reply {
-        reply(
-            self.http
-                .post(&self.api("oauth/token"))
-                .header(
-                    "authorization",
-                    self.bearer(
-                        client,
-                        json!({"grant_type": "authorization_code", "code": code,
-                               "code_verifier": verifier}),
-                    ),
-                )
-                .send_empty(),
         )
     }
 
@@ -205,12 +175,6 @@ fn services(list: &Value) -> Vec<String> {
     s.sort();
     s.dedup();
     s
-}
-
-fn pkce() -> (String, String) {
-    let verifier = digime_crypto::random::alphanumeric(43).unwrap();
-    let challenge = digime_crypto::pkce::challenge_of(&verifier);
-    (verifier, challenge)
 }
 
 // ---------------------------------------------------------------------------

@@ -207,31 +207,6 @@ impl Env {
             verifier,
         )
     }
-
-    /// Exchanges an authorization code of the demo read contract: the access token.
-    fn exchange(&self, code: &str, verifier: &str) -> String {
-        let r = reply(
-            self.http
-                .post(&self.api("oauth/token"))
-                .header(
-                    "authorization",
-                    self.bearer(
-                        &read_client(),
-                        json!({"grant_type": "authorization_code", "code": code,
-                               "code_verifier": verifier}),
-                    ),
-                )
-                .send_empty(),
-        );
-        let payload = self.server_payload(
-            r.ok(201)["token"].as_str().unwrap(),
-            &self.api("jwks/oauth"),
-        );
-        payload["access_token"]["value"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -362,7 +337,7 @@ fn authorize_with_a_storage_ref_makes_the_storage_the_users() {
     );
     let (_, q) = page.redirect();
     assert_eq!(param(&q, "success").as_deref(), Some("true"), "{q:?}");
-    let at = env.exchange(&param(&q, "code").unwrap(), &verifier);
+    let at = env.access_token_of(&read_client(), &param(&q, "code").unwrap(), &verifier);
     let v = env.get_storage(&read_client(), &at).ok(200);
     assert_eq!(v["id"], storage.as_str());
     assert_eq!(v["kid"], format!("{DEMO_READ_CONTRACT}_{DEMO_APP_ID}_0"));

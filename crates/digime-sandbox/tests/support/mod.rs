@@ -111,6 +111,12 @@ pub fn storage_bearer(key: &PrivateKey, contract_id: &str, app_id: &str) -> Stri
 
 // ---------------------------------------------------------------------------
 // Answers.
+/// A fresh PKCE pair: `(verifier, challenge)`.
+pub fn pkce() -> (String, String) {
+    let verifier = digime_crypto::random::alphanumeric(43).unwrap();
+    let challenge = digime_crypto::pkce::challenge_of(&verifier);
+    (verifier, challenge)
+}
 
 /// An answer, read whole.
 pub struct Reply {
@@ -357,6 +363,48 @@ pub fn raw_connection(
 }
 
 impl Env {
+    /// Posts a page's decision form: the page's query and `decision`.
+    pub fn decide(&self, page_url: &str, decision: &str) -> Reply {
+        let url = url::Url::parse(page_url).unwrap();
+        let page = url.path().rsplit('/').next().unwrap().to_owned();
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs(url.query_pairs());
+        form.append_pair("decision", decision);
+        reply(
+            self.http
+                .post(&self.onboard(&format!("{page}/decision")))
+                .content_type("application/x-www-form-urlencoded")
+                .send(form.finish()),
+        )
+    }
+
+    /// Exchanges an authorization code of `client` at `oauth/token`.
+    pub fn exchange(&self, client: &str, code: &str, verifier: &str) -> Reply {
+        reply(
+            self.http
+                .post(&self.api("oauth/token"))
+                .header(
+                    "authorization",
+                    self.bearer(
+                        client,
+                        json!({"grant_type": "authorization_code", "code": code,
+                               "code_verifier": verifier}),
+                    ),
+                )
+                .send_empty(),
+        )
+    }
+
+    /// [`Env::exchange`], answered 201: the access token.
+    pub fn access_token_of(&self, client: &str, code: &str, verifier: &str) -> String {
+        let v = self.exchange(client, code, verifier).ok(201);
+        let payload = self.server_payload(v["token"].as_str().unwrap(), &self.api("jwks/oauth"));
+        payload["access_token"]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("{}{path}", self.sandbox.info().api)
     }
