@@ -104,6 +104,7 @@ pub mod refresh;
 pub mod report;
 pub mod retry;
 mod sdk;
+pub mod single_flight;
 pub mod storage;
 pub mod stream;
 pub mod token;

@@ -184,9 +184,10 @@ pub struct RefreshTask {
 }
 
 impl RefreshTask {
-    /// The flow to run.
-    pub fn into_flow(self) -> TokenFlow {
-        self.flow
+    /// The flow to run: the refresh, shared with every other call of the process that
+    /// holds the same refresh token ([`crate::single_flight`]).
+    pub fn into_flow(self) -> crate::single_flight::SharedRefresh {
+        crate::single_flight::SharedRefresh::new(self.flow)
     }
 }
 

@@ -20,6 +20,11 @@
 //!                   Done(Err(ReauthorizationRequired))
 //! ```
 //!
+//! The refresh is shared with every other call of the process that holds the same
+//! refresh token ([`crate::single_flight`]): one refresh for all of them, announced by
+//! the call that made it and returned to each. A call whose token a refresh has
+//! already superseded uses the new one from its first attempt.
+//!
 //! [`AuthedCall`] is the combinator over one request ([`UserOperation`]); the file
 //! download ([`crate::ReadFile`]) and the postbox push
 //! (`legacy::PushToPostbox`) are the same combinator over their own attempts.
@@ -30,6 +35,7 @@ use crate::error::{Error, ErrorCode, TransportError};
 use crate::flow::{Authed, Event, Flow, Leg, Step, Sub, misuse};
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
+use crate::single_flight::SharedRefresh;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
 use http::{Method, Request, Response};
@@ -66,7 +72,7 @@ pub trait Refreshable {
 #[allow(clippy::large_enum_variant)]
 enum Phase<A> {
     Attempt(A),
-    Refresh(Box<TokenFlow>),
+    Refresh(Box<SharedRefresh>),
     Finished,
 }
 
@@ -75,6 +81,10 @@ enum Phase<A> {
 pub struct Refreshing<R: Refreshable> {
     calls: R,
     may_refresh: bool,
+    /// Whether the one refresh of the call happened (or was taken from another call).
+    did_refresh: bool,
+    /// Whether the first poll looked for a token that supersedes the caller's.
+    looked: bool,
     refreshed: Option<UserAccessToken>,
     phase: Phase<R::Attempt>,
 }
@@ -86,6 +96,8 @@ impl<R: Refreshable> Refreshing<R> {
         Refreshing {
             calls,
             may_refresh: true,
+            did_refresh: false,
+            looked: false,
             refreshed: None,
             phase: Phase::Attempt(first),
         }
@@ -113,6 +125,23 @@ impl<R: Refreshable> Refreshing<R> {
         match &self.phase {
             Phase::Attempt(a) => Some(a),
             _ => None,
+        }
+    }
+
+    /// Before the first attempt: a token that a refresh of this process already issued
+    /// for the caller's replaces it (the caller's refresh token is spent).
+    fn adopt_newer(&mut self, now: SystemTime) {
+        let Some(flow) = self.calls.refresh() else {
+            return;
+        };
+        let Some(key) = flow.refresh_key() else {
+            return;
+        };
+        let next = |t: &UserAccessToken| flow.key_of(t);
+        if let Some(newer) = flow.sdk().refreshes().superseded(key, now, next) {
+            self.calls.set_token(newer.clone());
+            self.refreshed = Some(newer);
+            self.phase = Phase::Attempt(self.calls.attempt());
         }
     }
 
@@ -146,6 +175,10 @@ impl<R: Refreshable> Flow for Refreshing<R> {
     type Output = Authed<R::Output>;
 
     fn poll(&mut self, now: SystemTime) -> Step<Self::Output> {
+        if !self.looked {
+            self.looked = true;
+            self.adopt_newer(now);
+        }
         loop {
             match &mut self.phase {
                 Phase::Attempt(attempt) => match attempt.poll(now) {
@@ -161,8 +194,11 @@ impl<R: Refreshable> Flow for Refreshing<R> {
                             let wrapped = fallback.map_err(|e| Error::RefreshNeeded(Box::new(e)));
                             return self.finish(wrapped);
                         }
-                        match self.refreshed.is_none().then(|| self.calls.refresh()) {
-                            Some(Some(flow)) => self.phase = Phase::Refresh(Box::new(flow)),
+                        match (!self.did_refresh).then(|| self.calls.refresh()) {
+                            Some(Some(flow)) => {
+                                self.did_refresh = true;
+                                self.phase = Phase::Refresh(Box::new(SharedRefresh::new(flow)));
+                            }
                             _ => return self.finish(fallback),
                         }
                     }
@@ -172,10 +208,15 @@ impl<R: Refreshable> Flow for Refreshing<R> {
                     Step::Sleep(d) => return Step::Sleep(d),
                     Step::Done(Err(e)) => return self.finish(Err(e)),
                     Step::Done(Ok(token)) => {
+                        let ours = flow.was_ours();
                         self.calls.set_token(token.clone());
                         self.refreshed = Some(token.clone());
                         self.phase = Phase::Attempt(self.calls.attempt());
-                        return Step::Event(Event::TokenRefreshed(token));
+                        // Announced once, by the call that refreshed; the others only
+                        // return it.
+                        if ours {
+                            return Step::Event(Event::TokenRefreshed(token));
+                        }
                     }
                     Step::Receive | Step::Event(_) => {
                         return self.finish(Err(misuse("unexpected step of a token refresh")));

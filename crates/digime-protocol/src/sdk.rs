@@ -55,6 +55,7 @@ pub struct Sdk {
 struct Inner {
     config: Config,
     keys: KeySetCache,
+    refreshes: crate::single_flight::Refreshes,
 }
 
 impl Sdk {
@@ -64,6 +65,7 @@ impl Sdk {
             inner: Arc::new(Inner {
                 config,
                 keys: KeySetCache::default(),
+                refreshes: Default::default(),
             }),
         }
     }
@@ -76,6 +78,11 @@ impl Sdk {
     /// The server key-set cache.
     pub fn key_cache(&self) -> &KeySetCache {
         &self.inner.keys
+    }
+
+    /// The refreshes shared by this SDK's calls ([`crate::single_flight`]).
+    pub(crate) fn refreshes(&self) -> &crate::single_flight::Refreshes {
+        &self.inner.refreshes
     }
 
     /// Trusts these server keys without fetching the key set (offline use, tests).

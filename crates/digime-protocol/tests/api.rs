@@ -276,21 +276,31 @@ fn a_provider_push_names_the_account_in_a_header_and_refreshes_only_on_invalid_t
     assert_eq!(header(sent, "accountid"), Some("acc-fhir-9"));
     assert_eq!(header(sent, "content-type"), Some("application/json"));
     assert_eq!(body_of(sent), bundle);
-    // Another 401 code is the server's answer, not a reason to refresh.
-    let refused = s.run(push(FhirVersion::V3_0_2));
-    assert!(
-        matches!(&refused, Err(Error::Api(e)) if e.code == ErrorCode::InsufficientScope),
-        "{refused:?}"
+    // Another 401 code is the server's answer, not a reason to refresh. (The call
+    // starts with the token the first one's refresh issued: `r1` is spent.)
+    let refused = s.run(push(FhirVersion::V3_0_2)).unwrap_err();
+    assert_eq!(
+        refused.api().map(|e| &e.code),
+        Some(&ErrorCode::InsufficientScope)
+    );
+    assert_eq!(s.last().claim("access_token"), "a2");
+    assert_eq!(
+        s.endpoints()
+            .iter()
+            .filter(|e| e.ends_with("oauth/token"))
+            .count(),
+        1
     );
     assert_eq!(
         s.last().path,
         "permission-access/import/h:accountId/fhir/3.0.2"
     );
     // A 2xx that is not JSON is not a success the SDK can vouch for.
-    assert!(matches!(
-        s.run(push(FhirVersion::Stu3)),
-        Err(Error::Decode { .. })
-    ));
+    let not_json = s.run(push(FhirVersion::Stu3)).unwrap_err();
+    assert!(
+        matches!(&not_json, Error::AfterRefresh { error, .. } if matches!(**error, Error::Decode { .. })),
+        "{not_json:?}"
+    );
     s.assert_consumed();
 }
 

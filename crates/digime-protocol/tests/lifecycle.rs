@@ -293,9 +293,14 @@ fn revoke_and_deletions_put_the_account_in_a_header_of_a_literal_path() {
     // A deletion is never retried: a lost answer may hide a deletion that was done.
     let mut s = w.script();
     s.then(Answer::status(503));
+    // (`w.token` was refreshed above: the call goes with the new token, and an error
+    // carries it.)
     let err = s.run(w.sdk.delete_user(&w.contract, &w.token)).unwrap_err();
+    let Error::AfterRefresh { error, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert!(
-        matches!(err, Error::UnexpectedStatus { status: 503, .. }),
+        matches!(**error, Error::UnexpectedStatus { status: 503, .. }),
         "{err:?}"
     );
     assert_eq!(s.trace, ["DELETE user"]);

@@ -195,3 +195,148 @@ fn a_download_fetched_again_after_a_cut_body_does_not_refresh_twice() {
     );
     assert_eq!(s.sleeps.len(), 1, "one backoff before the GET again");
 }
+
+// ---------------------------------------------------------------------------------
+// One refresh shared by concurrent calls (`digime_protocol::single_flight`).
+
+mod shared {
+    use super::support::World;
+    use digime_protocol::flow::{Event, Flow, Step};
+    use digime_protocol::http::Response;
+    use serde_json::json;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    fn answer(status: u16, body: &str) -> Response<Vec<u8>> {
+        Response::builder()
+            .status(status)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    }
+
+    fn invalid_token() -> Response<Vec<u8>> {
+        answer(
+            401,
+            r#"{"error":{"code":"InvalidToken","message":"expired"}}"#,
+        )
+    }
+
+    fn token_answer(w: &World, access: &str, refresh: &str) -> Response<Vec<u8>> {
+        let claims = json!({
+            "access_token": {"value": access, "expires_on": 4_000_000_000u64},
+            "refresh_token": {"value": refresh, "expires_on": 4_000_000_000u64},
+            "sub": "user-1",
+        });
+        answer(
+            201,
+            &json!({"token": w.keys.sign("k1", &claims)}).to_string(),
+        )
+    }
+
+    /// The access token a request was signed with, and its path.
+    fn sent(step: Step<impl std::fmt::Debug>) -> (String, String) {
+        let Step::Send(req) = step else {
+            panic!("expected a request, got {step:?}")
+        };
+        let path = req.uri().path().to_owned();
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        let jwt = auth.strip_prefix("Bearer ").unwrap();
+        let payload = digime_crypto::jws::Compact::parse(jwt)
+            .unwrap()
+            .payload()
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        let at = claims["access_token"].as_str().unwrap_or("").to_owned();
+        (path, at)
+    }
+
+    #[test]
+    fn two_calls_on_one_expired_token_share_one_refresh() {
+        let w = World::new();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut a = w.sdk.read_accounts(&w.contract, &w.token);
+        let mut b = w.sdk.read_accounts(&w.contract, &w.token);
+
+        // Both are refused; A claims the refresh and sends it.
+        assert_eq!(sent(a.poll(now)).1, "a1");
+        a.handle_response(invalid_token());
+        assert_eq!(sent(b.poll(now)).1, "a1");
+        b.handle_response(invalid_token());
+        let (path, _) = sent(a.poll(now));
+        assert!(path.ends_with("oauth/token"), "{path}");
+        // B waits for A's refresh instead of presenting the same refresh token.
+        let Step::Sleep(d) = b.poll(now) else {
+            panic!("B must wait")
+        };
+        assert!(d <= Duration::from_millis(50));
+        let Step::Sleep(_) = b.poll(now + d) else {
+            panic!("B still waits")
+        };
+
+        // A's refresh lands: A announces it and resends.
+        a.handle_response(token_answer(&w, "a2", "r2"));
+        let Step::Event(Event::TokenRefreshed(t)) = a.poll(now) else {
+            panic!()
+        };
+        assert_eq!(t.access_token.value.expose(), "a2");
+        assert_eq!(sent(a.poll(now)).1, "a2");
+        a.handle_response(answer(200, "[]"));
+        let Step::Done(Ok(done_a)) = a.poll(now) else {
+            panic!()
+        };
+        assert!(done_a.refreshed_token.is_some());
+
+        // B takes the new token without refreshing or announcing it, and returns it.
+        let (path, at) = sent(b.poll(now + d));
+        assert!(path.ends_with("permission-access/accounts"), "{path}");
+        assert_eq!(at, "a2");
+        b.handle_response(answer(200, "[]"));
+        let Step::Done(Ok(done_b)) = b.poll(now) else {
+            panic!()
+        };
+        let mine = done_b.refreshed_token.expect("B returns the token it used");
+        assert_eq!(mine.refresh_token.value.expose(), "r2");
+
+        // A call started later with the spent token goes with the new one at once.
+        let mut c = w.sdk.read_accounts(&w.contract, &w.token);
+        assert_eq!(sent(c.poll(now)).1, "a2");
+        c.handle_response(answer(200, "[]"));
+        let Step::Done(Ok(done_c)) = c.poll(now) else {
+            panic!()
+        };
+        assert_eq!(
+            done_c.refreshed_token.unwrap().access_token.value.expose(),
+            "a2"
+        );
+    }
+
+    #[test]
+    fn a_failed_or_dropped_refresh_lets_the_next_call_refresh() {
+        let w = World::new();
+        let now: SystemTime = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut a = w.sdk.read_accounts(&w.contract, &w.token);
+        let mut b = w.sdk.read_accounts(&w.contract, &w.token);
+        sent(a.poll(now));
+        a.handle_response(invalid_token());
+        sent(b.poll(now));
+        b.handle_response(invalid_token());
+        sent(a.poll(now)); // A's refresh is in flight…
+        assert!(matches!(b.poll(now), Step::Sleep(_)));
+        drop(a); // …and A is dropped (its caller gave up).
+        let (path, at) = sent(b.poll(now));
+        assert!(path.ends_with("oauth/token"), "B refreshes itself: {path}");
+        assert_eq!(at, "");
+        // A refused refresh is B's own answer; the next call tries again.
+        b.handle_response(answer(
+            401,
+            r#"{"error":{"code":"InvalidToken","message":"dead"}}"#,
+        ));
+        let Step::Done(Err(e)) = b.poll(now) else {
+            panic!()
+        };
+        assert!(e.needs_reauthorization(), "{e:?}");
+        let mut c = w.sdk.read_accounts(&w.contract, &w.token);
+        sent(c.poll(now));
+        c.handle_response(invalid_token());
+        assert!(sent(c.poll(now)).0.ends_with("oauth/token"));
+    }
+}

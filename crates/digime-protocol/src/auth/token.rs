@@ -145,6 +145,31 @@ impl TokenFlow {
         }
     }
 
+    /// The key that shares this refresh with every call holding the same refresh token
+    /// ([`crate::single_flight`]); `None` for a code exchange.
+    pub(crate) fn refresh_key(&self) -> Option<crate::single_flight::Key> {
+        match &self.grant {
+            Grant::Refresh { refresh_token } => Some(crate::single_flight::key(
+                &self.contract.client_id(self.sdk.config().application_id()),
+                refresh_token.expose(),
+            )),
+            Grant::Code { .. } => None,
+        }
+    }
+
+    /// The sharing key of `token`'s refresh token, for this flow's contract.
+    pub(crate) fn key_of(&self, token: &UserAccessToken) -> crate::single_flight::Key {
+        crate::single_flight::key(
+            &self.contract.client_id(self.sdk.config().application_id()),
+            token.refresh_token.value.expose(),
+        )
+    }
+
+    /// The SDK the flow runs for.
+    pub(crate) fn sdk(&self) -> &Sdk {
+        &self.sdk
+    }
+
     /// Another token shape: `extra_claims` go into the request, and `read_claims`
     /// reads the verified payload (the postbox era's flat tokens).
     pub(crate) fn with_payload(
