@@ -251,7 +251,7 @@ impl Client {
             }
         };
         let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
-            .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))?;
+            .map_err(transport_error)?;
         let execute = self.http.execute(request);
         tokio::pin!(execute);
         // Wait for the response while the upload (if any) makes progress.

@@ -309,8 +309,10 @@ impl Client {
 
     /// Downloads a file, decrypting and decompressing it into `sink` as it arrives (a
     /// 1 GiB file passes in constant memory); `sink` is flushed at the end. The bytes
-    /// are only valid once this returns `Ok`: the envelope has no MAC, so truncation
-    /// and corruption show at the end; on an error, discard what was written.
+    /// are only complete once this returns `Ok`; on an error, discard what was written.
+    /// `Ok` means the file had a whole envelope with valid padding (and, compressed, a
+    /// complete stream): the envelope has no MAC, so it does not prove the bytes are
+    /// the ones the server encrypted (see `docs/protocol.md`, "File envelope").
     pub fn read_file_to(
         &self,
         contract: &Contract,

@@ -47,8 +47,15 @@ pub struct Config {
     pub jwks_ttl: Duration,
     /// The agent sent in request bodies.
     pub agent: Agent,
+    /// The largest file read into memory (`read_file`, `read_all_files`); a larger one
+    /// fails with [`crate::TransportErrorKind::ResponseTooLarge`]. Stream big files to
+    /// a writer (`read_file_to`, `read_all_files_to`), which has no limit.
+    pub max_buffered_file_bytes: u64,
     file_format: Option<FileFormat>,
 }
+
+/// The default of [`Config::max_buffered_file_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_FILE_BYTES: u64 = 256 << 20;
 
 /// The layout of downloaded files (docs/protocol.md, "File envelope").
 pub use digime_crypto::envelope::Format as FileFormat;
@@ -65,6 +72,7 @@ impl Config {
             retry: RetryPolicy::default(),
             jwks_ttl: DEFAULT_JWKS_TTL,
             agent: Agent::default(),
+            max_buffered_file_bytes: DEFAULT_MAX_BUFFERED_FILE_BYTES,
             file_format: None,
         })
     }
@@ -120,6 +128,7 @@ impl Config {
                 "JWKS URL {url:?} is not http(s)"
             )));
         }
+        check_plain_http("JWKS URL", url, &parsed)?;
         self.jwks_url = Some(url.to_owned());
         Ok(self)
     }
@@ -159,6 +168,24 @@ impl Config {
     }
 }
 
+/// Plain `http` only to this machine (a sandbox, a test server): elsewhere tokens,
+/// keys and files would cross the network in the clear, and a key set fetched over it
+/// could be forged on the way.
+fn check_plain_http(what: &str, url: &str, parsed: &url::Url) -> Result<(), Error> {
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if parsed.scheme() == "http" && !loopback {
+        return Err(Error::InvalidInput(format!(
+            "{what} {url:?}: plain http is only for loopback hosts; use https"
+        )));
+    }
+    Ok(())
+}
+
 fn normalise_base(what: &str, url: &str) -> Result<String, Error> {
     let parsed =
         url::Url::parse(url).map_err(|e| Error::InvalidInput(format!("{what} {url:?}: {e}")))?;
@@ -172,6 +199,7 @@ fn normalise_base(what: &str, url: &str) -> Result<String, Error> {
             "{what} {url:?} must not have a query or fragment"
         )));
     }
+    check_plain_http(what, url, &parsed)?;
     let mut s = url.to_owned();
     if !s.ends_with('/') {
         s.push('/');
@@ -296,6 +324,30 @@ impl fmt::Debug for Contract {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_for_loopback_only() {
+        let c = Config::new("app").unwrap();
+        for ok in [
+            "http://127.0.0.1:9/v1.7/",
+            "http://localhost:8080/",
+            "http://[::1]:1/",
+        ] {
+            assert!(c.clone().with_base_url(ok).is_ok(), "{ok}");
+            assert!(c.clone().with_jwks_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.digi.me/v1.7/",
+            "http://10.0.0.1/",
+            "http://localhost.evil.example/",
+        ] {
+            assert!(c.clone().with_base_url(bad).is_err(), "{bad}");
+            assert!(c.clone().with_onboard_url(bad).is_err(), "{bad}");
+            assert!(c.clone().with_cloud_base_url(bad).is_err(), "{bad}");
+            assert!(c.clone().with_jwks_url(bad).is_err(), "{bad}");
+        }
+        assert!(c.with_base_url("https://api.digi.test/v7/").is_ok());
+    }
 
     #[test]
     fn trailing_slash_and_validation() {

@@ -32,8 +32,10 @@ enum Inflate {
 }
 
 /// Decrypts and decompresses a downloaded file incrementally, with caller-supplied
-/// output buffers. Output is only final once [`FileDecoder::finish`] succeeds: the
-/// envelope has no MAC, and truncation or corruption shows only at the end.
+/// output buffers. Output is only complete once [`FileDecoder::finish`] succeeds.
+/// The envelope has no MAC: a truncated file, or a last block with bad padding, fails
+/// at the end, but a corrupted block elsewhere decrypts to garbage without an error
+/// (unless decompression trips on it). `Ok` is not a proof of integrity.
 pub struct FileDecoder {
     decryptor: Decryptor,
     inflate: Inflate,

@@ -84,8 +84,9 @@ impl KeySet {
 }
 
 /// A key set cache shared by all calls of one SDK instance: the statically trusted
-/// keys, which never expire, and the last fetched set, which does. A fetch never
-/// replaces the static keys.
+/// keys, which never expire, or the last fetched set, which does. Static keys are a
+/// pin: once installed, nothing is ever fetched, and a token signed by any other key is
+/// refused ([`Error::UnknownSigningKey`]).
 #[derive(Debug, Default)]
 pub struct KeySetCache {
     inner: Mutex<Cached>,
@@ -102,8 +103,8 @@ impl KeySetCache {
     /// `now`.
     pub fn get(&self, kid: &str, now: SystemTime, ttl: Duration) -> Option<PublicKey> {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = guard.fixed.as_ref().and_then(|set| set.get(kid)) {
-            return Some(key.clone());
+        if let Some(set) = guard.fixed.as_ref() {
+            return set.get(kid).cloned();
         }
         let (set, fetched) = guard.fetched.as_ref()?;
         let age = now.duration_since(*fetched).unwrap_or(Duration::ZERO);
@@ -113,14 +114,29 @@ impl KeySetCache {
         set.get(kid).cloned()
     }
 
-    /// Stores a freshly fetched key set.
+    /// Stores a freshly fetched key set (ignored once static keys are installed).
     pub fn store(&self, set: KeySet, now: SystemTime) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).fetched = Some((set, now));
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.fixed.is_none() {
+            guard.fetched = Some((set, now));
+        }
     }
 
-    /// Installs a static key set that never expires (no fetches happen for its kids).
+    /// Installs a static key set that never expires and is the only one trusted from
+    /// then on: no key set is fetched, and a fetched one is dropped.
     pub fn install_static(&self, set: KeySet) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).fixed = Some(set);
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        guard.fixed = Some(set);
+        guard.fetched = None;
+    }
+
+    /// Whether static keys are installed (and so nothing is ever fetched).
+    pub fn is_static(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fixed
+            .is_some()
     }
 }
 
@@ -231,6 +247,10 @@ impl VerifyToken {
             };
             if let Some(key) = sdk.key_cache().get(&header.kid, now, config.jwks_ttl) {
                 return Sub::Done(verify(&self.token, &key, now));
+            }
+            if sdk.key_cache().is_static() {
+                // A pin: an unknown key is refused, never looked up.
+                return Sub::Done(Err(Error::UnknownSigningKey { kid: header.kid }));
             }
             self.kid = Some(header.kid);
             self.fetch = Some(Leg::new(Method::GET, config.retry.clone()));

@@ -85,7 +85,8 @@ impl Sdk {
         &self.inner.refreshes
     }
 
-    /// Trusts these server keys without fetching the key set (offline use, tests).
+    /// Trusts these server keys, and only these: a pin. No key set is fetched from then
+    /// on, and a token signed by another key is refused ([`Error::UnknownSigningKey`]).
     pub fn use_static_server_keys(&self, keys: KeySet) {
         self.inner.keys.install_static(keys);
     }
@@ -101,6 +102,12 @@ impl Sdk {
         options: AuthorizeOptions,
     ) -> Result<AuthorizeFlow, Error> {
         check_callback(callback)?;
+        if state.is_empty() {
+            // An empty state binds the callback to nothing, and never verifies.
+            return Err(Error::InvalidInput(
+                "state cannot be empty: bind it to the user's browser session".into(),
+            ));
+        }
         options.validate()?;
         AuthorizeFlow::new(
             self.clone(),

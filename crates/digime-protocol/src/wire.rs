@@ -162,7 +162,31 @@ pub fn retry_after_header(resp: &Response<Vec<u8>>) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Parses a body into the standard API error, if it is one (docs/protocol.md, "Errors", shape A or B).
+/// Server-supplied text as an error shows it: at most [`MAX_ERROR_TEXT`] characters,
+/// without control characters (a hostile server could otherwise fill logs, or forge
+/// lines in them, through `Display`).
+fn clean(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_ERROR_TEXT)
+        .collect();
+    if text
+        .chars()
+        .filter(|c| !c.is_control())
+        .nth(MAX_ERROR_TEXT)
+        .is_some()
+    {
+        out.push('…');
+    }
+    out
+}
+
+/// Most characters kept of a server's error code, message or reference.
+pub const MAX_ERROR_TEXT: usize = 512;
+
+/// Parses a body into the standard API error, if it is one (docs/protocol.md, "Errors",
+/// shape A or B); its texts are cleaned (see [`MAX_ERROR_TEXT`]).
 pub fn parse_error_body(status: u16, body: &[u8]) -> Option<ApiError> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let obj = value.as_object()?;
@@ -172,14 +196,11 @@ pub fn parse_error_body(status: u16, body: &[u8]) -> Option<ApiError> {
     if let Some(err) = obj.get("error").and_then(Value::as_object) {
         let code = err.get("code")?.as_str()?;
         let message = err.get("message")?.as_str()?;
-        let reference = err
-            .get("reference")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let reference = err.get("reference").and_then(Value::as_str).map(clean);
         return Some(ApiError {
             status,
-            code: ErrorCode::from(code),
-            message: message.to_owned(),
+            code: ErrorCode::from(clean(code).as_str()),
+            message: clean(message),
             reference,
             retry_after: None,
         });
@@ -189,13 +210,11 @@ pub fn parse_error_body(status: u16, body: &[u8]) -> Option<ApiError> {
     let message = obj.get("message");
     let is_opt_str = |v: Option<&Value>| v.is_none_or(Value::is_string);
     if is_opt_str(code) && is_opt_str(message) && (code.is_some() || message.is_some()) {
+        let code = clean(code.and_then(Value::as_str).unwrap_or("DigiMeServerError"));
         return Some(ApiError {
             status,
-            code: ErrorCode::from(code.and_then(Value::as_str).unwrap_or("DigiMeServerError")),
-            message: message
-                .and_then(Value::as_str)
-                .unwrap_or("Server error")
-                .to_owned(),
+            code: ErrorCode::from(code.as_str()),
+            message: clean(message.and_then(Value::as_str).unwrap_or("Server error")),
             reference: None,
             retry_after: None,
         });
@@ -257,6 +276,28 @@ mod tests {
         .unwrap();
         assert_eq!(req.headers()["authorization"], "Bearer JWT.SECRET.SIG");
         assert!(!format!("{req:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn server_error_text_is_bounded_and_has_no_control_characters() {
+        let long = "x".repeat(1 << 20);
+        let body = serde_json::json!({"error": {"code": "Bad\r\nX-Forged: 1",
+            "message": format!("line1\nline2\u{1b}[31m{long}"), "reference": "r\u{0}"}});
+        let e = parse_error_body(400, body.to_string().as_bytes()).unwrap();
+        assert_eq!(e.code.as_str(), "BadX-Forged: 1");
+        assert!(
+            e.message.starts_with("line1line2[31mxxx"),
+            "{}",
+            &e.message[..30]
+        );
+        assert_eq!(e.message.chars().count(), MAX_ERROR_TEXT + 1);
+        assert!(e.message.ends_with('…'));
+        assert_eq!(e.reference.as_deref(), Some("r"));
+        let shown = Error::Api(e).to_string();
+        assert!(
+            !shown.chars().any(char::is_control) && shown.len() < 2000,
+            "{shown:.80}"
+        );
     }
 
     #[test]

@@ -119,15 +119,31 @@ fn a_configured_key_set_url_is_the_one_pinned_and_fetched_with_retries() {
     assert_eq!(s.sleeps, [Duration::from_secs(2)]);
 }
 
-/// `Sdk::use_static_server_keys` trusts keys "without fetching the key set"; a fetch
-/// for another `kid` should not make the SDK forget them.
 #[test]
-fn static_keys_stay_trusted_after_a_fetch_for_another_kid() {
-    let w = World::new(); // k1 trusted statically
+fn static_keys_are_a_pin_an_unknown_kid_is_refused_and_nothing_fetched() {
+    // `World::new` trusts k1 statically; the server signs with k2, which the pinned
+    // URL's key set would hold.
+    let w = World::new();
     let mut s = w.script();
-    s.then(w.keys.token_answer_signed("k2", "a2", "r2"))
-        .then(w.keys.jwks_of(&["k2"]))
-        .then(w.keys.token_answer_signed("k1", "a3", "r3"));
-    refresh(&w, &mut s).unwrap();
-    refresh(&w, &mut s).unwrap();
+    s.then(w.keys.token_answer_signed("k2", "a2", "r2"));
+    match refresh(&w, &mut s) {
+        Err(Error::UnknownSigningKey { kid }) => assert_eq!(kid, "k2"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.endpoints(),
+        ["POST oauth/token"],
+        "no key set was fetched"
+    );
+    // A fetched set stored later is ignored too.
+    w.sdk.key_cache().store(
+        digime_protocol::KeySet::from_keys([("k2".to_string(), w.keys.key("k2").public_key())]),
+        s.now(),
+    );
+    assert!(
+        w.sdk
+            .key_cache()
+            .get("k2", s.now(), Duration::from_secs(60))
+            .is_none()
+    );
 }

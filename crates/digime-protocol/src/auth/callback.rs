@@ -46,8 +46,12 @@ impl AuthorizationCallback {
     }
 }
 
-/// The echoed state must be the stored one (compared in constant time).
+/// The echoed state must be the stored one (compared in constant time). An empty
+/// expected state verifies nothing, and so never matches.
 fn check_state(echoed: Option<&str>, expected: &str) -> Result<(), CallbackError> {
+    if expected.is_empty() {
+        return Err(CallbackError::StateMismatch);
+    }
     match echoed {
         Some(s) if digime_crypto::constant_time_eq(s.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err(CallbackError::StateMismatch),

@@ -493,7 +493,7 @@ fn build_push(
     let config = sdk.config();
     let url = config.api(&format!(
         "permission-access/postbox/{}",
-        crate::read::encode_path_segment(postbox.id.as_str())
+        crate::read::path_segment(postbox.id.as_str(), "postbox id")?
     ));
     let bearer = match auth {
         PostboxAuth::Headers { .. } => None,

@@ -296,7 +296,7 @@ impl UserOperation for ReadFileMetadata {
         token: &UserAccessToken,
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
-        let path = file_path(&self.session, &self.name);
+        let path = file_path(&self.session, &self.name)?;
         let req = user_request(sdk, contract, token, now, self.method(), &path, Body::Empty)?;
         if !self.download {
             return Ok(wire::accept_json(req));
@@ -495,6 +495,18 @@ impl FileAttempt {
         }
     }
 
+    /// A file read into memory must stay within [`crate::Config::max_buffered_file_bytes`].
+    fn within_buffer_cap(&self) -> Result<(), Error> {
+        let cap = self.sdk.config().max_buffered_file_bytes;
+        if self.output == Output::Buffer && self.buffer.len() as u64 > cap {
+            return Err(Error::Transport(TransportError::new(
+                TransportErrorKind::ResponseTooLarge,
+                format!("the file is over {cap} bytes: read it to a writer instead"),
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether a body that broke off can be fetched again.
     fn may_retry_body(&self, error: &TransportError, now: SystemTime) -> Option<Duration> {
         if self.output == Output::Stream && self.emitted > 0 {
@@ -613,6 +625,7 @@ impl Flow for FileAttempt {
         };
         let before = out.len();
         let result = decoder.update(chunk, self.target(out));
+        let result = result.and_then(|()| self.within_buffer_cap());
         self.emitted += (out.len() - before) as u64;
         if let Phase::Body {
             decoder: slot,
@@ -647,7 +660,7 @@ impl Flow for FileAttempt {
                 let before = out.len();
                 let r = d.finish(self.target(out));
                 self.emitted += (out.len() - before) as u64;
-                r
+                r.and_then(|()| self.within_buffer_cap())
             }
             None => Err(misuse("body ended twice")),
         };

@@ -1,7 +1,7 @@
 //! GET `permission-access/query/{session}` (`docs/protocol.md`, "File list"): the
 //! session's sync status and the files ready so far.
 
-use super::{decode_json, encode_path_segment, user_request};
+use super::{decode_json, path_segment, user_request};
 use crate::config::{Contract, SessionKey};
 use crate::error::Error;
 use crate::refresh::UserOperation;
@@ -224,7 +224,7 @@ impl UserOperation for ReadFileList {
     ) -> Result<Request<Body>, Error> {
         let path = format!(
             "permission-access/query/{}",
-            encode_path_segment(self.session.as_str())
+            path_segment(self.session.as_str(), "session key")?
         );
         let req = user_request(sdk, contract, token, now, Method::GET, &path, Body::Empty)?;
         Ok(wire::accept_json(req))

@@ -61,6 +61,19 @@ pub fn encode_path_segment(s: &str) -> String {
     out
 }
 
+/// One path segment of a request, percent-encoded; `what` names it for the error. An
+/// empty segment and the dot segments `.` and `..` are refused: a server-supplied
+/// session key, file name or postbox id of `..` would reroute the request on the same
+/// host (URL parsers treat `%2E%2E` as `..` too, so encoding cannot help).
+pub fn path_segment(s: &str, what: &str) -> Result<String, Error> {
+    if s.is_empty() || s == "." || s == ".." {
+        return Err(Error::InvalidInput(format!(
+            "{what} {s:?} cannot be a path segment"
+        )));
+    }
+    Ok(encode_path_segment(s))
+}
+
 pub(crate) fn user_jwt(
     config: &Config,
     contract: &Contract,
@@ -89,12 +102,12 @@ pub(crate) fn user_request(
     wire::request(method, &config.api(path), Some(&jwt), body)
 }
 
-pub(crate) fn file_path(session: &SessionKey, file_name: &str) -> String {
-    format!(
+pub(crate) fn file_path(session: &SessionKey, file_name: &str) -> Result<String, Error> {
+    Ok(format!(
         "permission-access/query/{}/{}",
-        encode_path_segment(session.as_str()),
-        encode_path_segment(file_name)
-    )
+        path_segment(session.as_str(), "session key")?,
+        path_segment(file_name, "file name")?
+    ))
 }
 
 /// Marks a request whose 2xx body the driver must stream (see [`crate::flow::Step::Receive`])
@@ -279,6 +292,15 @@ mod tests {
                 .unwrap()
                 .starts_with(r#"{"agent":"#)
         );
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in ["", ".", ".."] {
+            assert!(path_segment(bad, "session key").is_err(), "{bad:?}");
+        }
+        assert_eq!(path_segment("...", "x").unwrap(), "...");
+        assert_eq!(path_segment("a/..", "x").unwrap(), "a%2F..");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::call::{ClientCall, ClientOperation};
 use crate::config::{Config, Contract, FileFormat, StorageId};
 use crate::error::Error;
 use crate::file::FileDecoder;
-use crate::read::{Compression, StreamResponse, decode_json, encode_path_segment};
+use crate::read::{Compression, StreamResponse, decode_json, encode_path_segment, path_segment};
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::stream::Streamed;
@@ -74,15 +74,16 @@ pub fn file_path(path: &str) -> Result<String, Error> {
 }
 
 /// `{cloud}clouds/{storage}/files/apps/{app}{path}`, each segment percent-encoded.
-fn file_url(config: &Config, storage: &StorageId, path: &str) -> String {
+fn file_url(config: &Config, storage: &StorageId, path: &str) -> Result<String, Error> {
+    // The path's segments were checked by `folder_path` or `file_path`.
     let encoded: Vec<String> = path.split('/').map(encode_path_segment).collect();
-    format!(
+    Ok(format!(
         "{}clouds/{}/files/apps/{}{}",
         config.cloud_base_url(),
-        encode_path_segment(storage.as_str()),
-        encode_path_segment(config.application_id().as_str()),
+        path_segment(storage.as_str(), "storage id")?,
+        path_segment(config.application_id().as_str(), "application id")?,
         encoded.join("/")
-    )
+    ))
 }
 
 fn cloud_request(
@@ -172,7 +173,7 @@ impl ClientOperation for ListStorageFiles {
     ) -> Result<Request<Body>, Error> {
         let url = format!(
             "{}?recursive={}",
-            file_url(sdk.config(), &self.storage, &self.folder),
+            file_url(sdk.config(), &self.storage, &self.folder)?,
             self.recursive
         );
         let req = cloud_request(sdk, contract, now, Method::GET, &url, Body::Empty)?;
@@ -288,7 +289,7 @@ impl ClientOperation for UploadStorageFile {
         contract: &Contract,
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
-        let url = file_url(sdk.config(), &self.storage, &self.path);
+        let url = file_url(sdk.config(), &self.storage, &self.path)?;
         let upload = Upload::transformed(EnvelopeUpload::new(contract.key().public_key()));
         let mut req = cloud_request(sdk, contract, now, Method::POST, &url, Body::Upload(upload))?;
         req.headers_mut().insert(
@@ -331,7 +332,7 @@ impl ClientOperation for StorageDownload {
         contract: &Contract,
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
-        let url = file_url(sdk.config(), &self.storage, &self.path);
+        let url = file_url(sdk.config(), &self.storage, &self.path)?;
         let mut req = cloud_request(sdk, contract, now, Method::GET, &url, Body::Empty)?;
         req.headers_mut().insert(
             header::ACCEPT,
@@ -413,7 +414,7 @@ impl ClientOperation for DeleteStorageFiles {
         contract: &Contract,
         now: SystemTime,
     ) -> Result<Request<Body>, Error> {
-        let url = file_url(sdk.config(), &self.storage, &self.path);
+        let url = file_url(sdk.config(), &self.storage, &self.path)?;
         cloud_request(sdk, contract, now, Method::DELETE, &url, Body::Empty)
     }
 
@@ -456,7 +457,7 @@ mod tests {
         let config = Config::new("My-App").unwrap();
         let storage = StorageId::new("st 1").unwrap();
         assert_eq!(
-            file_url(&config, &storage, "/in voices/x.json"),
+            file_url(&config, &storage, "/in voices/x.json").unwrap(),
             "https://cloud.digi.me/v1/clouds/st%201/files/apps/My-App/in%20voices/x.json"
         );
     }

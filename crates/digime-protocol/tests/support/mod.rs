@@ -482,7 +482,7 @@ impl ServerKeys {
         }
     }
 
-    fn key(&self, kid: &str) -> &PrivateKey {
+    pub fn key(&self, kid: &str) -> &PrivateKey {
         let found = self.keys.iter().find(|(k, _)| k == kid);
         &found.unwrap_or_else(|| panic!("no server key {kid:?}")).1
     }

@@ -1,0 +1,67 @@
+//! Hostile answers and callbacks (issue 11's findings), against the scripted server:
+//! each refused with a typed error, in bounded memory, before anything is sent where
+//! it can be.
+
+mod support;
+
+use digime_protocol::{
+    AuthorizeOptions, CallbackError, Error, Output, SessionKey, TransportErrorKind, parse_callback,
+};
+use support::{Answer, World};
+
+#[test]
+fn a_file_read_into_memory_is_capped_and_a_streamed_one_is_not() {
+    let w = World::pinned(|c| c.max_buffered_file_bytes = 10_000);
+    let big = vec![7u8; 50_000];
+    let mut s = w.script();
+    s.then(w.file(&big)).then(w.file(&big));
+    let buffered = (w.sdk)
+        .read_file(&w.contract, &w.token, &w.session, "f.json", Output::Buffer)
+        .unwrap();
+    match s.run(buffered) {
+        Err(Error::Transport(t)) => assert_eq!(t.kind, TransportErrorKind::ResponseTooLarge),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.requests.len(), 1, "too large is not retried");
+    let streamed = (w.sdk)
+        .read_file(&w.contract, &w.token, &w.session, "f.json", Output::Stream)
+        .unwrap();
+    s.run(streamed).unwrap();
+    assert_eq!(s.output, big);
+}
+
+#[test]
+fn dot_segments_from_the_server_never_reach_a_path() {
+    let w = World::new();
+    let mut s = w.script();
+    for bad in ["..", "."] {
+        let session = SessionKey::new(bad).unwrap();
+        let list = w.sdk.read_file_list(&w.contract, &w.token, &session);
+        assert!(matches!(s.run(list), Err(Error::InvalidInput(_))), "{bad}");
+        let file = (w.sdk)
+            .read_file(&w.contract, &w.token, &w.session, bad, Output::Buffer)
+            .unwrap();
+        assert!(matches!(s.run(file), Err(Error::InvalidInput(_))), "{bad}");
+    }
+    assert!(s.requests.is_empty(), "nothing was sent");
+    s.then(Answer::json(r#"{"status":{"state":"pending"}}"#));
+    let odd = SessionKey::new("...").unwrap();
+    s.run(w.sdk.read_file_list(&w.contract, &w.token, &odd))
+        .unwrap();
+    assert_eq!(s.last().path, "permission-access/query/...");
+}
+
+#[test]
+fn an_empty_state_is_refused_at_both_ends() {
+    let w = World::new();
+    let empty = w.sdk.authorize_url(
+        &w.contract,
+        "https://app.example/cb",
+        "",
+        AuthorizeOptions::default(),
+    );
+    assert!(matches!(empty, Err(Error::InvalidInput(_))));
+    // A callback whose state is empty verifies against nothing, not against "".
+    let cb = parse_callback("https://app.example/cb?success=true&code=c&state=").unwrap();
+    assert_eq!(cb.verify_state(""), Err(CallbackError::StateMismatch));
+}
