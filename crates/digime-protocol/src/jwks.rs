@@ -19,6 +19,9 @@ pub struct KeySet {
     keys: Vec<(String, PublicKey)>,
 }
 
+/// The most keys a server key set may hold (real ones hold a few, for rotation).
+pub const MAX_KEYS: usize = 64;
+
 impl KeySet {
     /// Parses a JWKS body `{"keys":[{kid, pem | n+e, ...}]}`. Keys that are not usable
     /// RSA keys are skipped; a body of the wrong shape is an error.
@@ -32,6 +35,13 @@ impl KeySet {
             .get("keys")
             .and_then(Value::as_array)
             .ok_or_else(|| decode("no keys array"))?;
+        if keys.len() > MAX_KEYS {
+            // Every key is an RSA parse: a set of thousands costs seconds of CPU.
+            return Err(decode(&format!(
+                "{} keys, more than the {MAX_KEYS} a key set may hold",
+                keys.len()
+            )));
+        }
         let mut out = Vec::new();
         for key in keys {
             let obj = key

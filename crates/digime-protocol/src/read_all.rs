@@ -70,7 +70,14 @@ pub struct ReadAllOptions {
     pub max_concurrency: usize,
     /// Stops the run when triggered; keep a clone to stop it from anywhere.
     pub stop: StopHandle,
+    /// The longest the run polls (one hour): then it stops as if [`StopHandle::stop`]
+    /// had been called, and its summary says `timed_out`. A server that never ends
+    /// its sync cannot keep the run alive forever.
+    pub max_duration: Duration,
 }
+
+/// The default of [`ReadAllOptions::max_duration`].
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(60 * 60);
 
 impl Default for ReadAllOptions {
     fn default() -> Self {
@@ -78,6 +85,7 @@ impl Default for ReadAllOptions {
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             stop: StopHandle::default(),
+            max_duration: DEFAULT_MAX_DURATION,
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct ReadAllSummary {
     pub status: SyncStatus,
     /// The run was stopped before the sync was over.
     pub stopped: bool,
+    /// It was stopped because it ran for [`ReadAllOptions::max_duration`].
+    pub timed_out: bool,
     /// Files delivered.
     pub files_read: usize,
     /// Files reported as errors.
@@ -269,6 +279,10 @@ pub struct ReadAllFiles<T> {
     polling_over: bool,
     stop: StopHandle,
     stopped: bool,
+    /// Stopped by [`ReadAllOptions::max_duration`].
+    timed_out: bool,
+    /// When the run was first polled.
+    started: Option<SystemTime>,
     fatal: Option<Error>,
     events: VecDeque<ReadAllEvent<T>>,
     files_read: usize,
@@ -328,6 +342,8 @@ impl<T> ReadAllFiles<T> {
             polling_over: false,
             stop: options.stop.clone(),
             stopped: false,
+            timed_out: false,
+            started: None,
             fatal: None,
             events: VecDeque::new(),
             files_read: 0,
@@ -382,7 +398,10 @@ impl<T> ReadAllFiles<T> {
 
     /// The next thing to do.
     pub fn poll(&mut self, now: SystemTime) -> ReadAllStep<T> {
-        if self.stop.is_stopped() && !self.stopped {
+        let started = *self.started.get_or_insert(now);
+        let over = now.duration_since(started).unwrap_or_default() >= self.options.max_duration;
+        if (over || self.stop.is_stopped()) && !self.stopped {
+            self.timed_out = over && !self.stop.is_stopped();
             self.stopped = true;
             self.refresh_wanted = false;
             self.end_polling();
@@ -450,6 +469,7 @@ impl<T> ReadAllFiles<T> {
                 (None, refreshed_token) => Ok(ReadAllSummary {
                     status: self.status.clone(),
                     stopped: self.stopped,
+                    timed_out: self.timed_out,
                     files_read: self.files_read,
                     files_failed: self.files_failed,
                     refreshed_token,

@@ -65,3 +65,44 @@ fn an_empty_state_is_refused_at_both_ends() {
     let cb = parse_callback("https://app.example/cb?success=true&code=c&state=").unwrap();
     assert_eq!(cb.verify_state(""), Err(CallbackError::StateMismatch));
 }
+
+#[test]
+fn a_sync_that_never_ends_is_polled_for_max_duration_then_stopped() {
+    let w = World::new();
+    let mut s = w.script();
+    // Polls at 0, 3, 6 and 9 s; at 12 s the run is over its 10 s.
+    for _ in 0..4 {
+        s.then(World::list("running", &[]));
+    }
+    let options = digime_protocol::ReadAllOptions {
+        max_duration: std::time::Duration::from_secs(10),
+        ..Default::default()
+    };
+    let run = s.read_all(w.read_all(options));
+    let summary = run.summary();
+    assert!(summary.stopped && summary.timed_out, "{summary:?}");
+    assert_eq!(run.count("list"), 4);
+}
+
+#[test]
+fn deep_json_and_a_huge_key_set_are_typed_errors() {
+    // serde_json refuses nesting past 128 levels: an error, never a stack overflow.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let w = World::new();
+    let mut s = w.script();
+    s.then(Answer::json(&format!(
+        r#"{{"status":{{"state":"running"}},"fileList":{deep}}}"#
+    )));
+    let list = w.sdk.read_file_list(&w.contract, &w.token, &w.session);
+    assert!(matches!(s.run(list), Err(Error::Decode { .. })));
+    assert!(digime_protocol::KeySet::parse(deep.as_bytes()).is_err());
+    // A key set of more keys than any server publishes is refused before parsing them.
+    let keys: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"kid":"k{i}","kty":"RSA","n":"AQAB","e":"AQAB"}}"#))
+        .collect();
+    let set = format!(r#"{{"keys":[{}]}}"#, keys.join(","));
+    match digime_protocol::KeySet::parse(set.as_bytes()) {
+        Err(Error::Decode { detail, .. }) => assert!(detail.contains("keys"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}
