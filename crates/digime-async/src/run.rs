@@ -180,11 +180,19 @@ impl Client {
                             }
                         };
                         sink.observe(&flow);
-                        if let Err(e) = sink.write(&out).await {
-                            flow.handle_transport_error(TransportError::sink(&e));
-                            break;
+                        let mut failed = false;
+                        loop {
+                            if let Err(e) = sink.write(&out).await {
+                                flow.handle_transport_error(TransportError::sink(&e));
+                                failed = true;
+                                break;
+                            }
+                            // A highly compressed body comes out a step at a time.
+                            if !flow::drain_body(&mut flow, &mut out) && out.is_empty() {
+                                break;
+                            }
                         }
-                        if !more {
+                        if failed || !more {
                             break;
                         }
                     }

@@ -94,6 +94,9 @@ impl<F: Flow> Flow for Late<F> {
     fn handle_body_end(&mut self, out: &mut Vec<u8>) {
         self.0.handle_body_end(out)
     }
+    fn handle_body_drain(&mut self, out: &mut Vec<u8>) -> bool {
+        self.0.handle_body_drain(out)
+    }
 }
 
 // ---------------------------------------------------------------------------------

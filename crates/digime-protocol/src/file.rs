@@ -21,26 +21,50 @@ use std::io::Write;
 
 pub use crate::read::file::{Output, ReadFile};
 
-/// Input is decompressed in slices of this size, so that one network chunk of highly
-/// compressed data expands by a bounded amount before the driver writes it out.
+/// Input is fed to the decompressor in slices of this size.
 const INFLATE_SLICE: usize = 16 * 1024;
+
+/// The most plaintext one step of a [`FileDecoder`] appends: a highly compressed
+/// file (1 GiB of zeros is 841 bytes of brotli) comes out a step at a time, each one
+/// handed to the driver's sink before the next is made.
+pub const STEP: usize = 1 << 20;
+
+type BrotliState = brotli_decompressor::BrotliState<
+    brotli_decompressor::StandardAlloc,
+    brotli_decompressor::StandardAlloc,
+    brotli_decompressor::StandardAlloc,
+>;
+
+struct Brotli {
+    state: BrotliState,
+    /// The stream ended.
+    done: bool,
+    /// The decompressor holds output it had no room for.
+    has_output: bool,
+    buf: Vec<u8>,
+}
 
 enum Inflate {
     Plain,
     Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
-    Brotli(Box<brotli_decompressor::DecompressorWriter<Vec<u8>>>),
+    Brotli(Box<Brotli>),
 }
 
 /// Decrypts and decompresses a downloaded file incrementally, with caller-supplied
-/// output buffers. Output is only complete once [`FileDecoder::finish`] succeeds.
+/// output buffers, at most [`STEP`] bytes of plaintext per call: when
+/// [`FileDecoder::has_pending`] says more is ready without more input, call
+/// [`FileDecoder::drain`] (and write its output) until it is not. Output is only
+/// complete once [`FileDecoder::finish`] succeeds.
 /// The envelope has no MAC: a truncated file, or a last block with bad padding, fails
 /// at the end, but a corrupted block elsewhere decrypts to garbage without an error
 /// (unless decompression trips on it). `Ok` is not a proof of integrity.
 pub struct FileDecoder {
-    decryptor: Decryptor,
+    decryptor: Option<Decryptor>,
     inflate: Inflate,
     compression: &'static str,
+    /// Decrypted bytes not decompressed yet, from `pos`.
     plain: Vec<u8>,
+    pos: usize,
     failed: bool,
 }
 
@@ -62,19 +86,26 @@ impl FileDecoder {
                 "gzip",
             ),
             Compression::Brotli => (
-                Inflate::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(
-                    Vec::new(),
-                    64 * 1024,
-                ))),
+                Inflate::Brotli(Box::new(Brotli {
+                    state: BrotliState::new(
+                        Default::default(),
+                        Default::default(),
+                        Default::default(),
+                    ),
+                    done: false,
+                    has_output: false,
+                    buf: vec![0; 64 * 1024],
+                })),
                 "brotli",
             ),
             Compression::None | Compression::Unknown(_) => (Inflate::Plain, "none"),
         };
         FileDecoder {
-            decryptor: Decryptor::new(key, format),
+            decryptor: Some(Decryptor::new(key, format)),
             inflate,
             compression: name,
             plain: Vec::new(),
+            pos: 0,
             failed: false,
         }
     }
@@ -87,82 +118,152 @@ impl FileDecoder {
         }
     }
 
-    fn inflate(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
-        let plain = std::mem::take(&mut self.plain);
+    fn check(&self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::InvalidInput(
+                "the file decoder already failed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether more plaintext is ready without more input ([`FileDecoder::drain`]).
+    pub fn has_pending(&self) -> bool {
+        !self.failed
+            && (self.pos < self.plain.len()
+                || matches!(&self.inflate, Inflate::Brotli(b) if b.has_output))
+    }
+
+    /// Decompresses what is pending, appending at most [`STEP`] bytes to `out`.
+    fn pump(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
         let result = match &mut self.inflate {
             Inflate::Plain => {
-                out.extend_from_slice(&plain);
+                out.extend_from_slice(&self.plain[self.pos..]);
+                self.pos = self.plain.len();
                 Ok(())
             }
-            Inflate::Gzip(d) => plain.chunks(INFLATE_SLICE).try_for_each(|s| {
-                d.write_all(s)?;
+            Inflate::Gzip(d) => loop {
+                if self.pos >= self.plain.len() || out.len() - start >= STEP {
+                    break Ok(());
+                }
+                let end = self.plain.len().min(self.pos + INFLATE_SLICE);
+                match d.write(&self.plain[self.pos..end]) {
+                    // A stream that takes no more input has ended: what follows is
+                    // not gzip.
+                    Ok(0) => break Err("data after the end of the gzip stream".to_string()),
+                    Ok(n) => self.pos += n,
+                    Err(e) => break Err(e.to_string()),
+                }
                 out.append(d.get_mut());
-                Ok::<_, std::io::Error>(())
-            }),
-            Inflate::Brotli(d) => plain.chunks(INFLATE_SLICE).try_for_each(|s| {
-                d.write_all(s)?;
-                out.append(d.get_mut());
-                Ok::<_, std::io::Error>(())
-            }),
+            },
+            Inflate::Brotli(b) => loop {
+                let room = STEP.saturating_sub(out.len() - start);
+                if room == 0 || (self.pos >= self.plain.len() && !b.has_output) {
+                    break Ok(());
+                }
+                if b.done {
+                    break Err("data after the end of the brotli stream".to_string());
+                }
+                let mut available_in = self.plain.len() - self.pos;
+                let mut input_offset = self.pos;
+                let mut available_out = room.min(b.buf.len());
+                let mut output_offset = 0;
+                let mut total_out = 0;
+                let result = brotli_decompressor::BrotliDecompressStream(
+                    &mut available_in,
+                    &mut input_offset,
+                    &self.plain,
+                    &mut available_out,
+                    &mut output_offset,
+                    &mut b.buf,
+                    &mut total_out,
+                    &mut b.state,
+                );
+                self.pos = input_offset;
+                out.extend_from_slice(&b.buf[..output_offset]);
+                match result {
+                    brotli_decompressor::BrotliResult::NeedsMoreOutput => b.has_output = true,
+                    brotli_decompressor::BrotliResult::NeedsMoreInput => b.has_output = false,
+                    brotli_decompressor::BrotliResult::ResultSuccess => {
+                        b.has_output = false;
+                        b.done = true;
+                        if self.pos < self.plain.len() {
+                            break Err("data after the end of the brotli stream".to_string());
+                        }
+                    }
+                    brotli_decompressor::BrotliResult::ResultFailure => {
+                        break Err("corrupt brotli stream".to_string());
+                    }
+                }
+            },
         };
-        self.plain = plain;
-        self.plain.clear();
+        // Keep the unread input small and at the front.
+        if self.pos >= self.plain.len() {
+            self.plain.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 {
+            self.plain.drain(..self.pos);
+            self.pos = 0;
+        }
         result.map_err(|e| self.inflate_error(e))
     }
 
-    /// Feeds ciphertext; appends whatever plaintext is ready to `out`.
+    /// Feeds ciphertext; appends to `out` at most [`STEP`] bytes of the plaintext
+    /// that is ready (see [`FileDecoder::has_pending`] for the rest).
     pub fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        if self.failed {
-            return Err(Error::InvalidInput(
-                "the file decoder already failed".into(),
-            ));
-        }
-        if let Err(e) = self.decryptor.update(input, &mut self.plain) {
+        self.check()?;
+        let Some(decryptor) = self.decryptor.as_mut() else {
+            return Err(Error::InvalidInput("the file's input already ended".into()));
+        };
+        if let Err(e) = decryptor.update(input, &mut self.plain) {
             self.failed = true;
             return Err(Error::Decryption(e));
         }
-        self.inflate(out)
+        self.pump(out)
+    }
+
+    /// Appends to `out` at most [`STEP`] more bytes of the plaintext that is ready.
+    pub fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.check()?;
+        self.pump(out)
     }
 
     /// Ends the input: checks the length and padding (and the hash of the older
-    /// layout), and that the compressed stream is complete; appends the rest to `out`.
-    pub fn finish(self, out: &mut Vec<u8>) -> Result<(), Error> {
-        if self.failed {
-            return Err(Error::InvalidInput(
-                "the file decoder already failed".into(),
-            ));
+    /// layout) and appends at most [`STEP`] bytes of what is then ready; drain the rest
+    /// before [`FileDecoder::finish`].
+    pub fn end_input(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.check()?;
+        if let Some(decryptor) = self.decryptor.take()
+            && let Err(e) = decryptor.finish(&mut self.plain)
+        {
+            self.failed = true;
+            return Err(Error::Decryption(e));
         }
-        let mut tail = Vec::new();
-        let FileDecoder {
-            decryptor,
-            inflate,
-            compression,
-            ..
-        } = self;
-        decryptor.finish(&mut tail).map_err(Error::Decryption)?;
+        self.pump(out)
+    }
+
+    /// Ends the input if [`FileDecoder::end_input`] was not called, decompresses all
+    /// that is left into `out` (in one go: a caller that streams drains it first), and
+    /// checks that the compressed stream is complete.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.end_input(out)?;
+        while self.has_pending() {
+            self.pump(out)?;
+        }
         let bad = |e: &dyn std::fmt::Display| Error::Decompression {
-            compression,
+            compression: self.compression,
             detail: e.to_string(),
         };
-        match inflate {
-            Inflate::Plain => out.extend_from_slice(&tail),
-            Inflate::Gzip(mut d) => {
-                for s in tail.chunks(INFLATE_SLICE) {
-                    d.write_all(s).map_err(|e| bad(&e))?;
-                    out.append(d.get_mut());
-                }
+        match self.inflate {
+            Inflate::Plain => {}
+            Inflate::Gzip(d) => {
                 let rest = d.finish().map_err(|e| bad(&e))?;
                 out.extend_from_slice(&rest);
             }
-            Inflate::Brotli(mut d) => {
-                for s in tail.chunks(INFLATE_SLICE) {
-                    d.write_all(s).map_err(|e| bad(&e))?;
-                    out.append(d.get_mut());
-                }
-                d.close().map_err(|e| bad(&e))?;
-                match d.into_inner() {
-                    Ok(rest) => out.extend_from_slice(&rest),
-                    Err(_) => return Err(bad(&"the brotli stream is incomplete")),
+            Inflate::Brotli(b) => {
+                if !b.done {
+                    return Err(bad(&"the brotli stream is incomplete"));
                 }
             }
         }

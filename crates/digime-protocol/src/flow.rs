@@ -18,8 +18,10 @@
 //!
 //! Drain rule: after `Send`, call `handle_response` or `handle_transport_error` once
 //! before polling again; after `Sleep` and `Event`, poll again; after `Receive`, feed
-//! the kept response body through `handle_body` (writing what it outputs), then
-//! `handle_body_end` (or `handle_transport_error`), then poll again; after `Done`, stop.
+//! the kept response body through `handle_body` (writing what it outputs, then what
+//! `handle_body_drain` outputs until it returns `false`), then `handle_body_end` (and
+//! drain the same way), or `handle_transport_error`, then poll again; after `Done`,
+//! stop. [`feed_body`] and [`drain_body`] are that bookkeeping.
 //! A driver that gets `Send` while it still holds an unread body drops that body.
 //! Every request a flow emits is freshly signed (new nonce and timestamp), so retries
 //! are never replays.
@@ -88,6 +90,15 @@ pub trait Flow {
     /// The streamed body ended; poll again. Output for the sink is appended to `out`.
     fn handle_body_end(&mut self, out: &mut Vec<u8>) {
         let _ = out;
+    }
+    /// After [`Flow::handle_body`] or [`Flow::handle_body_end`]: appends to `out` more
+    /// output that is ready without more input (a step of a highly compressed body) and
+    /// returns whether there is still more. The driver writes `out` and calls again
+    /// until it returns `false` (see [`drain_body`]), so that output goes to the sink a
+    /// bounded step at a time.
+    fn handle_body_drain(&mut self, out: &mut Vec<u8>) -> bool {
+        let _ = out;
+        false
     }
 }
 
@@ -202,6 +213,15 @@ pub fn feed_body<F: Flow + ?Sized>(flow: &mut F, chunk: Option<&[u8]>, out: &mut
             false
         }
     }
+}
+
+/// After [`feed_body`]: the next step of output that is ready without more input, left
+/// in `out` (cleared first). Returns whether to call again once `out` is written. A
+/// driver writes what `feed_body` gave, then loops on this until it returns `false`,
+/// before it reads on (or polls, after the body's end).
+pub fn drain_body<F: Flow + ?Sized>(flow: &mut F, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    flow.handle_body_drain(out)
 }
 
 /// What a driver reports when a flow asks for a body it did not keep.

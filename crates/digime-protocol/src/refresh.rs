@@ -255,6 +255,13 @@ impl<R: Refreshable> Flow for Refreshing<R> {
             a.handle_body_end(out);
         }
     }
+
+    fn handle_body_drain(&mut self, out: &mut Vec<u8>) -> bool {
+        match &mut self.phase {
+            Phase::Attempt(a) => a.handle_body_drain(out),
+            _ => false,
+        }
+    }
 }
 
 impl<R: Refreshable + fmt::Debug> fmt::Debug for Refreshing<R> {

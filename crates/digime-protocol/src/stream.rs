@@ -25,9 +25,24 @@ use std::time::SystemTime;
 
 /// Turns a streamed body into what the caller's sink gets.
 pub trait BodyDecode {
-    /// Appends to `out` what `chunk`, the next bytes of the body, gives.
+    /// Appends to `out` what `chunk`, the next bytes of the body, gives (a bounded
+    /// step of it; see [`BodyDecode::has_pending`]).
     fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error>;
-    /// The body ended: checks it is complete and appends the rest to `out`.
+    /// Whether more output is ready without more input.
+    fn has_pending(&self) -> bool {
+        false
+    }
+    /// Appends the next step of the output that is ready.
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let _ = out;
+        Ok(())
+    }
+    /// The body ended: appends a step of what that makes ready (drain the rest).
+    fn end_input(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let _ = out;
+        Ok(())
+    }
+    /// Checks the body was complete and appends the rest to `out`.
     fn finish(self, out: &mut Vec<u8>) -> Result<(), Error>;
 }
 
@@ -49,6 +64,15 @@ impl BodyDecode for FileDecoder {
     fn update(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         FileDecoder::update(self, chunk, out)
     }
+    fn has_pending(&self) -> bool {
+        FileDecoder::has_pending(self)
+    }
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        FileDecoder::drain(self, out)
+    }
+    fn end_input(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        FileDecoder::end_input(self, out)
+    }
     fn finish(self, out: &mut Vec<u8>) -> Result<(), Error> {
         FileDecoder::finish(self, out)
     }
@@ -60,6 +84,8 @@ enum Phase<T, D> {
         value: T,
         decoder: Option<D>,
         receiving: bool,
+        /// The body ended; output is still being drained.
+        ending: bool,
         outcome: Option<Result<(), Error>>,
     },
     Finished,
@@ -125,6 +151,7 @@ impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
                         value,
                         decoder: self.decoder.take(),
                         receiving: true,
+                        ending: false,
                         outcome: None,
                     };
                     Step::Receive
@@ -218,18 +245,80 @@ impl<F: Flow, D: BodyDecode> Flow for Streamed<F, D> {
         if !*receiving {
             return;
         }
-        *receiving = false;
-        let before = out.len();
-        let result = match decoder.take() {
-            Some(d) => d.finish(out),
-            None => Err(misuse("body ended twice")),
+        let Some(mut d) = decoder.take() else {
+            return self.end_body(Err(misuse("body ended twice")));
         };
+        let before = out.len();
+        let result = d.end_input(out);
         let result = result.and_then(|()| self.count(out.len() - before));
-        if let Phase::Body { outcome, .. } = &mut self.phase
-            && outcome.is_none()
-        {
-            *outcome = Some(result);
+        if let Err(e) = result {
+            return self.end_body(Err(e));
         }
+        if d.has_pending() {
+            if let Phase::Body {
+                decoder, ending, ..
+            } = &mut self.phase
+            {
+                *decoder = Some(d);
+                *ending = true;
+            }
+            return;
+        }
+        self.finish_body(d, out);
+    }
+
+    fn handle_body_drain(&mut self, out: &mut Vec<u8>) -> bool {
+        let Phase::Body {
+            decoder,
+            receiving: true,
+            ending,
+            ..
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        let ending = *ending;
+        let Some(mut d) = decoder.take_if(|d| d.has_pending()) else {
+            return false;
+        };
+        let before = out.len();
+        let result = d.drain(out);
+        let result = result.and_then(|()| self.count(out.len() - before));
+        if let Err(e) = result {
+            self.end_body(Err(e));
+            return false;
+        }
+        let more = d.has_pending();
+        if !more && ending {
+            self.finish_body(d, out);
+            return false;
+        }
+        if let Phase::Body { decoder, .. } = &mut self.phase {
+            *decoder = Some(d);
+        }
+        more
+    }
+}
+
+impl<F: Flow, D: BodyDecode> Streamed<F, D> {
+    /// The body is over: this is its outcome (unless it already has one).
+    fn end_body(&mut self, result: Result<(), Error>) {
+        if let Phase::Body {
+            outcome, receiving, ..
+        } = &mut self.phase
+        {
+            *receiving = false;
+            if outcome.is_none() {
+                *outcome = Some(result);
+            }
+        }
+    }
+
+    fn finish_body(&mut self, d: D, out: &mut Vec<u8>) {
+        let before = out.len();
+        let result = d.finish(out);
+        let result = result.and_then(|()| self.count(out.len() - before));
+        self.end_body(result);
     }
 }
 

@@ -106,3 +106,78 @@ fn deep_json_and_a_huge_key_set_are_typed_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A decompression bomb: 64 MiB of zeros, compressed (`fixtures/generated`).
+fn bomb(ext: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../../fixtures/generated/bomb-64mib.{ext}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn a_decompression_bomb_comes_out_a_bounded_step_at_a_time() {
+    use digime_protocol::file::STEP;
+    use digime_protocol::flow::{Flow, Step};
+    use digime_protocol::http::Response;
+    for (ext, compression) in [("br", "brotli"), ("gz", "gzip")] {
+        let w = World::new();
+        let public = w.contract.key().public_key();
+        let file = digime_crypto::envelope::encrypt(
+            &public,
+            &bomb(ext),
+            digime_crypto::envelope::Format::Current,
+        )
+        .unwrap();
+        let meta = serde_json::json!({"metadata": {"mimetype": "application/octet-stream",
+            "accounts": []}, "compression": compression});
+        let head = Response::builder()
+            .status(200)
+            .header(
+                "x-metadata",
+                digime_crypto::b64url_encode(meta.to_string().as_bytes()),
+            )
+            .body(Vec::new())
+            .unwrap();
+        let mut flow = (w.sdk)
+            .read_file(&w.contract, &w.token, &w.session, "bomb", Output::Stream)
+            .unwrap();
+        let now = std::time::SystemTime::now();
+        let Step::Send(_) = flow.poll(now) else {
+            panic!()
+        };
+        flow.handle_response(head);
+        assert!(matches!(flow.poll(now), Step::Receive));
+        // The whole file in one network chunk, as a hostile server would send it.
+        let (mut total, mut largest, mut steps) = (0usize, 0usize, 0usize);
+        let mut out = Vec::new();
+        let mut take = |out: &mut Vec<u8>| {
+            assert!(out.iter().all(|&b| b == 0));
+            largest = largest.max(out.len());
+            total += out.len();
+            steps += 1;
+            out.clear();
+        };
+        assert!(flow.handle_body(&file, &mut out));
+        take(&mut out);
+        while digime_protocol::flow::drain_body(&mut flow, &mut out) || !out.is_empty() {
+            take(&mut out);
+        }
+        flow.handle_body_end(&mut out);
+        take(&mut out);
+        while digime_protocol::flow::drain_body(&mut flow, &mut out) || !out.is_empty() {
+            take(&mut out);
+        }
+        let Step::Done(Ok(_)) = flow.poll(now) else {
+            panic!("{compression}")
+        };
+        assert_eq!(total, 64 << 20, "{compression}");
+        // Each step is bounded (gzip's decoder holds back at most its 32 KiB buffer).
+        assert!(
+            largest <= STEP + 64 * 1024,
+            "{compression}: a step of {largest} bytes"
+        );
+        assert!(steps >= 64, "{compression}: {steps} steps");
+    }
+}

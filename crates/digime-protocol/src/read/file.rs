@@ -432,6 +432,8 @@ enum Phase {
         head: FileHead,
         decoder: Option<FileDecoder>,
         receiving: bool,
+        /// The body ended; output is still being drained.
+        ending: bool,
         outcome: Option<Result<(), Error>>,
     },
     Backoff,
@@ -540,6 +542,7 @@ impl Flow for FileAttempt {
                             head,
                             decoder: Some(decoder),
                             receiving: true,
+                            ending: false,
                             outcome: None,
                         };
                         return Step::Receive;
@@ -649,21 +652,75 @@ impl Flow for FileAttempt {
     }
 
     fn handle_body_end(&mut self, out: &mut Vec<u8>) {
-        let decoder = match &mut self.phase {
+        let mut decoder = match &mut self.phase {
             Phase::Body {
                 decoder, receiving, ..
-            } if *receiving => decoder.take(),
+            } if *receiving => match decoder.take() {
+                Some(d) => d,
+                None => return self.end_body(Err(misuse("body ended twice"))),
+            },
             _ => return,
         };
-        let result = match decoder {
-            Some(d) => {
-                let before = out.len();
-                let r = d.finish(self.target(out));
-                self.emitted += (out.len() - before) as u64;
-                r.and_then(|()| self.within_buffer_cap())
+        let before = out.len();
+        let result = decoder.end_input(self.target(out));
+        let result = result.and_then(|()| self.within_buffer_cap());
+        self.emitted += (out.len() - before) as u64;
+        if let Err(e) = result {
+            return self.end_body(Err(e));
+        }
+        if decoder.has_pending() {
+            if let Phase::Body {
+                decoder: slot,
+                ending,
+                ..
+            } = &mut self.phase
+            {
+                *slot = Some(decoder);
+                *ending = true;
             }
-            None => Err(misuse("body ended twice")),
+            return;
+        }
+        self.finish_body(decoder, out);
+    }
+
+    fn handle_body_drain(&mut self, out: &mut Vec<u8>) -> bool {
+        let (mut decoder, ending) = match &mut self.phase {
+            Phase::Body {
+                decoder,
+                receiving,
+                ending,
+                ..
+            } if *receiving && decoder.as_ref().is_some_and(FileDecoder::has_pending) => {
+                match decoder.take() {
+                    Some(d) => (d, *ending),
+                    None => return false,
+                }
+            }
+            _ => return false,
         };
+        let before = out.len();
+        let result = decoder.drain(self.target(out));
+        let result = result.and_then(|()| self.within_buffer_cap());
+        self.emitted += (out.len() - before) as u64;
+        if let Err(e) = result {
+            self.end_body(Err(e));
+            return false;
+        }
+        let more = decoder.has_pending();
+        if !more && ending {
+            self.finish_body(decoder, out);
+            return false;
+        }
+        if let Phase::Body { decoder: slot, .. } = &mut self.phase {
+            *slot = Some(decoder);
+        }
+        more
+    }
+}
+
+impl FileAttempt {
+    /// The body is over: this is its outcome (unless it already has one).
+    fn end_body(&mut self, result: Result<(), Error>) {
         if let Phase::Body {
             outcome, receiving, ..
         } = &mut self.phase
@@ -673,5 +730,14 @@ impl Flow for FileAttempt {
                 *outcome = Some(result);
             }
         }
+    }
+
+    /// Checks the decoder's end (nothing is pending: this appends at most a little).
+    fn finish_body(&mut self, decoder: FileDecoder, out: &mut Vec<u8>) {
+        let before = out.len();
+        let r = decoder.finish(self.target(out));
+        self.emitted += (out.len() - before) as u64;
+        let r = r.and_then(|()| self.within_buffer_cap());
+        self.end_body(r);
     }
 }

@@ -341,9 +341,18 @@ impl Script {
             .take()
             .expect("Step::Receive without a streamed answer (use Answer::streamed)");
         let sent = &body[..cut.unwrap_or(body.len()).min(body.len())];
+        let drain = |flow: &mut F, output: &mut Vec<u8>| {
+            let mut step = Vec::new();
+            while digime_protocol::flow::drain_body(flow, &mut step) || !step.is_empty() {
+                output.append(&mut step);
+            }
+        };
         for chunk in sent.chunks(size) {
-            if !flow.handle_body(chunk, &mut self.output) {
-                return flow.handle_body_end(&mut self.output);
+            let more = flow.handle_body(chunk, &mut self.output);
+            drain(flow, &mut self.output);
+            if !more {
+                flow.handle_body_end(&mut self.output);
+                return drain(flow, &mut self.output);
             }
         }
         match cut {
@@ -351,7 +360,10 @@ impl Script {
                 TransportErrorKind::Reset,
                 "scripted cut",
             )),
-            None => flow.handle_body_end(&mut self.output),
+            None => {
+                flow.handle_body_end(&mut self.output);
+                drain(flow, &mut self.output);
+            }
         }
     }
 
