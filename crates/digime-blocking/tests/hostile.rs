@@ -5,43 +5,8 @@ use digime_blocking::Client;
 use digime_protocol::file::STEP;
 use digime_protocol::{Config, Error, SessionKey, TransportErrorKind};
 use digime_testkit::fixtures::{contract, token};
-use digime_testkit::scripted::{accept_within, read_request};
-use std::io::{BufReader, Write};
-use std::net::TcpListener;
-
-/// Serves `count` answers of the file download: the envelope of a 64 MiB brotli bomb.
-fn serve_bomb(contract: &digime_protocol::Contract, count: usize) -> String {
-    let bomb = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/generated/bomb-64mib.br"
-    ))
-    .unwrap();
-    let file = digime_crypto::envelope::encrypt(
-        &contract.key().public_key(),
-        &bomb,
-        digime_crypto::envelope::Format::Current,
-    )
-    .unwrap();
-    let meta = serde_json::json!({"metadata": {"mimetype": "application/octet-stream",
-        "accounts": []}, "compression": "brotli"});
-    let meta = digime_crypto::b64url_encode(meta.to_string().as_bytes());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/v1.7/", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for _ in 0..count {
-            let mut stream = accept_within(&listener).unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            read_request(&mut reader).unwrap();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\nx-metadata: {meta}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                file.len()
-            );
-            stream.write_all(head.as_bytes()).unwrap();
-            stream.write_all(&file).unwrap();
-        }
-    });
-    base
-}
+use digime_testkit::scripted::serve_bomb;
+use std::io::Write;
 
 /// Counts what it is given, and the largest write.
 #[derive(Default)]

@@ -174,3 +174,39 @@ pub fn serve(responses: Vec<(u16, String)>) -> (String, JoinHandle<Vec<Captured>
     });
     (base, handle)
 }
+
+/// Serves `count` answers of a file download, one connection each, on `127.0.0.1:0`:
+/// the envelope (for `contract`) of a 64 MiB brotli bomb (`fixtures/generated`, 54
+/// bytes that inflate to 64 MiB of zeros), whole. Returns the API base.
+pub fn serve_bomb(contract: &digime_protocol::Contract, count: usize) -> String {
+    let bomb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/generated/bomb-64mib.br"
+    ))
+    .unwrap();
+    let file = digime_crypto::envelope::encrypt(
+        &contract.key().public_key(),
+        &bomb,
+        digime_crypto::envelope::Format::Current,
+    )
+    .unwrap();
+    let meta = serde_json::json!({"metadata": {"mimetype": "application/octet-stream",
+        "accounts": []}, "compression": "brotli"});
+    let meta = digime_crypto::b64url_encode(meta.to_string().as_bytes());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/v1.7/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for _ in 0..count {
+            let mut stream = accept_within(&listener).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            read_request(&mut reader).unwrap();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\nx-metadata: {meta}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                file.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&file).unwrap();
+        }
+    });
+    base
+}
