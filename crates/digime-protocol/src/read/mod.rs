@@ -265,6 +265,21 @@ mod tests {
         assert!(parse_accounts(br#"[{"id":"x"}]"#).is_err());
     }
 
+    /// An unknown field keeps the server's number exactly: serialised and parsed again it
+    /// is the same value. serde_json's default float parsing is off by one bit on some
+    /// long mantissas (found by the `accounts` fuzz target); `float_roundtrip` is on.
+    #[test]
+    fn unknown_float_fields_survive_a_round_trip() {
+        let body = br#"[{"createdDate":1,"id":"40_X","reference":"x","serviceGroupId":1,
+            "serviceGroupName":"Social","serviceTypeId":40,"serviceTypeName":"Instagram",
+            "serviceTypeReference":"instagram","sourceId":420,"type":"USER","updatedDate":2,
+            "x":5.91417776317066907e-66}]"#;
+        let accounts = parse_accounts(body).unwrap();
+        assert_eq!(accounts[0].extra["x"].as_f64(), Some(5.914_177_763_170_669e-66));
+        let again = parse_accounts(&serde_json::to_vec(&accounts).unwrap()).unwrap();
+        assert_eq!(again, accounts);
+    }
+
     #[test]
     fn trigger_body_puts_agent_last_and_drops_a_caller_agent() {
         let config = Config::new("app").unwrap();
