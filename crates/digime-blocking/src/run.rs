@@ -439,15 +439,24 @@ pub(crate) fn default_agent(idle: Duration) -> ureq::Agent {
 
 fn io_transport_error(e: &std::io::Error) -> TransportError {
     let kind = match e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
-        Some(ureq::Error::Timeout(_)) => TransportErrorKind::Timeout,
+        Some(ureq::Error::Timeout(t)) => timeout_kind(*t),
         _ => TransportErrorKind::from_io(e.kind()),
     };
     TransportError::new(kind, e.to_string())
 }
 
+/// A timeout before the connection was made sent nothing: `Connect`, which is retried
+/// for every method (docs/protocol.md, "Retries"); any later one is `Timeout`.
+fn timeout_kind(t: ureq::Timeout) -> TransportErrorKind {
+    match t {
+        ureq::Timeout::Resolve | ureq::Timeout::Connect => TransportErrorKind::Connect,
+        _ => TransportErrorKind::Timeout,
+    }
+}
+
 fn transport_error(e: ureq::Error) -> TransportError {
     let kind = match &e {
-        ureq::Error::Timeout(_) => TransportErrorKind::Timeout,
+        ureq::Error::Timeout(t) => timeout_kind(*t),
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
         ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::ResponseTooLarge,
         ureq::Error::Io(io) => TransportErrorKind::from_io(io.kind()),

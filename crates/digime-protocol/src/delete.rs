@@ -47,8 +47,8 @@ impl UserOperation for DeleteUser {
         Method::DELETE
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(
@@ -93,8 +93,8 @@ impl UserOperation for DeleteAccount {
         Method::DELETE
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(

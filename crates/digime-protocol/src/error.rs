@@ -87,6 +87,14 @@ pub enum Error {
     /// again. The server's answer is inside.
     #[error("{0} (the token needs a refresh)")]
     RefreshNeeded(Box<Error>),
+    /// The request may have been processed, but how it ended is unknown: the connection
+    /// failed after it went out, or a server or gateway error (500, 502, 504) answered
+    /// it, and it was not repeated, since repeating it could do its write twice
+    /// (docs/protocol.md, "Retries"). Check before doing it again: for a library push,
+    /// look for the file in the library; for a refresh, the old refresh token may be
+    /// spent; for a deletion, it may be done. The failure is inside.
+    #[error("the outcome is unknown, the request may have been processed: {0}")]
+    OutcomeUnknown(Box<Error>),
     /// The call refreshed the user's token and then failed. Persist `refreshed_token`
     /// all the same: the refresh rotated the refresh token, so the old one is spent.
     #[error("{error} (after refreshing the access token; persist the new token)")]
@@ -110,9 +118,9 @@ impl Error {
     /// Whether the user must go through authorization again (the refresh token is dead).
     pub fn needs_reauthorization(&self) -> bool {
         match self {
-            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => {
-                error.needs_reauthorization()
-            }
+            Error::AfterRefresh { error, .. }
+            | Error::RefreshNeeded(error)
+            | Error::OutcomeUnknown(error) => error.needs_reauthorization(),
             e => matches!(e, Error::ReauthorizationRequired(_)),
         }
     }
@@ -127,18 +135,33 @@ impl Error {
         }
     }
 
-    /// The underlying error, looking through [`Error::AfterRefresh`] and
-    /// [`Error::RefreshNeeded`].
+    /// The underlying error, looking through [`Error::AfterRefresh`],
+    /// [`Error::RefreshNeeded`] and [`Error::OutcomeUnknown`].
     pub fn cause(&self) -> &Error {
         match self {
-            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.cause(),
+            Error::AfterRefresh { error, .. }
+            | Error::RefreshNeeded(error)
+            | Error::OutcomeUnknown(error) => error.cause(),
             e => e,
         }
     }
 
-    /// Whether trying the same operation again later may succeed.
+    /// Whether the request may have been processed although the call failed
+    /// ([`Error::OutcomeUnknown`], also after a refresh): check before doing it again.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => {
+                error.outcome_unknown()
+            }
+            e => matches!(e, Error::OutcomeUnknown(_)),
+        }
+    }
+
+    /// Whether trying the same operation again later may succeed. `false` when the
+    /// [outcome is unknown](Error::outcome_unknown): find out first.
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::OutcomeUnknown(_) => false,
             Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.is_retryable(),
             Error::Transport(t) => t.is_retryable(),
             Error::Api(api) => crate::retry::RETRY_STATUS_CODES.contains(&api.status),
@@ -152,7 +175,9 @@ impl Error {
     /// The delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.retry_after(),
+            Error::AfterRefresh { error, .. }
+            | Error::RefreshNeeded(error)
+            | Error::OutcomeUnknown(error) => error.retry_after(),
             Error::Api(api) => api.retry_after,
             Error::UnexpectedStatus { retry_after, .. } => *retry_after,
             _ => None,
@@ -162,7 +187,9 @@ impl Error {
     /// The API error, if the server sent a recognised error body.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            Error::AfterRefresh { error, .. } | Error::RefreshNeeded(error) => error.api(),
+            Error::AfterRefresh { error, .. }
+            | Error::RefreshNeeded(error)
+            | Error::OutcomeUnknown(error) => error.api(),
             Error::Api(api) | Error::ReauthorizationRequired(api) => Some(api),
             _ => None,
         }

@@ -179,7 +179,22 @@ impl Leg {
                     self.state = LegState::Ready;
                     return Sub::Sleep(delay);
                 }
-                Sub::Done(outcome.map_err(Error::from))
+                // A request that is not repeated and may have been processed: its
+                // outcome is unknown (docs/protocol.md, "Retries"). A response is
+                // marked, for `wire::error_from_response`.
+                let unknown = self.policy.outcome_unknown(&self.method, o);
+                match outcome {
+                    Ok(mut response) => {
+                        if unknown {
+                            response.extensions_mut().insert(wire::MaybeProcessed);
+                        }
+                        Sub::Done(Ok(response))
+                    }
+                    Err(t) if unknown => {
+                        Sub::Done(Err(Error::OutcomeUnknown(Box::new(Error::Transport(t)))))
+                    }
+                    Err(t) => Sub::Done(Err(Error::Transport(t))),
+                }
             }
             LegState::InFlight => {
                 self.state = LegState::InFlight;

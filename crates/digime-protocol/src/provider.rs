@@ -74,8 +74,8 @@ impl UserOperation for PushToProvider {
         Method::POST
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(

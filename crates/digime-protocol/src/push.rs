@@ -146,9 +146,9 @@ impl crate::flow::UserOperation for PushToLibrary {
         http::Method::POST
     }
 
-    fn retry_policy(&self, _sdk: &crate::Sdk) -> crate::RetryPolicy {
-        // Pushes never follow the retry options (docs/protocol.md, "Writing").
-        crate::RetryPolicy::never()
+    fn retry_policy(&self, sdk: &crate::Sdk) -> crate::RetryPolicy {
+        // Retried only when it was not processed (docs/protocol.md, "Retries").
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(

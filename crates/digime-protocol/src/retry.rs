@@ -1,7 +1,18 @@
-//! Retry policy as data (docs/protocol.md, "Configuration"): which requests are retried, how often, and
-//! how long to wait. Every retry is a freshly signed request.
+//! Retry policy as data (docs/protocol.md, "Retries"): which requests are retried, how
+//! often, and how long to wait. Every retry is a freshly signed request.
+//!
+//! Failures fall in three classes ([`Outcome::unprocessed`],
+//! [`Outcome::maybe_processed`]):
+//! - **not processed** (429, 503, no connection made): retried for every method, POSTs
+//!   included, since repeating a request the server did not take cannot do anything twice;
+//! - **maybe processed** (the connection failed after the request went out; 500, 502,
+//!   504 and the like): retried only for the policy's [`RetryPolicy::methods`], the
+//!   requests that may be repeated. Any other request fails with
+//!   [`crate::Error::OutcomeUnknown`]: its write may have happened;
+//! - **processed** (any other status): never retried, but for the policy's other
+//!   `status_codes` of a repeatable method (408, 413 with `Retry-After`).
 
-use crate::error::TransportError;
+use crate::error::{TransportError, TransportErrorKind};
 use http::Method;
 use std::time::{Duration, SystemTime};
 
@@ -9,15 +20,40 @@ use std::time::{Duration, SystemTime};
 pub const RETRY_STATUS_CODES: [u16; 10] = [408, 413, 429, 500, 502, 503, 504, 521, 522, 524];
 
 /// How requests are retried. The default matches the official SDK: up to 2 retries of
-/// idempotent methods (never POST), backoff `1000·2^(n−1)` ms plus 0–100 ms of jitter,
-/// `Retry-After` honoured. Unlike the official SDK, a `Retry-After` longer than
-/// [`DEFAULT_MAX_RETRY_AFTER`] ends the retries (the error then carries
-/// `retry_after()`), so that a server can never park a call for hours.
+/// idempotent methods, backoff `1000·2^(n−1)` ms plus 0–100 ms of jitter, `Retry-After`
+/// honoured. Unlike the official SDK:
+/// - a request of any method, POST included, is retried when it was certainly not
+///   processed (429, 503, a refused connection; see the [module docs](self));
+/// - a `Retry-After` longer than [`DEFAULT_MAX_RETRY_AFTER`] ends the retries (the error
+///   then carries `retry_after()`), so that a server can never park a call for hours.
+///
+/// ```
+/// use digime_protocol::retry::{Outcome, RetryPolicy};
+/// use http::Method;
+/// use std::time::{Duration, SystemTime};
+///
+/// let policy = RetryPolicy::default();
+/// let now = SystemTime::now();
+/// // A push (POST) answered 503 was not processed: it is retried.
+/// assert!(policy.delay(&Method::POST, 1, Outcome::Status(503, Some("0")), now, 0).is_some());
+/// // Answered 500, it may have been processed: it is not repeated.
+/// assert_eq!(policy.delay(&Method::POST, 1, Outcome::Status(500, None), now, 0), None);
+/// // A GET may be repeated whatever happened to it.
+/// assert_eq!(
+///     policy.delay(&Method::GET, 1, Outcome::Status(500, None), now, 0),
+///     Some(Duration::from_secs(1)),
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub limit: u32,
-    /// Methods that may be retried. Add `POST` to retry authorize and code exchange.
+    /// Methods whose requests may be repeated, and so are retried even when they may
+    /// have been processed (a lost answer, a 500). Requests of other methods are retried
+    /// only when they were certainly not processed. Adding `POST` makes the code
+    /// exchange, authorize and the trigger repeat after a lost answer too; pushes,
+    /// refreshes, deletions and storage writes never do (they use
+    /// [`RetryPolicy::unprocessed_only`]).
     pub methods: Vec<Method>,
     /// HTTP statuses that are retried.
     pub status_codes: Vec<u16>,
@@ -61,8 +97,37 @@ pub enum Outcome<'a> {
     Transport(&'a TransportError),
 }
 
+impl Outcome<'_> {
+    /// Whether the request was certainly not processed, so that repeating it cannot do
+    /// anything twice: the server said so (429 Too Many Requests, 503 Service
+    /// Unavailable), or no connection was made ([`TransportErrorKind::Connect`]).
+    pub fn unprocessed(&self) -> bool {
+        match self {
+            Outcome::Status(status, _) => matches!(status, 429 | 503),
+            Outcome::Transport(e) => e.kind == TransportErrorKind::Connect,
+        }
+    }
+
+    /// Whether the request may have been processed without the client learning how it
+    /// ended: the connection failed after the request went out (a reset, a timeout, a
+    /// cut or unreadable answer), or a server or gateway error answered it (a 5xx but
+    /// 501, 503 and 505). A failure of the caller's own body or sink is neither.
+    pub fn maybe_processed(&self) -> bool {
+        match self {
+            Outcome::Status(status, _) => *status >= 500 && !matches!(status, 501 | 503 | 505),
+            Outcome::Transport(e) => matches!(
+                e.kind,
+                TransportErrorKind::Timeout
+                    | TransportErrorKind::Reset
+                    | TransportErrorKind::ResponseTooLarge
+                    | TransportErrorKind::Other
+            ),
+        }
+    }
+}
+
 impl RetryPolicy {
-    /// A policy that never retries (used for pushes and refreshes).
+    /// A policy that never retries.
     pub fn never() -> Self {
         RetryPolicy {
             limit: 0,
@@ -70,9 +135,37 @@ impl RetryPolicy {
         }
     }
 
+    /// This policy for a request that must not be repeated once it may have been
+    /// processed (a push, a refresh, a deletion, a storage write): the same limit and
+    /// waits, no repeatable method, so only what was certainly not processed is
+    /// retried, and a lost answer is [`crate::Error::OutcomeUnknown`].
+    pub fn unprocessed_only(&self) -> Self {
+        RetryPolicy {
+            methods: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether `method` requests may be repeated after they may have been processed.
+    pub fn repeats(&self, method: &Method) -> bool {
+        self.methods.contains(method)
+    }
+
+    /// Whether a `method` request that ended with `outcome` and was not retried has an
+    /// unknown outcome ([`crate::Error::OutcomeUnknown`]): it may have been processed,
+    /// it may write (not GET, HEAD, OPTIONS or TRACE, which only read), and the policy
+    /// does not repeat it.
+    pub fn outcome_unknown(&self, method: &Method, outcome: Outcome<'_>) -> bool {
+        let reads_only =
+            [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method);
+        !reads_only && !self.repeats(method) && outcome.maybe_processed()
+    }
+
     /// The delay before retry number `retry` (1-based) of a `method` request that ended
-    /// with `outcome`, or `None` when it must not be retried. `jitter` is a random value
-    /// in `0..=u64::MAX` supplied by the caller, so that this stays deterministic.
+    /// with `outcome`, or `None` when it must not be retried: a request of a method the
+    /// policy does not [repeat](Self::repeats) is retried only when it was
+    /// [not processed](Outcome::unprocessed). `jitter` is a random value in
+    /// `0..=u64::MAX` supplied by the caller, so that this stays deterministic.
     pub fn delay(
         &self,
         method: &Method,
@@ -81,7 +174,7 @@ impl RetryPolicy {
         now: SystemTime,
         jitter: u64,
     ) -> Option<Duration> {
-        if retry == 0 || retry > self.limit || !self.methods.contains(method) {
+        if retry == 0 || retry > self.limit || !(self.repeats(method) || outcome.unprocessed()) {
             return None;
         }
         let computed = || {
@@ -145,6 +238,10 @@ mod tests {
         assert_eq!(p.delay(&Method::GET, 3, s500, now, 0), None);
         assert_eq!(p.delay(&Method::POST, 1, s500, now, 0), None);
         assert_eq!(
+            p.delay(&Method::POST, 1, Outcome::Status(502, None), now, 0),
+            None
+        );
+        assert_eq!(
             p.delay(&Method::GET, 1, Outcome::Status(404, None), now, 0),
             None
         );
@@ -179,6 +276,95 @@ mod tests {
             capped.delay(&Method::GET, 1, Outcome::Status(429, Some("3")), now, 0),
             None
         );
+    }
+
+    #[test]
+    fn what_was_not_processed_is_retried_for_every_method() {
+        let p = RetryPolicy::default().unprocessed_only();
+        let now = SystemTime::UNIX_EPOCH;
+        let refused = TransportError::new(TransportErrorKind::Connect, "refused");
+        let reset = TransportError::new(TransportErrorKind::Reset, "reset");
+        for method in [Method::POST, Method::DELETE, Method::GET] {
+            assert_eq!(
+                p.delay(&method, 1, Outcome::Status(429, Some("2")), now, 0),
+                Some(Duration::from_secs(2))
+            );
+            assert_eq!(
+                p.delay(&method, 2, Outcome::Status(503, None), now, 0),
+                Some(Duration::from_secs(2))
+            );
+            assert!(
+                p.delay(&method, 1, Outcome::Transport(&refused), now, 0)
+                    .is_some()
+            );
+            // The limit still holds.
+            assert_eq!(
+                p.delay(&method, 3, Outcome::Status(503, None), now, 0),
+                None
+            );
+            // Maybe processed: not repeated.
+            assert_eq!(
+                p.delay(&method, 1, Outcome::Transport(&reset), now, 0),
+                None
+            );
+            assert_eq!(
+                p.delay(&method, 1, Outcome::Status(500, None), now, 0),
+                None
+            );
+        }
+        // A far-future Retry-After ends the retries even of what was not processed.
+        assert_eq!(
+            p.delay(
+                &Method::POST,
+                1,
+                Outcome::Status(503, Some("86400")),
+                now,
+                0
+            ),
+            None
+        );
+        assert_eq!(
+            RetryPolicy::never().delay(&Method::POST, 1, Outcome::Status(503, None), now, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn the_three_classes_of_failure() {
+        let kinds = [
+            (TransportErrorKind::Connect, true, false),
+            (TransportErrorKind::Timeout, false, true),
+            (TransportErrorKind::Reset, false, true),
+            (TransportErrorKind::Other, false, true),
+            (TransportErrorKind::ResponseTooLarge, false, true),
+            (TransportErrorKind::BodySource, false, false),
+            (TransportErrorKind::Sink, false, false),
+        ];
+        for (kind, unprocessed, maybe) in kinds {
+            let e = TransportError::new(kind, "x");
+            assert_eq!(
+                Outcome::Transport(&e).unprocessed(),
+                unprocessed,
+                "{kind:?}"
+            );
+            assert_eq!(Outcome::Transport(&e).maybe_processed(), maybe, "{kind:?}");
+        }
+        for (status, unprocessed, maybe) in [
+            (429, true, false),
+            (503, true, false),
+            (500, false, true),
+            (502, false, true),
+            (504, false, true),
+            (524, false, true),
+            (501, false, false),
+            (400, false, false),
+            (401, false, false),
+            (408, false, false),
+        ] {
+            let o = Outcome::Status(status, None);
+            assert_eq!(o.unprocessed(), unprocessed, "{status}");
+            assert_eq!(o.maybe_processed(), maybe, "{status}");
+        }
     }
 
     #[test]

@@ -227,7 +227,7 @@ pub fn error_from_response(resp: &Response<Vec<u8>>, now: SystemTime) -> Error {
     let status = resp.status().as_u16();
     let retry_after: Option<Duration> =
         retry_after_header(resp).and_then(|v| crate::retry::parse_retry_after(v, now));
-    match parse_error_body(status, resp.body()) {
+    let error = match parse_error_body(status, resp.body()) {
         Some(mut api) => {
             api.retry_after = retry_after;
             Error::Api(api)
@@ -237,8 +237,20 @@ pub fn error_from_response(resp: &Response<Vec<u8>>, now: SystemTime) -> Error {
             body: snippet(resp.body()),
             retry_after,
         },
+    };
+    if resp.extensions().get::<MaybeProcessed>().is_some() {
+        Error::OutcomeUnknown(Box::new(error))
+    } else {
+        error
     }
 }
+
+/// Marks the final answer of a request that was not repeated and may have been
+/// processed (a 500 to a push): its error is [`Error::OutcomeUnknown`]
+/// (docs/protocol.md, "Retries"). Set by the request's retry loop, read by
+/// [`error_from_response`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaybeProcessed;
 
 /// The start of a body as text, for error messages.
 pub fn snippet(body: &[u8]) -> String {

@@ -308,20 +308,22 @@ fn a_provider_push_names_the_account_in_a_header_and_refreshes_only_on_invalid_t
 // Storage.
 
 #[test]
-fn provisional_storage_is_a_bodiless_post_never_retried_and_the_users_refreshes() {
+fn provisional_storage_is_a_bodiless_post_repeated_only_unprocessed_and_the_users_refreshes() {
     let w = World::new();
     let mut s = w.script();
-    s.then(Answer::status(503))
+    s.then(Answer::status(500))
+        .then(Answer::status(503))
         .then(Answer::status(201).body(r#"{"id":"st_1","kid":"contract_app_0"}"#))
         .then(Answer::api_error(401, "InvalidToken"))
         .then(w.keys.token_answer("a2", "r2"))
         .then(Answer::json(r#"{"id":"st_u","kid":"k"}"#));
-    let failed = s.run(w.sdk.create_provisional_storage(&w.contract));
+    let failed = s
+        .run(w.sdk.create_provisional_storage(&w.contract))
+        .unwrap_err();
+    assert!(failed.outcome_unknown(), "{failed:?}");
+    assert!(!failed.is_retryable());
     assert!(
-        matches!(
-            failed,
-            Err(Error::Api(_)) | Err(Error::UnexpectedStatus { .. })
-        ),
+        matches!(failed.cause(), Error::UnexpectedStatus { status: 500, .. }),
         "{failed:?}"
     );
     assert_eq!(
@@ -329,6 +331,7 @@ fn provisional_storage_is_a_bodiless_post_never_retried_and_the_users_refreshes(
         1,
         "a POST that may have made a storage is not repeated"
     );
+    // A 503 was not processed: repeated, freshly signed.
     let made = s
         .run(w.sdk.create_provisional_storage(&w.contract))
         .unwrap();
@@ -336,6 +339,8 @@ fn provisional_storage_is_a_bodiless_post_never_retried_and_the_users_refreshes(
         (made.id.as_str(), made.kid.as_str()),
         ("st_1", "contract_app_0")
     );
+    assert_eq!(s.requests.len(), 3);
+    assert_ne!(s.requests[1].claim("nonce"), s.requests[2].claim("nonce"));
     let sent = s.last();
     assert_eq!(
         (sent.method.as_str(), sent.path.as_str()),
@@ -459,13 +464,15 @@ fn an_upload_is_the_envelope_of_the_callers_bytes_for_the_contracts_own_key() {
     assert_eq!(opened, plaintext);
     let other = PrivateKey::generate().unwrap();
     assert!(envelope::decrypt(&other, &body, envelope::Format::Current).is_err());
-    // A POST is never repeated.
-    s.then(Answer::status(503));
+    // A POST is repeated only when it was not processed, its body from the start.
+    s.then(Answer::status(503))
+        .then(Answer::transport(TransportErrorKind::Reset));
     let flow = (w.sdk)
         .upload_storage_file(&w.contract, &storage(), "/", "x.json")
         .unwrap();
-    assert!(s.run(flow).is_err());
-    assert_eq!(s.requests.len(), 2);
+    let lost = s.run(flow).unwrap_err();
+    assert!(lost.outcome_unknown(), "{lost:?}");
+    assert_eq!(s.requests.len(), 3);
 }
 
 /// The official SDK's storage upload vector (`read-crypto-vectors.json`).

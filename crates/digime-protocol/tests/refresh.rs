@@ -161,17 +161,38 @@ fn a_dead_refresh_token_needs_reauthorization_and_sends_nothing_more() {
 }
 
 #[test]
-fn a_refresh_failing_otherwise_is_neither_retried_nor_a_reauthorization() {
+fn a_refresh_failing_otherwise_is_retried_only_if_unprocessed_and_never_a_reauthorization() {
     let w = World::new();
     let mut s = w.script();
     s.then(Answer::api_error(401, "InvalidToken"))
+        .then(Answer::api_error(503, "Busy").header("retry-after", "1"))
+        .then(Answer::api_error(503, "Busy").header("retry-after", "1"))
         .then(Answer::api_error(503, "Busy").header("retry-after", "1"));
     let err = s
         .run(w.sdk.read_accounts(&w.contract, &w.token))
         .unwrap_err();
     assert!(!err.needs_reauthorization(), "{err:?}");
+    assert!(!err.outcome_unknown(), "a 503 was not processed: {err:?}");
     assert_eq!(err.api().unwrap().status, 503);
-    assert!(s.sleeps.is_empty(), "the refresh POST is never retried");
+    assert_eq!(
+        s.sleeps,
+        [std::time::Duration::from_secs(1); 2],
+        "a refresh the server did not take is retried per the policy"
+    );
+    let mut s = w.script();
+    s.then(Answer::api_error(401, "InvalidToken"))
+        .then(Answer::api_error(500, "InternalError"));
+    let err = s
+        .run(w.sdk.read_accounts(&w.contract, &w.token))
+        .unwrap_err();
+    assert!(
+        !err.needs_reauthorization() && err.outcome_unknown(),
+        "{err:?}"
+    );
+    assert!(
+        s.sleeps.is_empty(),
+        "a refresh that may have rotated the token is not repeated"
+    );
 }
 
 /// A buffered download whose body broke off is fetched again; the call has already

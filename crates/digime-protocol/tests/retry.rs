@@ -80,11 +80,122 @@ fn a_configured_policy_sets_the_base_delay_and_the_limit() {
 }
 
 #[test]
-fn posts_are_not_retried_unless_the_call_follows_a_policy_that_lists_post() {
-    let w = World::pinned(|c| c.retry.methods.push(Method::POST));
-    // The code exchange follows the caller's policy, which now lists POST.
+fn what_was_not_processed_is_retried_for_every_method_posts_included() {
+    let w = World::new();
+    // A push (POST): a 503, a 429 with `Retry-After` and a refused connection were
+    // not processed; the fourth attempt lands.
     let mut s = w.script();
     s.then(Answer::status(503))
+        .then(Answer::status(429).header("retry-after", "3"))
+        .then(Answer::status(201));
+    let push = w
+        .sdk
+        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
+        .unwrap();
+    s.run(push).unwrap();
+    assert_eq!(s.requests.len(), 3);
+    assert_eq!(s.sleeps[1], Duration::from_secs(3));
+    assert_ne!(s.requests[0].claim("nonce"), s.requests[2].claim("nonce"));
+    // A read session (POST trigger) and a refresh (POST oauth/token) likewise.
+    let mut s = w.script();
+    s.then(Answer::api_error(401, "InvalidToken"))
+        .then(Answer::transport(TransportErrorKind::Connect))
+        .then(Answer::status(503).header("retry-after", "0"))
+        .then(w.keys.token_answer("a2", "r2"))
+        .then(Answer::status(503))
+        .then(Answer::json(r#"{"session":{"key":"sk","expiry":1}}"#));
+    let session = s.run(
+        w.sdk
+            .read_session(&w.contract, &w.token, &PullOptions::default()),
+    );
+    assert!(session.is_ok(), "{session:?}");
+    assert_eq!(
+        s.endpoints(),
+        [
+            "POST permission-access/trigger",
+            "POST oauth/token",
+            "POST oauth/token",
+            "POST oauth/token",
+            "POST permission-access/trigger",
+            "POST permission-access/trigger"
+        ]
+    );
+    // The limit still holds: two retries.
+    let mut s = w.script();
+    s.then(Answer::status(503))
+        .then(Answer::status(503))
+        .then(Answer::status(503));
+    let push = w
+        .sdk
+        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
+        .unwrap();
+    let err = s.run(push).unwrap_err();
+    assert!(!err.outcome_unknown(), "a 503 was not processed: {err:?}");
+    assert_eq!(s.requests.len(), 3);
+}
+
+#[test]
+fn a_write_that_may_have_been_processed_is_not_repeated_and_says_so() {
+    let w = World::new();
+    for lost in [
+        Answer::transport(TransportErrorKind::Reset),
+        Answer::transport(TransportErrorKind::Timeout),
+        Answer::status(500),
+        Answer::api_error(502, "BadGateway"),
+    ] {
+        let mut s = w.script();
+        s.then(lost);
+        let push = w
+            .sdk
+            .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
+            .unwrap();
+        let err = s.run(push).unwrap_err();
+        assert!(err.outcome_unknown(), "{err:?}");
+        assert!(!err.is_retryable() && !err.needs_reauthorization());
+        assert!(err.to_string().contains("may have been processed"), "{err}");
+        assert_eq!(s.requests.len(), 1);
+    }
+    // A refresh whose answer was lost may have rotated the refresh token: not repeated
+    // (it would present a spent token), and not "reauthorization needed".
+    let mut s = w.script();
+    s.then(Answer::api_error(401, "InvalidToken"))
+        .then(Answer::transport(TransportErrorKind::Reset));
+    let err = s
+        .run(w.sdk.read_accounts(&w.contract, &w.token))
+        .unwrap_err();
+    assert!(
+        err.outcome_unknown() && !err.needs_reauthorization(),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.endpoints(),
+        ["GET permission-access/accounts", "POST oauth/token"]
+    );
+    // A read is repeated whatever happened to it, and never has an unknown outcome.
+    let mut s = w.script();
+    s.then(Answer::transport(TransportErrorKind::Reset))
+        .then(Answer::status(500))
+        .then(Answer::status(502));
+    let err = s
+        .run(w.sdk.read_accounts(&w.contract, &w.token))
+        .unwrap_err();
+    assert!(!err.outcome_unknown() && err.is_retryable(), "{err:?}");
+    assert_eq!(s.requests.len(), 3);
+    // The caller's own body failing is not an unknown outcome.
+    let mut s = w.script();
+    s.then(Answer::transport(TransportErrorKind::BodySource));
+    let push = w
+        .sdk
+        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
+        .unwrap();
+    assert!(!s.run(push).unwrap_err().outcome_unknown());
+}
+
+#[test]
+fn a_policy_that_lists_post_repeats_the_code_exchange_after_a_lost_answer() {
+    let w = World::pinned(|c| c.retry.methods.push(Method::POST));
+    let mut s = w.script();
+    s.then(Answer::transport(TransportErrorKind::Reset))
         .then(w.keys.token_answer("a", "r"));
     s.then(w.keys.jwks());
     let code = AuthorizationCode::new("code");
@@ -94,30 +205,25 @@ fn posts_are_not_retried_unless_the_call_follows_a_policy_that_lists_post() {
         .unwrap();
     s.run(exchange).unwrap();
     assert_eq!(s.sleeps.len(), 1);
-    // A read session and a push never follow it: one attempt each.
+    // The default does not: the exchange's outcome is unknown (the code may be spent).
+    let w = World::new();
     let mut s = w.script();
-    s.then(Answer::status(503)).then(Answer::status(503));
-    let session = s.run(
-        w.sdk
-            .read_session(&w.contract, &w.token, &PullOptions::default()),
-    );
-    assert!(matches!(
-        session,
-        Err(Error::UnexpectedStatus { status: 503, .. })
-    ));
+    s.then(Answer::transport(TransportErrorKind::Reset));
+    let exchange = w
+        .sdk
+        .exchange_code_for_token(&w.contract, &code, &CodeVerifier::generate().unwrap())
+        .unwrap();
+    assert!(s.run(exchange).unwrap_err().outcome_unknown());
+    // A push never repeats a lost answer, whatever the policy lists.
+    let w = World::pinned(|c| c.retry.methods.push(Method::POST));
+    let mut s = w.script();
+    s.then(Answer::transport(TransportErrorKind::Reset));
     let push = w
         .sdk
         .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
         .unwrap();
-    assert!(s.run(push).is_err());
-    assert_eq!(
-        s.endpoints(),
-        [
-            "POST permission-access/trigger",
-            "POST permission-access/import"
-        ]
-    );
-    assert!(s.sleeps.is_empty());
+    assert!(s.run(push).unwrap_err().outcome_unknown());
+    assert_eq!(s.requests.len(), 1);
 }
 
 /// The official SDK honours any `Retry-After`; this core, on purpose, refuses one above

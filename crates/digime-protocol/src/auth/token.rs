@@ -6,7 +6,6 @@ use crate::config::Contract;
 use crate::error::{ApiError, Error, ErrorCode, TransportError};
 use crate::flow::{Flow, Leg, Step, Sub, lift, misuse};
 use crate::jwks::VerifyToken;
-use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::token::{Token, User, UserAccessToken};
 use crate::wire::{self, Body};
@@ -132,6 +131,9 @@ impl TokenFlow {
     }
 
     pub(crate) fn refresh(sdk: Sdk, contract: Contract, token: &UserAccessToken) -> Self {
+        // Retried only when it was not processed: a repeated refresh would present a
+        // rotated refresh token (docs/protocol.md, "Retries").
+        let policy = sdk.config().retry.unprocessed_only();
         TokenFlow {
             sdk,
             contract,
@@ -140,8 +142,7 @@ impl TokenFlow {
             },
             extra_claims: Map::new(),
             read_claims: token_from_claims,
-            // The refresh never follows the user's retry options (docs/protocol.md, "Configuration").
-            phase: TokenPhase::Post(Leg::new(Method::POST, RetryPolicy::never())),
+            phase: TokenPhase::Post(Leg::new(Method::POST, policy)),
         }
     }
 

@@ -652,7 +652,8 @@ impl Refreshable for PostboxPushes {
 
 type BuildPush = Box<dyn FnOnce(SystemTime) -> Result<Request<Body>, Error> + Send>;
 
-/// One push of a [`PushToPostbox`]: never retried (a POST), no 401 handling; a
+/// One push of a [`PushToPostbox`]: never retried (each attempt is one envelope; a lost
+/// answer is [`Error::OutcomeUnknown`]), no 401 handling; a
 /// `pending` answer asks for a refresh when the push carries a token.
 pub struct PostboxAttempt {
     leg: Leg,

@@ -275,7 +275,10 @@ mod tests {
             "serviceTypeReference":"instagram","sourceId":420,"type":"USER","updatedDate":2,
             "x":5.91417776317066907e-66}]"#;
         let accounts = parse_accounts(body).unwrap();
-        assert_eq!(accounts[0].extra["x"].as_f64(), Some(5.914_177_763_170_669e-66));
+        assert_eq!(
+            accounts[0].extra["x"].as_f64(),
+            Some(5.914_177_763_170_669e-66)
+        );
         let again = parse_accounts(&serde_json::to_vec(&accounts).unwrap()).unwrap();
         assert_eq!(again, accounts);
     }

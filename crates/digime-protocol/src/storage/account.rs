@@ -49,8 +49,8 @@ impl ClientOperation for CreateProvisionalStorage {
         Method::POST
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(

@@ -279,8 +279,8 @@ impl ClientOperation for UploadStorageFile {
         Method::POST
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(
@@ -322,8 +322,8 @@ impl ClientOperation for StorageDownload {
         Method::GET
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(
@@ -404,8 +404,8 @@ impl ClientOperation for DeleteStorageFiles {
         Method::DELETE
     }
 
-    fn retry_policy(&self, _: &Sdk) -> RetryPolicy {
-        RetryPolicy::never()
+    fn retry_policy(&self, sdk: &Sdk) -> RetryPolicy {
+        sdk.config().retry.unprocessed_only()
     }
 
     fn build(
