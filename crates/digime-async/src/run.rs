@@ -521,14 +521,17 @@ fn transport_error(e: reqwest::Error) -> TransportError {
         }
         source = err.source();
     }
-    let kind = if e.is_timeout() {
-        TransportErrorKind::Timeout
-    } else if e.is_connect() && io_kind == Some(std::io::ErrorKind::InvalidData) {
+    let kind = if e.is_connect() && io_kind == Some(std::io::ErrorKind::InvalidData) {
         // A TLS handshake with a peer that does not speak TLS, or a bad certificate:
         // not a connection failure worth retrying (the blocking driver agrees).
         TransportErrorKind::Other
     } else if e.is_connect() {
+        // Refused, unreachable or timed out while connecting: nothing was sent, so it is
+        // retried for every method (docs/protocol.md, "Retries"); the blocking driver
+        // classes a connect timeout the same way.
         TransportErrorKind::Connect
+    } else if e.is_timeout() {
+        TransportErrorKind::Timeout
     } else if let Some(kind) = io_kind {
         TransportErrorKind::from_io(kind)
     } else if e.is_body() || e.is_request() {

@@ -156,9 +156,7 @@ impl RetryPolicy {
     /// it may write (not GET, HEAD, OPTIONS or TRACE, which only read), and the policy
     /// does not repeat it.
     pub fn outcome_unknown(&self, method: &Method, outcome: Outcome<'_>) -> bool {
-        let reads_only =
-            [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method);
-        !reads_only && !self.repeats(method) && outcome.maybe_processed()
+        !method.is_safe() && !self.repeats(method) && outcome.maybe_processed()
     }
 
     /// The delay before retry number `retry` (1-based) of a `method` request that ended

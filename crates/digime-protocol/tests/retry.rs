@@ -4,11 +4,20 @@
 mod support;
 
 use digime_protocol::http::Method;
+use digime_protocol::push::PushToLibrary;
 use digime_protocol::{
-    AuthorizationCode, CodeVerifier, Error, FileDescriptor, PullOptions, TransportErrorKind,
+    AuthedCall, AuthorizationCode, CodeVerifier, Error, FileDescriptor, PullOptions,
+    TransportErrorKind,
 };
 use std::time::Duration;
 use support::{Answer, World};
+
+/// A library push of a text file.
+fn text_push(w: &World) -> AuthedCall<PushToLibrary> {
+    w.sdk
+        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
+        .unwrap()
+}
 
 fn millis(s: &support::Seen) -> u64 {
     s.claims.as_ref().unwrap()["timestamp"].as_u64().unwrap()
@@ -88,10 +97,7 @@ fn what_was_not_processed_is_retried_for_every_method_posts_included() {
     s.then(Answer::status(503))
         .then(Answer::status(429).header("retry-after", "3"))
         .then(Answer::status(201));
-    let push = w
-        .sdk
-        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
-        .unwrap();
+    let push = text_push(&w);
     s.run(push).unwrap();
     assert_eq!(s.requests.len(), 3);
     assert_eq!(s.sleeps[1], Duration::from_secs(3));
@@ -125,10 +131,7 @@ fn what_was_not_processed_is_retried_for_every_method_posts_included() {
     s.then(Answer::status(503))
         .then(Answer::status(503))
         .then(Answer::status(503));
-    let push = w
-        .sdk
-        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
-        .unwrap();
+    let push = text_push(&w);
     let err = s.run(push).unwrap_err();
     assert!(!err.outcome_unknown(), "a 503 was not processed: {err:?}");
     assert_eq!(s.requests.len(), 3);
@@ -145,10 +148,7 @@ fn a_write_that_may_have_been_processed_is_not_repeated_and_says_so() {
     ] {
         let mut s = w.script();
         s.then(lost);
-        let push = w
-            .sdk
-            .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
-            .unwrap();
+        let push = text_push(&w);
         let err = s.run(push).unwrap_err();
         assert!(err.outcome_unknown(), "{err:?}");
         assert!(!err.is_retryable() && !err.needs_reauthorization());
@@ -184,10 +184,7 @@ fn a_write_that_may_have_been_processed_is_not_repeated_and_says_so() {
     // The caller's own body failing is not an unknown outcome.
     let mut s = w.script();
     s.then(Answer::transport(TransportErrorKind::BodySource));
-    let push = w
-        .sdk
-        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
-        .unwrap();
+    let push = text_push(&w);
     assert!(!s.run(push).unwrap_err().outcome_unknown());
 }
 
@@ -218,10 +215,7 @@ fn a_policy_that_lists_post_repeats_the_code_exchange_after_a_lost_answer() {
     let w = World::pinned(|c| c.retry.methods.push(Method::POST));
     let mut s = w.script();
     s.then(Answer::transport(TransportErrorKind::Reset));
-    let push = w
-        .sdk
-        .push_to_library(&w.contract, &w.token, &FileDescriptor::new("text/plain"))
-        .unwrap();
+    let push = text_push(&w);
     assert!(s.run(push).unwrap_err().outcome_unknown());
     assert_eq!(s.requests.len(), 1);
 }
