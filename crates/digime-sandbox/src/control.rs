@@ -58,7 +58,24 @@ pub(crate) fn routes() -> Router<Shared> {
             "/_sandbox/users/{user}/expire-refresh-tokens",
             post(expire_refresh),
         )
+        .route("/_sandbox/faults", get(get_faults).post(set_faults))
         .route("/_sandbox/reset", post(reset))
+}
+
+async fn get_faults(State(shared): State<Shared>) -> Response {
+    let view = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .view();
+    axum::Json(view).into_response()
+}
+
+async fn set_faults(State(shared): State<Shared>, body: Bytes) -> Result<Response, ApiFailure> {
+    let body = Value::Object(object_body(&body)?);
+    let mut faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+    faults.update(&body)?;
+    Ok(axum::Json(faults.view()).into_response())
 }
 
 async fn info(State(shared): State<Shared>) -> Response {
@@ -581,6 +598,8 @@ async fn reset(State(shared): State<Shared>, _body: Bytes) -> Result<Response, A
     drop(st);
     *shared.settings.lock().unwrap_or_else(|p| p.into_inner()) =
         Settings::from_config(&shared.config);
+    *shared.faults.lock().unwrap_or_else(|p| p.into_inner()) =
+        crate::faults::FaultState::new(shared.config.faults.clone());
     let _ = std::fs::remove_dir_all(shared.library_dir());
     let _ = std::fs::create_dir_all(shared.library_dir());
     let _ = std::fs::remove_dir_all(crate::clouds::cloud_dir(&shared.dir));

@@ -482,6 +482,43 @@
 //! * `GET /_sandbox/requests` lists every request outside `/_sandbox/`, those refused
 //!   before reaching an endpoint too.
 //!
+//! # Fault injection
+//!
+//! The sandbox can fail the way a real deployment does, now and then, so that a client
+//! can be tested against it: [`SandboxConfig::faults`], the `--fault-*` flags of the
+//! binary, or `POST /_sandbox/faults` at run time. A share (`rate`) of the requests on
+//! the API paths (`/v1.*/` and `/cloud/`; never the control API nor the pages a browser
+//! follows) gets a fault, drawn evenly from `kinds` by a seeded generator (the same
+//! seed and the same sequence of requests give the same faults). Each applies to one
+//! request, on a kept-alive connection too:
+//!
+//! | kind | when | what the client sees |
+//! |---|---|---|
+//! | `503` | before processing | 503 `ServiceUnavailable`, `Retry-After: retryAfter` |
+//! | `429` | before processing | 429 `TooManyRequests`, `Retry-After: retryAfter` |
+//! | `drop` | before processing | the connection reset, no answer |
+//! | `expire` | before processing | the request's access token expires first, so a call that needs it gets 401 `InvalidToken` "… is expired" |
+//! | `500` | after processing | 500 `InternalError` instead of the answer |
+//! | `reset` | after processing | the head and half the body (32 KiB of one of unknown length), then a reset; a bodiless answer is reset before its head |
+//! | `truncate` | after processing | half the body (32 KiB of one of unknown length), chunked, cleanly ended: it looks whole |
+//! | `stall` | after processing | the answer, `stallMs` late |
+//! | `skew` | processed | the answer of a server whose clock is `skewMs` off, either way (tokens, sessions, sync progress, the five-minute timestamp window) |
+//!
+//! "Before processing" means the handler never ran: nothing changed. "After" means the
+//! handler ran and its effect is kept (a push is stored), only the answer is damaged.
+//!
+//! * `GET /_sandbox/faults` → `{"rate","seed","kinds","stallMs","skewMs","retryAfter",
+//!   "next","requests","injected":{kind: n}}` (`requests`: the API requests counted
+//!   since the last change; `injected`: the faults given, per kind).
+//! * `POST /_sandbox/faults` `{"rate"?,"seed"?,"kinds"?,"stallMs"?,"skewMs"?,
+//!   "retryAfter"?,"next"?: [kind]}` → the same view. The fields given replace the
+//!   current ones; the draws restart from the seed and the counters from zero. `next`
+//!   forces those faults, in order, on the next API requests, whatever the rate (a test
+//!   that needs exactly one fault sets `next` and leaves `rate` at 0). A bad value
+//!   → 400 `ValidationErrors`, nothing changed.
+//! * `GET /_sandbox/requests` names the fault of each request it lists (`fault`).
+//! * `POST /_sandbox/reset` puts the faults back as configured.
+//!
 //! # Writing in the postbox era
 //!
 //! Three API versions share the one state (users, contracts, tokens, sessions,
@@ -639,6 +676,7 @@ mod checks;
 mod clouds;
 mod common;
 mod demo;
+pub mod faults;
 mod library;
 pub mod postbox;
 mod serve;
@@ -725,6 +763,9 @@ pub struct SandboxConfig {
     /// Give every user the default accounts (Fitbit, Instagram) and the raw demo files
     /// (default on); onboarding works either way.
     pub demo_data: bool,
+    /// Faults injected into API requests (default: none). Changeable at run time
+    /// (`POST /_sandbox/faults`); see [Fault injection](#fault-injection).
+    pub faults: faults::Faults,
 }
 
 impl Default for SandboxConfig {
@@ -744,6 +785,7 @@ impl Default for SandboxConfig {
             compression: Compression::None,
             rewrite_mid_sync: false,
             demo_data: true,
+            faults: faults::Faults::default(),
         }
     }
 }
@@ -874,8 +916,11 @@ pub struct LoggedRequest {
     pub method: String,
     /// Path.
     pub path: String,
-    /// Status answered.
+    /// Status answered (for a `drop` fault, the answer that was never sent).
     pub status: u16,
+    /// The fault injected into it, if any (`"503"`, `"reset"`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<&'static str>,
 }
 
 /// Settings changeable at run time (control API `settings`).
@@ -915,6 +960,7 @@ pub(crate) struct Inner {
     pub(crate) state: Mutex<Persisted>,
     pub(crate) log: Mutex<VecDeque<LoggedRequest>>,
     pub(crate) settings: Mutex<Settings>,
+    pub(crate) faults: Mutex<faults::FaultState>,
 }
 
 /// Shared server state.
@@ -965,11 +1011,14 @@ impl Shared {
     }
 }
 
+/// The server's clock in Unix ms: the system's, off by the request's `skew` fault if
+/// it has one.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    now.saturating_add_signed(faults::skew_ms())
 }
 
 pub(crate) fn random_id(prefix: &str) -> String {
@@ -1148,10 +1197,16 @@ impl Sandbox {
             },
         };
         let jwks = common::jwks_body(&signing_key.public_key(), &kid);
+        config
+            .faults
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let settings = Mutex::new(Settings::from_config(&config));
+        let faults = Mutex::new(faults::FaultState::new(config.faults.clone()));
         let shared = Shared(Arc::new(Inner {
             config,
             settings,
+            faults,
             dir,
             persist,
             contracts,
@@ -1165,12 +1220,9 @@ impl Sandbox {
         let app = router::router(shared);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            // Every answer goes out at once, as from a production server: without
-            // TCP_NODELAY a response written in two pieces (headers, then a streamed
-            // body) waits for the client's delayed ACK (about 40 ms).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+            // Connections a fault can reset, with TCP_NODELAY (see `faults`).
+            let listener = faults::FaultListener(listener);
+            let app = app.into_make_service_with_connect_info::<faults::Conn>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;

@@ -1,6 +1,7 @@
 //! `digime-sandbox`: run the emulator. Prints one JSON line describing it, then serves
 //! until interrupted.
 
+use digime_sandbox::faults::parse_fault_kinds;
 use digime_sandbox::state::ContractKind;
 use digime_sandbox::{ConsentMode, ContractRegistration, Sandbox, SandboxConfig};
 use std::process::ExitCode;
@@ -9,7 +10,10 @@ use std::time::Duration;
 const USAGE: &str = "usage: digime-sandbox [--listen ADDR] [--state-dir DIR] [--consent page|auto]
                       [--access-token-ttl SECONDS] [--contract APP_ID/CONTRACT_ID=PUBLIC_KEY.pem]...
                       [--sync-step-ms MS] [--compression none|gzip|brotli] [--rewrite-mid-sync]
-                      [--no-demo-data]";
+                      [--no-demo-data] [--fault-rate RATE] [--fault-seed SEED]
+                      [--fault-kinds all|KIND,KIND...] [--fault-stall-ms MS]
+                      [--fault-skew-ms MS] [--fault-retry-after SECONDS]
+fault kinds: 503 429 500 drop reset truncate stall skew expire";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SandboxConfig, String> {
     let mut config = SandboxConfig::default();
@@ -82,11 +86,41 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SandboxConfig, S
             }
             "--rewrite-mid-sync" if inline.is_none() => config.rewrite_mid_sync = true,
             "--no-demo-data" if inline.is_none() => config.demo_data = false,
+            "--fault-rate" => {
+                let v = value("--fault-rate")?;
+                config.faults.rate = v
+                    .parse()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| format!("--fault-rate {v:?} is not a number from 0 to 1"))?;
+            }
+            "--fault-seed" => config.faults.seed = number(&value("--fault-seed")?, "--fault-seed")?,
+            "--fault-kinds" => {
+                config.faults.kinds = parse_fault_kinds(&value("--fault-kinds")?)
+                    .map_err(|e| format!("--fault-kinds: {e}"))?;
+            }
+            "--fault-stall-ms" => {
+                let ms = number(&value("--fault-stall-ms")?, "--fault-stall-ms")?;
+                config.faults.stall = Duration::from_millis(ms);
+            }
+            "--fault-skew-ms" => {
+                let ms = number(&value("--fault-skew-ms")?, "--fault-skew-ms")?;
+                config.faults.skew = Duration::from_millis(ms);
+            }
+            "--fault-retry-after" => {
+                config.faults.retry_after_s =
+                    number(&value("--fault-retry-after")?, "--fault-retry-after")?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(config)
+}
+
+fn number(v: &str, flag: &str) -> Result<u64, String> {
+    v.parse()
+        .map_err(|_| format!("{flag} {v:?} is not a whole number"))
 }
 
 #[tokio::main]
@@ -138,4 +172,58 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use digime_sandbox::faults::FaultKind;
+
+    fn parse(args: &[&str]) -> Result<SandboxConfig, String> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn the_fault_flags_set_the_faults() {
+        let c = parse(&[
+            "--fault-rate",
+            "0.3",
+            "--fault-seed=9",
+            "--fault-kinds",
+            "503,reset, stall",
+            "--fault-stall-ms",
+            "1500",
+            "--fault-skew-ms=0",
+            "--fault-retry-after",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(c.faults.rate, 0.3);
+        assert_eq!(c.faults.seed, 9);
+        assert_eq!(
+            c.faults.kinds,
+            [FaultKind::Unavailable, FaultKind::Reset, FaultKind::Stall]
+        );
+        assert_eq!(c.faults.stall, Duration::from_millis(1500));
+        assert_eq!(c.faults.skew, Duration::ZERO);
+        assert_eq!(c.faults.retry_after_s, 2);
+        assert_eq!(
+            parse(&["--fault-kinds", "all"]).unwrap().faults.kinds.len(),
+            9
+        );
+    }
+
+    #[test]
+    fn bad_fault_flags_are_refused() {
+        for args in [
+            &["--fault-rate", "1.2"][..],
+            &["--fault-rate", "x"],
+            &["--fault-kinds", "503,teapot"],
+            &["--fault-kinds", ""],
+            &["--fault-seed", "-1"],
+            &["--fault-stall-ms"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
 }

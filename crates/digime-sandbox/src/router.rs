@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 
 /// The whole server. The fallbacks are set after every route is merged (a
 /// method-not-allowed fallback applies only to the routes already there); the logging
-/// layer is outermost, so the answers of the layers inside it are logged too.
+/// layer is outermost, so the answers of the layers inside it are logged too, faults
+/// included; the bodies of bodiless methods are read after a fault is drawn, so that a
+/// `drop` leaves the request unread as a lost connection would.
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
         .merge(oauth::routes())
@@ -37,6 +39,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn(read_bodiless))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            crate::faults::inject,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), log_requests))
         .with_state(shared)
 }
@@ -83,6 +89,10 @@ async fn log_requests(State(shared): State<Shared>, req: Request, next: Next) ->
         method,
         path,
         status: resp.status().as_u16(),
+        fault: resp
+            .extensions()
+            .get::<crate::faults::Injected>()
+            .map(|f| f.0.name()),
     });
     resp
 }

@@ -358,6 +358,29 @@ impl Control {
         ))
     }
 
+    /// Changes the injected faults (`POST faults`, the fields given replace the current
+    /// ones, the counters restart); the new view.
+    pub fn set_faults(&self, body: Value) -> Value {
+        self.post_json("faults", body)
+    }
+
+    /// Forces these faults (`"503"`, `"drop"`, ...), in order, on the next API requests.
+    pub fn force_faults(&self, kinds: &[&str]) {
+        self.set_faults(serde_json::json!({ "next": kinds }));
+    }
+
+    /// The injected faults: settings, counters (`GET faults`).
+    pub fn faults(&self) -> Value {
+        self.get_json("faults")
+    }
+
+    /// How many faults of `kind` were given since the last change.
+    pub fn injected(&self, kind: &str) -> u64 {
+        self.faults()["injected"][kind]
+            .as_u64()
+            .expect("a fault counter")
+    }
+
     /// Generates files for a user (`users/USER/generate-files`).
     pub fn generate(&self, user: &str, body: Value) -> Vec<Value> {
         self.post_json(&format!("users/{user}/generate-files"), body)["files"]
@@ -500,6 +523,10 @@ async_mirror! {
     fn cloud_files(storage: &str) -> Vec<Value>;
     /// [`Control::cloud_file`].
     fn cloud_file(storage: &str, path: &str) -> Vec<u8>;
+    /// [`Control::faults`].
+    fn faults() -> Value;
+    /// [`Control::injected`].
+    fn injected(kind: &str) -> u64;
 }
 
 impl AsyncControl {
@@ -512,6 +539,21 @@ impl AsyncControl {
     pub async fn post_json(&self, path: &str, body: Value) -> Value {
         let path = path.to_owned();
         self.run(move |c| c.post_json(&path, body)).await
+    }
+
+    /// [`Control::set_faults`].
+    pub async fn set_faults(&self, body: Value) -> Value {
+        self.run(move |c| c.set_faults(body)).await
+    }
+
+    /// [`Control::force_faults`].
+    pub async fn force_faults(&self, kinds: &[&str]) {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        self.run(move |c| {
+            let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+            c.force_faults(&kinds)
+        })
+        .await
     }
 
     /// [`Control::generate`].
