@@ -69,7 +69,13 @@ impl<O: ClientOperation> Flow for ClientCall<O> {
             Sub::Send(r) => Step::Send(r),
             Sub::Sleep(d) => Step::Sleep(d),
             Sub::Done(Err(e)) => Step::Done(Err(e)),
-            Sub::Done(Ok(resp)) if wire::is_success(&resp) => Step::Done(self.op.parse(resp)),
+            Sub::Done(Ok(resp)) if wire::is_success(&resp) => match self.op.parse(resp) {
+                Err(e) => match self.leg.retry_malformed(&e, now) {
+                    Some(delay) => Step::Sleep(delay),
+                    None => Step::Done(Err(e)),
+                },
+                ok => Step::Done(ok),
+            },
             Sub::Done(Ok(resp)) => Step::Done(Err(wire::error_from_response(&resp, now))),
         }
     }

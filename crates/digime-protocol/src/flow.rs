@@ -204,6 +204,28 @@ impl Leg {
         }
     }
 
+    /// After a 2xx answer whose body did not parse: a proxy that cut or mangled it is
+    /// the likely cause, so a request the policy repeats after a lost answer (a GET)
+    /// is made again, as after a connection lost mid-body; `None` otherwise (and for
+    /// a write, which the server did process). Counts as one of the policy's retries.
+    pub(crate) fn retry_malformed(&mut self, error: &Error, now: SystemTime) -> Option<Duration> {
+        if !matches!(error, Error::Decode { .. }) {
+            return None;
+        }
+        let cut = TransportError::new(crate::error::TransportErrorKind::Reset, error.to_string());
+        let jitter = random::below(u64::MAX).unwrap_or(0);
+        let delay = (self.policy).delay(
+            &self.method,
+            self.retries + 1,
+            Outcome::Transport(&cut),
+            now,
+            jitter,
+        )?;
+        self.retries += 1;
+        self.state = LegState::Ready;
+        Some(delay)
+    }
+
     pub(crate) fn handle(&mut self, outcome: Result<Response<Vec<u8>>, TransportError>) {
         if matches!(self.state, LegState::InFlight) {
             self.state = LegState::Got(outcome);

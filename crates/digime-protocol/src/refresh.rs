@@ -437,9 +437,13 @@ impl<O: UserOperation> Flow for OneCall<O> {
             Sub::Send(r) => Step::Send(r),
             Sub::Sleep(d) => Step::Sleep(d),
             Sub::Done(Err(e)) => Step::Done(Err(e)),
-            Sub::Done(Ok(resp)) if wire::is_success(&resp) => {
-                Step::Done(self.op.parse(resp).map(Attempted::Final))
-            }
+            Sub::Done(Ok(resp)) if wire::is_success(&resp) => match self.op.parse(resp) {
+                Err(e) => match self.leg.retry_malformed(&e, now) {
+                    Some(delay) => Step::Sleep(delay),
+                    None => Step::Done(Err(e)),
+                },
+                ok => Step::Done(ok.map(Attempted::Final)),
+            },
             Sub::Done(Ok(resp)) => {
                 let error = wire::error_from_response(&resp, now);
                 let (status, any) = (resp.status().as_u16(), self.op.refresh_on_any_401());

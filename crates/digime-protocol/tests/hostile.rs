@@ -90,11 +90,15 @@ fn deep_json_and_a_huge_key_set_are_typed_errors() {
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let w = World::new();
     let mut s = w.script();
-    s.then(Answer::json(&format!(
-        r#"{{"status":{{"state":"running"}},"fileList":{deep}}}"#
-    )));
+    // Asked again as the policy allows (a malformed answer to a GET), then refused.
+    for _ in 0..3 {
+        s.then(Answer::json(&format!(
+            r#"{{"status":{{"state":"running"}},"fileList":{deep}}}"#
+        )));
+    }
     let list = w.sdk.read_file_list(&w.contract, &w.token, &w.session);
     assert!(matches!(s.run(list), Err(Error::Decode { .. })));
+    s.assert_consumed();
     assert!(digime_protocol::KeySet::parse(deep.as_bytes()).is_err());
     // A key set of more keys than any server publishes is refused before parsing them.
     let keys: Vec<String> = (0..10_000)

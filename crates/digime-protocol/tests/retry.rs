@@ -189,6 +189,41 @@ fn a_write_that_may_have_been_processed_is_not_repeated_and_says_so() {
 }
 
 #[test]
+fn a_read_whose_answer_is_cut_short_is_asked_again_and_a_write_is_not() {
+    let w = World::new();
+    // Half an answer, cleanly ended (a proxy cut it): a GET is repeated.
+    let mut s = w.script();
+    s.then(Answer::json(r#"[{"id":"acc"#))
+        .then(Answer::json(r#"{"sessi"#))
+        .then(Answer::json("[]"));
+    let accounts = s.run(w.sdk.read_accounts(&w.contract, &w.token)).unwrap();
+    assert!(accounts.value.is_empty());
+    assert_eq!(s.requests.len(), 3);
+    assert_eq!(s.sleeps.len(), 2);
+    // As many times as the policy allows, then the decoding error.
+    let mut s = w.script();
+    for _ in 0..3 {
+        s.then(Answer::json("{"));
+    }
+    let err = s
+        .run(w.sdk.read_accounts(&w.contract, &w.token))
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert_eq!(s.requests.len(), 3);
+    // A write whose 2xx answer does not parse was processed: not repeated.
+    let mut s = w.script();
+    s.then(Answer::json(r#"{"session":{"ke"#));
+    let err = s
+        .run(
+            w.sdk
+                .read_session(&w.contract, &w.token, &PullOptions::default()),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert_eq!(s.requests.len(), 1);
+}
+
+#[test]
 fn a_policy_that_lists_post_repeats_the_code_exchange_after_a_lost_answer() {
     let w = World::pinned(|c| c.retry.methods.push(Method::POST));
     let mut s = w.script();

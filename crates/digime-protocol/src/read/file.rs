@@ -17,7 +17,7 @@ use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
 use crate::wire::{self, Body};
 use base64::Engine;
-use digime_crypto::random;
+use digime_crypto::{CryptoError, random};
 use http::{HeaderValue, header};
 use http::{Method, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -509,6 +509,14 @@ impl FileAttempt {
         Ok(())
     }
 
+    /// Waits `delay`, then GETs the file again from the start.
+    fn back_off(&mut self, delay: Duration) -> AttemptStep {
+        self.body_retries += 1;
+        self.buffer.clear();
+        self.phase = Phase::Backoff;
+        Step::Sleep(delay)
+    }
+
     /// Whether a body that broke off can be fetched again.
     fn may_retry_body(&self, error: &TransportError, now: SystemTime) -> Option<Duration> {
         if self.output == Output::Stream && self.emitted > 0 {
@@ -573,14 +581,19 @@ impl Flow for FileAttempt {
                             return self.finish(Ok(Attempted::Final(FileData { head, data })));
                         }
                         Some(Err(Error::Transport(t))) => match self.may_retry_body(&t, now) {
-                            Some(delay) => {
-                                self.body_retries += 1;
-                                self.buffer.clear();
-                                self.phase = Phase::Backoff;
-                                return Step::Sleep(delay);
-                            }
+                            Some(delay) => return self.back_off(delay),
                             None => return self.finish(Err(Error::Transport(t))),
                         },
+                        // A body that ended cleanly but short (a proxy that cut it): the
+                        // envelope's length is not whole, so nothing wrong was handed
+                        // out; fetched again like a body that broke off.
+                        Some(Err(e @ Error::Decryption(CryptoError::InvalidFileSize { .. }))) => {
+                            let cut = TransportError::new(TransportErrorKind::Reset, e.to_string());
+                            match self.may_retry_body(&cut, now) {
+                                Some(delay) => return self.back_off(delay),
+                                None => return self.finish(Err(e)),
+                            }
+                        }
                         Some(Err(e)) => return self.finish(Err(e)),
                         None => return self.finish(Err(misuse("no body outcome"))),
                     }
