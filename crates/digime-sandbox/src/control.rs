@@ -59,7 +59,34 @@ pub(crate) fn routes() -> Router<Shared> {
             post(expire_refresh),
         )
         .route("/_sandbox/faults", get(get_faults).post(set_faults))
+        .route("/_sandbox/users/{user}/refresh-tokens", get(refresh_tokens))
         .route("/_sandbox/reset", post(reset))
+}
+
+/// The user's live refresh tokens, as the SHA-256 of each (never the token itself).
+async fn refresh_tokens(
+    State(shared): State<Shared>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiFailure> {
+    let st = shared.lock();
+    if !st.users.contains_key(&user) {
+        return Err(unknown_user());
+    }
+    let now_s = now_ms() / 1000;
+    let mut live: Vec<Value> = st
+        .refresh_tokens
+        .iter()
+        .filter(|(_, t)| t.user_id == user && t.expires_s > now_s)
+        .map(|(token, t)| {
+            json!({
+                "sha256": hex(&sha2::Sha256::digest(token.as_bytes())),
+                "clientId": t.client_id,
+                "expires": t.expires_s,
+            })
+        })
+        .collect();
+    live.sort_by(|a, b| a["sha256"].as_str().cmp(&b["sha256"].as_str()));
+    Ok(axum::Json(json!({ "refreshTokens": live })).into_response())
 }
 
 async fn get_faults(State(shared): State<Shared>) -> Response {

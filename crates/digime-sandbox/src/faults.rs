@@ -431,11 +431,15 @@ fn expire_bearer_token(shared: &Shared, req: &Request) {
     }
 }
 
-/// How much of a body a `reset` or `truncate` lets through: half of a known length,
-/// else 32 KiB.
-fn keep_of(body: &Body) -> usize {
+/// How much of a body a `reset` or `truncate` lets through: half of its length (its
+/// `content-length`, or what the body knows of itself), else 32 KiB.
+fn keep_of(headers: &axum::http::HeaderMap, body: &Body) -> usize {
     use axum::body::HttpBody as _;
-    match body.size_hint().exact() {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared.or(body.size_hint().exact()) {
         Some(n) => (n / 2) as usize,
         None => 32 * 1024,
     }
@@ -444,7 +448,7 @@ fn keep_of(body: &Body) -> usize {
 /// The answer with its body cut to [`keep_of`], cleanly framed.
 fn truncated(resp: Response) -> Response {
     let (mut parts, body) = resp.into_parts();
-    let keep = keep_of(&body);
+    let keep = keep_of(&parts.headers, &body);
     parts.headers.remove(header::CONTENT_LENGTH);
     let data = body.into_data_stream();
     let stream = futures_util::stream::unfold((data, keep), |(mut data, left)| async move {
@@ -466,7 +470,7 @@ fn truncated(resp: Response) -> Response {
 /// The answer whose connection is reset once [`keep_of`] bytes of its body went out.
 fn cut(resp: Response, conn: Conn) -> Response {
     let (parts, body) = resp.into_parts();
-    let keep = keep_of(&body);
+    let keep = keep_of(&parts.headers, &body);
     if keep == 0 {
         conn.reset();
         return Response::from_parts(parts, Body::empty());

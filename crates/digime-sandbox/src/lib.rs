@@ -638,6 +638,9 @@
 //!   genuine: an expired access token is good for a user-reauth request for 30 days
 //!   and more (see `oauth/token/reference`),
 //!   and an expired refresh token answers "… is expired".
+//! * `GET users/{id}/refresh-tokens` → `{"refreshTokens":[{"sha256","clientId",
+//!   "expires"}]}`: the user's live refresh tokens (not rotated away, not expired;
+//!   `expires` in Unix s), each as the hex SHA-256 of the token, never the token.
 //! * `POST sessions/{key}/expire` → the session answers 410 from now on.
 //! * `GET users/{id}/provider-pushes` → `{"pushes":[{"id","accountId","sourceId",
 //!   "clientId","standard","version","resourceType","entries"?,"size","sha256",
@@ -703,7 +706,7 @@ mod router;
 pub use crate::state::{AccountError, Compression};
 use crate::state::{ContractKind, Persisted, RegisteredContract};
 use digime_crypto::{PrivateKey, PublicKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -806,7 +809,7 @@ pub const SANDBOX_PARTNER_ID: &str = "prt_sandbox";
 pub const CONTRACT_EXPIRATION_MS: u64 = 4_102_444_800_000;
 
 /// One demo contract: its id and where its PKCS#1 private key is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DemoContract {
     /// Contract id.
@@ -829,7 +832,7 @@ impl DemoContract {
 }
 
 /// The demo application and its contracts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Demo {
     /// Application id.
@@ -841,7 +844,7 @@ pub struct Demo {
 }
 
 /// Where the sandbox is and what it offers (the JSON line the binary prints).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxInfo {
     /// API base, e.g. `http://127.0.0.1:PORT/v1.7/`.
     pub api: String,

@@ -1218,3 +1218,40 @@ fn the_testkit_control_drives_every_page() {
     assert!(!control.user_exists(&u.id));
     assert!(!control.library_dir(&u.id).exists());
 }
+
+#[test]
+fn the_control_api_lists_live_refresh_tokens_by_hash_only() {
+    let env = env(ConsentMode::Auto);
+    let user = env.user();
+    let hashes = |env: &Env| -> Vec<String> {
+        env.control_json(&format!("users/{}/refresh-tokens", user.id))["refreshTokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["sha256"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sha = |t: &str| -> String {
+        digime_crypto::sha256(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let before = hashes(&env);
+    assert_eq!(before.len(), 2, "one per demo contract");
+    assert!(before.contains(&sha(&user.read_rt)));
+    let listed = env.control_get(&format!("users/{}/refresh-tokens", user.id));
+    assert!(
+        !listed.text().contains(&user.read_rt),
+        "never the token itself"
+    );
+    // A refresh rotates it: the old one leaves the list, the new one joins it.
+    let v = env.refresh(&read_client(), &user.read_rt).ok(201);
+    let payload = env.server_payload(v["token"].as_str().unwrap(), &env.api("jwks/oauth"));
+    let new_rt = payload["refresh_token"]["value"].as_str().unwrap();
+    let after = hashes(&env);
+    assert_eq!(after.len(), 2);
+    assert!(!after.contains(&sha(&user.read_rt)) && after.contains(&sha(new_rt)));
+    env.control_get("users/nobody/refresh-tokens")
+        .error(404, "NotFound");
+}

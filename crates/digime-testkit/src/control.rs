@@ -358,6 +358,17 @@ impl Control {
         ))
     }
 
+    /// Whether `refresh_token` is one of the user's live refresh tokens (compared by
+    /// SHA-256: `users/USER/refresh-tokens` never shows a token).
+    pub fn refresh_token_alive(&self, user: &str, refresh_token: &str) -> bool {
+        let sha = crate::fixtures::hex(&digime_crypto::sha256(refresh_token.as_bytes()));
+        self.get_json(&format!("users/{user}/refresh-tokens"))["refreshTokens"]
+            .as_array()
+            .expect("a token list")
+            .iter()
+            .any(|t| t["sha256"] == sha.as_str())
+    }
+
     /// Changes the injected faults (`POST faults`, the fields given replace the current
     /// ones, the counters restart); the new view.
     pub fn set_faults(&self, body: Value) -> Value {
