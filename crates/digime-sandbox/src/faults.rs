@@ -7,7 +7,7 @@
 //! damaged). A client that cannot tell the two apart must not repeat a write.
 //!
 //! The connection faults need a hold on the socket: the server accepts through
-//! [`FaultListener`], whose connections carry a [`Conn`] handle that a request can use
+//! `FaultListener`, whose connections carry a `Conn` handle that a request can use
 //! to reset its own connection (`SO_LINGER` 0, then every read and write fails, so
 //! hyper drops it and the peer gets an RST).
 
@@ -61,7 +61,7 @@ pub enum FaultKind {
     #[serde(rename = "stall")]
     Stall,
     /// `skew`: the request is processed on a clock off by the skew (either way): token
-    /// and session lifetimes, timestamps and sync progress all see that time.
+    /// and session lifetimes and timestamps see that time (the simulated syncs do not).
     #[serde(rename = "skew")]
     Skew,
     /// `expire`: before processing, the access token the request carries expires, so a

@@ -502,7 +502,7 @@
 //! | `reset` | after processing | the head and half the body (32 KiB of one of unknown length), then a reset; a bodiless answer is reset before its head |
 //! | `truncate` | after processing | half the body (32 KiB of one of unknown length), chunked, cleanly ended: it looks whole |
 //! | `stall` | after processing | the answer, `stallMs` late |
-//! | `skew` | processed | the answer of a server whose clock is `skewMs` off, either way (tokens, sessions, sync progress, the five-minute timestamp window) |
+//! | `skew` | processed | the answer of a server whose clock is `skewMs` off, either way (token and session lifetimes, the five-minute timestamp window; the simulated syncs keep the system clock) |
 //!
 //! "Before processing" means the handler never ran: nothing changed. "After" means the
 //! handler ran and its effect is kept (a push is stored), only the answer is damaged.
@@ -1017,11 +1017,16 @@ impl Shared {
 /// The server's clock in Unix ms: the system's, off by the request's `skew` fault if
 /// it has one.
 pub(crate) fn now_ms() -> u64 {
-    let now = SystemTime::now()
+    system_now_ms().saturating_add_signed(faults::skew_ms())
+}
+
+/// The system's clock in Unix ms, never skewed: the simulated source syncs run on it
+/// (a real sync does not follow the clock of the server that answers).
+pub(crate) fn system_now_ms() -> u64 {
+    SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    now.saturating_add_signed(faults::skew_ms())
+        .unwrap_or(0)
 }
 
 pub(crate) fn random_id(prefix: &str) -> String {

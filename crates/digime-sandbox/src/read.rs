@@ -169,7 +169,7 @@ pub(crate) async fn file_list(
     require_read(&v)?;
     let now = now_ms();
     let ctx = open_session(&shared, &v, &tok, &key, now)?;
-    let view = view(&ctx.lib, &ctx.plan, ctx.raws, now);
+    let view = view(&ctx.lib, &ctx.plan, ctx.raws, crate::system_now_ms());
     let mut status = Map::new();
     status.insert("state".into(), json!(view.state));
     if let Some(d) = view.details {
@@ -199,7 +199,7 @@ pub(crate) async fn file(
     require_read(&v)?;
     let now = now_ms();
     let ctx = open_session(&shared, &v, &tok, &key, now)?;
-    let item = view(&ctx.lib, &ctx.plan, ctx.raws, now)
+    let item = view(&ctx.lib, &ctx.plan, ctx.raws, crate::system_now_ms())
         .files
         .into_iter()
         .find(|f| f.name == name)

@@ -59,7 +59,8 @@ pub(crate) fn start_sync(
         .unwrap_or(0)
         .max(created);
     let plan = SyncPlan {
-        started_ms: now,
+        // On the system clock, as `view` counts the steps.
+        started_ms: crate::system_now_ms(),
         step_ms: settings.sync_step_ms.max(1),
         fetch: opts.fetch.unwrap_or(true),
         only_accounts: opts.only_accounts,

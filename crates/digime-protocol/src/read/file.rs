@@ -585,9 +585,15 @@ impl Flow for FileAttempt {
                             None => return self.finish(Err(Error::Transport(t))),
                         },
                         // A body that ended cleanly but short (a proxy that cut it): the
-                        // envelope's length is not whole, so nothing wrong was handed
-                        // out; fetched again like a body that broke off.
-                        Some(Err(e @ Error::Decryption(CryptoError::InvalidFileSize { .. }))) => {
+                        // envelope's length is not whole, or, cut on a block boundary,
+                        // its last block is not padded. Fetched again like a body that
+                        // broke off, while nothing was handed out (a file corrupt at
+                        // the source fails the same way each time, then is reported).
+                        Some(Err(
+                            e @ Error::Decryption(
+                                CryptoError::InvalidFileSize { .. } | CryptoError::BadPadding,
+                            ),
+                        )) => {
                             let cut = TransportError::new(TransportErrorKind::Reset, e.to_string());
                             match self.may_retry_body(&cut, now) {
                                 Some(delay) => return self.back_off(delay),
