@@ -36,13 +36,18 @@ fn main() -> support::Result<()> {
         .to_owned();
 
     let session = client.legacy().establish_session(contract.id(), None)?;
-    println!("1. Session {} (API {version})", session.session_key);
+    println!("1. Session established (API {version})");
     let link = client
         .legacy()
         .create_postbox_url_once(&session.session_key, CALLBACK)?;
-    println!("2. Deep link for the native app: {link}");
-    let back = support::follow(&info.native_app_url(&link, &user).ok_or("not a deep link")?)?;
-    let callback = parse_postbox_callback(&back)?;
+    // The link holds the session key: it goes to the user's device, not to a log.
+    println!("2. Deep link for the native app made (keep its state for the callback)");
+    let back = support::follow(
+        &info
+            .native_app_url(&link.url, &user)
+            .ok_or("not a deep link")?,
+    )?;
+    let callback = parse_postbox_callback(&back, &link.state)?;
     println!(
         "3. Postbox {} created ({:?})",
         callback.postbox.id.as_str(),

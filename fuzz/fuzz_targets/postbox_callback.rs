@@ -1,5 +1,5 @@
 //! The client side of the postbox era fed arbitrary input: the callbacks of every era
-//! (deep-link `result`/`postboxId`/`publicKey`, ongoing with `code`/`state`, SaaS with
+//! (deep-link `state`/`result`/`postboxId`/`publicKey`, ongoing with `code`/`state`, SaaS with
 //! `success`), the postbox key text, the push answer, the establish-session answer and
 //! SDK v4's flat token claims. None may panic; what parses must be coherent.
 #![no_main]
@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for url in [text.to_owned(), format!("https://app.example/cb?{text}")] {
-        if let Ok(cb) = parse_postbox_callback(&url) {
+        if let Ok(cb) = parse_postbox_callback(&url, "s") {
+            assert!(!cb.postbox.id.as_str().is_empty());
+        }
+        if let Ok(cb) = parse_postbox_callback(&format!("{url}&state=s"), "s") {
             assert!(!cb.postbox.id.as_str().is_empty());
         }
         if let Ok(cb) = parse_ongoing_postbox_callback(&url) {

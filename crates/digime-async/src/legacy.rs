@@ -30,7 +30,7 @@ use crate::{Client, Upload};
 use digime_protocol::auth::{AuthorizationCode, Scope};
 use digime_protocol::flow::Authed;
 use digime_protocol::legacy::{
-    LegacySession, OngoingPostboxUrl, Postbox, PostboxAuth, PostboxPush,
+    LegacySession, OncePostboxUrl, OngoingPostboxUrl, Postbox, PostboxAuth, PostboxPush,
 };
 use digime_protocol::{
     CodeVerifier, Contract, ContractId, Error, FileDescriptor, SessionKey, UserAccessToken,
@@ -68,7 +68,7 @@ impl LegacyClient<'_> {
         &self,
         session_key: &SessionKey,
         callback_url: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<OncePostboxUrl, Error> {
         let sdk = self.client.sdk().legacy();
         sdk.create_postbox_url_once(session_key, callback_url)
     }

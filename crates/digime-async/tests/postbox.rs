@@ -77,7 +77,14 @@ async fn e0_one_off_push_lands_after_the_app_imports_it() {
         .legacy()
         .create_postbox_url_once(&session.session_key, CALLBACK)
         .unwrap();
-    let cb = parse_postbox_callback(&env.control.open_in_app(&link, &user).await).unwrap();
+    let back = env.control.open_in_app(&link.url, &user).await;
+    let cb = parse_postbox_callback(&back, &link.state).unwrap();
+    // A callback that did not come from this link is refused.
+    let forged = back.replace(&format!("state={}", link.state), "state=forged");
+    assert_eq!(
+        parse_postbox_callback(&forged, &link.state).map(drop),
+        Err(digime_protocol::CallbackError::StateMismatch)
+    );
     let data = file(33_333);
     let pushed = client
         .legacy()

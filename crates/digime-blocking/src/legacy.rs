@@ -10,9 +10,10 @@
 //! let client = Client::new(Config::new("my-application-id")?.with_base_url(legacy::BASE_URL_V1_4)?);
 //! let session = client.legacy().establish_session(&ContractId::new("my-contract")?, None)?;
 //! let link = client.legacy().create_postbox_url_once(&session.session_key, "https://app.example/push")?;
-//! // ... open `link` on the user's phone; the digi.me app calls the callback back ...
+//! // ... keep `link.state`, open `link.url` on the user's phone; the digi.me app
+//! // calls the callback back ...
 //! # let callback_url = "";
-//! let callback = legacy::parse_postbox_callback(callback_url)?;
+//! let callback = legacy::parse_postbox_callback(callback_url, &link.state)?;
 //! let auth = PostboxAuth::Headers { session_key: session.session_key };
 //! let file = std::fs::File::open("receipt.json").unwrap();
 //! let pushed = client.legacy().push_to_postbox(
@@ -25,7 +26,7 @@ use crate::Client;
 use digime_protocol::auth::{AuthorizationCode, Scope};
 use digime_protocol::flow::Authed;
 use digime_protocol::legacy::{
-    LegacySession, OngoingPostboxUrl, Postbox, PostboxAuth, PostboxPush,
+    LegacySession, OncePostboxUrl, OngoingPostboxUrl, Postbox, PostboxAuth, PostboxPush,
 };
 use digime_protocol::{
     CodeVerifier, Contract, ContractId, Error, FileDescriptor, SessionKey, UserAccessToken,
@@ -63,7 +64,7 @@ impl LegacyClient<'_> {
         &self,
         session_key: &SessionKey,
         callback_url: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<OncePostboxUrl, Error> {
         let sdk = self.client.sdk().legacy();
         sdk.create_postbox_url_once(session_key, callback_url)
     }

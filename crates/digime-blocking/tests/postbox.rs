@@ -114,10 +114,10 @@ fn e0_one_off_push_is_pending_until_the_user_opens_the_app() {
         .legacy()
         .create_postbox_url_once(&session.session_key, CALLBACK)
         .unwrap();
-    assert!(link.starts_with("digime://postbox/create?callbackUrl="));
-    let back = env.open_in_app(&link, &user);
-    assert!(back.starts_with("https://app.example/postbox?from=test&"));
-    let callback = parse_postbox_callback(&back).unwrap();
+    assert!(link.url.starts_with("digime://postbox/create?callbackUrl="));
+    let back = env.open_in_app(&link.url, &user);
+    assert!(back.starts_with("https://app.example/postbox?from=test&state="));
+    let callback = parse_postbox_callback(&back, &link.state).unwrap();
     assert!(matches!(
         callback.result,
         PostboxResult::Success | PostboxResult::PostboxReady
@@ -211,7 +211,7 @@ fn e1_ongoing_postbox_pushes_twice_with_the_stored_token() {
         .legacy()
         .create_postbox_url_once(&session.session_key, CALLBACK)
         .unwrap();
-    let cb = parse_postbox_callback(&env.open_in_app(&once, &user)).unwrap();
+    let cb = parse_postbox_callback(&env.open_in_app(&once.url, &user), &once.state).unwrap();
     let pushed = client
         .legacy()
         .push_to_postbox(
@@ -408,7 +408,7 @@ fn a_wrong_public_key_or_a_dead_session_is_refused_and_nothing_is_stored() {
         .legacy()
         .create_postbox_url_once(&session.session_key, CALLBACK)
         .unwrap();
-    let real = parse_postbox_callback(&env.open_in_app(&link, &user))
+    let real = parse_postbox_callback(&env.open_in_app(&link.url, &user), &link.state)
         .unwrap()
         .postbox;
     let other = PrivateKey::generate().unwrap().public_key().to_pkcs1_pem();
@@ -477,9 +477,10 @@ fn garbage_callbacks_are_typed_errors() {
     let key = PrivateKey::generate().unwrap().public_key().to_pkcs1_pem();
     let enc: String = form_urlencoded::byte_serialize(key.as_bytes()).collect();
     assert!(
-        parse_postbox_callback(&format!(
-            "https://a.example/cb?result=SUCCESS&postboxId=p1&publicKey={enc}"
-        ))
+        parse_postbox_callback(
+            &format!("https://a.example/cb?state=s&result=SUCCESS&postboxId=p1&publicKey={enc}"),
+            "s"
+        )
         .is_ok()
     );
     for bad in [
@@ -490,9 +491,20 @@ fn garbage_callbacks_are_typed_errors() {
         "https://a.example/cb?result=SUCCESS&postboxId=p1&publicKey=bm90IGEga2V5",
         "https://a.example/cb?result=SUCCESS&postboxId=p1&postboxId=p2&publicKey=x",
     ] {
-        assert!(parse_postbox_callback(bad).is_err(), "{bad:?}");
+        assert!(parse_postbox_callback(bad, "s").is_err(), "{bad:?}");
+        let with_state = bad.replace("/cb?", "/cb?state=s&");
+        assert!(parse_postbox_callback(&with_state, "s").is_err(), "{bad:?}");
     }
-    match parse_postbox_callback("https://a.example/cb?result=CANCEL") {
+    // Forged: the app's link carries a state the forger does not know.
+    assert_eq!(
+        parse_postbox_callback(
+            &format!("https://a.example/cb?result=SUCCESS&postboxId=p1&publicKey={enc}"),
+            "s"
+        )
+        .map(drop),
+        Err(CallbackError::StateMismatch)
+    );
+    match parse_postbox_callback("https://a.example/cb?state=s&result=CANCEL", "s") {
         Err(CallbackError::Failed { .. }) => {}
         other => panic!("{other:?}"),
     }

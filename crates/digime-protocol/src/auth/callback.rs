@@ -48,7 +48,7 @@ impl AuthorizationCallback {
 
 /// The echoed state must be the stored one (compared in constant time). An empty
 /// expected state verifies nothing, and so never matches.
-fn check_state(echoed: Option<&str>, expected: &str) -> Result<(), CallbackError> {
+pub(crate) fn check_state(echoed: Option<&str>, expected: &str) -> Result<(), CallbackError> {
     if expected.is_empty() {
         return Err(CallbackError::StateMismatch);
     }

@@ -26,11 +26,11 @@ pub mod token;
 pub mod token_reference;
 
 pub use authorize::{AuthorizeFlow, onboard_url};
-pub(crate) use callback::callback_query_pairs;
 pub use callback::{
     AuthorizationCallback, AuthorizationCode, OnboardCallback, RevokeCallback, parse_callback,
     parse_onboard_callback, parse_revoke_callback,
 };
+pub(crate) use callback::{callback_query_pairs, check_state};
 pub use contract::{ContractAccess, ContractApplication, ContractDetails, ReadContractDetails};
 pub use reference::{CreateReference, ReferenceKind};
 pub use revoke::{RevokeAccountPermission, RevokeUrl};

@@ -1,7 +1,9 @@
 //! The callbacks that end postbox creation, by era (docs/protocol.md, "Postbox era").
 
 use super::push::Postbox;
-use crate::auth::{AuthorizationCallback, AuthorizationCode, callback_query_pairs, parse_callback};
+use crate::auth::{
+    AuthorizationCallback, AuthorizationCode, callback_query_pairs, check_state, parse_callback,
+};
 use crate::error::{CallbackError, CallbackErrorCode, Error};
 use digime_crypto::PublicKey;
 use std::fmt;
@@ -173,7 +175,12 @@ struct DeepLinkCallback {
     extra: Vec<(String, String)>,
 }
 
-fn parse_deep_link_callback(input: &str) -> Result<DeepLinkCallback, CallbackError> {
+/// `expected`: the state the callback must echo, checked before anything else it says
+/// (a forged `CANCEL` is as false as a forged `SUCCESS`).
+fn parse_deep_link_callback(
+    input: &str,
+    expected: Option<&str>,
+) -> Result<DeepLinkCallback, CallbackError> {
     let (mut result, mut id, mut key, mut code, mut state) = (None, None, None, None, None);
     let mut extra = Vec::new();
     for (k, v) in callback_query_pairs(input)? {
@@ -185,6 +192,9 @@ fn parse_deep_link_callback(input: &str) -> Result<DeepLinkCallback, CallbackErr
             "state" => state = Some(v),
             _ => extra.push((k, v)),
         }
+    }
+    if let Some(expected) = expected {
+        check_state(state.as_deref(), expected)?;
     }
     let result = PostboxResult::parse(
         result
@@ -207,19 +217,23 @@ fn parse_deep_link_callback(input: &str) -> Result<DeepLinkCallback, CallbackErr
 }
 
 /// Parses the callback of a one-off postbox creation (SDK v0.5–v4):
-/// `<callback>?result=SUCCESS|POSTBOX_READY&postboxId=…&publicKey=…` (a full URL, a path
-/// with a query, or a bare query). `result=ERROR`, `CANCEL` or any other value is
-/// [`CallbackError::Failed`] with [`CallbackErrorCode::Other`] holding the value
-/// (type it with [`PostboxResult::parse`]). Repeated parameters are refused. A `code`
-/// or `state`, if present, lands in `extra`.
-pub fn parse_postbox_callback(input: &str) -> Result<PostboxCallback, CallbackError> {
-    let cb = parse_deep_link_callback(input)?;
+/// `<callback>?state=…&result=SUCCESS|POSTBOX_READY&postboxId=…&publicKey=…` (a full
+/// URL, a path with a query, or a bare query), whose `state` must be
+/// `expected_state`, the [`super::OncePostboxUrl::state`] of its link (compared in
+/// constant time; anything else is [`CallbackError::StateMismatch`], checked first):
+/// without it, anyone could send the app a postbox under a key of their own, and the
+/// app would encrypt the user's file to it. `result=ERROR`, `CANCEL` or any other
+/// value is [`CallbackError::Failed`] with [`CallbackErrorCode::Other`] holding the
+/// value (type it with [`PostboxResult::parse`]). Repeated parameters are refused. A
+/// `code`, if present, lands in `extra`.
+pub fn parse_postbox_callback(
+    input: &str,
+    expected_state: &str,
+) -> Result<PostboxCallback, CallbackError> {
+    let cb = parse_deep_link_callback(input, Some(expected_state))?;
     let mut extra = cb.extra;
     if let Some(c) = cb.code {
         extra.push(("code".into(), c));
-    }
-    if let Some(s) = cb.state {
-        extra.push(("state".into(), s));
     }
     Ok(PostboxCallback {
         result: cb.result,
@@ -235,7 +249,7 @@ pub fn parse_postbox_callback(input: &str) -> Result<PostboxCallback, CallbackEr
 pub fn parse_ongoing_postbox_callback(
     input: &str,
 ) -> Result<OngoingPostboxCallback, CallbackError> {
-    let cb = parse_deep_link_callback(input)?;
+    let cb = parse_deep_link_callback(input, None)?;
     let code = cb
         .code
         .filter(|c| !c.is_empty())

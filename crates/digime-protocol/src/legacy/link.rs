@@ -21,19 +21,48 @@ fn deep_link(pairs: &[(&str, &str)]) -> String {
     format!("{CREATE_POSTBOX_LINK}?{}", q.finish())
 }
 
+/// The deep link of a one-off postbox, and the state its callback must echo.
+#[derive(Clone)]
+pub struct OncePostboxUrl {
+    /// `digime://postbox/create?callbackUrl=…`: open it on the user's device.
+    pub url: String,
+    /// Keep it with the session, for [`super::parse_postbox_callback`]: the callback
+    /// URL in the link carries it, and a callback without it is forged.
+    pub state: String,
+}
+
+impl std::fmt::Debug for OncePostboxUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The link holds the session key; the state is a CSRF token.
+        f.write_str("OncePostboxUrl { url: [redacted], state: [redacted] }")
+    }
+}
+
 /// The one-off link, SDK v4 form: `callbackUrl`, `sessionKey`, `appId`, `sdkVersion`,
-/// form-urlencoded in that order.
+/// form-urlencoded in that order. The callback URL gets a fresh `state` parameter
+/// (docs/protocol.md, "Postbox era"): the native app keeps the callback URL's query, so
+/// the callback echoes it, and a forged callback cannot.
 pub(crate) fn once_postbox_url(
     config: &Config,
     session_key: &SessionKey,
     callback_url: &str,
-) -> String {
-    deep_link(&[
-        ("callbackUrl", callback_url),
+) -> Result<OncePostboxUrl, Error> {
+    let mut callback = url::Url::parse(callback_url)
+        .map_err(|e| Error::InvalidInput(format!("callback URL is not an absolute URL: {e}")))?;
+    if callback.query_pairs().any(|(k, _)| k == "state") {
+        return Err(Error::InvalidInput(
+            "the callback URL has a state parameter: the SDK adds its own".into(),
+        ));
+    }
+    let state = digime_crypto::random::nonce()?;
+    callback.query_pairs_mut().append_pair("state", &state);
+    let url = deep_link(&[
+        ("callbackUrl", callback.as_str()),
         ("sessionKey", session_key.as_str()),
         ("appId", config.application_id().as_str()),
         ("sdkVersion", &config.agent.version),
-    ])
+    ]);
+    Ok(OncePostboxUrl { url, state })
 }
 
 /// The ongoing link: `preauthorizationCode` first, then as the one-off link with the

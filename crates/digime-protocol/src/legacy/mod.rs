@@ -111,7 +111,8 @@ pub use callback::{
     parse_ongoing_postbox_callback, parse_postbox_callback, parse_saas_postbox_callback,
 };
 pub use link::{
-    CREATE_POSTBOX_LINK, CreatePostboxOngoing, OngoingPostboxUrl, token_from_flat_claims,
+    CREATE_POSTBOX_LINK, CreatePostboxOngoing, OncePostboxUrl, OngoingPostboxUrl,
+    token_from_flat_claims,
 };
 pub use push::{
     EncryptedUpload, EncryptedUploadEncoder, Envelope, Postbox, PostboxAttempt, PostboxAuth,
@@ -163,19 +164,16 @@ impl Legacy {
 
     /// The deep link that creates a one-off postbox in the native app (SDK v4 form):
     /// `digime://postbox/create?callbackUrl=…&sessionKey=…&appId=…&sdkVersion=…`,
-    /// `sdkVersion` being [`crate::Agent::version`]. The app calls `callback_url` back
-    /// ([`parse_postbox_callback`]).
+    /// `sdkVersion` being [`crate::Agent::version`], and the state to keep. The app
+    /// calls `callback_url` back, with a fresh `state` parameter added to it, which
+    /// [`parse_postbox_callback`] checks. `callback_url` must be absolute and have no
+    /// `state` parameter of its own.
     pub fn create_postbox_url_once(
         &self,
         session_key: &SessionKey,
         callback_url: &str,
-    ) -> Result<String, Error> {
-        link::check_url("callback URL", callback_url)?;
-        Ok(link::once_postbox_url(
-            self.sdk.config(),
-            session_key,
-            callback_url,
-        ))
+    ) -> Result<OncePostboxUrl, Error> {
+        link::once_postbox_url(self.sdk.config(), session_key, callback_url)
     }
 
     /// Pre-authorizes an ongoing postbox (SDK v4) and yields its deep link and the PKCE

@@ -959,9 +959,9 @@ fn session_responses_are_validated_strictly() {
 // Deep links and the ongoing postbox.
 
 #[test]
-fn the_one_off_deep_link_is_the_sdk_v4_form() {
+fn the_one_off_deep_link_is_the_sdk_v4_form_with_a_state_on_the_callback() {
     let w = world(BASE_URL_V1_5);
-    let url = w
+    let link = w
         .sdk
         .legacy()
         .create_postbox_url_once(
@@ -969,16 +969,30 @@ fn the_one_off_deep_link_is_the_sdk_v4_form() {
             "https://app.example.com/push?sessionKey=sk-123",
         )
         .unwrap();
+    assert_eq!(link.state.len(), 32);
     assert_eq!(
-        url,
-        "digime://postbox/create?callbackUrl=https%3A%2F%2Fapp.example.com%2Fpush%3FsessionKey%3Dsk-123&sessionKey=sk-123&appId=app123&sdkVersion=4.0.0"
+        link.url,
+        format!(
+            "digime://postbox/create?callbackUrl=https%3A%2F%2Fapp.example.com%2Fpush%3FsessionKey%3Dsk-123%26state%3D{}&sessionKey=sk-123&appId=app123&sdkVersion=4.0.0",
+            link.state
+        )
     );
-    assert!(
-        w.sdk
-            .legacy()
-            .create_postbox_url_once(&SessionKey::new("s").unwrap(), "not a url")
-            .is_err()
-    );
+    assert!(!format!("{link:?}").contains("sk-123"));
+    assert!(!format!("{link:?}").contains(&link.state));
+    let again = w
+        .sdk
+        .legacy()
+        .create_postbox_url_once(&SessionKey::new("sk-123").unwrap(), "https://a.example/")
+        .unwrap();
+    assert_ne!(again.state, link.state);
+    for bad in ["not a url", "https://a.example/cb?state=mine"] {
+        assert!(matches!(
+            w.sdk
+                .legacy()
+                .create_postbox_url_once(&SessionKey::new("s").unwrap(), bad),
+            Err(Error::InvalidInput(_))
+        ));
+    }
 }
 
 #[test]
@@ -1173,10 +1187,13 @@ fn deep_link_callbacks() {
     let key = PrivateKey::generate().unwrap();
     let pk = key_b64(&key);
     for result in ["SUCCESS", "POSTBOX_READY"] {
-        let cb = parse_postbox_callback(&format!(
-            "https://app.example.com/push?sessionKey=sk-123&result={result}&postboxId=pbx-1&publicKey={}",
-            enc(&pk)
-        ))
+        let cb = parse_postbox_callback(
+            &format!(
+                "https://app.example.com/push?sessionKey=sk-123&state=st&result={result}&postboxId=pbx-1&publicKey={}",
+                enc(&pk)
+            ),
+            "st",
+        )
         .unwrap();
         assert!(cb.result.is_success());
         assert_eq!(cb.result.as_str(), result);
@@ -1186,13 +1203,19 @@ fn deep_link_callbacks() {
     }
     // The key sent raw: its `+` arrive as spaces; and as a percent-encoded PEM.
     assert!(pk.contains('+') || pk.contains('/'));
-    let raw =
-        parse_postbox_callback(&format!("result=SUCCESS&postboxId=p&publicKey={pk}")).unwrap();
+    let raw = parse_postbox_callback(
+        &format!("result=SUCCESS&postboxId=p&publicKey={pk}&state=st"),
+        "st",
+    )
+    .unwrap();
     assert_eq!(raw.postbox.public_key, key.public_key());
-    let pem = parse_postbox_callback(&format!(
-        "/cb?result=SUCCESS&postboxId=p&publicKey={}",
-        enc(&key.public_key().to_pkcs1_pem())
-    ))
+    let pem = parse_postbox_callback(
+        &format!(
+            "/cb?state=st&result=SUCCESS&postboxId=p&publicKey={}",
+            enc(&key.public_key().to_pkcs1_pem())
+        ),
+        "st",
+    )
     .unwrap();
     assert_eq!(pem.postbox.public_key, key.public_key());
 
@@ -1202,7 +1225,7 @@ fn deep_link_callbacks() {
         ("WHATEVER", PostboxResult::Other("WHATEVER".into())),
         ("", PostboxResult::Other(String::new())),
     ] {
-        match parse_postbox_callback(&format!("result={result}&state=s")) {
+        match parse_postbox_callback(&format!("result={result}&state=s"), "s") {
             Err(CallbackError::Failed { code, state }) => {
                 assert_eq!(PostboxResult::parse(code.as_str()), typed);
                 assert_eq!(code, CallbackErrorCode::Other(result.into()));
@@ -1213,7 +1236,6 @@ fn deep_link_callbacks() {
     }
     for bad in [
         "",
-        "https://x/cb",
         "postboxId=p&publicKey=x",
         "result=SUCCESS&publicKey=x",
         "result=SUCCESS&postboxId=p",
@@ -1221,25 +1243,54 @@ fn deep_link_callbacks() {
         "result=SUCCESS&postboxId=p&publicKey=garbage",
         "result=SUCCESS&postboxId=p&publicKey=%FF%FE",
         "result=SUCCESS&result=SUCCESS&postboxId=p&publicKey=x",
+        "state=st&result=SUCCESS&postboxId=p&publicKey=x",
         "%%%",
-        "?&&=&",
+        "&&=&",
     ] {
         assert!(
             matches!(
-                parse_postbox_callback(bad),
+                parse_postbox_callback(&format!("state=st&{bad}"), "st"),
                 Err(CallbackError::Malformed(_))
             ),
             "{bad}"
         );
     }
     let repeated = format!(
-        "result=SUCCESS&postboxId=p&postboxId=q&publicKey={}",
+        "state=st&result=SUCCESS&postboxId=p&postboxId=q&publicKey={}",
         enc(&pk)
     );
     assert!(matches!(
-        parse_postbox_callback(&repeated),
+        parse_postbox_callback(&repeated, "st"),
         Err(CallbackError::Malformed(_))
     ));
+}
+
+/// A callback the app's link did not produce is refused before anything in it is
+/// believed: without the check, an attacker's `publicKey` became the postbox the
+/// user's file was encrypted to.
+#[test]
+fn a_forged_one_off_callback_is_refused() {
+    let attacker = enc(&key_b64(&PrivateKey::generate().unwrap()));
+    let forged =
+        format!("https://app.example.com/push?result=SUCCESS&postboxId=evil&publicKey={attacker}");
+    for (input, expected) in [
+        (forged.clone(), "st"),
+        (format!("{forged}&state=guess"), "st"),
+        (format!("{forged}&state="), ""),
+        (format!("{forged}&state=st"), ""),
+        (
+            "https://app.example.com/push?result=CANCEL".to_owned(),
+            "st",
+        ),
+        ("https://x/cb".to_owned(), "st"),
+    ] {
+        assert_eq!(
+            parse_postbox_callback(&input, expected).map(|c| c.postbox.id),
+            Err(CallbackError::StateMismatch),
+            "{input}"
+        );
+    }
+    assert!(parse_postbox_callback(&format!("{forged}&state=st"), "st").is_ok());
 }
 
 #[test]
@@ -1258,15 +1309,9 @@ fn ongoing_callbacks_carry_a_code_and_check_the_state() {
         Err(CallbackError::StateMismatch)
     );
     assert!(!format!("{cb:?}").contains("c-1"));
-    // The one-off parser keeps code and state as extra parameters.
-    let once = parse_postbox_callback(&url).unwrap();
-    assert_eq!(
-        once.extra,
-        vec![
-            ("code".to_string(), "c-1".to_string()),
-            ("state".to_string(), "st-1".to_string())
-        ]
-    );
+    // The one-off parser checks the state and keeps the code as an extra parameter.
+    let once = parse_postbox_callback(&url, "st-1").unwrap();
+    assert_eq!(once.extra, vec![("code".to_string(), "c-1".to_string())]);
     let no_code = url.replace("&code=c-1", "");
     assert!(matches!(
         parse_ongoing_postbox_callback(&no_code),
@@ -1335,7 +1380,7 @@ fn parsers_never_panic_on_junk() {
         "success=true&code=c&postboxId=p&publicKey=-----BEGIN+RSA+PUBLIC+KEY-----%0A-----END",
     ];
     for s in samples {
-        let _ = parse_postbox_callback(s);
+        let _ = parse_postbox_callback(s, "s");
         let _ = parse_ongoing_postbox_callback(s);
         let _ = parse_saas_postbox_callback(s);
         let _ = parse_push_response(s.as_bytes());
