@@ -363,12 +363,7 @@ impl Client {
                     Some(ended) => handle(&mut all, ended)?,
                     None => return Err(lost("waiting with no task running")),
                 },
-                ReadAllStep::Event(event) => {
-                    if let ReadAllEvent::TokenRefreshed(t) = &event {
-                        self.announce(t);
-                    }
-                    on_event(event);
-                }
+                ReadAllStep::Event(event) => on_event(event),
                 ReadAllStep::Done(result) => return result,
             }
         }

@@ -278,12 +278,7 @@ impl Client {
                         }
                         Err(_) => return Err(lost("a task ended without reporting")),
                     },
-                    ReadAllStep::Event(event) => {
-                        if let ReadAllEvent::TokenRefreshed(t) = &event {
-                            self.announce(t);
-                        }
-                        on_event(event);
-                    }
+                    ReadAllStep::Event(event) => on_event(event),
                     ReadAllStep::Done(result) => return result,
                 }
             }

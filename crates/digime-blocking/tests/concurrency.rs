@@ -3,16 +3,19 @@
 //! announced once and returned to each.
 
 use digime_blocking::Client;
-use digime_protocol::{AuthorizeOptions, UserAccessToken, parse_callback};
+use digime_protocol::{
+    AuthorizeOptions, PullOptions, ReadAllOptions, UserAccessToken, parse_callback,
+};
 use digime_testkit::control::{quick_config, sandbox};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[test]
 fn eight_threads_on_one_expired_token_share_one_refresh() {
     let (sandbox, control) = sandbox();
     let info = sandbox.info().clone();
     let announced: Arc<Mutex<Vec<UserAccessToken>>> = Arc::default();
-    let store = announced.clone();
+    let (store, heard) = (announced.clone(), announced.clone());
     // The app persists the token from the listener while the other calls are in flight.
     let client = Client::new(quick_config(&info))
         .on_token_refreshed(move |t| store.lock().unwrap().push(t.clone()));
@@ -73,4 +76,42 @@ fn eight_threads_on_one_expired_token_share_one_refresh() {
         persisted.access_token.value.expose()
     );
     assert_eq!(control.requests_to("oauth/token") - refreshes_before, 1);
+
+    // Three calls refresh the token again; a read-all that starts with the spent one
+    // goes on with theirs, without refreshing or announcing it again, and returns it.
+    // (The async suite races a read-all with the calls.)
+    let session = (client.read_session(&read, persisted, &PullOptions::default()))
+        .unwrap()
+        .value
+        .key;
+    control.expire_access_tokens(token.user_id().unwrap());
+    let before = control.requests_to("oauth/token");
+    let options = ReadAllOptions {
+        poll_interval: Duration::from_millis(50),
+        ..ReadAllOptions::default()
+    };
+    let calls: Vec<_> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| client.read_accounts(&read, persisted)))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let all = client.read_all_files(&read, persisted, &session, options, |_| {});
+    assert_eq!(
+        control.requests_to("oauth/token") - before,
+        1,
+        "one refresh"
+    );
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 2, "the second refresh announced once");
+    let newest = heard[1].refresh_token.value.expose();
+    let summary = all.expect("the read-all succeeds");
+    let from_run = summary
+        .refreshed_token
+        .expect("the run returns the new token");
+    assert_eq!(from_run.refresh_token.value.expose(), newest);
+    for c in calls {
+        let new = c.unwrap().refreshed_token.expect("the new token");
+        assert_eq!(new.refresh_token.value.expose(), newest);
+    }
 }

@@ -46,11 +46,12 @@ use crate::auth::TokenFlow;
 use crate::config::SessionKey;
 use crate::error::Error;
 use crate::file::{Output, ReadFile};
-use crate::flow::Authed;
+use crate::flow::{Authed, Flow, Step};
 use crate::read::{FileList, FileListEntry, ReadFileList, SyncState, SyncStatus};
 use crate::refresh::{AuthedCall, error_wants_refresh, without_marker};
 use crate::sdk::Sdk;
 use crate::token::UserAccessToken;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,10 +75,16 @@ pub struct ReadAllOptions {
     /// had been called, and its summary says `timed_out`. A server that never ends
     /// its sync cannot keep the run alive forever.
     pub max_duration: Duration,
+    /// The most distinct file names the run keeps track of (100,000): a list naming
+    /// more ends the run with a [`Error::Decode`], so a server inventing names at
+    /// every poll cannot grow the run's memory without end.
+    pub max_files: usize,
 }
 
 /// The default of [`ReadAllOptions::max_duration`].
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(60 * 60);
+/// The default of [`ReadAllOptions::max_files`].
+pub const DEFAULT_MAX_FILES: usize = 100_000;
 
 impl Default for ReadAllOptions {
     fn default() -> Self {
@@ -86,6 +93,7 @@ impl Default for ReadAllOptions {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             stop: StopHandle::default(),
             max_duration: DEFAULT_MAX_DURATION,
+            max_files: DEFAULT_MAX_FILES,
         }
     }
 }
@@ -106,7 +114,9 @@ pub enum ReadAllEvent<T> {
         /// Why.
         error: Error,
     },
-    /// The access token was refreshed: persist this token, the old one is spent.
+    /// The access token was refreshed: the run goes on with this token, the old one
+    /// is spent. The drivers' token listener hears of it once, from the call that
+    /// refreshed (this run's, or another call's that this run took it from).
     TokenRefreshed(UserAccessToken),
 }
 
@@ -195,9 +205,48 @@ pub struct RefreshTask {
 
 impl RefreshTask {
     /// The flow to run: the refresh, shared with every other call of the process that
-    /// holds the same refresh token ([`crate::single_flight`]).
-    pub fn into_flow(self) -> crate::single_flight::SharedRefresh {
-        crate::single_flight::SharedRefresh::new(self.flow)
+    /// holds the same refresh token ([`crate::single_flight`]). It yields
+    /// [`crate::Event::TokenRefreshed`] only when this run issued the refresh: a token
+    /// taken from another call was announced by that call. The run's own
+    /// [`ReadAllEvent::TokenRefreshed`] comes either way.
+    pub fn into_flow(self) -> RunRefresh {
+        RunRefresh {
+            inner: crate::single_flight::SharedRefresh::new(self.flow),
+            done: None,
+        }
+    }
+}
+
+/// The flow of a [`Task::Refresh`] (see [`RefreshTask::into_flow`]).
+#[derive(Debug)]
+pub struct RunRefresh {
+    inner: crate::single_flight::SharedRefresh,
+    /// The token, once announced, to hand back at the next poll.
+    done: Option<UserAccessToken>,
+}
+
+impl Flow for RunRefresh {
+    type Output = UserAccessToken;
+
+    fn poll(&mut self, now: SystemTime) -> Step<UserAccessToken> {
+        if let Some(token) = self.done.take() {
+            return Step::Done(Ok(token));
+        }
+        match self.inner.poll(now) {
+            Step::Done(Ok(token)) if self.inner.was_ours() => {
+                self.done = Some(token.clone());
+                Step::Event(crate::flow::Event::TokenRefreshed(token))
+            }
+            step => step,
+        }
+    }
+
+    fn handle_response(&mut self, response: http::Response<Vec<u8>>) {
+        self.inner.handle_response(response);
+    }
+
+    fn handle_transport_error(&mut self, error: crate::error::TransportError) {
+        self.inner.handle_transport_error(error);
     }
 }
 
@@ -247,6 +296,59 @@ struct Queued {
     cause: Option<Error>,
 }
 
+/// The downloads not started: retries first (each with the entry it ran with), then
+/// new files in list order. A newer version of a file still waiting replaces it in
+/// place, found by name in O(1).
+#[derive(Default)]
+struct Waiting {
+    again: VecDeque<Queued>,
+    fresh: VecDeque<String>,
+    latest: HashMap<String, FileListEntry>,
+}
+
+impl Waiting {
+    fn add(&mut self, entry: FileListEntry) {
+        match self.latest.entry(entry.name.clone()) {
+            Entry::Occupied(mut waiting) => {
+                waiting.insert(entry);
+            }
+            Entry::Vacant(new) => {
+                self.fresh.push_back(new.key().clone());
+                new.insert(entry);
+            }
+        }
+    }
+
+    fn push_front(&mut self, q: Queued) {
+        self.again.push_front(q);
+    }
+
+    fn pop_front(&mut self) -> Option<Queued> {
+        if let Some(q) = self.again.pop_front() {
+            return Some(q);
+        }
+        let name = self.fresh.pop_front()?;
+        let entry = self.latest.remove(&name)?;
+        Some(Queued {
+            entry,
+            after_refresh: false,
+            cause: None,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.again.len() + self.fresh.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn clear(&mut self) {
+        *self = Waiting::default();
+    }
+}
+
 struct Running {
     entry: FileListEntry,
     token_gen: u64,
@@ -266,7 +368,7 @@ pub struct ReadAllFiles<T> {
     handled: HashMap<String, i64>,
     local_state: SyncState,
     status: SyncStatus,
-    queue: VecDeque<Queued>,
+    queue: Waiting,
     parked: Vec<Queued>,
     running: HashMap<u64, Running>,
     list_running: Option<u64>,
@@ -329,7 +431,7 @@ impl<T> ReadAllFiles<T> {
                 state: SyncState::Pending,
                 details: Default::default(),
             },
-            queue: VecDeque::new(),
+            queue: Waiting::default(),
             parked: Vec::new(),
             running: HashMap::new(),
             list_running: None,
@@ -506,8 +608,27 @@ impl<T> ReadAllFiles<T> {
         let Some(list_gen) = self.list_running.take() else {
             return;
         };
+        // A list call that started with a token another call had refreshed since
+        // went with the new one: so does the run from now on.
+        let result = match result {
+            Ok(Authed {
+                value,
+                refreshed_token: Some(token),
+            }) => {
+                self.adopt(token);
+                Ok(value)
+            }
+            Err(Error::AfterRefresh {
+                refreshed_token,
+                error,
+            }) => {
+                self.adopt(*refreshed_token);
+                Err(*error)
+            }
+            other => other.map(|a| a.value),
+        };
         match result {
-            Ok(Authed { value: list, .. }) => {
+            Ok(list) => {
                 self.list_401s = 0;
                 if self.polling_over {
                     return;
@@ -521,20 +642,22 @@ impl<T> ReadAllFiles<T> {
                 self.status = list.status;
                 if state != SyncState::Pending {
                     for entry in list.file_list {
-                        let seen = self.handled.get(&entry.name).copied().unwrap_or(0);
-                        if entry.updated_date <= seen {
+                        let seen = self.handled.get(&entry.name).copied();
+                        if entry.updated_date <= seen.unwrap_or(0) {
                             continue;
+                        }
+                        if seen.is_none() && self.handled.len() >= self.options.max_files {
+                            return self.fail(Error::Decode {
+                                context: "file list",
+                                detail: format!(
+                                    "more than {} distinct files (ReadAllOptions::max_files)",
+                                    self.options.max_files
+                                ),
+                            });
                         }
                         self.handled.insert(entry.name.clone(), entry.updated_date);
                         // A newer version of a file not yet started replaces it.
-                        match self.queue.iter_mut().find(|q| q.entry.name == entry.name) {
-                            Some(q) => q.entry = entry,
-                            None => self.queue.push_back(Queued {
-                                entry,
-                                after_refresh: false,
-                                cause: None,
-                            }),
-                        }
+                        self.queue.add(entry);
                     }
                 }
                 if state.is_final() {
@@ -601,6 +724,15 @@ impl<T> ReadAllFiles<T> {
         }
     }
 
+    /// Goes on with a newer token than the run's: from its refresh, or one another
+    /// call made (the list call took it).
+    fn adopt(&mut self, token: UserAccessToken) {
+        self.token = token.clone();
+        self.token_gen += 1;
+        self.refreshed = Some(token.clone());
+        self.events.push_back(ReadAllEvent::TokenRefreshed(token));
+    }
+
     /// Reports the end of a [`Task::Refresh`].
     pub fn refresh_done(&mut self, result: Result<UserAccessToken, Error>) {
         if !self.refresh_running {
@@ -609,10 +741,7 @@ impl<T> ReadAllFiles<T> {
         self.refresh_running = false;
         match result {
             Ok(token) => {
-                self.token = token.clone();
-                self.token_gen += 1;
-                self.refreshed = Some(token.clone());
-                self.events.push_back(ReadAllEvent::TokenRefreshed(token));
+                self.adopt(token);
                 for mut q in self.parked.drain(..).rev() {
                     q.cause = None;
                     self.queue.push_front(q);

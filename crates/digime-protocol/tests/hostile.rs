@@ -85,6 +85,37 @@ fn a_sync_that_never_ends_is_polled_for_max_duration_then_stopped() {
 }
 
 #[test]
+fn a_server_inventing_file_names_ends_the_run_at_max_files() {
+    let w = World::new();
+    let mut s = w.script();
+    s.then(World::list("running", &[("a", 1), ("b", 1), ("c", 1)]));
+    for body in [b"1", b"2", b"3"] {
+        s.then(w.file(body));
+    }
+    // Three more new names: the sixth is one more than the run keeps track of.
+    s.then(World::list("running", &[("d", 1), ("e", 1), ("f", 1)]));
+    let options = digime_protocol::ReadAllOptions {
+        max_files: 5,
+        ..Default::default()
+    };
+    let run = s.read_all(w.read_all(options));
+    match &run.result {
+        Some(Err(Error::Decode { context, detail })) => {
+            assert_eq!(*context, "file list");
+            assert!(detail.contains("max_files"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(run.files.len(), 3);
+    assert_eq!(run.count("list"), 2);
+    assert!(
+        !run.log.iter().any(|l| l.starts_with("get d")),
+        "{:?}",
+        run.log
+    );
+}
+
+#[test]
 fn deep_json_and_a_huge_key_set_are_typed_errors() {
     // serde_json refuses nesting past 128 levels: an error, never a stack overflow.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));

@@ -3,7 +3,8 @@
 
 mod support;
 
-use digime_protocol::{ReadAllOptions, StopHandle, SyncState};
+use digime_protocol::read_all::{ReadAllStep, Task};
+use digime_protocol::{ReadAllEvent, ReadAllOptions, StopHandle, SyncState};
 use support::{Answer, World};
 
 fn data(run: &support::ReadAllRun) -> Vec<String> {
@@ -127,6 +128,82 @@ fn a_401_on_the_file_list_refreshes_and_asks_again_with_the_new_token() {
     assert_eq!(s.requests[2].claim("access_token"), "a2");
     assert_eq!(s.requests[3].claim("access_token"), "a2");
     assert!(run.summary().refreshed_token.is_some());
+}
+
+/// The listeners hear of a token once: from the refresh that issued it. A run that
+/// takes a token another call refreshed still hears of it itself, and returns it.
+#[test]
+fn a_run_announces_its_own_refresh_and_not_one_it_took_from_another_call() {
+    let w = World::new();
+    let mut s = w.script();
+    s.then(Answer::status(401))
+        .then(w.keys.token_answer("a2", "r2"))
+        .then(World::list("completed", &[]));
+    let own = s.read_all(w.read_all(ReadAllOptions::default()));
+    assert_eq!(own.count("token a2"), 1);
+    assert_eq!(s.trace.iter().filter(|l| l.starts_with("event")).count(), 1);
+    assert!(s.trace.contains(&"event TokenRefreshed a2".to_owned()));
+
+    // The run's list is refused; before the run refreshes, another call refreshes
+    // the same token and announces it. The run takes that token: no second refresh,
+    // no second announcement.
+    let w = World::new();
+    let mut s = w.script();
+    let mut all = w.read_all(ReadAllOptions::default());
+    let ReadAllStep::Run(Task::List(list)) = all.poll(s.now()) else {
+        panic!("the run starts with the list")
+    };
+    s.then(Answer::status(401));
+    let refused = s.run(list.into_flow());
+    s.then(Answer::status(401))
+        .then(w.keys.token_answer("a2", "r2"))
+        .then(Answer::json("[]"));
+    s.run(w.sdk.read_accounts(&w.contract, &w.token)).unwrap();
+    assert_eq!(s.events.len(), 1);
+    all.list_done(refused, s.now());
+    let ReadAllStep::Run(Task::Refresh(refresh)) = all.poll(s.now()) else {
+        panic!("a refresh")
+    };
+    let sent = s.requests.len();
+    let token = s.run(refresh.into_flow()).unwrap();
+    assert_eq!(s.requests.len(), sent, "refreshed again");
+    assert_eq!(s.events.len(), 1, "announced again: {:?}", s.trace);
+    all.refresh_done(Ok(token));
+    match all.poll(s.now()) {
+        ReadAllStep::Event(ReadAllEvent::TokenRefreshed(t)) => {
+            assert_eq!(t.access_token.value.expose(), "a2")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A run that starts with a token another call has already refreshed goes on with the
+/// new one, and returns it.
+#[test]
+fn a_run_started_with_a_superseded_token_goes_on_with_the_new_one() {
+    let w = World::new();
+    let mut s = w.script();
+    s.then(Answer::status(401))
+        .then(w.keys.token_answer("a2", "r2"))
+        .then(Answer::json("[]"));
+    s.run(w.sdk.read_accounts(&w.contract, &w.token)).unwrap();
+    s.then(World::list("running", &[("a", 1)]))
+        .then(w.file(b"a"))
+        .then(World::list("completed", &[]));
+    let run = s.read_all(w.read_all(ReadAllOptions::default()));
+    assert_eq!(
+        run.log[..3],
+        ["list", "token a2", "status running"],
+        "{:?}",
+        run.log
+    );
+    for r in &s.requests[3..] {
+        assert_eq!(r.claim("access_token"), "a2", "{}", r.path);
+    }
+    assert_eq!(s.events.len(), 1);
+    let token = run.summary().refreshed_token.as_ref().unwrap();
+    assert_eq!(token.access_token.value.expose(), "a2");
+    assert_eq!(run.summary().files_read, 1);
 }
 
 #[test]
