@@ -22,8 +22,12 @@
 //! never shut down, once its flow is done (shutting an `AsyncWrite` down closes it,
 //! which its owner may not want; a flush failure fails a call that otherwise
 //! succeeded); a call fails with a timeout after [`IDLE_TIMEOUT`] without progress
-//! (no upload chunk taken, no response, no response chunk) while a slow but moving
-//! transfer never does; sockets have `TCP_NODELAY` set, so a request's head and a
+//! (no upload chunk taken, no response, no response chunk), when an answer's head
+//! does not come within it of the request's last byte, when a buffered answer
+//! (anything but a file download) does not come whole within it of its head, or when
+//! a download comes slower than [`digime_protocol::wire::MIN_BYTES_PER_SECOND`] over a
+//! window of it, while a slow but moving upload never does (docs/protocol.md,
+//! "Timeouts"); sockets have `TCP_NODELAY` set, so a request's head and a
 //! small body never wait for an acknowledgement.
 //!
 //! ```no_run

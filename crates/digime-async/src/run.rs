@@ -8,7 +8,7 @@ use digime_protocol::flow::{self, Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task, TaskEnd};
 use digime_protocol::upload::UploadPump;
-use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
+use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES, SlowBodyGuard};
 use digime_protocol::{Contract, Error, FileData, FileHead, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
 use futures_util::stream::FuturesUnordered;
@@ -171,8 +171,14 @@ impl Client {
                         flow.handle_transport_error(flow::no_body_kept());
                         continue;
                     };
+                    let mut floor = SlowBodyGuard::new(self.idle_timeout);
                     loop {
-                        let more = match self.chunk(&mut body).await {
+                        let asked = Instant::now();
+                        let chunk = self.chunk(&mut body).await.and_then(|chunk| {
+                            let n = chunk.as_ref().map_or(0, Bytes::len);
+                            floor.record(n, asked.elapsed()).map(|()| chunk)
+                        });
+                        let more = match chunk {
                             Ok(chunk) => flow::feed_body(&mut flow, chunk.as_deref(), &mut out),
                             Err(e) => {
                                 flow.handle_transport_error(e);
@@ -291,16 +297,31 @@ impl Client {
         if stream && response.status().is_success() {
             return Ok((head(&response, Vec::new())?, Some(response)));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = self.chunk(&mut response).await? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(TransportError::new(
-                    TransportErrorKind::ResponseTooLarge,
-                    format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
-                ));
+        // A buffered answer's body must come whole within the idle timeout of its head
+        // (docs/protocol.md, "Timeouts"): a byte now and then cannot hold the call.
+        let collect = async {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = self.chunk(&mut response).await? {
+                if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(TransportError::new(
+                        TransportErrorKind::ResponseTooLarge,
+                        format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                    ));
+                }
+                bytes.extend_from_slice(&chunk);
             }
-            bytes.extend_from_slice(&chunk);
-        }
+            Ok(bytes)
+        };
+        let bytes = match tokio::time::timeout(self.idle_timeout, collect).await {
+            Ok(bytes) => bytes?,
+            Err(_) => {
+                let msg = format!(
+                    "the answer did not come whole within {:?}",
+                    self.idle_timeout
+                );
+                return Err(TransportError::new(TransportErrorKind::Timeout, msg));
+            }
+        };
         Ok((head(&response, bytes)?, None))
     }
 
@@ -501,9 +522,13 @@ fn transport_error(e: reqwest::Error) -> TransportError {
     let e = e.without_url(); // its path can hold a session key
     let mut message = e.to_string();
     let mut io_kind = None;
+    let mut head_too_large = false;
     let mut source = std::error::Error::source(&e);
     while let Some(err) = source {
         message = format!("{message}: {err}");
+        head_too_large |= err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse_too_large);
         if let Some(mut io) = err.downcast_ref::<std::io::Error>() {
             // The innermost I/O error says what happened (rustls wraps its own).
             while let Some(inner) = io
@@ -516,7 +541,10 @@ fn transport_error(e: reqwest::Error) -> TransportError {
         }
         source = err.source();
     }
-    let kind = if e.is_connect() && io_kind == Some(std::io::ErrorKind::InvalidData) {
+    let kind = if head_too_large {
+        // Endless or huge headers: the blocking driver says the same.
+        TransportErrorKind::ResponseTooLarge
+    } else if e.is_connect() && io_kind == Some(std::io::ErrorKind::InvalidData) {
         // A TLS handshake with a peer that does not speak TLS, or a bad certificate:
         // not a connection failure worth retrying (the blocking driver agrees).
         TransportErrorKind::Other

@@ -20,7 +20,11 @@
 //! before every attempt, and streamed through the core's encoder); a sink is flushed,
 //! never closed, once its flow is done (a flush failure fails a call that otherwise
 //! succeeded); a call fails with a timeout after [`IDLE_TIMEOUT`] without progress
-//! (nothing written, nothing read) while a slow but moving transfer never does;
+//! (nothing written, nothing read), when an answer's head does not come within it
+//! of the request, when a buffered answer (anything but a file download) does not
+//! come whole within it of its head, or when a download comes slower than
+//! [`digime_protocol::wire::MIN_BYTES_PER_SECOND`] over a window of it, while a slow
+//! but moving upload never does (docs/protocol.md, "Timeouts");
 //! sockets have `TCP_NODELAY` set, so a request's head and a small body never wait
 //! for an acknowledgement.
 //!
@@ -80,6 +84,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Client {
     sdk: Sdk,
     agent: ureq::Agent,
+    /// The idle timeout: also the deadline of a buffered answer's body, and the
+    /// window of a streamed body's floor ([`digime_protocol::wire::SlowBodyGuard`]).
+    idle: Duration,
     on_token: Option<TokenListener>,
 }
 
@@ -111,6 +118,7 @@ impl Client {
     /// progress on a read or a write. Replaces an agent given to [`Client::with_agent`].
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.agent = run::default_agent(timeout);
+        self.idle = timeout;
         self
     }
 
@@ -123,6 +131,7 @@ impl Client {
         Client {
             sdk: Sdk::new(config),
             agent,
+            idle: IDLE_TIMEOUT,
             on_token: None,
         }
     }

@@ -7,11 +7,11 @@ use digime_protocol::flow::{self, Authed, Event, Flow, Step, UserOperation};
 use digime_protocol::read::StreamResponse;
 use digime_protocol::read_all::{ReadAllFiles, ReadAllStep, Task, TaskEnd};
 use digime_protocol::upload::{Upload, UploadPump};
-use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES};
+use digime_protocol::wire::{Body, MAX_RESPONSE_BYTES, SlowBodyGuard};
 use digime_protocol::{Contract, Error, FileData, FileHead, Output, ReadFile};
 use digime_protocol::{ReadAllEvent, ReadAllSummary, UserAccessToken};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Size of the reads of a streamed response body, and of the caller's reader when
 /// its bytes are transformed.
@@ -131,8 +131,17 @@ impl Client {
                         continue;
                     };
                     buf.resize(CHUNK, 0);
+                    let mut floor = SlowBodyGuard::new(self.idle);
                     loop {
-                        let chunk = match body.read(&mut buf) {
+                        let asked = Instant::now();
+                        let read = body.read(&mut buf);
+                        if let Ok(n) = read
+                            && let Err(e) = floor.record(n, asked.elapsed())
+                        {
+                            flow.handle_transport_error(e);
+                            break;
+                        }
+                        let chunk = match read {
                             Ok(0) => None,
                             Ok(n) => Some(&buf[..n]),
                             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -178,16 +187,20 @@ impl Client {
         let (mut parts, body) = request.into_parts();
         let stream = parts.extensions.get::<StreamResponse>().is_some();
         let result = match body {
-            Body::Empty => self.agent.run(http::Request::from_parts(parts, ())),
-            Body::Bytes(bytes) => self.agent.run(http::Request::from_parts(parts, bytes)),
+            Body::Empty => self
+                .agent
+                .run(self.bounded(http::Request::from_parts(parts, ()), stream)),
+            Body::Bytes(bytes) => self
+                .agent
+                .run(self.bounded(http::Request::from_parts(parts, bytes), stream)),
             Body::Upload(upload_kind) => {
                 let Some(reader) = upload else {
                     return Err(TransportError::body_source("this operation needs a body"));
                 };
                 let mut body = UploadBody::start(&upload_kind, reader, &mut parts.headers)?;
-                let r = self.agent.run(http::Request::from_parts(
-                    parts,
-                    ureq::SendBody::from_reader(&mut body),
+                let r = self.agent.run(self.bounded(
+                    http::Request::from_parts(parts, ureq::SendBody::from_reader(&mut body)),
+                    stream,
                 ));
                 if let Some(msg) = body.failure.take() {
                     return Err(TransportError::body_source(msg));
@@ -207,6 +220,21 @@ impl Client {
             .map_err(transport_error)?;
         let (parts, _) = response.into_parts();
         Ok((http::Response::from_parts(parts, bytes), None))
+    }
+
+    /// A buffered answer's body must come whole within the idle timeout of its head
+    /// (docs/protocol.md, "Timeouts"); a streamed one is held to the floor instead.
+    fn bounded<S: ureq::AsSendBody>(
+        &self,
+        request: http::Request<S>,
+        stream: bool,
+    ) -> http::Request<S> {
+        if stream {
+            return request;
+        }
+        (self.agent.configure_request(request))
+            .timeout_recv_body(Some(self.idle))
+            .build()
     }
 
     /// The coordinator loop of `digime_protocol::read_all`, each task on a scoped
@@ -427,6 +455,9 @@ pub(crate) fn default_agent(idle: Duration) -> ureq::Agent {
         .output_buffer_size(WRITE_BUFFER)
         .timeout_connect(Some(crate::CONNECT_TIMEOUT))
         .timeout_per_read(Some(idle))
+        // The head of an answer within the idle timeout of the request's last byte: a
+        // head sent a byte at a time cannot hold a call (docs/protocol.md, "Timeouts").
+        .timeout_recv_response(Some(idle))
         .timeout_per_write(Some(idle))
         .build()
         .new_agent()
@@ -453,7 +484,14 @@ fn transport_error(e: ureq::Error) -> TransportError {
     let kind = match &e {
         ureq::Error::Timeout(t) => timeout_kind(*t),
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportErrorKind::Connect,
-        ureq::Error::BodyExceedsLimit(_) => TransportErrorKind::ResponseTooLarge,
+        ureq::Error::BodyExceedsLimit(_) | ureq::Error::LargeResponseHeader(..) => {
+            TransportErrorKind::ResponseTooLarge
+        }
+        // Endless header lines (ureq-proto's `HttpParseTooManyHeaders`, matched by its
+        // text: naming ureq's private protocol crate would tie us to its version).
+        ureq::Error::Protocol(p) if p.to_string().contains("too many headers") => {
+            TransportErrorKind::ResponseTooLarge
+        }
         ureq::Error::Io(io) => TransportErrorKind::from_io(io.kind()),
         _ => TransportErrorKind::Other,
     };

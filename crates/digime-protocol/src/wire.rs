@@ -2,7 +2,7 @@
 //! conversion of error responses (docs/protocol.md, "Errors").
 
 use crate::config::{Config, Contract};
-use crate::error::{ApiError, Error, ErrorCode};
+use crate::error::{ApiError, Error, ErrorCode, TransportError, TransportErrorKind};
 use crate::upload::Upload;
 use digime_crypto::random;
 use http::{HeaderValue, Method, Request, Response, header};
@@ -25,6 +25,56 @@ pub enum Body {
 
 /// The largest non-streamed response body the SDK reads (JSON answers, key sets).
 pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// The slowest a streamed response body may come, on average over each window of
+/// time spent waiting for it (docs/protocol.md, "Timeouts"): 1 KiB a second.
+pub const MIN_BYTES_PER_SECOND: u64 = 1024;
+
+/// Keeps a streamed body (a file download) above [`MIN_BYTES_PER_SECOND`]: a server
+/// that sends a byte just before every idle timeout would otherwise keep the call
+/// alive forever. A driver records each read with the time it waited for it, so a
+/// slow sink of the caller's never counts against the server. Pure: no clock.
+#[derive(Debug, Clone)]
+pub struct SlowBodyGuard {
+    window: Duration,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl SlowBodyGuard {
+    /// A guard that judges every `window` of waiting (the drivers use their idle
+    /// timeout).
+    pub fn new(window: Duration) -> Self {
+        SlowBodyGuard {
+            window,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// Records `bytes` read after waiting `waited` for them: a
+    /// [`TransportErrorKind::Timeout`] once a whole window brought less than the
+    /// floor.
+    pub fn record(&mut self, bytes: usize, waited: Duration) -> Result<(), TransportError> {
+        self.bytes = self.bytes.saturating_add(bytes as u64);
+        self.waited = self.waited.saturating_add(waited);
+        if self.waited < self.window {
+            return Ok(());
+        }
+        let floor = MIN_BYTES_PER_SECOND as f64 * self.waited.as_secs_f64();
+        if (self.bytes as f64) < floor {
+            return Err(TransportError::new(
+                TransportErrorKind::Timeout,
+                format!(
+                    "{} bytes in {:?}: slower than {MIN_BYTES_PER_SECOND} bytes a second",
+                    self.bytes, self.waited
+                ),
+            ));
+        }
+        (self.waited, self.bytes) = (Duration::ZERO, 0);
+        Ok(())
+    }
+}
 
 /// The fixed JOSE header of request JWTs: `{"alg":"PS512","typ":"JWT"}`.
 pub const REQUEST_JWT_HEADER: &[u8] = br#"{"alg":"PS512","typ":"JWT"}"#;
@@ -268,6 +318,29 @@ pub fn snippet(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_streamed_body_below_the_floor_times_out_and_a_slow_sink_does_not_count() {
+        use super::SlowBodyGuard;
+        let ms = std::time::Duration::from_millis;
+        // 1 byte every 59 s: refused once a 60 s window is over.
+        let mut trickle = SlowBodyGuard::new(ms(60_000));
+        assert!(trickle.record(1, ms(59_000)).is_ok());
+        let e = trickle.record(1, ms(59_000)).unwrap_err();
+        assert_eq!(e.kind, crate::TransportErrorKind::Timeout);
+        // 64 KiB a minute, in bursts: above the floor, window after window.
+        let mut steady = SlowBodyGuard::new(ms(60_000));
+        for _ in 0..10 {
+            for _ in 0..4 {
+                assert!(steady.record(16 << 10, ms(15_000)).is_ok());
+            }
+        }
+        // Time spent in the caller's sink is not passed in: only the waits count.
+        let mut fast = SlowBodyGuard::new(ms(100));
+        for _ in 0..1000 {
+            assert!(fast.record(256 << 10, ms(1)).is_ok());
+        }
+    }
+
     use super::*;
 
     fn resp(status: u16, body: &str) -> Response<Vec<u8>> {

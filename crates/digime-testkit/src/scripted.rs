@@ -210,3 +210,113 @@ pub fn serve_bomb(contract: &digime_protocol::Contract, count: usize) -> String 
     });
     base
 }
+
+/// What [`serve_hostile`] answers every request with. Each answer's head says `200`
+/// and carries a file download's `x-metadata`, so the same server stands for a JSON
+/// call and a download.
+#[derive(Debug, Clone, Copy)]
+pub enum Hostile {
+    /// Header lines without end.
+    EndlessHeaders,
+    /// One header whose value never ends.
+    HugeHeader,
+    /// A chunked body without end.
+    EndlessChunked,
+    /// The head a byte at a time, one every this long.
+    TrickleHead(Duration),
+    /// A whole head (no length), then the body a byte at a time, one every this long.
+    TrickleBody(Duration),
+}
+
+/// A server of [`Hostile`] answers; see [`serve_hostile`].
+#[derive(Debug)]
+pub struct HostileServer {
+    /// The API base (`http://ADDR/v1.7/`).
+    pub base: String,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HostileServer {
+    /// Bytes the server managed to write, over all its connections: how much the
+    /// client took before it gave up.
+    pub fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Serves `kind` to every connection on `127.0.0.1:0`, each on a thread of its own
+/// that writes until the client goes away (or [`DEADLINE`] passes: a client that
+/// never gives up fails its test instead of hanging it).
+pub fn serve_hostile(kind: Hostile) -> HostileServer {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}/v1.7/", listener.local_addr().expect("addr"));
+    let written = std::sync::Arc::new(AtomicU64::new(0));
+    let count = written.clone();
+    let meta = serde_json::json!({"metadata": {"mimetype": "application/json", "accounts": []}});
+    let meta = digime_crypto::b64url_encode(meta.to_string().as_bytes());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (count, meta) = (count.clone(), meta.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                if !matches!(read_request(&mut reader), Ok(Some(_))) {
+                    return;
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-metadata: {meta}\r\n"
+                );
+                let mut send = |bytes: &[u8]| {
+                    let ok = start.elapsed() < DEADLINE && stream.write_all(bytes).is_ok();
+                    if ok {
+                        count.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    }
+                    ok
+                };
+                let line = [b'a'; 1024];
+                match kind {
+                    Hostile::EndlessHeaders => {
+                        if send(head.as_bytes()) {
+                            for i in 0.. {
+                                if !send(format!("x-h{i}: {}\r\n", "v".repeat(100)).as_bytes()) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Hostile::HugeHeader => {
+                        if send(head.as_bytes()) && send(b"x-huge: ") {
+                            while send(&line) {}
+                        }
+                    }
+                    Hostile::EndlessChunked => {
+                        if send(head.as_bytes()) && send(b"transfer-encoding: chunked\r\n\r\n") {
+                            let mut chunk = b"400\r\n".to_vec();
+                            chunk.extend_from_slice(&[b' '; 1024]);
+                            chunk.extend_from_slice(b"\r\n");
+                            while send(&chunk) {}
+                        }
+                    }
+                    Hostile::TrickleHead(every) => {
+                        for b in head.bytes().chain(std::iter::repeat(b'x')) {
+                            if !send(&[b]) {
+                                break;
+                            }
+                            std::thread::sleep(every);
+                        }
+                    }
+                    Hostile::TrickleBody(every) => {
+                        if send(format!("{head}connection: close\r\n\r\n[").as_bytes()) {
+                            while send(b" ") {
+                                std::thread::sleep(every);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    HostileServer { base, written }
+}
