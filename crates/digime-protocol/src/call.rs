@@ -7,6 +7,7 @@ use crate::error::{Error, TransportError};
 use crate::flow::{Flow, Leg, Step, Sub};
 use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
+use crate::trace;
 use crate::wire::{self, Body};
 use http::{Method, Request, Response};
 use std::fmt;
@@ -45,7 +46,11 @@ pub struct ClientCall<O> {
 impl<O: ClientOperation> ClientCall<O> {
     /// Wraps `op`, to be run for `contract`.
     pub fn new(sdk: Sdk, contract: Contract, op: O) -> Self {
-        let leg = Leg::new(op.method(), op.retry_policy(&sdk));
+        let leg = Leg::new(
+            trace::operation_name::<O>(),
+            op.method(),
+            op.retry_policy(&sdk),
+        );
         ClientCall {
             sdk,
             contract,

@@ -34,6 +34,7 @@
 use crate::error::{Error, TransportError};
 use crate::retry::{Outcome, RetryPolicy};
 use crate::token::UserAccessToken;
+use crate::trace::RequestTrace;
 use crate::wire::{self, Body};
 use digime_crypto::random;
 use http::{Method, Request, Response};
@@ -118,6 +119,24 @@ pub(crate) fn misuse(what: &'static str) -> Error {
 // ---------------------------------------------------------------------------------
 // One request with retries.
 
+/// How an attempt ended, as logged: never the body or the error's text.
+enum Logged {
+    Status(u16),
+    Transport(crate::error::TransportErrorKind),
+    /// A 2xx whose body did not decode.
+    Malformed,
+}
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Logged::Status(s) => write!(f, "{s}"),
+            Logged::Transport(kind) => write!(f, "{kind:?}"),
+            Logged::Malformed => f.write_str("malformed"),
+        }
+    }
+}
+
 pub(crate) enum Sub<T> {
     Send(Request<Body>),
     Sleep(Duration),
@@ -131,21 +150,25 @@ enum LegState {
     Finished,
 }
 
-/// One logical request: built (signed) per attempt, retried per policy.
+/// One logical request: built (signed) per attempt, retried per policy, logged as
+/// one span (`crate::trace`).
 pub(crate) struct Leg {
     method: Method,
     policy: RetryPolicy,
     retries: u32,
     state: LegState,
+    pub(crate) trace: RequestTrace,
 }
 
 impl Leg {
-    pub(crate) fn new(method: Method, policy: RetryPolicy) -> Self {
+    /// `operation` names the call in the logs.
+    pub(crate) fn new(operation: &'static str, method: Method, policy: RetryPolicy) -> Self {
         Leg {
             method,
             policy,
             retries: 0,
             state: LegState::Ready,
+            trace: RequestTrace::new(operation),
         }
     }
 
@@ -157,13 +180,20 @@ impl Leg {
         match std::mem::replace(&mut self.state, LegState::Finished) {
             LegState::Ready => match build(now) {
                 Ok(req) => {
+                    self.trace.sent(&self.method, req.uri().path(), now);
                     self.state = LegState::InFlight;
                     Sub::Send(req)
                 }
                 Err(e) => Sub::Done(Err(e)),
             },
             LegState::Got(outcome) => {
+                let attempt = self.retries + 1;
+                let logged = match &outcome {
+                    Ok(r) => Logged::Status(r.status().as_u16()),
+                    Err(t) => Logged::Transport(t.kind),
+                };
                 if outcome.as_ref().is_ok_and(|r| r.status().is_success()) {
+                    self.trace.finished(attempt, &logged, now);
                     return Sub::Done(outcome.map_err(Error::from));
                 }
                 let o = match &outcome {
@@ -171,14 +201,13 @@ impl Leg {
                     Err(t) => Outcome::Transport(t),
                 };
                 let jitter = random::below(u64::MAX).unwrap_or(0);
-                if let Some(delay) =
-                    self.policy
-                        .delay(&self.method, self.retries + 1, o, now, jitter)
-                {
+                if let Some(delay) = self.policy.delay(&self.method, attempt, o, now, jitter) {
+                    self.trace.retried(attempt, &logged, delay);
                     self.retries += 1;
                     self.state = LegState::Ready;
                     return Sub::Sleep(delay);
                 }
+                self.trace.finished(attempt, &logged, now);
                 // A request that is not repeated and may have been processed: its
                 // outcome is unknown (docs/protocol.md, "Retries"). A response is
                 // marked, for `wire::error_from_response`.
@@ -221,6 +250,7 @@ impl Leg {
             now,
             jitter,
         )?;
+        (self.trace).retried(self.retries + 1, &Logged::Malformed, delay);
         self.retries += 1;
         self.state = LegState::Ready;
         Some(delay)

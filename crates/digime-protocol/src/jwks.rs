@@ -263,7 +263,7 @@ impl VerifyToken {
                 return Sub::Done(Err(Error::UnknownSigningKey { kid: header.kid }));
             }
             self.kid = Some(header.kid);
-            self.fetch = Some(Leg::new(Method::GET, config.retry.clone()));
+            self.fetch = Some(Leg::new("jwks", Method::GET, config.retry.clone()));
         }
         let Some(leg) = self.fetch.as_mut() else {
             return Sub::Done(Err(misuse("verification already finished")));

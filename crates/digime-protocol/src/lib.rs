@@ -108,6 +108,7 @@ pub mod single_flight;
 pub mod storage;
 pub mod stream;
 pub mod token;
+pub mod trace;
 pub mod upload;
 pub mod wire;
 

@@ -274,6 +274,8 @@ pub enum TaskEnd<T> {
 }
 
 /// What the driver must do next.
+// One step lives at a time, moved straight to the driver: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ReadAllStep<T> {
     /// Start this task without waiting for it; report its end, then poll again.

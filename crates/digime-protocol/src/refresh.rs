@@ -37,6 +37,7 @@ use crate::retry::RetryPolicy;
 use crate::sdk::Sdk;
 use crate::single_flight::SharedRefresh;
 use crate::token::UserAccessToken;
+use crate::trace;
 use crate::wire::{self, Body};
 use http::{Method, Request, Response};
 use std::fmt;
@@ -215,6 +216,7 @@ impl<R: Refreshable> Flow for Refreshing<R> {
                         // Announced once, by the call that refreshed; the others only
                         // return it.
                         if ours {
+                            trace::token_refreshed();
                             return Step::Event(Event::TokenRefreshed(token));
                         }
                     }
@@ -357,6 +359,8 @@ pub struct UserCall<O> {
     contract: Contract,
     token: UserAccessToken,
     op: Arc<O>,
+    /// Whether the token was refreshed (logged with the attempts made after).
+    refreshed: bool,
 }
 
 impl<O> fmt::Debug for UserCall<O> {
@@ -373,8 +377,16 @@ impl<O: UserOperation> Refreshable for UserCall<O> {
     type Attempt = OneCall<O>;
 
     fn attempt(&mut self) -> OneCall<O> {
+        let mut leg = Leg::new(
+            trace::operation_name::<O>(),
+            self.op.method(),
+            self.op.retry_policy(&self.sdk),
+        );
+        if self.refreshed {
+            leg.trace.after_refresh();
+        }
         OneCall {
-            leg: Leg::new(self.op.method(), self.op.retry_policy(&self.sdk)),
+            leg,
             sdk: self.sdk.clone(),
             contract: self.contract.clone(),
             token: self.token.clone(),
@@ -392,6 +404,7 @@ impl<O: UserOperation> Refreshable for UserCall<O> {
 
     fn set_token(&mut self, token: UserAccessToken) {
         self.token = token;
+        self.refreshed = true;
     }
 }
 
@@ -413,6 +426,14 @@ impl<O> fmt::Debug for OneCall<O> {
 }
 
 impl<O: UserOperation> OneCall<O> {
+    /// Logs this attempt as made after its call's token was refreshed.
+    pub(crate) fn after_refresh(mut self, refreshed: bool) -> Self {
+        if refreshed {
+            self.leg.trace.after_refresh();
+        }
+        self
+    }
+
     /// A standalone attempt (no refresh), for flows that build on one request.
     pub(crate) fn new(sdk: Sdk, contract: Contract, token: UserAccessToken, op: O) -> Self {
         UserCall {
@@ -420,6 +441,7 @@ impl<O: UserOperation> OneCall<O> {
             contract,
             token,
             op: Arc::new(op),
+            refreshed: false,
         }
         .attempt()
     }
@@ -478,6 +500,7 @@ impl<O: UserOperation> Refreshing<UserCall<O>> {
             contract,
             token,
             op: Arc::new(op),
+            refreshed: false,
         })
     }
 

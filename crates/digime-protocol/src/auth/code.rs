@@ -65,7 +65,7 @@ impl CodeRequest {
             body,
             refreshable: false,
             verifier: None,
-            phase: Phase::Post(Leg::new(Method::POST, sdk.config().retry.clone())),
+            phase: Phase::Post(Leg::new(context, Method::POST, sdk.config().retry.clone())),
         }
     }
 

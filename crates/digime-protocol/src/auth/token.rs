@@ -126,7 +126,7 @@ impl TokenFlow {
             },
             extra_claims: Map::new(),
             read_claims: token_from_claims,
-            phase: TokenPhase::Post(Leg::new(Method::POST, policy)),
+            phase: TokenPhase::Post(Leg::new("exchange_code", Method::POST, policy)),
         }
     }
 
@@ -142,7 +142,7 @@ impl TokenFlow {
             },
             extra_claims: Map::new(),
             read_claims: token_from_claims,
-            phase: TokenPhase::Post(Leg::new(Method::POST, policy)),
+            phase: TokenPhase::Post(Leg::new("refresh_token", Method::POST, policy)),
         }
     }
 

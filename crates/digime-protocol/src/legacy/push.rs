@@ -617,7 +617,7 @@ impl Refreshable for PostboxPushes {
             }
         });
         PostboxAttempt {
-            leg: Leg::new(Method::POST, RetryPolicy::never()),
+            leg: Leg::new("PushToPostbox", Method::POST, RetryPolicy::never()),
             build: Some(request.map(|b| Box::new(b) as BuildPush)),
             can_refresh: self.auth.token().is_some(),
         }

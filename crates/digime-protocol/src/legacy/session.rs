@@ -142,7 +142,7 @@ impl EstablishSession {
         EstablishSession {
             sdk,
             body,
-            leg: Leg::new(Method::POST, policy),
+            leg: Leg::new("EstablishSession", Method::POST, policy),
             finished: false,
         }
     }

@@ -343,6 +343,8 @@ pub struct Download {
     session: SessionKey,
     name: String,
     output: Output,
+    /// Whether the token was refreshed (logged with the attempts made after).
+    refreshed: bool,
 }
 
 impl Refreshable for Download {
@@ -361,6 +363,7 @@ impl Refreshable for Download {
             emitted: 0,
             body_retries: 0,
             phase: Phase::Finished,
+            refreshed: self.refreshed,
         };
         attempt.phase = Phase::Head(attempt.head_call());
         attempt
@@ -376,6 +379,7 @@ impl Refreshable for Download {
 
     fn set_token(&mut self, token: UserAccessToken) {
         self.token = token;
+        self.refreshed = true;
     }
 }
 
@@ -410,6 +414,7 @@ impl Refreshing<Download> {
             session,
             name,
             output,
+            refreshed: false,
         })
     }
 
@@ -453,6 +458,8 @@ pub struct FileAttempt {
     emitted: u64,
     body_retries: u32,
     phase: Phase,
+    /// Made after the download's token was refreshed (for the logs).
+    refreshed: bool,
 }
 
 impl std::fmt::Debug for FileAttempt {
@@ -475,6 +482,7 @@ impl FileAttempt {
             self.token.clone(),
             ReadFileMetadata::download(self.session.clone(), self.name.clone()),
         )
+        .after_refresh(self.refreshed)
     }
 
     /// The response headers, once they have arrived.
