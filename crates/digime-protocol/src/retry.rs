@@ -205,11 +205,14 @@ impl RetryPolicy {
     }
 }
 
-/// Parses `Retry-After`: delay seconds or an HTTP date (a past date means now).
+/// Parses `Retry-After`: delay seconds or an HTTP date (a past date means now). More
+/// seconds than a `u64` holds mean "not before the end of time", not "no header".
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))

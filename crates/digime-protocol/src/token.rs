@@ -7,6 +7,26 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::SystemTime;
 
+/// The longest token value the SDK takes from a server (16 KiB): every request
+/// carries the access token in its JWT, and real ones are a few hundred bytes. A
+/// longer one is a `Decode` error when the token answer is read (docs/protocol.md,
+/// "Token").
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A token value from a server, if it is not longer than [`MAX_TOKEN_BYTES`].
+pub(crate) fn bounded_token_value(name: &str, value: &str) -> Result<SecretString, crate::Error> {
+    if value.len() > MAX_TOKEN_BYTES {
+        return Err(crate::Error::Decode {
+            context: "token",
+            detail: format!(
+                "{name} of {} bytes, longer than the {MAX_TOKEN_BYTES} a token may be",
+                value.len()
+            ),
+        });
+    }
+    Ok(SecretString::new(value))
+}
+
 /// An opaque token value with its expiry (Unix seconds).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {

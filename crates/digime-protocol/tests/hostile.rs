@@ -116,6 +116,34 @@ fn a_server_inventing_file_names_ends_the_run_at_max_files() {
 }
 
 #[test]
+fn an_oversized_token_is_refused_and_a_far_future_retry_after_is_not_waited_for() {
+    let w = World::new();
+    let mut s = w.script();
+    // A token the server signed, 64 KiB long: refused, not carried in every request.
+    let huge = "a".repeat(64 * 1024);
+    s.then(Answer::status(401))
+        .then(w.keys.token_answer(&huge, "r2"));
+    match s.run(w.sdk.read_accounts(&w.contract, &w.token)) {
+        Err(Error::Decode { context, detail }) => {
+            assert_eq!(context, "token");
+            assert!(detail.contains("longer than"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Busy until the year 9999, or for more seconds than fit in a u64: the error at
+    // once, not a sleep.
+    for after in ["Fri, 31 Dec 9999 23:59:59 GMT", "99999999999999999999999"] {
+        let mut s = w.script();
+        s.then(Answer::status(503).header("retry-after", after));
+        match s.run(w.sdk.read_accounts(&w.contract, &w.token)) {
+            Err(Error::UnexpectedStatus { status: 503, .. }) => {}
+            other => panic!("{after}: {other:?}"),
+        }
+        assert!(s.sleeps.is_empty(), "{after}: slept {:?}", s.sleeps);
+    }
+}
+
+#[test]
 fn deep_json_and_a_huge_key_set_are_typed_errors() {
     // serde_json refuses nesting past 128 levels: an error, never a stack overflow.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));

@@ -33,7 +33,7 @@ pub fn token_from_claims(
         let expiry = obj.get("expires_on").and_then(Value::as_u64);
         match (value, expiry) {
             (Some(v), Some(e)) => Ok(Token {
-                value: SecretString::new(v),
+                value: crate::token::bounded_token_value(name, v)?,
                 expiry: e,
             }),
             _ => Err(Error::Decode {

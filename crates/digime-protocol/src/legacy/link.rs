@@ -5,7 +5,7 @@ use crate::config::{Config, SessionKey};
 use crate::error::{Error, TransportError};
 use crate::flow::{AuthorizeFlow, Flow, Step};
 use crate::token::{Token, User, UserAccessToken};
-use digime_crypto::{CodeVerifier, SecretString};
+use digime_crypto::CodeVerifier;
 use http::Response;
 use serde_json::{Map, Value};
 use std::time::SystemTime;
@@ -169,11 +169,11 @@ pub fn token_from_flat_claims(claims: &Map<String, Value>) -> Result<UserAccessT
         .ok_or_else(|| decode("no numeric expires_on".into()))?;
     Ok(UserAccessToken {
         access_token: Token {
-            value: SecretString::new(access),
+            value: crate::token::bounded_token_value("access_token", access)?,
             expiry,
         },
         refresh_token: Token {
-            value: SecretString::new(refresh),
+            value: crate::token::bounded_token_value("refresh_token", refresh)?,
             expiry,
         },
         user: User::default(),
