@@ -327,24 +327,18 @@ pub(crate) async fn inject(State(shared): State<Shared>, req: Request, next: Nex
     if !faultable(req.uri().path()) {
         return next.run(req).await;
     }
-    let picked = shared
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .pick();
-    let Some((kind, draw)) = picked else {
+    // One lock: the draw and the settings it was drawn under.
+    let picked = {
+        let mut state = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        state.pick().map(|p| (p, state.faults.clone()))
+    };
+    let Some(((kind, draw), faults)) = picked else {
         return next.run(req).await;
     };
     let conn = req
         .extensions()
         .get::<ConnectInfo<Conn>>()
         .map(|c| c.0.clone());
-    let faults = shared
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .faults
-        .clone();
     let mut resp = match kind {
         FaultKind::Unavailable => busy(503, "ServiceUnavailable", &faults),
         FaultKind::TooMany => busy(429, "TooManyRequests", &faults),
