@@ -6,7 +6,7 @@
 //!
 //! | Field | What |
 //! |---|---|
-//! | `operation` | the call: `ReadAccounts`, `PushFile`, `token`, `jwks`, … |
+//! | `operation` | the call: `ReadAccounts`, `PushToLibrary`, `authorize`, `exchange_code`, `refresh_token`, `jwks`, … |
 //! | `method` | `GET`, `POST`, … |
 //! | `path` | the path template: the API's own segments kept, every other one (a session key, a file name, an id) as `{}`; no host, no query |
 //! | `status` | the final status, or the transport error's kind |
@@ -15,7 +15,8 @@
 //! | `refresh` | whether the call is the retry of a call whose token was refreshed |
 //!
 //! Each attempt that is retried is a `DEBUG` event in the span (`attempt`, `status`,
-//! `retry_in_ms`), and a token refresh is an `INFO` event. Nothing logged carries a
+//! `retry_in_ms`), so is the end of the request (`request done`), and a token refresh
+//! is an `INFO` event. Nothing logged carries a
 //! token, a code, a verifier, a key, a session key or any other part of a URL but the
 //! template ([`path_template`]; tested by the blocking driver's `tests/logs.rs`).
 
