@@ -33,11 +33,7 @@
 //! There is no integrity protection.
 
 use crate::CryptoError;
-use aws_lc_rs::cipher::{
-    AES_256, DecryptionContext, EncryptionContext, StreamingDecryptingKey, StreamingEncryptingKey,
-    UnboundCipherKey,
-};
-use aws_lc_rs::iv::FixedLength;
+use crate::backend::imp;
 use std::fmt;
 
 /// AES-256 key length.
@@ -46,8 +42,6 @@ pub const KEY_LEN: usize = 32;
 pub const IV_LEN: usize = 16;
 /// AES block length.
 pub const BLOCK_LEN: usize = 16;
-/// Input handed to aws-lc at a time (its length argument is an `i32`).
-const MAX_STEP: usize = 1 << 30;
 
 /// The ciphertext length of `plaintext_len` bytes: `16·(⌊n/16⌋+1)` (a full padding
 /// block when `n` is a multiple of 16). Saturates at `u64::MAX`.
@@ -92,48 +86,43 @@ fn check_len(len: u64) -> Result<(), CryptoError> {
     Ok(())
 }
 
-/// Runs `step` over `input` in pieces aws-lc accepts, appending to `out`.
+/// Runs `step` over `input`, appending what it writes to `out`.
 fn pump(
     input: &[u8],
     out: &mut Vec<u8>,
-    mut step: impl FnMut(&[u8], &mut [u8]) -> Result<usize, ()>,
+    step: impl FnOnce(&[u8], &mut [u8]) -> Result<usize, CryptoError>,
 ) -> Result<(), CryptoError> {
-    for piece in input.chunks(MAX_STEP) {
-        let start = out.len();
-        let need = start
-            .checked_add(piece.len() + BLOCK_LEN)
-            .filter(|&n| n <= isize::MAX as usize)
-            .ok_or(CryptoError::Backend)?;
-        out.resize(need, 0);
-        match step(piece, &mut out[start..]) {
-            Ok(written) => out.truncate(start + written),
-            Err(()) => {
-                out.truncate(start);
-                return Err(CryptoError::Backend);
-            }
+    let start = out.len();
+    let need = start
+        .checked_add(input.len() + BLOCK_LEN)
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or(CryptoError::Backend)?;
+    out.resize(need, 0);
+    match step(input, &mut out[start..]) {
+        Ok(written) => {
+            out.truncate(start + written);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
         }
     }
-    Ok(())
 }
 
 /// Incremental AES-256-CBC/PKCS#7 encryption. Ciphertext is appended to the caller's
 /// vector as whole blocks complete; [`CbcEncryptor::finish`] appends the final, padded
 /// block. After an error every further call returns an error.
 pub struct CbcEncryptor {
-    cipher: StreamingEncryptingKey,
+    cipher: imp::CbcEncrypt,
     failed: Option<CryptoError>,
 }
 
 impl CbcEncryptor {
     /// An encryptor with this key and IV.
     pub fn new(key: &[u8; KEY_LEN], iv: &[u8; IV_LEN]) -> Result<Self, CryptoError> {
-        let aes = UnboundCipherKey::new(&AES_256, key).map_err(|_| CryptoError::Backend)?;
         // The caller owns the IV (the postbox protocol reuses it for the metadata).
-        let cipher = StreamingEncryptingKey::less_safe_cbc_pkcs7(
-            aes,
-            EncryptionContext::Iv128(FixedLength::from(*iv)),
-        )
-        .map_err(|_| CryptoError::Backend)?;
+        let cipher = imp::CbcEncrypt::new(key, iv)?;
         Ok(CbcEncryptor {
             cipher,
             failed: None,
@@ -147,12 +136,7 @@ impl CbcEncryptor {
             return Err(e.clone());
         }
         let cipher = &mut self.cipher;
-        let result = pump(input, out, |piece, buf| {
-            cipher
-                .update(piece, buf)
-                .map(|u| u.written().len())
-                .map_err(|_| ())
-        });
+        let result = pump(input, out, |piece, buf| cipher.update(piece, buf));
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }
@@ -165,11 +149,8 @@ impl CbcEncryptor {
             return Err(e);
         }
         let mut last = [0u8; 2 * BLOCK_LEN];
-        let (_, update) = self
-            .cipher
-            .finish(&mut last)
-            .map_err(|_| CryptoError::Backend)?;
-        out.extend_from_slice(update.written());
+        let written = self.cipher.finish(&mut last)?;
+        out.extend_from_slice(&last[..written]);
         Ok(())
     }
 }
@@ -188,7 +169,7 @@ impl fmt::Debug for CbcEncryptor {
 /// [`CbcDecryptor::finish`] has checked it, so `update` never emits padding. After an
 /// error every further call returns an error.
 pub struct CbcDecryptor {
-    cipher: StreamingDecryptingKey,
+    cipher: imp::CbcDecrypt,
     bytes_in: u64,
     failed: Option<CryptoError>,
 }
@@ -196,12 +177,7 @@ pub struct CbcDecryptor {
 impl CbcDecryptor {
     /// A decryptor with this key and IV.
     pub fn new(key: &[u8; KEY_LEN], iv: &[u8; IV_LEN]) -> Result<Self, CryptoError> {
-        let aes = UnboundCipherKey::new(&AES_256, key).map_err(|_| CryptoError::Backend)?;
-        let cipher = StreamingDecryptingKey::cbc_pkcs7(
-            aes,
-            DecryptionContext::Iv128(FixedLength::from(*iv)),
-        )
-        .map_err(|_| CryptoError::Backend)?;
+        let cipher = imp::CbcDecrypt::new(key, iv)?;
         Ok(CbcDecryptor {
             cipher,
             bytes_in: 0,
@@ -217,12 +193,7 @@ impl CbcDecryptor {
         }
         self.bytes_in = self.bytes_in.saturating_add(input.len() as u64);
         let cipher = &mut self.cipher;
-        let result = pump(input, out, |piece, buf| {
-            cipher
-                .update(piece, buf)
-                .map(|u| u.written().len())
-                .map_err(|_| ())
-        });
+        let result = pump(input, out, |piece, buf| cipher.update(piece, buf));
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }
@@ -240,12 +211,7 @@ impl CbcDecryptor {
         }
         check_len(self.bytes_in)?;
         let mut last = [0u8; 2 * BLOCK_LEN];
-        let written = self
-            .cipher
-            .finish(&mut last)
-            .map_err(|_| CryptoError::BadPadding)?
-            .written()
-            .len();
+        let written = self.cipher.finish(&mut last)?;
         out.extend_from_slice(&last[..written]);
         Ok(())
     }

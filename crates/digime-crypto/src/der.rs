@@ -5,6 +5,7 @@ use crate::CryptoError;
 
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
+#[cfg_attr(not(feature = "aws-lc"), allow(dead_code))]
 const OCTET_STRING: u8 = 0x04;
 
 fn bad() -> CryptoError {
@@ -35,7 +36,9 @@ fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), CryptoError> {
     Ok((tag, &rest[..len], &rest[len..]))
 }
 
-/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo`.
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (aws-lc exports PKCS#8
+/// only).
+#[cfg_attr(not(feature = "aws-lc"), allow(dead_code))]
 pub(crate) fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Result<&[u8], CryptoError> {
     let (tag, body, _) = read_tlv(pkcs8)?;
     if tag != SEQUENCE {
@@ -103,6 +106,43 @@ pub(crate) fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
     push_len(&mut out, body.len());
     out.extend_from_slice(&body);
     out
+}
+
+/// `AlgorithmIdentifier { rsaEncryption, NULL }`.
+#[cfg(test)]
+const RSA_ENCRYPTION: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+#[cfg(test)]
+fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut out = vec![tag];
+    push_len(&mut out, len);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// A PKCS#1 `RSAPrivateKey` wrapped into a PKCS#8 `PrivateKeyInfo` (for tests).
+#[cfg(test)]
+pub(crate) fn pkcs8_of_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
+    let version = [INTEGER, 1, 0];
+    tlv(
+        SEQUENCE,
+        &[&version, RSA_ENCRYPTION, &tlv(OCTET_STRING, &[pkcs1])],
+    )
+}
+
+/// A PKCS#1 `RSAPublicKey` wrapped into an SPKI `SubjectPublicKeyInfo` (for tests).
+#[cfg(test)]
+pub(crate) fn spki_of_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
+    const BIT_STRING: u8 = 0x03;
+    tlv(
+        SEQUENCE,
+        &[RSA_ENCRYPTION, &tlv(BIT_STRING, &[&[0], pkcs1])],
+    )
 }
 
 #[cfg(test)]

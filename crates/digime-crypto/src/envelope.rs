@@ -38,13 +38,8 @@
 //! assert_eq!(out, b"hello");
 //! ```
 
+use crate::backend::imp;
 use crate::{CryptoError, PrivateKey, PublicKey, random};
-use aws_lc_rs::cipher::{
-    AES_256, DecryptionContext, EncryptionContext, StreamingDecryptingKey, StreamingEncryptingKey,
-    UnboundCipherKey,
-};
-use aws_lc_rs::digest;
-use aws_lc_rs::iv::FixedLength;
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -64,8 +59,6 @@ pub const DEK_LEN: usize = 32;
 
 const BLOCK_LEN: usize = 16;
 const DIGEST_LEN: usize = 64;
-/// Ciphertext handed to aws-lc at a time (its length argument is an `i32`).
-const MAX_STEP: usize = 1 << 30;
 /// Ciphertext decrypted through a stack buffer while the legacy digest is still being
 /// collected: 96 aligned bytes always yield at least 80 bytes of plaintext.
 const DIGEST_STEP: usize = 96;
@@ -143,14 +136,19 @@ pub fn encrypt(key: &PublicKey, plaintext: &[u8], format: Format) -> Result<Vec<
         // Straight through, without the copy the streaming path keeps.
         Format::Sha512Prefixed => {
             encryptor.emit_header(&mut out);
-            let hash = digest::digest(&digest::SHA512, plaintext);
-            encryptor.encrypt_into(hash.as_ref(), &mut out)?;
+            encryptor.encrypt_into(&sha512(plaintext), &mut out)?;
             encryptor.encrypt_into(plaintext, &mut out)?;
             encryptor.pending = None;
         }
     }
     encryptor.finish(&mut out)?;
     Ok(out)
+}
+
+fn sha512(data: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut hasher = imp::Sha512::new();
+    hasher.update(data);
+    hasher.finish()
 }
 
 /// Grows `out` by `extra` zeroed bytes and returns where they start.
@@ -180,16 +178,16 @@ fn grow_zeroed(out: &mut Vec<u8>, extra: usize) -> Result<usize, CryptoError> {
 fn open_header(
     key: &PrivateKey,
     header: &[u8; HEADER_LEN],
-) -> Result<StreamingDecryptingKey, CryptoError> {
+) -> Result<imp::CbcDecrypt, CryptoError> {
     let dek = key.decrypt_oaep_sha1(&header[..RSA_BLOCK_LEN])?;
     if dek.len() != DEK_LEN {
         return Err(CryptoError::KeyUnwrap);
     }
+    let mut key_bytes = Zeroizing::new([0u8; DEK_LEN]);
+    key_bytes.copy_from_slice(&dek);
     let mut iv = [0u8; IV_LEN];
     iv.copy_from_slice(&header[RSA_BLOCK_LEN..]);
-    let aes = UnboundCipherKey::new(&AES_256, &dek).map_err(|_| CryptoError::Backend)?;
-    StreamingDecryptingKey::cbc_pkcs7(aes, DecryptionContext::Iv128(FixedLength::from(iv)))
-        .map_err(|_| CryptoError::Backend)
+    imp::CbcDecrypt::new(&key_bytes, &iv)
 }
 
 /// The digest at the start of a SHA-512-prefixed plaintext, and the running hash of
@@ -197,7 +195,7 @@ fn open_header(
 struct DigestCheck {
     expected: [u8; DIGEST_LEN],
     have: usize,
-    hasher: digest::Context,
+    hasher: imp::Sha512,
 }
 
 impl DigestCheck {
@@ -205,7 +203,7 @@ impl DigestCheck {
         DigestCheck {
             expected: [0; DIGEST_LEN],
             have: 0,
-            hasher: digest::Context::new(&digest::SHA512),
+            hasher: imp::Sha512::new(),
         }
     }
 
@@ -226,7 +224,7 @@ impl DigestCheck {
     fn verify(self) -> Result<(), CryptoError> {
         let complete = self.complete();
         let actual = self.hasher.finish();
-        if complete && crate::constant_time_eq(actual.as_ref(), &self.expected) {
+        if complete && crate::constant_time_eq(&actual, &self.expected) {
             Ok(())
         } else {
             Err(CryptoError::HashMismatch)
@@ -242,7 +240,7 @@ enum DecryptState {
     },
     /// Decrypting the AES part.
     Body {
-        cipher: StreamingDecryptingKey,
+        cipher: imp::CbcDecrypt,
         check: Option<Box<DigestCheck>>,
     },
     /// An earlier call failed; every later call returns this error.
@@ -341,11 +339,7 @@ impl Decryptor {
         };
         self.format.check_len(self.bytes_in)?;
         let mut last = [0u8; 2 * BLOCK_LEN];
-        let written = cipher
-            .finish(&mut last)
-            .map_err(|_| CryptoError::BadPadding)?
-            .written()
-            .len();
+        let written = cipher.finish(&mut last)?;
         let plain = &last[..written];
         match check {
             None => out.extend_from_slice(plain),
@@ -365,7 +359,7 @@ impl Decryptor {
 }
 
 fn decrypt_body(
-    cipher: &mut StreamingDecryptingKey,
+    cipher: &mut imp::CbcDecrypt,
     check: &mut Option<Box<DigestCheck>>,
     mut input: &[u8],
     out: &mut Vec<u8>,
@@ -375,28 +369,21 @@ fn decrypt_body(
         while !check.complete() && !input.is_empty() {
             let (step, rest) = input.split_at(input.len().min(DIGEST_STEP));
             let mut buf = [0u8; DIGEST_STEP + BLOCK_LEN];
-            let written = cipher
-                .update(step, &mut buf)
-                .map_err(|_| CryptoError::Backend)?
-                .written()
-                .len();
+            let written = cipher.update(step, &mut buf)?;
             out.extend_from_slice(check.absorb(&buf[..written]));
             input = rest;
         }
     }
-    for step in input.chunks(MAX_STEP) {
-        let start = grow_zeroed(out, step.len() + BLOCK_LEN)?;
-        let written = match cipher.update(step, &mut out[start..]) {
-            Ok(update) => update.written().len(),
-            Err(_) => {
-                out.truncate(start);
-                return Err(CryptoError::Backend);
-            }
-        };
-        out.truncate(start + written);
-        if let Some(check) = check.as_deref_mut() {
-            check.hasher.update(&out[start..]);
+    let start = grow_zeroed(out, input.len() + BLOCK_LEN)?;
+    match cipher.update(input, &mut out[start..]) {
+        Ok(written) => out.truncate(start + written),
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
         }
+    }
+    if let Some(check) = check.as_deref_mut() {
+        check.hasher.update(&out[start..]);
     }
     Ok(())
 }
@@ -434,7 +421,7 @@ impl fmt::Debug for Decryptor {
 pub struct Encryptor {
     format: Format,
     header: Option<Box<[u8; HEADER_LEN]>>,
-    cipher: StreamingEncryptingKey,
+    cipher: imp::CbcEncrypt,
     /// The buffered plaintext of the SHA-512-prefixed format.
     pending: Option<Vec<u8>>,
     failed: Option<CryptoError>,
@@ -458,13 +445,8 @@ impl Encryptor {
         let mut header = Box::new([0u8; HEADER_LEN]);
         header[..RSA_BLOCK_LEN].copy_from_slice(&wrapped);
         header[RSA_BLOCK_LEN..].copy_from_slice(&iv);
-        let aes = UnboundCipherKey::new(&AES_256, &dek[..]).map_err(|_| CryptoError::Backend)?;
         // The IV is fresh from the system random source, never reused.
-        let cipher = StreamingEncryptingKey::less_safe_cbc_pkcs7(
-            aes,
-            EncryptionContext::Iv128(FixedLength::from(iv)),
-        )
-        .map_err(|_| CryptoError::Backend)?;
+        let cipher = imp::CbcEncrypt::new(&dek, &iv)?;
         Ok(Encryptor {
             format,
             header: Some(header),
@@ -484,18 +466,17 @@ impl Encryptor {
     }
 
     fn encrypt_into(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        for step in input.chunks(MAX_STEP) {
-            let start = grow_zeroed(out, step.len() + BLOCK_LEN)?;
-            let written = match self.cipher.update(step, &mut out[start..]) {
-                Ok(update) => update.written().len(),
-                Err(_) => {
-                    out.truncate(start);
-                    return Err(CryptoError::Backend);
-                }
-            };
-            out.truncate(start + written);
+        let start = grow_zeroed(out, input.len() + BLOCK_LEN)?;
+        match self.cipher.update(input, &mut out[start..]) {
+            Ok(written) => {
+                out.truncate(start + written);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Feeds the next piece of plaintext (possibly empty) and appends the output it
@@ -524,16 +505,12 @@ impl Encryptor {
         }
         self.emit_header(out);
         if let Some(pending) = self.pending.take() {
-            let hash = digest::digest(&digest::SHA512, &pending);
-            self.encrypt_into(hash.as_ref(), out)?;
+            self.encrypt_into(&sha512(&pending), out)?;
             self.encrypt_into(&pending, out)?;
         }
         let mut last = [0u8; 2 * BLOCK_LEN];
-        let (_, update) = self
-            .cipher
-            .finish(&mut last)
-            .map_err(|_| CryptoError::Backend)?;
-        out.extend_from_slice(update.written());
+        let written = self.cipher.finish(&mut last)?;
+        out.extend_from_slice(&last[..written]);
         Ok(())
     }
 }

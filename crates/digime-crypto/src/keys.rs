@@ -1,27 +1,23 @@
+use crate::backend::imp;
 use crate::{CryptoError, der, pem};
-use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-use aws_lc_rs::rsa::{
-    KeyPair, KeySize, OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
-};
-use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// The shortest RSA key accepted for PS512 (as jsonwebtoken 9 and the server do).
 pub const MIN_RSA_BITS: usize = 2048;
 
+/// Bytes OAEP with SHA-1 adds to a message: two digests and two more bytes.
+const OAEP_SHA1_OVERHEAD: usize = 2 * 20 + 2;
+
 /// An RSA private key (a contract key, or a server's signing key).
 ///
-/// Parsed once; cheap to clone (shared). `Debug` never shows key material. The
-/// RSA-OAEP form of the key (for data files) is built on first use and then shared by
+/// Parsed once; cheap to clone (shared). `Debug` never shows key material. Whatever
+/// the backend builds on first use (aws-lc's RSA-OAEP form of the key) is shared by
 /// every clone.
 #[derive(Clone)]
 pub struct PrivateKey {
-    inner: Arc<KeyPair>,
-    /// `None` once it turned out aws-lc does not take the key for OAEP.
-    oaep: Arc<OnceLock<Option<OaepPrivateDecryptingKey>>>,
+    inner: Arc<imp::RsaPrivate>,
 }
 
 impl PrivateKey {
@@ -42,58 +38,37 @@ impl PrivateKey {
 
     /// Parses a DER PKCS#1 `RSAPrivateKey`.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let kp = KeyPair::from_der(der).map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
-        Self::checked(kp)
+        Self::checked(imp::RsaPrivate::from_pkcs1_der(der)?)
     }
 
     /// Parses a DER PKCS#8 `PrivateKeyInfo` holding an RSA key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let kp = KeyPair::from_pkcs8(der).map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
-        Self::checked(kp)
+        Self::checked(imp::RsaPrivate::from_pkcs8_der(der)?)
     }
 
     /// A fresh 2048-bit key (sandbox contracts, tests).
     pub fn generate() -> Result<Self, CryptoError> {
-        let kp = KeyPair::generate(KeySize::Rsa2048).map_err(|_| CryptoError::Backend)?;
-        Self::checked(kp)
+        Self::checked(imp::RsaPrivate::generate()?)
     }
 
-    fn checked(kp: KeyPair) -> Result<Self, CryptoError> {
-        let bits = kp.public_modulus_len() * 8;
+    fn checked(key: imp::RsaPrivate) -> Result<Self, CryptoError> {
+        let bits = key.modulus_len() * 8;
         if bits < MIN_RSA_BITS {
             return Err(CryptoError::KeyTooShort { bits });
         }
         Ok(PrivateKey {
-            inner: Arc::new(kp),
-            oaep: Arc::new(OnceLock::new()),
+            inner: Arc::new(key),
         })
-    }
-
-    fn oaep(&self) -> Result<&OaepPrivateDecryptingKey, CryptoError> {
-        self.oaep
-            .get_or_init(|| {
-                // The PKCS#8 copy zeroizes itself when dropped.
-                let pkcs8 = self.inner.as_der().ok()?;
-                let key = PrivateDecryptingKey::from_pkcs8(pkcs8.as_ref()).ok()?;
-                OaepPrivateDecryptingKey::new(key).ok()
-            })
-            .as_ref()
-            .ok_or_else(|| CryptoError::KeyRejected("the key is not usable for RSA-OAEP".into()))
     }
 
     /// Modulus length in bits.
     pub fn bits(&self) -> usize {
-        self.inner.public_modulus_len() * 8
+        self.inner.modulus_len() * 8
     }
 
     /// Signs `message` with RSASSA-PSS, SHA-512, MGF1-SHA-512 and a 64-byte salt.
     pub fn sign_ps512(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut sig = vec![0u8; self.inner.public_modulus_len()];
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.inner
-            .sign(&signature::RSA_PSS_SHA512, &rng, message, &mut sig)
-            .map_err(|_| CryptoError::Backend)?;
-        Ok(sig)
+        self.inner.sign_ps512(message)
     }
 
     /// Decrypts one RSA block with RSAES-OAEP, SHA-1, MGF1-SHA-1 and an empty label (the
@@ -102,31 +77,22 @@ impl PrivateKey {
     /// `ciphertext` must be exactly as long as the modulus. Any failure (wrong key,
     /// corrupt block, wrong length) is [`CryptoError::KeyUnwrap`]; which one is not said.
     pub fn decrypt_oaep_sha1(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let key = self.oaep()?;
-        if ciphertext.len() != key.key_size_bytes() {
+        if ciphertext.len() != self.inner.modulus_len() {
             return Err(CryptoError::KeyUnwrap);
         }
-        let mut plain = Zeroizing::new(vec![0u8; key.min_output_size()]);
-        let len = key
-            .decrypt(&OAEP_SHA1_MGF1SHA1, ciphertext, &mut plain, None)
-            .map_err(|_| CryptoError::KeyUnwrap)?
-            .len();
-        plain.truncate(len);
-        Ok(plain)
+        self.inner.decrypt_oaep_sha1(ciphertext)
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        // The key pair's own public half is always a valid key.
-        PublicKey::from_der(self.inner.public_key().as_ref())
-            .unwrap_or_else(|_| unreachable!("aws-lc produced an invalid public key"))
+        // The key's own public half is always a valid key.
+        PublicKey::from_der(&self.inner.public_der())
+            .unwrap_or_else(|_| unreachable!("the backend produced an invalid public key"))
     }
 
     /// The key as PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), the form digi.me hands out.
     pub fn to_pkcs1_pem(&self) -> Result<Zeroizing<String>, CryptoError> {
-        let pkcs8 = self.inner.as_der().map_err(|_| CryptoError::Backend)?;
-        let pkcs1 = der::pkcs8_to_pkcs1(pkcs8.as_ref())?;
-        Ok(pem::encode("RSA PRIVATE KEY", pkcs1))
+        Ok(pem::encode("RSA PRIVATE KEY", &self.inner.to_pkcs1_der()?))
     }
 }
 
@@ -136,16 +102,14 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// An RSA public key, parsed once for PS512 verification; its RSA-OAEP form (for data
-/// files) is built on first use and shared by every clone.
+/// An RSA public key, parsed once for PS512 verification and RSA-OAEP; whatever the
+/// backend builds on first use is shared by every clone.
 #[derive(Clone)]
 pub struct PublicKey {
-    parsed: Arc<ParsedPublicKey>,
+    inner: Arc<imp::RsaPublic>,
     pkcs1: Arc<[u8]>,
     modulus: Arc<[u8]>,
     exponent: Arc<[u8]>,
-    /// `None` once it turned out aws-lc does not take the key for OAEP.
-    oaep: Arc<OnceLock<Option<OaepPublicEncryptingKey>>>,
 }
 
 impl PublicKey {
@@ -225,58 +189,32 @@ impl PublicKey {
 
     /// Parses DER, PKCS#1 `RSAPublicKey` or SPKI.
     pub fn from_der(der_bytes: &[u8]) -> Result<Self, CryptoError> {
-        let rsa = aws_lc_rs::rsa::PublicKey::from_der(der_bytes)
-            .map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
-        let modulus: Arc<[u8]> = rsa.modulus().big_endian_without_leading_zero().into();
-        let exponent: Arc<[u8]> = rsa.exponent().big_endian_without_leading_zero().into();
+        let key = imp::RsaPublic::from_der(der_bytes)?;
+        let modulus: Arc<[u8]> = key.modulus().into();
         let bits = modulus.len() * 8;
         if bits < MIN_RSA_BITS {
             return Err(CryptoError::KeyTooShort { bits });
         }
-        let pkcs1: Arc<[u8]> = rsa.as_ref().into();
-        let parsed = ParsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA512, &pkcs1[..])
-            .map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
         Ok(PublicKey {
-            parsed: Arc::new(parsed),
-            pkcs1,
+            pkcs1: key.pkcs1_der().into(),
+            exponent: key.exponent().into(),
             modulus,
-            exponent,
-            oaep: Arc::new(OnceLock::new()),
+            inner: Arc::new(key),
         })
-    }
-
-    fn oaep(&self) -> Result<&OaepPublicEncryptingKey, CryptoError> {
-        self.oaep
-            .get_or_init(|| {
-                // aws-lc's encrypting key reads SPKI only; we keep PKCS#1.
-                let rsa = aws_lc_rs::rsa::PublicKey::from_der(&self.pkcs1).ok()?;
-                let spki = AsDer::<PublicKeyX509Der>::as_der(&rsa).ok()?;
-                let key = PublicEncryptingKey::from_der(spki.as_ref()).ok()?;
-                OaepPublicEncryptingKey::new(key).ok()
-            })
-            .as_ref()
-            .ok_or_else(|| CryptoError::KeyRejected("the key is not usable for RSA-OAEP".into()))
     }
 
     /// Encrypts `plaintext` with RSAES-OAEP, SHA-1, MGF1-SHA-1 and an empty label (the
     /// data-file key wrap of the digi.me envelope). The result is as long as the modulus
     /// and differs on every call (OAEP is randomised).
     pub fn encrypt_oaep_sha1(&self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = self.oaep()?;
-        let max = key.max_plaintext_size(&OAEP_SHA1_MGF1SHA1);
+        let max = self.modulus.len().saturating_sub(OAEP_SHA1_OVERHEAD);
         if plaintext.len() > max {
             return Err(CryptoError::MessageTooLong {
                 len: plaintext.len(),
                 max,
             });
         }
-        let mut out = vec![0u8; key.ciphertext_size()];
-        let len = key
-            .encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None)
-            .map_err(|_| CryptoError::Backend)?
-            .len();
-        out.truncate(len);
-        Ok(out)
+        self.inner.encrypt_oaep_sha1(plaintext)
     }
 
     /// Builds a key from its big-endian modulus and exponent (a JWK's `n` and `e`).
@@ -314,9 +252,7 @@ impl PublicKey {
 
     /// Verifies a PS512 signature (PSS, SHA-512, MGF1-SHA-512, salt of exactly 64 bytes).
     pub fn verify_ps512(&self, message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-        self.parsed
-            .verify_sig(message, sig)
-            .map_err(|_| CryptoError::BadSignature)
+        self.inner.verify_ps512(message, sig)
     }
 }
 
@@ -379,8 +315,8 @@ mod tests {
     #[test]
     fn pkcs8_is_accepted() {
         let key = PrivateKey::generate().unwrap();
-        let pkcs8 = key.inner.as_der().unwrap();
-        let pem8 = pem::encode("PRIVATE KEY", pkcs8.as_ref());
+        let pkcs1 = key.inner.to_pkcs1_der().unwrap();
+        let pem8 = pem::encode("PRIVATE KEY", &der::pkcs8_of_pkcs1(&pkcs1));
         assert_eq!(
             PrivateKey::from_pem(&pem8).unwrap().public_key(),
             key.public_key()
@@ -473,12 +409,10 @@ mod tests {
                 "{form:?}"
             );
         }
-        let spki = AsDer::<PublicKeyX509Der>::as_der(
-            &aws_lc_rs::rsa::PublicKey::from_der(key.to_pkcs1_der()).unwrap(),
-        )
-        .unwrap();
-        let spki_b64 = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
-        let spki_pem = pem::encode("PUBLIC KEY", spki.as_ref());
+        let spki = der::spki_of_pkcs1(key.to_pkcs1_der());
+        assert_eq!(PublicKey::from_der(&spki).as_ref(), Ok(&key));
+        let spki_b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
+        let spki_pem = pem::encode("PUBLIC KEY", &spki);
         assert!(matches!(
             PublicKey::from_postbox_key(&spki_b64),
             Err(CryptoError::KeyRejected(_))

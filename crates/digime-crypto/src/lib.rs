@@ -13,8 +13,29 @@
 //! * Out: anything that talks to the network, JSON claim handling (that is the
 //!   protocol crate's job), decompression of decrypted files.
 //!
-//! RSA runs on `aws-lc-rs`: keys are parsed once and kept, because every API call
-//! signs a JWT (and every data file unwraps a key).
+//! Keys are parsed once and kept, because every API call signs a JWT (and every data
+//! file unwraps a key).
+//!
+//! # Backends
+//!
+//! Two backends do the cryptography behind the same API, chosen by cargo feature:
+//!
+//! | Feature | Backend | Needs |
+//! |---|---|---|
+//! | `aws-lc` (default) | [aws-lc-rs](https://docs.rs/aws-lc-rs): AWS-LC's assembly, as fast as OpenSSL | a C compiler (and CMake on some targets) |
+//! | `rustcrypto` | the RustCrypto crates `rsa`, `sha1`, `sha2`, `aes`, `cbc`, with `getrandom` | Rust only |
+//!
+//! For a tree with no C, turn the default off:
+//!
+//! ```toml
+//! digime-crypto = { version = "0.1", default-features = false, features = ["rustcrypto"] }
+//! ```
+//!
+//! (`digime-protocol` forwards both features under the same names.) The features are
+//! additive: with both on, aws-lc-rs serves every call, so a crate that asks for
+//! `rustcrypto` still builds beside one that keeps the default. With neither, the crate
+//! does not compile. [`BACKEND`] says which one is in use. The crate's README compares
+//! their speed.
 //!
 //! ```
 //! use digime_crypto::{jws, PrivateKey};
@@ -28,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backend;
 pub mod cbc;
 mod der;
 pub mod envelope;
@@ -40,6 +62,17 @@ pub mod random;
 mod secret;
 
 pub use error::CryptoError;
+
+/// The backend serving this build: `"aws-lc-rs"` or `"rustcrypto"`.
+pub const BACKEND: &str = backend::imp::NAME;
+
+/// Both backends, when both features are on: for this crate's own cross-checking tests
+/// and side-by-side benchmarks. Not part of the API: no semver promise.
+#[cfg(all(feature = "aws-lc", feature = "rustcrypto"))]
+#[doc(hidden)]
+pub mod __backends {
+    pub use crate::backend::{aws_lc, rust_crypto};
+}
 pub use keys::{MIN_RSA_BITS, PrivateKey, PublicKey};
 pub use pkce::CodeVerifier;
 pub use secret::SecretString;
@@ -60,13 +93,10 @@ pub fn b64url_decode(text: &str) -> Result<Vec<u8>, CryptoError> {
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    backend::imp::sha256(data)
 }
 
 /// Compares two byte strings in constant time (for codes, verifiers and the like).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+    backend::imp::constant_time_eq(a, b)
 }

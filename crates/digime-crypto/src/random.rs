@@ -1,7 +1,8 @@
-//! Randomness from the operating system (through aws-lc).
+//! Randomness from the operating system (through aws-lc, or through `getrandom` with
+//! the `rustcrypto` backend).
 
 use crate::CryptoError;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use crate::backend::imp;
 
 /// The 62-character alphabet of nonces and PKCE raw strings.
 pub const ALPHANUMERIC: &[u8; 62] =
@@ -9,9 +10,7 @@ pub const ALPHANUMERIC: &[u8; 62] =
 
 /// Fills `out` with random bytes.
 pub fn fill(out: &mut [u8]) -> Result<(), CryptoError> {
-    SystemRandom::new()
-        .fill(out)
-        .map_err(|_| CryptoError::Backend)
+    imp::fill(out)
 }
 
 /// `len` characters drawn independently and uniformly from [`ALPHANUMERIC`]
