@@ -26,6 +26,25 @@
 //! Every request a flow emits is freshly signed (new nonce and timestamp), so retries
 //! are never replays.
 //!
+//! # Writing a driver
+//!
+//! A driver is the loop above plus a way to move bytes. The repository's
+//! [`examples/std_transport.rs`](https://github.com/digime-rs/digime-rs/blob/main/examples/std_transport.rs)
+//! is a complete one, the template to start from: a minimal HTTP/1.1 client on
+//! `std::net`, this run loop with its streamed bodies and uploads, and the coordinator
+//! loop of [`crate::read_all`], running authorize → exchange → push → read-all against
+//! the sandbox. What it must get right, and what `digime-blocking` and `digime-async`
+//! do the same way:
+//!
+//! * a buffered answer's body is capped at [`wire::MAX_RESPONSE_BYTES`], and a
+//!   streamed one is held to [`wire::SlowBodyGuard`]'s floor;
+//! * every failure is a [`TransportError`] of the right
+//!   [`kind`](crate::TransportErrorKind) (nothing connected, a timeout, a connection
+//!   lost mid-answer, a body too large), because the retry rules depend on it;
+//! * a request carrying [`Body::Upload`] is sent as [`crate::upload`] says, from the
+//!   caller's first byte on every attempt;
+//! * [`Event::TokenRefreshed`] reaches the app, which persists the token.
+//!
 //! A call made with a user's token refreshes once on 401: see [`crate::refresh`].
 //! Each endpoint's flow lives in the module of its endpoint ([`crate::auth`],
 //! [`crate::read`], [`crate::push`], and the postbox era's `legacy`); this module has the run-loop

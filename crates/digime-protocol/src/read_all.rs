@@ -20,6 +20,10 @@
 //! }
 //! ```
 //!
+//! A driver may also run each task to its end before it polls again, one at a time:
+//! the repository's `examples/std_transport.rs` does, as the simplest correct driver
+//! (see [`crate::flow`], "Writing a driver"). It gives up only the concurrency.
+//!
 //! The polling itself, per file-list answer:
 //!
 //! ```text
