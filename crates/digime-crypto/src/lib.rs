@@ -63,6 +63,11 @@ mod secret;
 
 pub use error::CryptoError;
 
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The backend serving this build: `"aws-lc-rs"` or `"rustcrypto"`.
 pub const BACKEND: &str = backend::imp::NAME;
 
