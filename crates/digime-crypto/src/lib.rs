@@ -105,3 +105,21 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     backend::imp::constant_time_eq(a, b)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_backend_in_use_is_the_documented_one() {
+        // aws-lc-rs whenever its feature is on, rustcrypto only without it.
+        let expected = if cfg!(feature = "aws-lc") {
+            "aws-lc-rs"
+        } else {
+            "rustcrypto"
+        };
+        assert_eq!(super::BACKEND, expected);
+        assert_eq!(super::sha256(b"abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"ab"));
+    }
+}
