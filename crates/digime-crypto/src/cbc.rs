@@ -34,6 +34,7 @@
 
 use crate::CryptoError;
 use crate::backend::imp;
+use crate::envelope::append_step;
 use std::fmt;
 
 /// AES-256 key length.
@@ -86,30 +87,6 @@ fn check_len(len: u64) -> Result<(), CryptoError> {
     Ok(())
 }
 
-/// Runs `step` over `input`, appending what it writes to `out`.
-fn pump(
-    input: &[u8],
-    out: &mut Vec<u8>,
-    step: impl FnOnce(&[u8], &mut [u8]) -> Result<usize, CryptoError>,
-) -> Result<(), CryptoError> {
-    let start = out.len();
-    let need = start
-        .checked_add(input.len() + BLOCK_LEN)
-        .filter(|&n| n <= isize::MAX as usize)
-        .ok_or(CryptoError::Backend)?;
-    out.resize(need, 0);
-    match step(input, &mut out[start..]) {
-        Ok(written) => {
-            out.truncate(start + written);
-            Ok(())
-        }
-        Err(e) => {
-            out.truncate(start);
-            Err(e)
-        }
-    }
-}
-
 /// Incremental AES-256-CBC/PKCS#7 encryption. Ciphertext is appended to the caller's
 /// vector as whole blocks complete; [`CbcEncryptor::finish`] appends the final, padded
 /// block. After an error every further call returns an error.
@@ -136,7 +113,7 @@ impl CbcEncryptor {
             return Err(e.clone());
         }
         let cipher = &mut self.cipher;
-        let result = pump(input, out, |piece, buf| cipher.update(piece, buf));
+        let result = append_step(out, input, |input, buf| cipher.update(input, buf)).map(drop);
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }
@@ -193,7 +170,7 @@ impl CbcDecryptor {
         }
         self.bytes_in = self.bytes_in.saturating_add(input.len() as u64);
         let cipher = &mut self.cipher;
-        let result = pump(input, out, |piece, buf| cipher.update(piece, buf));
+        let result = append_step(out, input, |input, buf| cipher.update(input, buf)).map(drop);
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }

@@ -174,6 +174,27 @@ fn grow_zeroed(out: &mut Vec<u8>, extra: usize) -> Result<usize, CryptoError> {
     Ok(start)
 }
 
+/// Runs one cipher step over `input`, appending its output to `out` (room for a block
+/// more than the input is made first). Returns where the output starts; on an error
+/// `out` is as it was.
+pub(crate) fn append_step(
+    out: &mut Vec<u8>,
+    input: &[u8],
+    step: impl FnOnce(&[u8], &mut [u8]) -> Result<usize, CryptoError>,
+) -> Result<usize, CryptoError> {
+    let start = grow_zeroed(out, input.len() + BLOCK_LEN)?;
+    match step(input, &mut out[start..]) {
+        Ok(written) => {
+            out.truncate(start + written);
+            Ok(start)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Unwraps the data encryption key and sets up AES-256-CBC.
 fn open_header(
     key: &PrivateKey,
@@ -374,14 +395,7 @@ fn decrypt_body(
             input = rest;
         }
     }
-    let start = grow_zeroed(out, input.len() + BLOCK_LEN)?;
-    match cipher.update(input, &mut out[start..]) {
-        Ok(written) => out.truncate(start + written),
-        Err(e) => {
-            out.truncate(start);
-            return Err(e);
-        }
-    }
+    let start = append_step(out, input, |input, buf| cipher.update(input, buf))?;
     if let Some(check) = check.as_deref_mut() {
         check.hasher.update(&out[start..]);
     }
@@ -466,17 +480,8 @@ impl Encryptor {
     }
 
     fn encrypt_into(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let start = grow_zeroed(out, input.len() + BLOCK_LEN)?;
-        match self.cipher.update(input, &mut out[start..]) {
-            Ok(written) => {
-                out.truncate(start + written);
-                Ok(())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e)
-            }
-        }
+        let cipher = &mut self.cipher;
+        append_step(out, input, |input, buf| cipher.update(input, buf)).map(drop)
     }
 
     /// Feeds the next piece of plaintext (possibly empty) and appends the output it

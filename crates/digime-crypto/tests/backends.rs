@@ -224,78 +224,60 @@ fn garbage_keys_are_refused_by_both() {
     assert!(r::RsaPublic::from_der(&pkcs1).is_err());
 }
 
-fn cbc_a(key: &[u8; 32], iv: &[u8; 16], plain: &[u8], split: usize) -> Vec<u8> {
-    let mut enc = a::CbcEncrypt::new(key, iv).unwrap();
-    let mut out = Vec::new();
-    for piece in plain.chunks(split.max(1)) {
-        let start = out.len();
-        out.resize(start + piece.len() + 16, 0);
-        let n = enc.update(piece, &mut out[start..]).unwrap();
-        out.truncate(start + n);
-    }
-    let mut last = [0u8; 32];
-    let n = enc.finish(&mut last).unwrap();
-    out.extend_from_slice(&last[..n]);
-    out
+/// The streaming CBC types of both backends, for one test helper.
+trait Cbc: Sized {
+    /// A decryptor holds the last block back until `finish`.
+    const HOLDS_BACK: bool;
+    fn start(key: &[u8; 32], iv: &[u8; 16]) -> Self;
+    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize, CryptoError>;
+    fn end(self, out: &mut [u8; 32]) -> Result<usize, CryptoError>;
 }
 
-fn cbc_r(key: &[u8; 32], iv: &[u8; 16], plain: &[u8], split: usize) -> Vec<u8> {
-    let mut enc = r::CbcEncrypt::new(key, iv).unwrap();
-    let mut out = Vec::new();
-    for piece in plain.chunks(split.max(1)) {
-        let start = out.len();
-        out.resize(start + piece.len() + 16, 0);
-        let n = enc.update(piece, &mut out[start..]).unwrap();
-        assert_eq!(n % 16, 0);
-        out.truncate(start + n);
-    }
-    let mut last = [0u8; 32];
-    let n = enc.finish(&mut last).unwrap();
-    out.extend_from_slice(&last[..n]);
-    out
+macro_rules! cbc {
+    ($($t:ty => $holds:expr),*) => {$(
+        impl Cbc for $t {
+            const HOLDS_BACK: bool = $holds;
+            fn start(key: &[u8; 32], iv: &[u8; 16]) -> Self {
+                <$t>::new(key, iv).unwrap()
+            }
+            fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize, CryptoError> {
+                self.update(input, out)
+            }
+            fn end(self, out: &mut [u8; 32]) -> Result<usize, CryptoError> {
+                self.finish(out)
+            }
+        }
+    )*};
 }
 
-/// Decrypts with the aws-lc backend; the error `finish` gives, if any.
-fn uncbc_a(
+cbc!(a::CbcEncrypt => false, r::CbcEncrypt => false, a::CbcDecrypt => true, r::CbcDecrypt => true);
+
+/// Runs `data` through `C` in pieces of `split` bytes; the error `finish` gives, if any.
+fn cbc<C: Cbc>(
     key: &[u8; 32],
     iv: &[u8; 16],
     data: &[u8],
     split: usize,
 ) -> Result<Vec<u8>, CryptoError> {
-    let mut dec = a::CbcDecrypt::new(key, iv).unwrap();
-    let mut out = Vec::new();
-    for piece in data.chunks(split.max(1)) {
-        let start = out.len();
-        out.resize(start + piece.len() + 16, 0);
-        let n = dec.update(piece, &mut out[start..]).unwrap();
-        out.truncate(start + n);
-    }
-    let mut last = [0u8; 32];
-    let n = dec.finish(&mut last)?;
-    out.extend_from_slice(&last[..n]);
-    Ok(out)
-}
-
-fn uncbc_r(
-    key: &[u8; 32],
-    iv: &[u8; 16],
-    data: &[u8],
-    split: usize,
-) -> Result<Vec<u8>, CryptoError> {
-    let mut dec = r::CbcDecrypt::new(key, iv).unwrap();
+    let mut cipher = C::start(key, iv);
     let mut out = Vec::new();
     let mut fed = 0;
     for piece in data.chunks(split.max(1)) {
         let start = out.len();
         out.resize(start + piece.len() + 16, 0);
-        let n = dec.update(piece, &mut out[start..]).unwrap();
-        fed += piece.len();
-        // The last block (whole or not) is always held back.
-        assert!(start + n < fed.max(1), "emitted {} of {fed}", start + n);
+        let n = cipher.step(piece, &mut out[start..]).unwrap();
         out.truncate(start + n);
+        fed += piece.len();
+        // Whole blocks only; a decryptor keeps the last one (whole or not) back.
+        assert_eq!(out.len() % 16, 0);
+        assert!(
+            out.len() <= fed && (!C::HOLDS_BACK || out.len() < fed),
+            "{} of {fed}",
+            out.len()
+        );
     }
     let mut last = [0u8; 32];
-    let n = dec.finish(&mut last)?;
+    let n = cipher.end(&mut last)?;
     out.extend_from_slice(&last[..n]);
     Ok(out)
 }
@@ -311,12 +293,12 @@ proptest! {
         split_enc in 1usize..70,
         split_dec in 1usize..70,
     ) {
-        let by_a = cbc_a(&key, &iv, &plain, split_enc);
-        let by_r = cbc_r(&key, &iv, &plain, split_dec);
+        let by_a = cbc::<a::CbcEncrypt>(&key, &iv, &plain, split_enc).unwrap();
+        let by_r = cbc::<r::CbcEncrypt>(&key, &iv, &plain, split_dec).unwrap();
         prop_assert_eq!(&by_a, &by_r);
         prop_assert_eq!(by_a.len(), (plain.len() / 16 + 1) * 16);
-        prop_assert_eq!(&uncbc_a(&key, &iv, &by_r, split_dec).unwrap(), &plain);
-        prop_assert_eq!(&uncbc_r(&key, &iv, &by_a, split_enc).unwrap(), &plain);
+        prop_assert_eq!(&cbc::<a::CbcDecrypt>(&key, &iv, &by_r, split_dec).unwrap(), &plain);
+        prop_assert_eq!(&cbc::<r::CbcDecrypt>(&key, &iv, &by_a, split_enc).unwrap(), &plain);
     }
 
     #[test]
@@ -328,8 +310,8 @@ proptest! {
     ) {
         // Arbitrary whole blocks: most have no valid padding, some do.
         let data: Vec<u8> = blocks.concat();
-        let by_a = uncbc_a(&key, &iv, &data, split);
-        let by_r = uncbc_r(&key, &iv, &data, split);
+        let by_a = cbc::<a::CbcDecrypt>(&key, &iv, &data, split);
+        let by_r = cbc::<r::CbcDecrypt>(&key, &iv, &data, split);
         prop_assert_eq!(&by_a, &by_r);
         if let Err(e) = by_a {
             prop_assert_eq!(e, CryptoError::BadPadding);
@@ -359,18 +341,12 @@ proptest! {
 fn cbc_short_and_partial_tails_are_bad_padding_in_both() {
     let (key, iv) = ([1u8; 32], [2u8; 16]);
     for data in [&[][..], &[0u8; 5][..], &[0u8; 21][..]] {
-        assert_eq!(
-            uncbc_a(&key, &iv, data, 7),
-            Err(CryptoError::BadPadding),
-            "{}",
-            data.len()
-        );
-        assert_eq!(
-            uncbc_r(&key, &iv, data, 7),
-            Err(CryptoError::BadPadding),
-            "{}",
-            data.len()
-        );
+        for result in [
+            cbc::<a::CbcDecrypt>(&key, &iv, data, 7),
+            cbc::<r::CbcDecrypt>(&key, &iv, data, 7),
+        ] {
+            assert_eq!(result, Err(CryptoError::BadPadding), "{}", data.len());
+        }
     }
 }
 

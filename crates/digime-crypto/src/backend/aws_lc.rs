@@ -24,6 +24,19 @@ pub const NAME: &str = "aws-lc-rs";
 /// Input handed to aws-lc at a time (its length argument is an `i32`).
 const MAX_STEP: usize = 1 << 30;
 
+/// Runs `step` over `input` in pieces aws-lc takes, each writing on in `out`.
+fn in_steps(
+    input: &[u8],
+    out: &mut [u8],
+    mut step: impl FnMut(&[u8], &mut [u8]) -> Result<usize, aws_lc_rs::error::Unspecified>,
+) -> Result<usize, CryptoError> {
+    let mut written = 0;
+    for piece in input.chunks(MAX_STEP) {
+        written += step(piece, &mut out[written..]).map_err(|_| CryptoError::Backend)?;
+    }
+    Ok(written)
+}
+
 fn rejected(e: impl std::fmt::Display) -> CryptoError {
     CryptoError::KeyRejected(e.to_string())
 }
@@ -205,16 +218,9 @@ impl CbcEncrypt {
     /// Encrypts `input` into `out` (at least `input.len() + 16` long); returns how many
     /// bytes were written (whole blocks only).
     pub fn update(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize, CryptoError> {
-        let mut written = 0;
-        for piece in input.chunks(MAX_STEP) {
-            written += self
-                .0
-                .update(piece, &mut out[written..])
-                .map_err(|_| CryptoError::Backend)?
-                .written()
-                .len();
-        }
-        Ok(written)
+        in_steps(input, out, |piece, buf| {
+            self.0.update(piece, buf).map(|u| u.written().len())
+        })
     }
 
     /// The final, padded block (16 bytes) into `out`; returns its length.
@@ -240,16 +246,9 @@ impl CbcDecrypt {
     /// Decrypts `input` into `out` (at least `input.len() + 16` long); returns how many
     /// bytes were written (never the last block).
     pub fn update(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize, CryptoError> {
-        let mut written = 0;
-        for piece in input.chunks(MAX_STEP) {
-            written += self
-                .0
-                .update(piece, &mut out[written..])
-                .map_err(|_| CryptoError::Backend)?
-                .written()
-                .len();
-        }
-        Ok(written)
+        in_steps(input, out, |piece, buf| {
+            self.0.update(piece, buf).map(|u| u.written().len())
+        })
     }
 
     /// Checks the held-back last block's padding and writes its plaintext to `out`;
