@@ -18,6 +18,9 @@ const OAEP_SHA1_OVERHEAD: usize = 2 * 20 + 2;
 #[derive(Clone)]
 pub struct PrivateKey {
     inner: Arc<imp::RsaPrivate>,
+    /// Parsed with the key, so that a key whose public half a backend refuses is
+    /// refused whole.
+    public: PublicKey,
 }
 
 impl PrivateKey {
@@ -56,8 +59,10 @@ impl PrivateKey {
         if bits < MIN_RSA_BITS {
             return Err(CryptoError::KeyTooShort { bits });
         }
+        let public = PublicKey::from_der(&key.public_der())?;
         Ok(PrivateKey {
             inner: Arc::new(key),
+            public,
         })
     }
 
@@ -85,9 +90,7 @@ impl PrivateKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        // The key's own public half is always a valid key.
-        PublicKey::from_der(&self.inner.public_der())
-            .unwrap_or_else(|_| unreachable!("the backend produced an invalid public key"))
+        self.public.clone()
     }
 
     /// The key as PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), the form digi.me hands out.
