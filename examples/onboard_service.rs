@@ -56,7 +56,10 @@ async fn main() -> Result<()> {
     if let Some(new) = onboard.refreshed_token {
         token = new; // persist it: the old refresh token is spent
     }
-    println!("Sending the user to {}", onboard.value.url);
+    println!(
+        "Sending the user to {}",
+        support::redacted(&onboard.value.url)
+    );
     parse_onboard_callback(&follow(&onboard.value.url)?)?.verify_state(&state)?;
 
     let after = client.read_accounts(&contract, &token).await?.value;

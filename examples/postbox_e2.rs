@@ -28,7 +28,7 @@ fn main() -> support::Result<()> {
 
     let auth = client.authorize_url(&contract, CALLBACK, "user-7", AuthorizeOptions::default())?;
     let back = support::follow(&auth.url)?;
-    println!("1. Redirected back to: {back}");
+    println!("1. Redirected back to: {}", support::redacted(&back));
     let callback = parse_saas_postbox_callback(&back)?.verify_state("user-7")?;
     let token = client.exchange_code_for_token(&contract, callback.code(), &auth.code_verifier)?;
     let user = token.user_id().ok_or("no user id")?.to_owned();

@@ -40,7 +40,10 @@ fn main() -> support::Result<()> {
         CALLBACK,
         Some(&state),
     )?;
-    println!("1. Deep link (keep the code verifier): {}", ongoing.url);
+    println!(
+        "1. Deep link (keep the code verifier): {}",
+        support::redacted(&ongoing.url)
+    );
     let back = support::follow(
         &info
             .native_app_url(&ongoing.url, &user)

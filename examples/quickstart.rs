@@ -18,7 +18,11 @@
 //! DIGIME_CALLBACK=https://your.app/return cargo run -p digime-examples --bin quickstart
 //! ```
 //! It then prints the authorization URL and asks you to paste the URL the browser
-//! was sent back to.
+//! was sent back to. The token ends up in `DIGIME_TOKEN_FILE` (`digime-token.json` by
+//! default), readable by you alone; nothing secret is printed.
+
+#[path = "support/mod.rs"]
+mod support;
 
 use digime_blocking::Client;
 use digime_protocol::read::FileMetadata;
@@ -64,7 +68,7 @@ fn offline() -> Result<(), Box<dyn Error>> {
     let state = "user-42";
     let callback = "http://localhost:8080/return";
     let auth = client.authorize_url(&contract, callback, state, AuthorizeOptions::default())?;
-    println!("\n1. Authorization URL: {}", auth.url);
+    println!("\n1. Authorization URL: {}", support::redacted(&auth.url));
 
     // 2. The browser: the sandbox consents and redirects back to the callback.
     let browser = ureq::Agent::config_builder()
@@ -80,7 +84,7 @@ fn offline() -> Result<(), Box<dyn Error>> {
         .and_then(|v| v.to_str().ok())
         .ok_or("the onboard page did not redirect")?
         .to_owned();
-    println!("2. Redirected back to: {redirect}");
+    println!("2. Redirected back to: {}", support::redacted(&redirect));
     let callback = parse_callback(&redirect)?.verify_state(state)?;
 
     // 3. Code + verifier → user access token.
@@ -167,7 +171,7 @@ fn read_back(
     let session = opened.value;
     // If opening the session refreshed the token, the old one is spent.
     let token = &opened.refreshed_token.unwrap_or_else(|| token.clone());
-    println!("7. Read session {} — syncing…", session.key);
+    println!("7. Read session opened — syncing…");
     let mut receipt = None;
     let options = ReadAllOptions {
         poll_interval: std::time::Duration::from_millis(500),
@@ -263,9 +267,8 @@ fn real_service(app: &str) -> Result<(), Box<dyn Error>> {
             }
         );
     }
-    println!(
-        "Persist this token to write again later:\n{}",
-        serde_json::to_string(&token)?
-    );
+    let path = std::env::var("DIGIME_TOKEN_FILE").unwrap_or_else(|_| "digime-token.json".into());
+    support::write_private(path.as_ref(), serde_json::to_string(&token)?.as_bytes())?;
+    println!("The token is in {path} (readable by you alone): keep it to write again later.");
     Ok(())
 }

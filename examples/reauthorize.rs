@@ -59,7 +59,7 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     let reauth = client.reauthorize_url(&contract, CALLBACK, &token, options)?;
-    println!("Sending the user to {}", reauth.url);
+    println!("Sending the user to {}", support::redacted(&reauth.url));
     let back = follow(&reauth.url)?;
     let callback = parse_callback(&back)?.verify_state(&state)?;
     let fresh = client.exchange_code_for_token(&contract, &callback.code, &reauth.code_verifier)?;

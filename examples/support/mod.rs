@@ -91,3 +91,86 @@ pub fn show_library(sandbox: &BackgroundSandbox, user: &str, expected: &[&[u8]])
     println!("OK: the library holds exactly the bytes that were pushed.");
     Ok(())
 }
+
+/// `url` with every query value elided (`?code=…&state=…`): what an example prints of
+/// a URL that carries an authorization code, a session key or a token.
+pub fn redacted(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let names: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((name, _)) => format!("{name}=…"),
+            None => p.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", names.join("&"))
+}
+
+/// Writes a secret (a token's JSON) to `path` as the SDKs' users should: readable by
+/// its owner only (mode 0600 on Unix), and atomically, through a file beside it that
+/// is renamed over it, so a crash never leaves half a token.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&temp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_values_and_keep_their_names() {
+        assert_eq!(
+            redacted("http://h/cb?success=true&code=AUTH_x&state=s"),
+            "http://h/cb?success=…&code=…&state=…"
+        );
+        assert_eq!(redacted("http://h/page"), "http://h/page");
+        assert_eq!(redacted("app://x?flag&k=v"), "app://x?flag&k=…");
+    }
+
+    #[test]
+    fn private_files_are_the_owners_alone_and_replace_the_old_one() {
+        let dir = std::env::temp_dir().join(format!("digime-ex-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token.json");
+        write_private(&path, b"old").unwrap();
+        write_private(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Nothing is left beside it.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
