@@ -54,6 +54,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod api;
 pub mod legacy;
 mod run;

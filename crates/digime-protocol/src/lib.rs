@@ -86,6 +86,11 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod auth;
 pub mod call;
 pub mod config;

@@ -674,6 +674,11 @@
 #![deny(missing_docs)]
 
 // The leaf layer (imports no endpoint family).
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod catalogue;
 mod checks;
 mod clouds;
