@@ -28,6 +28,7 @@
 mod support;
 
 use digime_blocking::Client;
+use digime_protocol::read_all::local_file_name;
 use digime_protocol::{
     AuthorizeOptions, Config, Contract, FileHead, PullOptions, ReadAllEvent, ReadAllOptions,
     UserAccessToken, parse_callback,
@@ -127,31 +128,7 @@ fn real_service(app: &str) -> Result<(Client, Contract, UserAccessToken, PathBuf
 }
 
 fn partial_path(folder: &Path, name: &str) -> PathBuf {
-    folder.join(format!("{}~partial", local_name(name)))
-}
-
-/// The local name of a server file: one path component of plain characters, and
-/// unique. A name kept as it is never holds a `~`; a name that had to change gets `~`
-/// and 16 hex digits of its SHA-256, so two server names never share a local file.
-fn local_name(name: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-    // Names of up to 200 bytes, to stay under every file system's limit (255).
-    let kept = !name.is_empty()
-        && name.len() <= 200
-        && name != "."
-        && name != ".."
-        && name.chars().all(plain);
-    if kept {
-        return name.to_owned();
-    }
-    let safe: String = name
-        .chars()
-        .take(100)
-        .map(|c| if plain(c) { c } else { '_' })
-        .collect();
-    let digest = digime_crypto::sha256(name.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{safe}~{hex}")
+    folder.join(format!("{}~partial", local_file_name(name)))
 }
 
 fn read_into(
@@ -205,7 +182,7 @@ fn read_into(
             }
             ReadAllEvent::File(head) => {
                 let from = partial_path(folder, &head.name);
-                let to = folder.join(local_name(&head.name));
+                let to = folder.join(local_file_name(&head.name));
                 match std::fs::rename(&from, &to) {
                     Ok(()) => done += 1,
                     Err(e) => {
@@ -254,56 +231,4 @@ fn read_into(
         return Err(format!("{failed} files could not be read").into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::local_name;
-
-    #[test]
-    fn local_names_are_single_safe_components_and_never_collide() {
-        let names = [
-            "a/b",
-            "a?b",
-            "a_b",
-            "a\\b",
-            "a b",
-            "..",
-            ".",
-            "",
-            "a_b~partial",
-            "x",
-            "x~partial",
-            "../../etc/passwd",
-            "ünïcode.json",
-            "4_12_300_202610_1.json",
-        ];
-        let locals: Vec<String> = names.iter().map(|n| local_name(n)).collect();
-        let mut unique = locals.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), names.len(), "{locals:?}");
-        for (name, local) in names.iter().zip(&locals) {
-            assert!(
-                !local.is_empty() && local != "." && local != "..",
-                "{name:?}"
-            );
-            assert!(
-                !local.contains('/') && !local.contains('\\'),
-                "{name:?} -> {local}"
-            );
-            // A partial file never takes another file's local name.
-            assert!(!locals.contains(&format!("{local}~partial")), "{name:?}");
-        }
-        // Plain names stay as they are.
-        assert_eq!(
-            local_name("4_12_300_202610_1.json"),
-            "4_12_300_202610_1.json"
-        );
-        assert_eq!(local_name("a_b"), "a_b");
-        assert!(local_name("a/b").starts_with("a_b~"));
-        assert_eq!(local_name(&"x".repeat(200)).len(), 200);
-        assert_eq!(local_name(&"x".repeat(300)).len(), 100 + 17);
-        assert!(local_name(&"/".repeat(300)).len() <= 100 + 17);
-    }
 }

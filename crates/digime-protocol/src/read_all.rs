@@ -83,6 +83,11 @@ pub struct ReadAllOptions {
     /// more ends the run with a [`Error::Decode`], so a server inventing names at
     /// every poll cannot grow the run's memory without end.
     pub max_files: usize,
+    /// Files the app already holds, by name, with the `updatedDate` it read them at
+    /// (empty): a listed file is downloaded only if its `updatedDate` is newer, so a
+    /// run into a folder that a run filled before fetches only what changed. These
+    /// names count towards [`ReadAllOptions::max_files`].
+    pub already_read: HashMap<String, i64>,
 }
 
 /// The default of [`ReadAllOptions::max_duration`].
@@ -98,6 +103,7 @@ impl Default for ReadAllOptions {
             stop: StopHandle::default(),
             max_duration: DEFAULT_MAX_DURATION,
             max_files: DEFAULT_MAX_FILES,
+            already_read: HashMap::new(),
         }
     }
 }
@@ -157,6 +163,41 @@ impl StopHandle {
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// A safe local file name for a server file name, for an app that saves a library
+/// into a folder: one path component of plain characters (ASCII letters, digits,
+/// `.`, `_`, `-`; never `.` or `..`), at most 200 bytes, and unique. A name kept as it
+/// is never holds a `~`; a name that had to change gets `~` and 16 hex digits of its
+/// SHA-256, so `a/b`, `a?b` and `a_b` land in three different files and a hostile name
+/// (`../../etc/passwd`) cannot leave the folder. Since no kept name holds a `~`,
+/// `LOCAL~anything` is free for the app's own temporary files.
+///
+/// ```
+/// use digime_protocol::read_all::local_file_name;
+/// assert_eq!(local_file_name("4_12_300_202610_1.json"), "4_12_300_202610_1.json");
+/// assert!(local_file_name("../etc/passwd").starts_with(".._etc_passwd~"));
+/// assert_ne!(local_file_name("a/b"), local_file_name("a_b"));
+/// ```
+pub fn local_file_name(name: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    // Names of up to 200 bytes, to stay under every file system's limit (255).
+    let kept = !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name.chars().all(plain);
+    if kept {
+        return name.to_owned();
+    }
+    let safe: String = name
+        .chars()
+        .take(100)
+        .map(|c| if plain(c) { c } else { '_' })
+        .collect();
+    let digest = digime_crypto::sha256(name.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{safe}~{hex}")
 }
 
 /// A file-list call to run; report its result with [`ReadAllFiles::list_done`].
@@ -418,20 +459,20 @@ impl<T> ReadAllFiles<T> {
         contract: Contract,
         token: UserAccessToken,
         session: SessionKey,
-        options: ReadAllOptions,
+        mut options: ReadAllOptions,
     ) -> Self {
+        let stop = options.stop.clone();
+        let handled = std::mem::take(&mut options.already_read);
+        options.max_concurrency = options.max_concurrency.max(1);
         ReadAllFiles {
             sdk,
             contract,
             session,
-            options: ReadAllOptions {
-                max_concurrency: options.max_concurrency.max(1),
-                ..options.clone()
-            },
+            options,
             token,
             token_gen: 0,
             refreshed: None,
-            handled: HashMap::new(),
+            handled,
             local_state: SyncState::Pending,
             status: SyncStatus {
                 state: SyncState::Pending,
@@ -448,7 +489,7 @@ impl<T> ReadAllFiles<T> {
             next_id: 0,
             next_poll: None,
             polling_over: false,
-            stop: options.stop.clone(),
+            stop,
             stopped: false,
             timed_out: false,
             started: None,
@@ -960,6 +1001,92 @@ mod tests {
         assert_eq!(summary.status.state, SyncState::Partial);
         assert_eq!(summary.files_read, 4);
         assert!(!summary.stopped && summary.refreshed_token.is_none());
+    }
+
+    #[test]
+    fn local_names_are_single_safe_components_and_never_collide() {
+        let names = [
+            "a/b",
+            "a?b",
+            "a_b",
+            "a\\b",
+            "a b",
+            "..",
+            ".",
+            "",
+            "a_b~partial",
+            "x",
+            "x~partial",
+            "../../etc/passwd",
+            "ünïcode.json",
+            "4_12_300_202610_1.json",
+        ];
+        let locals: Vec<String> = names.iter().map(|n| local_file_name(n)).collect();
+        let mut unique = locals.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{locals:?}");
+        for (name, local) in names.iter().zip(&locals) {
+            assert!(
+                !local.is_empty() && local != "." && local != "..",
+                "{name:?}"
+            );
+            assert!(
+                !local.contains('/') && !local.contains('\\'),
+                "{name:?} -> {local}"
+            );
+            // A partial file never takes another file's local name.
+            assert!(!locals.contains(&format!("{local}~partial")), "{name:?}");
+        }
+        // Plain names stay as they are.
+        assert_eq!(
+            local_file_name("4_12_300_202610_1.json"),
+            "4_12_300_202610_1.json"
+        );
+        assert_eq!(local_file_name("a_b"), "a_b");
+        assert!(local_file_name("a/b").starts_with("a_b~"));
+        assert_eq!(local_file_name(&"x".repeat(200)).len(), 200);
+        assert_eq!(local_file_name(&"x".repeat(300)).len(), 100 + 17);
+        assert!(local_file_name(&"/".repeat(300)).len() <= 100 + 17);
+    }
+
+    #[test]
+    fn files_already_read_are_downloaded_again_only_once_they_change() {
+        let w = world();
+        let options = ReadAllOptions {
+            already_read: [("a".to_string(), 10), ("b".to_string(), 10)].into(),
+            ..Default::default()
+        };
+        let mut all = (w.sdk).read_all_files(
+            &w.contract,
+            &w.token,
+            &SessionKey::new("s").unwrap(),
+            options,
+        );
+        let (log, r) = drive(
+            &mut all,
+            &w,
+            vec![
+                list("running", &[("a", 10), ("b", 10), ("c", 5)]),
+                list("completed", &[("a", 10), ("b", 20), ("c", 5)]),
+            ],
+            |e| Ok(fake_file(e)),
+        );
+        assert_eq!(
+            log,
+            [
+                "list",
+                "status running",
+                "get c@5",
+                "file c@5",
+                "sleep 3000",
+                "list",
+                "status completed",
+                "get b@20",
+                "file b@20",
+            ]
+        );
+        assert_eq!(r.unwrap().files_read, 2);
     }
 
     #[test]
