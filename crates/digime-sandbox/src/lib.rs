@@ -1097,6 +1097,23 @@ impl RunningSandbox {
             None => Ok(()),
         }
     }
+
+    /// Serves until the process is interrupted (Ctrl-C, or `SIGTERM` on Unix), then
+    /// shuts down: what the `digime-sandbox` and `digime sandbox` commands do.
+    pub async fn serve_until_interrupted(self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        self.shutdown().await
+    }
 }
 
 impl Drop for RunningSandbox {

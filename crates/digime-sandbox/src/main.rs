@@ -149,29 +149,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    wait_for_signal().await;
-    match running.shutdown().await {
+    match running.serve_until_interrupted().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("digime-sandbox: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]
