@@ -198,8 +198,12 @@
 //!
 //! ## The onboard pages
 //!
-//! `GET {onboard}PAGE?code=…&…`: with [`ConsentMode::Page`] a consent page (HTML,
-//! Allow and Deny) whose form posts the link's parameters and `decision=allow|deny` to
+//! `GET {onboard}PAGE?code=…&…`: with [`ConsentMode::Page`] a consent page (HTML, at
+//! a phone's width and usable with the keyboard) that shows what a person decides on
+//! (the application and the contract, whether it reads or writes, the service and the
+//! sample data set it onboards, the time range and the data its `actions.pull` scope
+//! asks for, and whether it links to the user's existing library) above two alike
+//! buttons, Allow and Deny. Its form posts the link's parameters and `decision=allow|deny` to
 //! `{onboard}PAGE/decision`, which checks everything again; with [`ConsentMode::Auto`]
 //! the page allows at once. The answer is **302** to the redirect URI of the code, its
 //! own query kept and these parameters appended:

@@ -81,7 +81,7 @@ async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     let v = verify_bearer(&shared, &headers)?;
     let body = json_body(&body)?;
     check_agent(&shared, &body)?;
-    check_actions(&body)?;
+    let actions = check_actions(&body)?;
     let (challenge, redirect_uri) = check_authorize_claims(&v)?;
     let state = v.require_str("state")?;
     let link_user = match v.str_claim("access_token") {
@@ -114,6 +114,7 @@ async fn authorize(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
                 link_user,
                 expires_ms: now + CODE_TTL_MS,
                 session_key: Some(session_key.clone()),
+                actions,
             },
         );
         st.sessions.insert(

@@ -308,9 +308,130 @@ fn unknown_code() -> Response {
     )
 }
 
-/// The consent page: what `client_id` asks, and a form that posts the link's
-/// parameters with the decision to `{page}/decision`.
-fn consent_page(shared: &Shared, page: Page, client_id: &str, ask: &str, p: &Params) -> Response {
+/// The session options of a request's `actions.pull` (checked when the request came;
+/// none: the defaults).
+fn pull_options(actions: Option<&Value>, now: u64) -> SessionOptions {
+    actions
+        .and_then(|a| a.get("pull"))
+        .and_then(|pull| parse_options(pull, now).ok())
+        .unwrap_or_default()
+}
+
+/// What a consent page tells the person deciding, besides what the app asks: one
+/// labelled line each.
+type Facts = Vec<(&'static str, String)>;
+
+/// The contract's facts: the application, the contract and what it may do.
+fn contract_facts(shared: &Shared, client_id: &str) -> Facts {
+    let Some(c) = shared.contract(client_id) else {
+        return vec![("Contract", client_id.to_owned())];
+    };
+    let access = match (c.kind.can_read(), c.kind.can_write()) {
+        (true, true) => "reads your data and writes data into your library",
+        (true, false) => "reads your data (it cannot change your library)",
+        _ => "writes data into your library (it cannot read it)",
+    };
+    vec![
+        ("Application", format!("{} ({})", c.app_name, c.app_id)),
+        ("Contract", format!("{} ({})", c.name, c.contract_id)),
+        ("Access", access.to_owned()),
+    ]
+}
+
+/// A Unix-ms time as the page shows it (`Thu, 03 Dec 2026 05:44:29 GMT`); a time
+/// past the year 9999, which a request may well ask for, as its number.
+fn shown_time(ms: u64) -> String {
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if ms >= YEAR_10000_MS {
+        return format!("{ms} ms after 1970");
+    }
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// What a read's `actions.pull` asks for, in words.
+fn scope_facts(opts: &SessionOptions) -> Facts {
+    let scope = &opts.scope;
+    let mut facts = Vec::new();
+    let ranges: Vec<String> = (scope.time_ranges.iter())
+        .map(|range| match *range {
+            (Some(from), Some(to)) => format!("from {} to {}", shown_time(from), shown_time(to)),
+            (Some(from), None) => format!("from {}", shown_time(from)),
+            (None, Some(to)) => format!("until {}", shown_time(to)),
+            (None, None) => "all time".to_owned(),
+        })
+        .collect();
+    facts.push((
+        "Time range",
+        if ranges.is_empty() {
+            "all time".to_owned()
+        } else {
+            ranges.join("; ")
+        },
+    ));
+    let groups = match &scope.service_groups {
+        Some(groups) if !groups.is_empty() => (groups.iter())
+            .map(|g| {
+                let name = service_group_name(g.id);
+                match &g.service_types {
+                    Some(types) if !types.is_empty() => format!(
+                        "{name}: services {}",
+                        (types.iter().map(|t| t.id.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    _ => format!("{name}: every service"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => "every kind of data in your library".to_owned(),
+    };
+    facts.push(("Data", groups));
+    if let Some(criteria) = scope.criteria.as_ref().filter(|c| !c.is_empty()) {
+        let mut parts = Vec::new();
+        for c in criteria {
+            if let Some(m) = &c.mime_type {
+                parts.push(format!("types {}", m.join(", ")));
+            }
+            if let Some(t) = &c.tags {
+                parts.push(format!("tags {}", t.join(", ")));
+            }
+            if let Some(from) = c.from_ms {
+                parts.push(format!("from {}", shown_time(from)));
+            }
+        }
+        if !parts.is_empty() {
+            facts.push(("Files", parts.join("; ")));
+        }
+    }
+    if opts.fetch == Some(false) {
+        facts.push((
+            "Sync",
+            "reads what your library holds now, without syncing your sources".into(),
+        ));
+    }
+    facts
+}
+
+/// A service group's name, from the catalogue's categories.
+fn service_group_name(id: u64) -> String {
+    (crate::catalogue::CATEGORIES.iter())
+        .find(|c| c.id == id)
+        .map_or_else(|| format!("service group {id}"), |c| c.name.to_owned())
+}
+
+/// The consent page: what `client_id` asks, the facts a person decides on, and a form
+/// that posts the link's parameters with the decision to `{page}/decision`. Allow and
+/// Deny are alike in size and weight; both are reachable with the keyboard (Tab, then
+/// Enter), and the page fits a phone's width.
+fn consent_page(
+    shared: &Shared,
+    page: Page,
+    client_id: &str,
+    ask: &str,
+    facts: Facts,
+    p: &Params,
+) -> Response {
     let name = shared
         .contract(client_id)
         .map(|c| c.name)
@@ -325,21 +446,46 @@ fn consent_page(shared: &Shared, page: Page, client_id: &str, ask: &str, p: &Par
                 )
             })
             .collect();
+    let rows: String = (contract_facts(shared, client_id).into_iter().chain(facts))
+        .map(|(label, value)| {
+            format!(
+                "<dt>{}</dt><dd>{}</dd>\n",
+                html_escape(label),
+                html_escape(&value)
+            )
+        })
+        .collect();
     Html(format!(
         r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>digi.me sandbox: share your data?</title></head>
-<body style="font-family: sans-serif; max-width: 36em; margin: 3em auto">
-<h1>digi.me sandbox</h1>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>digi.me sandbox: share your data with {app}?</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 36em; margin: 0 auto; padding: 1.5em 1em; line-height: 1.5 }}
+dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .3em 1em; overflow-wrap: anywhere }}
+dt {{ font-weight: 600 }}
+dd {{ margin: 0 }}
+.decision {{ display: flex; flex-wrap: wrap; gap: 1em; margin-top: 1.5em }}
+.decision button {{ flex: 1 1 10em; min-height: 3em; font: inherit; font-weight: 600;
+  border: 2px solid #222; border-radius: .4em; background: #fff; color: #222; cursor: pointer }}
+.decision button:focus-visible {{ outline: 3px solid #1a73e8; outline-offset: 2px }}
+@media (max-width: 30em) {{ dl {{ grid-template-columns: 1fr }} dd {{ margin-bottom: .5em }} }}
+</style></head>
+<body>
+<main>
+<h1>Share your data with {app}?</h1>
 <p><strong>{app}</strong> {ask}</p>
-<p>Contract: <code>{client}</code></p>
-<form method="post" action="{page}/decision">
+<dl>
+{rows}</dl>
+<form method="post" action="{page}/decision" class="decision">
 {hidden}<button type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button>
 </form>
+<p><small>Deny sends you back to {app} without sharing anything.</small></p>
+</main>
 </body></html>"#,
         app = html_escape(&name),
         ask = html_escape(ask),
-        client = html_escape(client_id),
         page = page.name(),
     ))
     .into_response()
@@ -531,7 +677,29 @@ async fn authorize(
             ),
             None => "asks to connect to your digi.me library.".to_owned(),
         };
-        return consent_page(shared, Page::Authorize, &pre.client_id, &ask, p);
+        let mut facts = Facts::new();
+        if let Some(t) = &target {
+            facts.push(("Service", t.service.name.to_string()));
+            if let Some(set) = t.set {
+                facts.push(("Sample data", set.name.to_string()));
+            }
+        }
+        let can_read = shared
+            .contract(&pre.client_id)
+            .is_some_and(|c| c.kind.can_read());
+        if can_read {
+            facts.extend(scope_facts(&pull_options(pre.actions.as_ref(), now_ms())));
+        }
+        facts.push((
+            "Your library",
+            if pre.link_user.is_some() {
+                "your existing digi.me library, which another contract of this app already uses"
+                    .into()
+            } else {
+                "a new digi.me library".into()
+            },
+        ));
+        return consent_page(shared, Page::Authorize, &pre.client_id, &ask, facts, p);
     };
     // The postbox key pair is made before the state is locked (it takes a while).
     let mut new_key = None;
@@ -592,7 +760,7 @@ async fn authorize(
             &settings,
             &user_id,
             &pre.client_id,
-            SessionOptions::default(),
+            pull_options(pre.actions.as_ref(), now),
             now,
         );
         if let Some(s) = st.sessions.get_mut(key) {
@@ -851,7 +1019,13 @@ fn reference(
     };
     let Some(allow) = decision else {
         drop(st);
-        return consent_page(shared, page, &rc.client_id, &action.ask(), p);
+        let facts = match page {
+            Page::Onboard | Page::UserReauth => {
+                scope_facts(&pull_options(rc.actions.as_ref(), now))
+            }
+            _ => Facts::new(),
+        };
+        return consent_page(shared, page, &rc.client_id, &action.ask(), facts, p);
     };
     st.reference_codes.remove(code);
     if !allow {
@@ -876,12 +1050,7 @@ fn reference(
             }
         }
     }
-    let mut opts = rc
-        .actions
-        .as_ref()
-        .and_then(|a| a.get("pull"))
-        .and_then(|pull| parse_options(pull, now).ok())
-        .unwrap_or_default();
+    let mut opts = pull_options(rc.actions.as_ref(), now);
     if link.trigger_query == Some(false) {
         opts.fetch = Some(false);
     }
@@ -928,7 +1097,7 @@ fn revoke(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Re
             rv.account_id
         );
         drop(st);
-        return consent_page(shared, Page::Revoke, &rv.client_id, &ask, p);
+        return consent_page(shared, Page::Revoke, &rv.client_id, &ask, Facts::new(), p);
     };
     st.revoke_codes.remove(code);
     if !allow {
@@ -946,6 +1115,21 @@ fn revoke(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Re
             .insert(rv.account_id.clone());
     }
     saved(shared, &st, back.go(&[("result", "success".into())]))
+}
+
+#[cfg(test)]
+mod consent_tests {
+    use super::shown_time;
+
+    #[test]
+    fn any_time_is_shown_without_a_panic() {
+        assert_eq!(shown_time(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            shown_time(253_402_300_799_999),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(shown_time(u64::MAX), format!("{} ms after 1970", u64::MAX));
+    }
 }
 
 #[cfg(test)]

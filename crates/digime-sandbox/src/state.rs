@@ -74,6 +74,10 @@ pub(crate) struct PreAuthorization {
     /// The read session handed out with the preauthorization; bound to the user on consent.
     #[serde(default)]
     pub session_key: Option<String>,
+    /// The request's `actions`: `actions.pull` scopes that session's sync, and the
+    /// consent page shows what it asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1255,3 +1255,99 @@ fn the_control_api_lists_live_refresh_tokens_by_hash_only() {
     env.control_get("users/nobody/refresh-tokens")
         .error(404, "NotFound");
 }
+
+#[test]
+fn the_authorize_page_shows_what_a_person_decides_on_and_its_scope_is_the_sessions() {
+    let env = env(ConsentMode::Page);
+    let u = env.user();
+    let (verifier, challenge) = pkce();
+    // A read contract linked to an existing user, asking for one service of one group,
+    // since 2025.
+    let r = reply(
+        env.http
+            .post(&env.api("oauth/authorize"))
+            .header(
+                "authorization",
+                env.bearer(
+                    &read_client(),
+                    json!({"response_type": "code", "response_mode": "query",
+                        "code_challenge_method": "S256", "code_challenge": challenge,
+                        "redirect_uri": CALLBACK, "state": "s1", "access_token": u.read_at}),
+                ),
+            )
+            .content_type("application/json")
+            .send(
+                json!({"agent": agent(), "actions": {"pull": {"scope": {
+                    "timeRanges": [{"from": 1_735_689_600u64}],
+                    "serviceGroups": [{"id": 4, "serviceTypes": [{"id": 12}]}],
+                }}}})
+                .to_string(),
+            ),
+    );
+    let answer = r.ok(201);
+    let session = answer["session"]["key"].as_str().unwrap().to_owned();
+    let pre = env.server_payload(answer["token"].as_str().unwrap(), &env.api("jwks/oauth"));
+    let page_url = env.onboard(&format!(
+        "authorize?code={}&sourceType=pull",
+        pre["preauthorization_code"].as_str().unwrap()
+    ));
+    let page = env.get(&page_url);
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    for expected in [
+        // The app, the contract, and what it may do.
+        "sandbox-demo-app",
+        "demo-read",
+        "reads your data (it cannot change your library)",
+        // The scope and the time range.
+        "from Wed, 01 Jan 2025 00:00:00 GMT",
+        "Health &amp; Fitness: services 12",
+        // Linked to the user's library.
+        "your existing digi.me library",
+        // Phone width, and two alike buttons.
+        r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#,
+        r#"<button type="submit" name="decision" value="allow">Allow</button>"#,
+        r#"<button type="submit" name="decision" value="deny">Deny</button>"#,
+    ] {
+        assert!(html.contains(expected), "{expected}\n{html}");
+    }
+    // Allowed: the session the authorization handed out reads only that service (of
+    // the mapped data; raw files are scoped by criteria).
+    let (_, q) = env.decide(&page_url, "allow").redirect();
+    let code = q.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+    let at = env.access_token_of(&read_client(), &code, &verifier);
+    let done = env.wait_done(&at, &session);
+    assert_eq!(services(&done), ["fitbit"], "{done}");
+
+    // A write contract, new user: it says so, and asks for no read scope.
+    let r = reply(
+        env.http
+            .post(&env.api("oauth/authorize"))
+            .header(
+                "authorization",
+                env.bearer(
+                    &write_client(),
+                    json!({"response_type": "code", "response_mode": "query",
+                        "code_challenge_method": "S256", "code_challenge": pkce().1,
+                        "redirect_uri": CALLBACK, "state": "s2"}),
+                ),
+            )
+            .content_type("application/json")
+            .send(json!({"agent": agent()}).to_string()),
+    );
+    let pre = env.server_payload(r.ok(201)["token"].as_str().unwrap(), &env.api("jwks/oauth"));
+    let html = env
+        .get(&env.onboard(&format!(
+            "authorize?code={}&sourceType=pull&service=29",
+            pre["preauthorization_code"].as_str().unwrap()
+        )))
+        .text();
+    for expected in [
+        "writes data into your library (it cannot read it)",
+        "a new digi.me library",
+        "Spotify",
+    ] {
+        assert!(html.contains(expected), "{expected}\n{html}");
+    }
+    assert!(!html.contains("Time range"), "{html}");
+}
