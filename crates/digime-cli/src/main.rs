@@ -495,41 +495,73 @@ fn authorize(
     let client = Client::new(s.config.clone());
     let state = match args.state {
         Some(state) => state,
-        None => digime_crypto::random::alphanumeric(24)
-            .map_err(|e| Failure::local(format!("no randomness: {e}")))?,
+        None => random_state()?,
     };
     let waiter = callback::Waiter::bind(&args.callback.callback)?;
     let mut options = AuthorizeOptions::default();
     if let Some(link) = &args.link_token {
-        options.user_access_token = Some(TokenFile::open(link)?.get());
+        let token = TokenFile::open(link)?.get();
+        // The service links only with a live access token, and refreshing it takes its
+        // own contract: say so rather than be refused.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if token.access_token.expiry <= now {
+            return Err(Failure::input(format!(
+                "the access token in {} has expired: refresh it first with `digime token refresh --token {}` and its own contract",
+                link.display(),
+                link.display()
+            )));
+        }
+        options.user_access_token = Some(token);
     }
     if args.with_storage {
         options.storage_id = Some(client.create_provisional_storage(&s.contract)?.id);
     }
     let auth = client.authorize_url(&s.contract, waiter.callback(), &state, options)?;
-    let token = come_back(&client, s, &waiter, &auth, &state, &args.callback, out)?;
-    tokens::write(&args.token, &token)?;
+    let back = Back {
+        waiter: &waiter,
+        auth: &auth,
+        state: &state,
+        args: &args.callback,
+    };
+    come_back(&client, s, back, &args.token, "authorized", out)
+}
+
+/// An authorization under way: where the browser comes back, and what to check.
+struct Back<'a> {
+    waiter: &'a callback::Waiter,
+    auth: &'a digime_protocol::auth::AuthorizeUrl,
+    state: &'a str,
+    args: &'a CallbackArgs,
+}
+
+/// Waits for the browser, checks the callback's state, exchanges its code and writes
+/// the token file.
+fn come_back(
+    client: &Client,
+    s: &settings::Settings,
+    back: Back<'_>,
+    token_path: &Path,
+    done: &str,
+    out: &Out,
+) -> Result<serde_json::Value, Failure> {
+    let redirect = (back.waiter).wait(&back.auth.url, back.state, back.args, out)?;
+    let cb = parse_callback(&redirect)?.verify_state(back.state)?;
+    let token = client.exchange_code_for_token(&s.contract, &cb.code, &back.auth.code_verifier)?;
+    tokens::write(token_path, &token)?;
     out.line(format!(
-        "authorized user {}; the token is in {} (readable by you alone)",
+        "{done} user {}; the token is in {} (readable by you alone)",
         token.user_id().unwrap_or("?"),
-        args.token.display()
+        token_path.display()
     ));
     Ok(tokens::describe(&token))
 }
 
-/// Waits for the browser, checks the callback's state and exchanges its code.
-fn come_back(
-    client: &Client,
-    s: &settings::Settings,
-    waiter: &callback::Waiter,
-    auth: &digime_protocol::auth::AuthorizeUrl,
-    state: &str,
-    args: &CallbackArgs,
-    out: &Out,
-) -> Result<digime_protocol::UserAccessToken, Failure> {
-    let redirect = waiter.wait(&auth.url, state, args, out)?;
-    let cb = parse_callback(&redirect)?.verify_state(state)?;
-    Ok(client.exchange_code_for_token(&s.contract, &cb.code, &auth.code_verifier)?)
+/// A fresh `state` for an authorization.
+fn random_state() -> Result<String, Failure> {
+    digime_crypto::random::alphanumeric(24)
+        .map_err(|e| Failure::local(format!("no randomness: {e}")))
 }
 
 fn reauthorize(
@@ -539,22 +571,20 @@ fn reauthorize(
 ) -> Result<serde_json::Value, Failure> {
     let client = Client::new(s.config.clone());
     let old = TokenFile::open(&args.token)?.get();
-    let state = digime_crypto::random::alphanumeric(24)
-        .map_err(|e| Failure::local(format!("no randomness: {e}")))?;
+    let state = random_state()?;
     let waiter = callback::Waiter::bind(&args.callback.callback)?;
     let options = digime_protocol::auth::ReauthorizeOptions {
         state: Some(state.clone()),
         ..Default::default()
     };
     let auth = client.reauthorize_url(&s.contract, waiter.callback(), &old, options)?;
-    let token = come_back(&client, s, &waiter, &auth, &state, &args.callback, out)?;
-    tokens::write(&args.token, &token)?;
-    out.line(format!(
-        "reauthorized user {}; the new token is in {}",
-        token.user_id().unwrap_or("?"),
-        args.token.display()
-    ));
-    Ok(tokens::describe(&token))
+    let back = Back {
+        waiter: &waiter,
+        auth: &auth,
+        state: &state,
+        args: &args.callback,
+    };
+    come_back(&client, s, back, &args.token, "reauthorized", out)
 }
 
 fn bytes_style() -> ProgressStyle {

@@ -124,6 +124,16 @@ fn start_authorizing(mut cmd: Command) -> (Child, String) {
     (child, url.unwrap())
 }
 
+/// Runs an authorizing command that must fail before it prints an authorization URL,
+/// naming `token refresh` as the remedy.
+fn refused_before_the_url(mut cmd: Command) -> std::process::ExitStatus {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("http://"), "{stderr}");
+    assert!(stderr.contains("token refresh"), "{stderr}");
+    out.status
+}
+
 /// Where the sandbox's consent sends the browser back to.
 fn consent(url: &str) -> String {
     let r = browser().get(url).call().unwrap();
@@ -187,7 +197,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn authorize_push_read_and_every_other_command() {
-    let w = world(Duration::from_secs(2));
+    let w = world(Duration::from_secs(600));
 
     // authorize: a request with a wrong state is refused and the command waits on.
     let (child, url) = start_authorizing(w.cmd(
@@ -218,8 +228,12 @@ fn authorize_push_read_and_every_other_command() {
     assert_eq!(mode(&token_file), 0o600);
     let first = std::fs::read(&token_file).unwrap();
 
-    // push: the access token expires, the push refreshes it, the file is rewritten.
-    std::thread::sleep(Duration::from_millis(2100));
+    // push: the access token expires (the sandbox's `expire` fault, on the next API
+    // request), the push refreshes it, the token file is rewritten.
+    ureq::post(format!("{}faults", w.info.control))
+        .content_type("application/json")
+        .send(serde_json::json!({"next": ["expire"]}).to_string())
+        .unwrap();
     std::fs::write(w.path("receipt.json"), br#"{"total":12.5}"#).unwrap();
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(w.path("big.bin"), &big).unwrap();
@@ -324,7 +338,25 @@ fn authorize_push_read_and_every_other_command() {
     let listed = w.json("write", &["storage", "ls", "--token", "write.json", "-r"]);
     assert_eq!(listed["files"], serde_json::json!([]));
 
-    // The read contract, linked to the same user.
+    // The read contract, linked to the same user: an expired link token is refused
+    // with its remedy; refreshed, it links.
+    let mut stale: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    stale["accessToken"]["expiry"] = 1.into();
+    std::fs::write(w.path("stale.json"), stale.to_string()).unwrap();
+    let refused = refused_before_the_url(w.cmd(
+        "read",
+        &[
+            "authorize",
+            "--callback",
+            "http://127.0.0.1:0/return",
+            "--no-open",
+            "--token",
+            "read.json",
+            "--link-token",
+            "stale.json",
+        ],
+    ));
+    assert_eq!(refused.code(), Some(3));
     let linked = authorize(
         &w,
         "read",

@@ -1066,28 +1066,45 @@ fn submit(env: &Env, page_url: &str, html: &str, decision: &str) -> Reply {
     )
 }
 
+/// `oauth/authorize` as `client` with the PKCE `challenge`, `state` and `extra` claims,
+/// and `actions` in the body: the answer (201), and the verified server token's payload.
+fn preauthorize(
+    env: &Env,
+    client: &str,
+    challenge: &str,
+    state: &str,
+    extra: Value,
+    actions: Option<Value>,
+) -> (Value, Value) {
+    let mut claims = json!({"response_type": "code", "response_mode": "query",
+        "code_challenge_method": "S256", "code_challenge": challenge,
+        "redirect_uri": CALLBACK, "state": state});
+    if let (Some(c), Value::Object(more)) = (claims.as_object_mut(), extra) {
+        c.extend(more);
+    }
+    let mut body = json!({"agent": agent()});
+    if let Some(a) = actions {
+        body["actions"] = a;
+    }
+    let answer = reply(
+        env.http
+            .post(&env.api("oauth/authorize"))
+            .header("authorization", env.bearer(client, claims))
+            .content_type("application/json")
+            .send(body.to_string()),
+    )
+    .ok(201);
+    let pre = env.server_payload(answer["token"].as_str().unwrap(), &env.api("jwks/oauth"));
+    (answer, pre)
+}
+
 #[test]
 fn every_consent_page_posts_its_own_form() {
     let env = env(ConsentMode::Page);
     let u = env.user();
     // authorize
     let (_, challenge) = pkce();
-    let r = reply(
-        env.http
-            .post(&env.api("oauth/authorize"))
-            .header(
-                "authorization",
-                env.bearer(
-                    &read_client(),
-                    json!({"response_type": "code", "response_mode": "query",
-                        "code_challenge_method": "S256", "code_challenge": challenge,
-                        "redirect_uri": CALLBACK, "state": "a&b"}),
-                ),
-            )
-            .content_type("application/json")
-            .send(json!({"agent": agent()}).to_string()),
-    );
-    let pre = env.server_payload(r.ok(201)["token"].as_str().unwrap(), &env.api("jwks/oauth"));
+    let (_, pre) = preauthorize(&env, &read_client(), &challenge, "a&b", json!({}), None);
     let authorize = env.onboard(&format!(
         "authorize?code={}&sourceType=pull&lng=nl",
         pre["preauthorization_code"].as_str().unwrap()
@@ -1263,30 +1280,19 @@ fn the_authorize_page_shows_what_a_person_decides_on_and_its_scope_is_the_sessio
     let (verifier, challenge) = pkce();
     // A read contract linked to an existing user, asking for one service of one group,
     // since 2025.
-    let r = reply(
-        env.http
-            .post(&env.api("oauth/authorize"))
-            .header(
-                "authorization",
-                env.bearer(
-                    &read_client(),
-                    json!({"response_type": "code", "response_mode": "query",
-                        "code_challenge_method": "S256", "code_challenge": challenge,
-                        "redirect_uri": CALLBACK, "state": "s1", "access_token": u.read_at}),
-                ),
-            )
-            .content_type("application/json")
-            .send(
-                json!({"agent": agent(), "actions": {"pull": {"scope": {
-                    "timeRanges": [{"from": 1_735_689_600u64}],
-                    "serviceGroups": [{"id": 4, "serviceTypes": [{"id": 12}]}],
-                }}}})
-                .to_string(),
-            ),
+    let actions = json!({"pull": {"scope": {
+        "timeRanges": [{"from": 1_735_689_600u64}],
+        "serviceGroups": [{"id": 4, "serviceTypes": [{"id": 12}]}],
+    }}});
+    let (answer, pre) = preauthorize(
+        &env,
+        &read_client(),
+        &challenge,
+        "s1",
+        json!({"access_token": u.read_at}),
+        Some(actions),
     );
-    let answer = r.ok(201);
     let session = answer["session"]["key"].as_str().unwrap().to_owned();
-    let pre = env.server_payload(answer["token"].as_str().unwrap(), &env.api("jwks/oauth"));
     let page_url = env.onboard(&format!(
         "authorize?code={}&sourceType=pull",
         pre["preauthorization_code"].as_str().unwrap()
@@ -1320,22 +1326,7 @@ fn the_authorize_page_shows_what_a_person_decides_on_and_its_scope_is_the_sessio
     assert_eq!(services(&done), ["fitbit"], "{done}");
 
     // A write contract, new user: it says so, and asks for no read scope.
-    let r = reply(
-        env.http
-            .post(&env.api("oauth/authorize"))
-            .header(
-                "authorization",
-                env.bearer(
-                    &write_client(),
-                    json!({"response_type": "code", "response_mode": "query",
-                        "code_challenge_method": "S256", "code_challenge": pkce().1,
-                        "redirect_uri": CALLBACK, "state": "s2"}),
-                ),
-            )
-            .content_type("application/json")
-            .send(json!({"agent": agent()}).to_string()),
-    );
-    let pre = env.server_payload(r.ok(201)["token"].as_str().unwrap(), &env.api("jwks/oauth"));
+    let (_, pre) = preauthorize(&env, &write_client(), &pkce().1, "s2", json!({}), None);
     let html = env
         .get(&env.onboard(&format!(
             "authorize?code={}&sourceType=pull&service=29",
