@@ -76,10 +76,12 @@ impl TokenFile {
         let text = std::fs::read(path)
             .map_err(|e| Failure::input(format!("token file {}: {e}", path.display())))?;
         let token: UserAccessToken = serde_json::from_slice(&text).map_err(|e| {
-            // serde_json's message names a position, never the contents.
+            // Only where: serde_json's message may quote a value, and values are secrets.
             Failure::input(format!(
-                "token file {}: not a digi.me token ({e})",
-                path.display()
+                "token file {}: not a digi.me token (line {}, column {})",
+                path.display(),
+                e.line(),
+                e.column()
             ))
         })?;
         Ok(TokenFile(Arc::new(Shared {
@@ -175,6 +177,11 @@ mod tests {
         }
         // Nothing else is left in the folder.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A token file that is not a token says where, never what it holds.
+        let secret = dir.path().join("bad.json");
+        std::fs::write(&secret, r#"{"accessToken": "at_SECRETSECRETSECRET"}"#).unwrap();
+        let e = TokenFile::open(&secret).err().unwrap();
+        assert!(!format!("{e:?}").contains("SECRET"), "{e:?}");
         // A file in a folder that does not exist is an error, not a panic.
         assert!(write_private(&dir.path().join("no/such/t.json"), b"x").is_err());
     }
