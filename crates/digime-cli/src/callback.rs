@@ -163,7 +163,7 @@ impl Waiter {
                 self.callback.split('?').next().unwrap_or(&self.callback),
                 &target[path.len()..]
             );
-            if query_state(target).as_deref() != Some(state) {
+            if !is_ours(&url, state) {
                 // Not this authorization's answer (or a forged one): keep waiting.
                 (
                     "400 Bad Request",
@@ -197,11 +197,18 @@ impl Waiter {
     }
 }
 
-fn query_state(target: &str) -> Option<String> {
-    let query = target.split_once('?')?.1;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
+/// Whether a request to the callback path answers this authorization: a callback the
+/// core parses (a code, or an error such as a denial) whose `state` is ours, compared
+/// as the core compares it. Anything else is a stray or forged request.
+fn is_ours(url: &str, state: &str) -> bool {
+    match digime_protocol::parse_callback(url) {
+        Ok(callback) => callback.verify_state(state).is_ok(),
+        Err(digime_protocol::CallbackError::Failed {
+            state: Some(echoed),
+            ..
+        }) => digime_crypto::constant_time_eq(echoed.as_bytes(), state.as_bytes()),
+        Err(_) => false,
+    }
 }
 
 /// Opens `url` in the user's browser, when one is at hand: `$BROWSER`, else the
@@ -261,14 +268,52 @@ mod tests {
         }
     }
 
+    /// Sends `target` to the waiter's listener and reads the answer's status line.
+    fn hit(port: u16, target: &str) -> String {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(conn, "GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or("").to_owned()
+    }
+
     #[test]
-    fn the_state_is_read_from_the_query() {
-        assert_eq!(query_state("/cb?code=x&state=a%20b"), Some("a b".into()));
+    fn only_this_authorizations_answer_ends_the_wait() {
+        let waiter = Waiter::bind("http://127.0.0.1:0/cb").unwrap();
+        let port: u16 = (waiter.callback().rsplit(':').next().unwrap())
+            .trim_end_matches("/cb")
+            .parse()
+            .unwrap();
+        let browser = std::thread::spawn(move || {
+            [
+                // Another path, a wrong state, no state, a denial with a wrong state,
+                // a malformed answer with the right state: all answered, none ends it.
+                hit(port, "/other?code=c&state=a%20b"),
+                hit(port, "/cb?success=true&code=c&state=zz"),
+                hit(port, "/cb?success=true&code=c"),
+                hit(port, "/cb?success=false&errorCode=USER_CANCEL&state=zz"),
+                hit(port, "/cb?success=maybe&state=a%20b"),
+                // The awaited one: the state percent-decoded.
+                hit(port, "/cb?success=true&code=c&state=a%20b"),
+            ]
+        });
+        let args = crate::CallbackArgs {
+            callback: waiter.callback().to_owned(),
+            no_open: true,
+            wait: 30,
+        };
+        let url = waiter
+            .wait("http://x/", "a b", &args, &crate::Out { json: true })
+            .unwrap();
+        let statuses = browser.join().unwrap();
         assert_eq!(
-            query_state("/cb?state=%zz%4%C3"),
-            Some("%zz%4\u{fffd}".into())
+            statuses.iter().map(|s| &s[9..12]).collect::<Vec<_>>(),
+            ["404", "400", "400", "400", "400", "200"],
+            "{statuses:?}"
         );
-        assert_eq!(query_state("/cb?code=x"), None);
-        assert_eq!(query_state("/cb"), None);
+        assert_eq!(
+            url,
+            format!("http://127.0.0.1:{port}/cb?success=true&code=c&state=a%20b")
+        );
     }
 }

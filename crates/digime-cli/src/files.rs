@@ -6,7 +6,7 @@ use digime_protocol::FileHead;
 use digime_protocol::read_all::local_file_name;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,17 +63,27 @@ impl<R: Seek> Seek for Progress<R> {
     }
 }
 
-/// Writes a download into `{path}~partial`, renamed to `path` only once `fill`
-/// succeeded: a failed download never leaves a file that looks complete.
+/// Writes a download into a new hidden file beside `path` (`.NAME.PID.partial`, never
+/// one that exists), renamed to `path` only once `fill` succeeded: a failed download
+/// never leaves a file that looks complete, nor overwrites one of the user's.
 pub fn write_whole(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<(), digime_protocol::Error>,
 ) -> Result<u64, Failure> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push("~partial");
-    let partial = PathBuf::from(partial);
     let local = |e: std::io::Error| Failure::local(format!("{}: {e}", path.display()));
-    let file = std::fs::File::create(&partial).map_err(local)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Failure::input(format!("{}: not a file name", path.display())))?;
+    let partial = path.with_file_name(format!(
+        ".{}.{}{PARTIAL}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(local)?;
     let mut sink = BufWriter::new(file);
     let done = fill(&mut sink).map_err(Failure::from).and_then(|()| {
         let file = sink.into_inner().map_err(|e| local(e.into_error()))?;
@@ -218,8 +228,9 @@ impl Folder {
     /// file list, so that the next run skips them while they are unchanged.
     pub fn save(&self, list: &[digime_protocol::read::FileListEntry]) -> Result<(), Failure> {
         let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let written: HashSet<&str> = written.iter().map(String::as_str).collect();
         let mut record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-        for entry in list.iter().filter(|e| written.contains(&e.name)) {
+        for entry in list.iter().filter(|e| written.contains(e.name.as_str())) {
             record.files.insert(
                 entry.name.clone(),
                 Entry {
@@ -262,12 +273,16 @@ mod tests {
     fn a_failed_download_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json");
+        // A file of the user's that looks like a temporary one is left alone.
+        let theirs = dir.path().join("x.json~partial");
+        std::fs::write(&theirs, b"theirs").unwrap();
         let r = write_whole(&path, |sink| {
             sink.write_all(b"half").unwrap();
             Err(digime_protocol::Error::InvalidInput("cut".into()))
         });
         assert!(r.is_err());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs");
         let n = write_whole(&path, |sink| {
             sink.write_all(b"whole")
                 .map_err(|e| digime_protocol::Error::InvalidInput(e.to_string()))

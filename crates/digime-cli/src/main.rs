@@ -503,10 +503,10 @@ fn authorize(
         let token = TokenFile::open(link)?.get();
         // The service links only with a live access token, and refreshing it takes its
         // own contract: say so rather than be refused.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if token.access_token.expiry <= now {
+        if token
+            .access_token
+            .is_expired_at(std::time::SystemTime::now())
+        {
             return Err(Failure::input(format!(
                 "the access token in {} has expired: refresh it first with `digime token refresh --token {}` and its own contract",
                 link.display(),

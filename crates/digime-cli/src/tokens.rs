@@ -97,9 +97,17 @@ impl TokenFile {
     }
 
     /// Takes a refreshed token: kept in memory and written to the file.
+    ///
+    /// The client's listener and the call's answer both carry a refreshed token: it is
+    /// written once, by whichever comes first.
     pub fn set(&self, token: UserAccessToken) {
+        let mut held = self.0.token.lock().unwrap_or_else(PoisonError::into_inner);
+        if *held == token {
+            return;
+        }
         let written = write(&self.0.path, &token);
-        *self.0.token.lock().unwrap_or_else(PoisonError::into_inner) = token;
+        *held = token;
+        drop(held);
         if let Err(e) = written {
             let mut lost = self.0.lost.lock().unwrap_or_else(PoisonError::into_inner);
             lost.get_or_insert(format!("{e:?}"));
@@ -120,24 +128,20 @@ impl TokenFile {
     }
 
     /// The value of a call's answer, keeping a refreshed token the answer carries
-    /// (the client's listener has written it already; this is idempotent).
+    /// (the client's listener has written it already, so it is not written again).
     pub fn spend<T>(
         &self,
         answer: Result<Authed<T>, digime_protocol::Error>,
     ) -> Result<T, Failure> {
         match answer {
             Ok(a) => {
-                if let Some(t) = a.refreshed_token
-                    && t != self.get()
-                {
+                if let Some(t) = a.refreshed_token {
                     self.set(t);
                 }
                 Ok(a.value)
             }
             Err(e) => {
-                if let Some(t) = e.refreshed_token()
-                    && *t != self.get()
-                {
+                if let Some(t) = e.refreshed_token() {
                     self.set(t.clone());
                 }
                 self.finish()?;

@@ -8,7 +8,9 @@ use crate::catalogue::{CATALOGUE, SampleSet, Service, SourceType, service_by_sou
 use crate::common::{html_escape, postbox_key, redirect, saas_postbox, saas_postbox_of};
 use crate::demo::{account_reference, new_account};
 use crate::library::{account_set, account_set_mut, library_for, visible_accounts};
-use crate::state::{Persisted, PreAuthorization, ReferenceCode, ReferenceKind, UserRecord};
+use crate::state::{
+    Persisted, PreAuthorization, ReferenceCode, ReferenceKind, RegisteredContract, UserRecord,
+};
 use crate::sync::{SessionOptions, parse_options, start_sync};
 use crate::tokens::issue_auth_code;
 use crate::{ConsentMode, Shared, now_ms, random_id};
@@ -322,8 +324,8 @@ fn pull_options(actions: Option<&Value>, now: u64) -> SessionOptions {
 type Facts = Vec<(&'static str, String)>;
 
 /// The contract's facts: the application, the contract and what it may do.
-fn contract_facts(shared: &Shared, client_id: &str) -> Facts {
-    let Some(c) = shared.contract(client_id) else {
+fn contract_facts(contract: Option<&RegisteredContract>, client_id: &str) -> Facts {
+    let Some(c) = contract else {
         return vec![("Contract", client_id.to_owned())];
     };
     let access = match (c.kind.can_read(), c.kind.can_write()) {
@@ -432,10 +434,8 @@ fn consent_page(
     facts: Facts,
     p: &Params,
 ) -> Response {
-    let name = shared
-        .contract(client_id)
-        .map(|c| c.name)
-        .unwrap_or_else(|| client_id.to_owned());
+    let contract = shared.contract(client_id);
+    let name = (contract.as_ref()).map_or_else(|| client_id.to_owned(), |c| c.name.clone());
     let hidden: String =
         p.0.iter()
             .map(|(k, v)| {
@@ -446,7 +446,8 @@ fn consent_page(
                 )
             })
             .collect();
-    let rows: String = (contract_facts(shared, client_id).into_iter().chain(facts))
+    let rows: String = (contract_facts(contract.as_ref(), client_id).into_iter())
+        .chain(facts)
         .map(|(label, value)| {
             format!(
                 "<dt>{}</dt><dd>{}</dd>\n",
@@ -1118,8 +1119,8 @@ fn revoke(shared: &Shared, code: &str, decision: Option<bool>, p: &Params) -> Re
 }
 
 #[cfg(test)]
-mod consent_tests {
-    use super::shown_time;
+mod tests {
+    use super::*;
 
     #[test]
     fn any_time_is_shown_without_a_panic() {
@@ -1130,11 +1131,6 @@ mod consent_tests {
         );
         assert_eq!(shown_time(u64::MAX), format!("{} ms after 1970", u64::MAX));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn an_escape_is_two_hex_digits() {
