@@ -1,0 +1,557 @@
+//! The app's SQLite database: one connection behind a mutex, used from blocking
+//! threads, and the schema's migrations.
+//!
+//! Migrations are the numbered files of `migrations/`, applied in order, each in its
+//! own transaction, and counted in SQLite's `user_version`. (Written here rather than
+//! taken from `rusqlite_migration`, whose current release needs a newer Rust than the
+//! workspace's 1.88.)
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The database, shared by every request.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer version of the app.
+    #[error("the database is at schema version {0}, newer than this app's {1}")]
+    TooNew(usize, usize),
+    /// A blocking task panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection, on a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held cannot leave a transaction open (it is
+            // rolled back on drop), so a poisoned lock is still a good connection.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` in one transaction, committed if it returns `Ok`.
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+    {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` on the connection on this thread (for the token listener, which the
+    /// SDK calls synchronously; its statements are short).
+    pub fn call_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(DbError::TooNew(version, MIGRATIONS.len()));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Which of the app's two contracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Pushes into the library.
+    Write,
+    /// Reads the library.
+    Read,
+}
+
+impl Kind {
+    /// Its name in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Write => "write",
+            Kind::Read => "read",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "write" => Some(Kind::Write),
+            "read" => Some(Kind::Read),
+            _ => None,
+        }
+    }
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A browser's session.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user: Option<User>,
+    pub csrf: String,
+}
+
+pub fn session(conn: &Connection, id_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
+    let row = conn
+        .query_row(
+            "SELECT s.csrf, u.id, u.name FROM sessions s LEFT JOIN users u ON u.id = s.user_id
+             WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+            params![id_hash, now()],
+            |r| {
+                let user = match (r.get::<_, Option<i64>>(1)?, r.get::<_, Option<String>>(2)?) {
+                    (Some(id), Some(name)) => Some(User { id, name }),
+                    _ => None,
+                };
+                Ok(SessionRow {
+                    user,
+                    csrf: r.get(0)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(row)
+}
+
+pub fn insert_session(
+    conn: &Connection,
+    id_hash: &[u8],
+    user: Option<i64>,
+    csrf: &str,
+    expires_at: i64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO sessions (id_hash, user_id, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id_hash, user, csrf, expires_at],
+    )?;
+    Ok(())
+}
+
+pub fn delete_session(conn: &Connection, id_hash: &[u8]) -> Result<(), DbError> {
+    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])?;
+    Ok(())
+}
+
+/// Removes expired sessions and pending authorizations; returns how many.
+pub fn sweep(conn: &Connection) -> Result<usize, DbError> {
+    let t = now();
+    let a = conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![t])?;
+    let b = conn.execute(
+        "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
+        params![t],
+    )?;
+    Ok(a + b)
+}
+
+/// Creates a user; `None` if the name is taken.
+pub fn insert_user(
+    conn: &Connection,
+    name: &str,
+    password_hash: &str,
+) -> Result<Option<i64>, DbError> {
+    match conn.execute(
+        "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+        params![name, password_hash, now()],
+    ) {
+        Ok(_) => Ok(Some(conn.last_insert_rowid())),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user of that name and their password hash.
+pub fn user_by_name(conn: &Connection, name: &str) -> Result<Option<(User, String)>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, password_hash FROM users WHERE name = ?1",
+            params![name],
+            |r| {
+                Ok((
+                    User {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                    },
+                    r.get(2)?,
+                ))
+            },
+        )
+        .optional()?)
+}
+
+pub fn delete_user(conn: &Connection, user: i64) -> Result<(), DbError> {
+    conn.execute("DELETE FROM users WHERE id = ?1", params![user])?;
+    Ok(())
+}
+
+/// An authorization on its way.
+pub struct Pending {
+    pub user: i64,
+    pub kind: Kind,
+    pub code_verifier: String,
+    pub expires_at: i64,
+}
+
+pub fn insert_pending(
+    conn: &Connection,
+    state_hash: &[u8],
+    session_hash: &[u8],
+    p: &Pending,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO pending_authorizations
+         (state_hash, session_hash, user_id, contract, code_verifier, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            state_hash,
+            session_hash,
+            p.user,
+            p.kind.as_str(),
+            p.code_verifier,
+            p.expires_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Takes (deletes and returns) the pending authorization of this state, if this
+/// session started it: whatever happens next, the state cannot be used again.
+pub fn take_pending(
+    conn: &Connection,
+    state_hash: &[u8],
+    session_hash: &[u8],
+) -> Result<Option<Pending>, DbError> {
+    let row = conn
+        .query_row(
+            "DELETE FROM pending_authorizations WHERE state_hash = ?1 AND session_hash = ?2
+             RETURNING user_id, contract, code_verifier, expires_at",
+            params![state_hash, session_hash],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(row.and_then(|(user, kind, code_verifier, expires_at)| {
+        Some(Pending {
+            user,
+            kind: Kind::parse(&kind)?,
+            code_verifier,
+            expires_at,
+        })
+    }))
+}
+
+/// A stored token.
+pub struct StoredToken {
+    /// The SDK's token JSON.
+    pub json: String,
+    /// Its refresh token no longer works.
+    pub dead: bool,
+}
+
+pub fn token(conn: &Connection, user: i64, kind: Kind) -> Result<Option<StoredToken>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT token, dead FROM tokens WHERE user_id = ?1 AND contract = ?2",
+            params![user, kind.as_str()],
+            |r| {
+                Ok(StoredToken {
+                    json: r.get(0)?,
+                    dead: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Stores a live token (replacing the last).
+pub fn store_token(conn: &Connection, user: i64, kind: Kind, json: &str) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO tokens (user_id, contract, token, dead, updated_at) VALUES (?1, ?2, ?3, 0, ?4)
+         ON CONFLICT (user_id, contract) DO UPDATE SET token = ?3, dead = 0, updated_at = ?4",
+        params![user, kind.as_str(), json, now()],
+    )?;
+    Ok(())
+}
+
+pub fn mark_dead(conn: &Connection, user: i64, kind: Kind) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE tokens SET dead = 1, updated_at = ?3 WHERE user_id = ?1 AND contract = ?2",
+        params![user, kind.as_str(), now()],
+    )?;
+    Ok(())
+}
+
+/// A pushed file.
+pub struct Push {
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub pushed_at: i64,
+}
+
+pub fn insert_push(conn: &Connection, user: i64, p: &Push) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO pushes (user_id, file_name, mime_type, size, sha256, pushed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            user,
+            p.file_name,
+            p.mime_type,
+            p.size,
+            p.sha256,
+            p.pushed_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn pushes(conn: &Connection, user: i64) -> Result<Vec<Push>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT file_name, mime_type, size, sha256, pushed_at FROM pushes
+         WHERE user_id = ?1 ORDER BY id DESC LIMIT 200",
+    )?;
+    let rows = stmt.query_map(params![user], |r| {
+        Ok(Push {
+            file_name: r.get(0)?,
+            mime_type: r.get(1)?,
+            size: r.get(2)?,
+            sha256: r.get(3)?,
+            pushed_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A file read from the library.
+pub struct LibraryFile {
+    pub id: i64,
+    pub name: String,
+    pub local_name: String,
+    pub mime_type: String,
+    pub size: i64,
+    pub updated_date: i64,
+}
+
+pub fn library(conn: &Connection, user: i64) -> Result<Vec<LibraryFile>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, local_name, mime_type, size, updated_date FROM library_files
+         WHERE user_id = ?1 ORDER BY updated_date DESC, name",
+    )?;
+    let rows = stmt.query_map(params![user], |r| {
+        Ok(LibraryFile {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            local_name: r.get(2)?,
+            mime_type: r.get(3)?,
+            size: r.get(4)?,
+            updated_date: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn library_file(conn: &Connection, user: i64, id: i64) -> Result<Option<LibraryFile>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, local_name, mime_type, size, updated_date FROM library_files
+             WHERE user_id = ?1 AND id = ?2",
+            params![user, id],
+            |r| {
+                Ok(LibraryFile {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    local_name: r.get(2)?,
+                    mime_type: r.get(3)?,
+                    size: r.get(4)?,
+                    updated_date: r.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub fn upsert_library_file(conn: &Connection, user: i64, f: &LibraryFile) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO library_files (user_id, name, local_name, mime_type, size, updated_date, read_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (user_id, name) DO UPDATE SET local_name = ?3, mime_type = ?4, size = ?5,
+             updated_date = ?6, read_at = ?7",
+        params![user, f.name, f.local_name, f.mime_type, f.size, f.updated_date, now()],
+    )?;
+    Ok(())
+}
+
+/// How the last library read ended.
+pub struct LibraryRead {
+    pub status: String,
+    pub files_read: i64,
+    pub failed: i64,
+    pub read_at: i64,
+}
+
+pub fn store_library_read(conn: &Connection, user: i64, r: &LibraryRead) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO library_reads (user_id, status, files_read, failed, read_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id) DO UPDATE SET status = ?2, files_read = ?3, failed = ?4, read_at = ?5",
+        params![user, r.status, r.files_read, r.failed, r.read_at],
+    )?;
+    Ok(())
+}
+
+pub fn library_read(conn: &Connection, user: i64) -> Result<Option<LibraryRead>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT status, files_read, failed, read_at FROM library_reads WHERE user_id = ?1",
+            params![user],
+            |r| {
+                Ok(LibraryRead {
+                    status: r.get(0)?,
+                    files_read: r.get(1)?,
+                    failed: r.get(2)?,
+                    read_at: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.sqlite3")).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let (_dir, mut conn) = db();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(DbError::TooNew(99, _))));
+    }
+
+    #[test]
+    fn a_pending_authorization_is_taken_once_and_only_by_its_session() {
+        let (_dir, conn) = db();
+        let user = insert_user(&conn, "ann", "h").unwrap().unwrap();
+        assert!(
+            insert_user(&conn, "ANN", "h").unwrap().is_none(),
+            "names are unique, any case"
+        );
+        insert_session(&conn, b"s1", Some(user), "c", now() + 60).unwrap();
+        insert_session(&conn, b"s2", Some(user), "c", now() + 60).unwrap();
+        let p = Pending {
+            user,
+            kind: Kind::Read,
+            code_verifier: "v".into(),
+            expires_at: now() + 60,
+        };
+        insert_pending(&conn, b"state", b"s1", &p).unwrap();
+        assert!(take_pending(&conn, b"state", b"s2").unwrap().is_none());
+        let taken = take_pending(&conn, b"state", b"s1").unwrap().unwrap();
+        assert_eq!(
+            (taken.kind, taken.code_verifier.as_str()),
+            (Kind::Read, "v")
+        );
+        assert!(take_pending(&conn, b"state", b"s1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_new_token_replaces_the_last_and_revives_a_dead_one() {
+        let (_dir, conn) = db();
+        let user = insert_user(&conn, "bo", "h").unwrap().unwrap();
+        store_token(&conn, user, Kind::Write, "one").unwrap();
+        mark_dead(&conn, user, Kind::Write).unwrap();
+        assert!(token(&conn, user, Kind::Write).unwrap().unwrap().dead);
+        assert!(token(&conn, user, Kind::Read).unwrap().is_none());
+        store_token(&conn, user, Kind::Write, "two").unwrap();
+        let stored = token(&conn, user, Kind::Write).unwrap().unwrap();
+        assert_eq!(stored.json, "two");
+        assert!(!stored.dead);
+        // Deleting the user deletes what is theirs.
+        delete_user(&conn, user).unwrap();
+        assert!(token(&conn, user, Kind::Write).unwrap().is_none());
+    }
+}

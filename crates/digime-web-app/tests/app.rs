@@ -1,0 +1,336 @@
+//! The web app as its users meet it: a process on SQLite, against the sandbox's real
+//! consent pages, driven by a browser that posts what the app's forms post.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use support::{App, Browser, assert_no_secret, sandbox, token_secrets};
+
+fn user_of(app: &App, name: &str) -> String {
+    let (token, _) = app.token(name, "write").unwrap();
+    token["user"]["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
+    let (sandbox, control) = sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&sandbox, dir.path(), 0, Arc::default());
+    let mut b = Browser::new(&app.base);
+
+    // Signed out, the app offers only sign-in; pages that need a user send home.
+    assert!(b.get("/").expect(200).text().contains("Sign in"));
+    assert_eq!(b.get("/library").expect(303).location.as_deref(), Some("/"));
+    b.sign_up("ann", "a long passphrase");
+    assert!(b.get("/").expect(200).text().contains("Hello, ann"));
+
+    // Connect: the write contract, then the read contract, linked to one library.
+    let done = b.connect(&control, &["allow", "allow"]);
+    assert_eq!(done.expect(303).location.as_deref(), Some("/library"));
+    let (write, _) = app.token("ann", "write").unwrap();
+    let (read, _) = app.token("ann", "read").unwrap();
+    assert_eq!(write["user"]["id"], read["user"]["id"], "one library");
+    let user = user_of(&app, "ann");
+    assert!(
+        b.get("/")
+            .expect(200)
+            .text()
+            .contains("Your digi.me library is connected")
+    );
+
+    // Push: the bytes land in the library, and in the history.
+    let csrf = b.csrf();
+    let receipt: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let p = b.push(&csrf, "receipt.bin", &receipt).expect(303);
+    assert_eq!(p.location.as_deref(), Some("/upload"));
+    let library = control.library(&user);
+    assert!(
+        library.iter().any(|(_, bytes)| *bytes == receipt),
+        "not in the library"
+    );
+    let upload = b.get("/upload").expect(200).text();
+    assert!(
+        upload.contains("receipt.bin") && upload.contains("300000"),
+        "{upload}"
+    );
+
+    // Read the library; the pushed file is listed and downloads byte for byte.
+    b.post_form("/library/read", &[("csrf", &csrf)]).expect(303);
+    let page = b.get("/library").expect(200).text();
+    assert!(page.contains("files read, 0 failed"), "{page}");
+    let ids: Vec<String> = page
+        .split("href=\"/library/files/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .collect();
+    assert!(ids.len() >= 2, "{page}");
+    let downloads: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| b.get(&format!("/library/files/{id}")).expect(200).body)
+        .collect();
+    assert!(
+        downloads.contains(&receipt),
+        "the pushed file did not come back whole"
+    );
+    // Another user's file ids are not this user's.
+    let mut other = Browser::new(&app.base);
+    other.sign_up("bob", "another passphrase");
+    other.get(&format!("/library/files/{}", ids[0])).expect(404);
+    // A second read fetches only what changed.
+    b.post_form("/library/read", &[("csrf", &csrf)]).expect(303);
+    let again = b.get("/library").expect(200).text();
+    assert_eq!(
+        again.split("href=\"/library/files/").count() - 1,
+        ids.len(),
+        "{again}"
+    );
+
+    // An expired access token is refreshed, and the refreshed token is stored with
+    // the push (the sandbox revokes a rotated refresh token: a lost one would show).
+    control.expire_access_tokens(&user);
+    let before = app.token("ann", "write").unwrap().0;
+    b.push(&csrf, "second.json", b"{\"n\":2}").expect(303);
+    let after = app.token("ann", "write").unwrap().0;
+    assert_ne!(
+        before["refreshToken"]["value"],
+        after["refreshToken"]["value"]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 2);
+    b.push(&csrf, "third.json", b"{\"n\":3}").expect(303);
+
+    // A dead refresh token: the push sends the user home to reconnect, which
+    // reauthorizes the same library; then the read token, likewise.
+    control.expire_refresh_tokens(&user);
+    control.expire_access_tokens(&user);
+    let p = b.push(&csrf, "fourth.json", b"{\"n\":4}").expect(303);
+    assert_eq!(p.location.as_deref(), Some("/"));
+    assert!(app.token("ann", "write").unwrap().1, "marked dead");
+    assert!(b.get("/").expect(200).text().contains("Reconnect digi.me"));
+    assert_eq!(
+        app.count("SELECT count(*) FROM pushes"),
+        3,
+        "a failed push is not history"
+    );
+    let done = b.connect(&control, &["allow"]);
+    assert_eq!(done.expect(303).location.as_deref(), Some("/library"));
+    assert!(!app.token("ann", "write").unwrap().1);
+    assert_eq!(user_of(&app, "ann"), user, "the same library");
+    b.push(&csrf, "fourth.json", b"{\"n\":4}").expect(303);
+    b.post_form("/library/read", &[("csrf", &csrf)]).expect(303);
+    assert!(
+        app.token("ann", "read").unwrap().1,
+        "the read token was dead too"
+    );
+    b.connect(&control, &["allow"]).expect(303);
+    b.post_form("/library/read", &[("csrf", &csrf)]).expect(303);
+    assert!(b.get("/library").expect(200).text().contains("0 failed"));
+
+    // Nothing secret in the pages or the log.
+    let mut secrets = b.secrets.clone();
+    for kind in ["write", "read"] {
+        secrets.extend(token_secrets(&app.token("ann", kind).unwrap().0));
+    }
+    secrets.extend(token_secrets(&before));
+    for page in ["/", "/upload", "/library", "/delete"] {
+        assert_no_secret(&b.get(page).text(), &secrets, page);
+    }
+
+    // Delete my data: confirmed, it deletes the digi.me user, then the app's rows and
+    // files, and signs the browser out.
+    let files_dir = dir.path().join("files");
+    assert!(std::fs::read_dir(&files_dir).unwrap().count() > 0);
+    b.post_form("/delete", &[("csrf", &csrf)]).expect(400);
+    let old_cookie = b.jar.clone();
+    let gone = b
+        .post_form("/delete", &[("csrf", &csrf), ("confirm", "yes")])
+        .expect(200);
+    assert!(gone.text().contains("deleted"));
+    let users = control.get_json("users");
+    assert!(
+        !users.to_string().contains(&user),
+        "the digi.me user is still there: {users}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM users WHERE name = 'ann'"),
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM tokens"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM library_files"), 0);
+    assert_eq!(std::fs::read_dir(&files_dir).unwrap().count(), 0);
+    b.jar = old_cookie;
+    assert!(
+        b.get("/").expect(200).text().contains("Sign in"),
+        "the old session still works"
+    );
+
+    let log = app.log.lock().unwrap().clone();
+    secrets.push(csrf);
+    assert!(
+        log.contains("file pushed") && log.contains("library read"),
+        "{log}"
+    );
+    assert_no_secret(&log, &secrets, "the log");
+}
+
+#[test]
+fn forged_replayed_expired_and_denied_requests_are_refused() {
+    let (sandbox, control) = sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(&sandbox, dir.path(), 0, Arc::default());
+    let mut ann = Browser::new(&app.base);
+    ann.sign_up("ann", "a long passphrase");
+    let csrf = ann.csrf();
+
+    // Sign-up and sign-in rules.
+    let mut eve = Browser::new(&app.base);
+    let eve_csrf = eve.get("/").expect(200).csrf();
+    eve.post_form(
+        "/signup",
+        &[
+            ("name", "ANN"),
+            ("password", "whatever long"),
+            ("csrf", &eve_csrf),
+        ],
+    )
+    .expect(409);
+    eve.post_form(
+        "/signup",
+        &[("name", "eve"), ("password", "short"), ("csrf", &eve_csrf)],
+    )
+    .expect(400);
+    eve.post_form(
+        "/login",
+        &[
+            ("name", "ann"),
+            ("password", "a wrong passphrase"),
+            ("csrf", &eve_csrf),
+        ],
+    )
+    .expect(401);
+    eve.post_form(
+        "/login",
+        &[
+            ("name", "ann"),
+            ("password", "a long passphrase"),
+            ("csrf", "forged"),
+        ],
+    )
+    .expect(403);
+
+    // State-changing requests need the session's own CSRF token: another site's form,
+    // or another session's token, changes nothing.
+    ann.post_form("/connect", &[]).expect(422);
+    ann.post_form("/connect", &[("csrf", &eve_csrf)])
+        .expect(403);
+    ann.push("", "x.json", b"{}").expect(403);
+    ann.push(&eve_csrf, "x.json", b"{}").expect(403);
+    ann.post_form("/library/read", &[("csrf", "x")]).expect(403);
+    ann.post_form("/delete", &[("csrf", "x"), ("confirm", "yes")])
+        .expect(403);
+    ann.post_form("/logout", &[("csrf", "x")]).expect(403);
+    assert_eq!(app.count("SELECT count(*) FROM pending_authorizations"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM users"), 1);
+
+    // A return that another browser started, or one used before, is refused.
+    let p = ann.post_form("/connect", &[("csrf", &csrf)]).expect(303);
+    let (_, back) = control.decide_on(p.location.as_deref().unwrap(), "allow");
+    let back = back.unwrap();
+    eve.get(&back).expect(400);
+    let mut stranger = Browser::new(&app.base);
+    assert!(
+        stranger
+            .get(&back)
+            .expect(400)
+            .text()
+            .contains("another browser")
+    );
+    ann.get(&back).expect(303); // on to the read contract's consent
+    assert!(ann.get(&back).expect(400).text().contains("already used"));
+    assert!(app.token("ann", "write").is_some());
+
+    // An authorization that took too long is refused.
+    let p = ann.post_form("/connect", &[("csrf", &csrf)]).expect(303);
+    app.db()
+        .execute("UPDATE pending_authorizations SET expires_at = 0", [])
+        .unwrap();
+    let (_, back) = control.decide_on(p.location.as_deref().unwrap(), "allow");
+    assert!(
+        ann.get(&back.unwrap())
+            .expect(400)
+            .text()
+            .contains("took too long")
+    );
+    assert!(app.token("ann", "read").is_none());
+
+    // Deny: the app's error page, nothing stored; the user can try again.
+    let p = ann.post_form("/connect", &[("csrf", &csrf)]).expect(303);
+    let (_, back) = control.decide_on(p.location.as_deref().unwrap(), "deny");
+    let denied = ann.get(&back.unwrap()).expect(400).text();
+    assert!(
+        denied.contains("was not connected") && denied.contains("USER_CANCEL"),
+        "{denied}"
+    );
+    assert!(app.token("ann", "read").is_none());
+    assert_eq!(
+        ann.connect(&control, &["allow"])
+            .expect(303)
+            .location
+            .as_deref(),
+        Some("/library")
+    );
+
+    // A made-up return, and no return at all.
+    ann.get("/return?success=true&code=x&state=made-up")
+        .expect(400);
+    ann.get("/return").expect(400);
+
+    // Signing out ends the session; its CSRF token goes with it.
+    ann.post_form("/logout", &[("csrf", &csrf)]).expect(303);
+    assert!(ann.get("/").expect(200).text().contains("Sign in"));
+    ann.push(&csrf, "x.json", b"{}").expect(303);
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 0);
+}
+
+#[test]
+fn it_survives_a_crash_in_the_middle_of_an_authorization() {
+    let (sandbox, control) = sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let app = App::start(&sandbox, dir.path(), 0, log.clone());
+    let mut b = Browser::new(&app.base);
+    b.sign_up("ann", "a long passphrase");
+    let csrf = b.csrf();
+    let p = b.post_form("/connect", &[("csrf", &csrf)]).expect(303);
+    let onboard = p.location.unwrap();
+
+    // The app dies while the user is on digi.me's page, and comes back.
+    let (port, log) = app.kill();
+    let (_, back) = control.decide_on(&onboard, "allow");
+    let app = App::start(&sandbox, dir.path(), port, log);
+
+    // The same browser lands back: still signed in, and the authorization goes on.
+    let p = b.get(&back.unwrap()).expect(303);
+    assert!(app.token("ann", "write").is_some());
+    let (_, back) = control.decide_on(p.location.as_deref().unwrap(), "allow");
+    assert_eq!(
+        b.get(&back.unwrap()).expect(303).location.as_deref(),
+        Some("/library")
+    );
+    b.push(&csrf, "after.json", b"{\"restarted\":true}")
+        .expect(303);
+    let user = user_of(&app, "ann");
+    assert!(
+        control
+            .library(&user)
+            .iter()
+            .any(|(_, bytes)| bytes == b"{\"restarted\":true}")
+    );
+    let log = app.log.lock().unwrap().clone();
+    assert!(log.contains("database migrated"), "{log}");
+    assert_eq!(
+        log.matches("database migrated").count(),
+        1,
+        "migrated once: {log}"
+    );
+}
