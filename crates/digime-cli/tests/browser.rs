@@ -4,83 +4,19 @@
 //! reads the page, allows with the keyboard alone (Tab to the button, Enter) and
 //! lands on the command's "complete" page; a second run is denied with a click.
 //!
-//! Needs `chromium` and `chromedriver` (Debian: `apt-get install -y chromium
-//! chromium-driver`). Without them the test is skipped with a printed reason, unless
-//! `DIGIME_BROWSER_TESTS=required` (set by CI), which makes a missing browser a failure.
+//! The browser is `digime_testkit::browser`: skipped with a printed reason when
+//! Chromium is not installed, unless `DIGIME_BROWSER_TESTS=required` (set by CI).
 
 use digime_sandbox::{ConsentMode, Sandbox, SandboxConfig};
-use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
+use digime_testkit::browser::Browser;
+use digime_testkit::browser::fantoccini::Locator;
+use digime_testkit::browser::fantoccini::key::Key;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_digime");
-
-fn find(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// chromedriver, killed on drop.
-struct Driver(Child, u16);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_driver(path: &Path) -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let driver = Driver(child, port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ureq::get(format!("http://127.0.0.1:{port}/status"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    driver
-}
-
-async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            // No background traffic (a closed network refuses it), a fresh profile.
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", profile.display())],
-            // A phone: the page must fit its width.
-            "mobileEmulation": {"deviceMetrics": {"width": 375, "height": 740, "pixelRatio": 2.0}},
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.1))
-        .await
-        .expect("a WebDriver session")
-}
 
 /// Starts `digime authorize` and reads the URL it prints.
 fn authorize(dir: &Path, token: &str) -> (Child, String) {
@@ -116,33 +52,12 @@ fn authorize(dir: &Path, token: &str) -> (Child, String) {
     (child, url)
 }
 
-/// The page's text (empty while a page is loading).
-async fn text(client: &Client) -> String {
-    let script = "return document.body ? document.body.innerText : ''";
-    match client.execute(script, vec![]).await {
-        Ok(v) => v.as_str().unwrap_or("").to_owned(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Waits until the page's text holds `what`.
-async fn wait_for(client: &Client, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = text(client).await;
-        if t.contains(what) {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "never saw {what:?}: {t}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn run(client: &Client, dir: &Path) {
+async fn run(browser: &Browser, dir: &Path) {
+    let client = &browser.client;
     // Allow, with the keyboard alone.
     let (mut cli, url) = authorize(dir, "allowed.json");
     client.goto(&url).await.unwrap();
-    let page = wait_for(client, "Allow").await;
+    let page = browser.wait_for("Allow").await;
     for expected in [
         "Share your data with",
         "demo-write",
@@ -155,16 +70,10 @@ async fn run(client: &Client, dir: &Path) {
             "{expected:?} not on the page: {page}"
         );
     }
-    let fits: bool = client
-        .execute(
-            "return window.innerWidth <= 400 && document.documentElement.scrollWidth <= window.innerWidth",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_bool()
-        .unwrap();
-    assert!(fits, "the consent page does not fit a phone's width");
+    assert!(
+        browser.fits_width().await,
+        "the consent page does not fit a phone's width"
+    );
     let body = client.find(Locator::Css("body")).await.unwrap();
     let mut focused = String::new();
     for _ in 0..10 {
@@ -193,7 +102,7 @@ async fn run(client: &Client, dir: &Path) {
         .send_keys(&String::from(char::from(Key::Enter)))
         .await
         .unwrap();
-    wait_for(client, "authorization complete").await;
+    browser.wait_for("authorization complete").await;
     let status = cli.wait().unwrap();
     let mut out = String::new();
     cli.stdout.take().unwrap().read_to_string(&mut out).unwrap();
@@ -205,7 +114,7 @@ async fn run(client: &Client, dir: &Path) {
     // Deny, with a click: the command ends with exit 9 and writes nothing.
     let (mut cli, url) = authorize(dir, "denied.json");
     client.goto(&url).await.unwrap();
-    wait_for(client, "Deny").await;
+    browser.wait_for("Deny").await;
     client
         .find(Locator::Css(r#"button[value="deny"]"#))
         .await
@@ -213,27 +122,13 @@ async fn run(client: &Client, dir: &Path) {
         .click()
         .await
         .unwrap();
-    wait_for(client, "did not complete").await;
+    browser.wait_for("did not complete").await;
     assert_eq!(cli.wait().unwrap().code(), Some(9));
     assert!(!dir.join("denied.json").exists());
 }
 
 #[test]
 fn the_consent_page_in_a_real_browser_allows_with_the_keyboard_and_denies() {
-    let required = std::env::var("DIGIME_BROWSER_TESTS").is_ok_and(|v| v == "required");
-    let (Some(driver_path), Some(chromium)) = (
-        find(&["chromedriver"]),
-        find(&["chromium", "chromium-browser", "google-chrome"]),
-    ) else {
-        assert!(
-            !required,
-            "DIGIME_BROWSER_TESTS=required, but chromium or chromedriver is missing"
-        );
-        println!(
-            "skipped: chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)"
-        );
-        return;
-    };
     let sandbox = Sandbox::spawn(SandboxConfig {
         consent: ConsentMode::Page,
         ..Default::default()
@@ -254,13 +149,14 @@ fn the_consent_page_in_a_real_browser_allows_with_the_keyboard_and_denies() {
         ),
     )
     .unwrap();
-    let driver = start_driver(&driver_path);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let client = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
+        let Some(browser) = Browser::start(&dir.path().join("chromium-profile")).await else {
+            return;
+        };
         let outcome =
-            tokio::time::timeout(Duration::from_secs(120), run(&client, dir.path())).await;
-        client.close().await.ok();
+            tokio::time::timeout(Duration::from_secs(120), run(&browser, dir.path())).await;
+        browser.close().await;
         outcome.expect("the browser test took over 120 s");
     });
 }

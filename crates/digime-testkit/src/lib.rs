@@ -13,7 +13,9 @@
 //! * [`control`]: a blocking client of the sandbox's control API and its browser
 //!   (consent) pages, for suites that run the sandbox on its own thread, and
 //!   [`control::AsyncControl`], the same calls for async tests (each on tokio's
-//!   blocking pool, so a sandbox on the test's runtime keeps serving).
+//!   blocking pool, so a sandbox on the test's runtime keeps serving);
+//! * `browser` (feature `browser`): headless Chromium over WebDriver, for the
+//!   real-browser tests of the CLI and the web app.
 //!
 //! Out: anything that drives a flow. Each driver's suite keeps its IO concerns
 //! (streaming, rewind, sinks, stalls, stop) and runs them through its own `Client`.
@@ -23,6 +25,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod control;
 pub mod drain;
 pub mod fixtures;
