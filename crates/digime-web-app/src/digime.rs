@@ -619,6 +619,10 @@ pub async fn library_page(State(app): State<App>, Extension(v): Extension<Visito
     Html(page("Your library", v.nav(), &body)).into_response()
 }
 
+/// The longest a library read keeps its request waiting; what it has read by then is
+/// kept, and the next read goes on from there.
+const READ_AT_MOST: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// One read at a time per user; released on drop.
 struct Reading<'a>(&'a App, i64);
 
@@ -698,6 +702,7 @@ pub async fn read_library(
     }
     let options = ReadAllOptions {
         poll_interval: app.poll,
+        max_duration: READ_AT_MOST,
         already_read,
         ..Default::default()
     };
@@ -751,6 +756,14 @@ pub async fn read_library(
         token = t;
     }
     let (status, outcome) = match summary {
+        Ok(s) if s.timed_out => (
+            format!(
+                "{}, stopped after {} s: read again for the rest",
+                s.status.state,
+                READ_AT_MOST.as_secs()
+            ),
+            Ok(()),
+        ),
         Ok(s) => (s.status.state.to_string(), Ok(())),
         Err(e) => ("failed".to_owned(), Err(e)),
     };

@@ -158,6 +158,12 @@ fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
     assert_eq!(app.count("SELECT count(*) FROM tokens"), 0);
     assert_eq!(app.count("SELECT count(*) FROM library_files"), 0);
     assert_eq!(std::fs::read_dir(&files_dir).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
     b.jar = old_cookie;
     assert!(
         b.get("/").expect(200).text().contains("Sign in"),
@@ -177,7 +183,13 @@ fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
 fn forged_replayed_expired_and_denied_requests_are_refused() {
     let (sandbox, control) = sandbox();
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(&sandbox, dir.path(), 0, Arc::default());
+    let app = App::start_with(
+        &sandbox,
+        dir.path(),
+        0,
+        Arc::default(),
+        &["--max-upload", "1"],
+    );
     let mut ann = Browser::new(&app.base);
     ann.sign_up("ann", "a long passphrase");
     let csrf = ann.csrf();

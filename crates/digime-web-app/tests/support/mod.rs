@@ -49,6 +49,17 @@ impl App {
         port: u16,
         log: Arc<Mutex<String>>,
     ) -> App {
+        Self::start_with(sandbox, data, port, log, &[])
+    }
+
+    /// [`App::start`], with more flags.
+    pub fn start_with(
+        sandbox: &BackgroundSandbox,
+        data: &Path,
+        port: u16,
+        log: Arc<Mutex<String>>,
+        flags: &[&str],
+    ) -> App {
         let info = sandbox.info();
         let mut child = Command::new(BIN)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -63,6 +74,7 @@ impl App {
             .arg("--read-key")
             .arg(&info.demo.read.private_key_path)
             .args(["--poll", "0.05"])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
