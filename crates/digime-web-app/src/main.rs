@@ -169,21 +169,25 @@ async fn log_requests(req: Request, next: Next) -> Response {
 
 fn router(app: App, max_upload: usize) -> Router {
     Router::new()
-        .route("/", get(digime::home))
+        .route("/", get(digime::connect::home))
         .route("/signup", post(session::signup))
         .route("/login", post(session::login))
         .route("/logout", post(session::logout))
-        .route("/connect", post(digime::connect))
-        .route("/return", get(digime::back))
-        .route("/upload", get(digime::upload_page))
+        .route("/connect", post(digime::connect::connect))
+        .route("/return", get(digime::connect::back))
+        .route("/upload", get(digime::push::upload_page))
         .route(
             "/push",
-            post(digime::push).layer(DefaultBodyLimit::max(max_upload.saturating_mul(1 << 20))),
+            post(digime::push::push)
+                .layer(DefaultBodyLimit::max(max_upload.saturating_mul(1 << 20))),
         )
-        .route("/library", get(digime::library_page))
-        .route("/library/read", post(digime::read_library))
-        .route("/library/files/{id}", get(digime::download))
-        .route("/delete", get(digime::delete_page).post(digime::delete))
+        .route("/library", get(digime::library::library_page))
+        .route("/library/read", post(digime::library::read_library))
+        .route("/library/files/{id}", get(digime::library::download))
+        .route(
+            "/delete",
+            get(digime::delete::delete_page).post(digime::delete::delete),
+        )
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             session::middleware,
@@ -208,6 +212,29 @@ fn contract(id: Option<String>, key: Option<PathBuf>, what: &str) -> Result<Cont
     };
     let pem = std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
     Contract::from_pem(id, &pem).map_err(|e| format!("{}: {e}", key.display()))
+}
+
+/// Ctrl-C, or `SIGTERM` (what a service manager or a container runtime sends).
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[tokio::main]
@@ -293,9 +320,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     println!("digime web app on {public}/");
     axum::serve(listener, router(app, args.max_upload))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(interrupted())
         .await?;
     Ok(())
 }

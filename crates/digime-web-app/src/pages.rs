@@ -35,6 +35,11 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem;bo
 /// A whole page. `nav` is the signed-in user's name and the CSRF token of the sign-out
 /// form, when there is one.
 pub fn page(title: &str, nav: Option<(&str, &str)>, body: &str) -> String {
+    page_with_head(title, nav, "", body)
+}
+
+/// [`page`], with `head` (trusted markup) added to the document's head.
+pub fn page_with_head(title: &str, nav: Option<(&str, &str)>, head: &str, body: &str) -> String {
     let nav = match nav {
         Some((name, csrf)) => format!(
             r#"<nav><a href="/">Home</a><a href="/upload">Upload</a><a href="/library">Library</a><a href="/delete">Delete my data</a>
@@ -47,7 +52,7 @@ pub fn page(title: &str, nav: Option<(&str, &str)>, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{} · digi.me web app</title><style>{STYLE}</style></head><body>{nav}<main><h1>{}</h1>{body}</main></body></html>",
+<title>{} · digi.me web app</title><style>{STYLE}</style>{head}</head><body>{nav}<main><h1>{}</h1>{body}</main></body></html>",
         esc(title),
         esc(title)
     )

@@ -322,6 +322,21 @@ impl Browser {
         self.get("/").expect(200).csrf()
     }
 
+    /// Presses "Read my library" and waits for the read to end; the library page.
+    pub fn read_library(&mut self, csrf: &str) -> String {
+        let p = self.post_form("/library/read", &[("csrf", csrf)]);
+        assert_eq!(p.status, 303, "{}", p.text());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let page = self.get("/library").expect(200).text();
+            if !page.contains("Reading your library") {
+                return page;
+            }
+            assert!(std::time::Instant::now() < deadline, "the read never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Presses Connect and makes `decisions` on the consent pages it leads to (one
     /// per authorization); the app's last answer.
     pub fn connect(&mut self, control: &Control, decisions: &[&str]) -> Page {
