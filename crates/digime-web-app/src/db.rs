@@ -404,41 +404,32 @@ pub struct LibraryFile {
     pub updated_date: i64,
 }
 
+const LIBRARY_COLUMNS: &str = "id, name, local_name, mime_type, size, updated_date";
+
+fn library_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LibraryFile> {
+    Ok(LibraryFile {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        local_name: r.get(2)?,
+        mime_type: r.get(3)?,
+        size: r.get(4)?,
+        updated_date: r.get(5)?,
+    })
+}
+
 pub fn library(conn: &Connection, user: i64) -> Result<Vec<LibraryFile>, DbError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, name, local_name, mime_type, size, updated_date FROM library_files
-         WHERE user_id = ?1 ORDER BY updated_date DESC, name",
-    )?;
-    let rows = stmt.query_map(params![user], |r| {
-        Ok(LibraryFile {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            local_name: r.get(2)?,
-            mime_type: r.get(3)?,
-            size: r.get(4)?,
-            updated_date: r.get(5)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {LIBRARY_COLUMNS} FROM library_files WHERE user_id = ?1
+         ORDER BY updated_date DESC, name"
+    ))?;
+    let rows = stmt.query_map(params![user], library_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn library_file(conn: &Connection, user: i64, id: i64) -> Result<Option<LibraryFile>, DbError> {
+    let sql = format!("SELECT {LIBRARY_COLUMNS} FROM library_files WHERE user_id = ?1 AND id = ?2");
     Ok(conn
-        .query_row(
-            "SELECT id, name, local_name, mime_type, size, updated_date FROM library_files
-             WHERE user_id = ?1 AND id = ?2",
-            params![user, id],
-            |r| {
-                Ok(LibraryFile {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    local_name: r.get(2)?,
-                    mime_type: r.get(3)?,
-                    size: r.get(4)?,
-                    updated_date: r.get(5)?,
-                })
-            },
-        )
+        .query_row(&sql, params![user, id], library_row)
         .optional()?)
 }
 

@@ -14,7 +14,8 @@ use crate::App;
 use crate::db::{self, User};
 use crate::pages::{self, csrf_field, esc, page};
 use aws_lc_rs::pbkdf2;
-use axum::extract::{Form, Request, State};
+use axum::extract::{Form, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -55,18 +56,28 @@ impl Visitor {
         }
     }
 
-    /// The signed-in user, or a redirect to the sign-in page.
-    pub fn user(&self) -> Result<&User, Response> {
-        self.user
-            .as_ref()
-            .ok_or_else(|| Redirect::to("/").into_response())
-    }
-
     /// What the navigation bar shows.
     pub fn nav(&self) -> Option<(&str, &str)> {
         self.user
             .as_ref()
             .map(|u| (u.name.as_str(), self.csrf.as_str()))
+    }
+}
+
+/// The signed-in user of a request (an extractor): a request without one is sent to
+/// the sign-in page.
+pub struct SignedIn(pub User);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let user = parts
+            .extensions
+            .get::<Visitor>()
+            .and_then(|v| v.user.clone());
+        user.map(SignedIn)
+            .ok_or_else(|| Redirect::to("/").into_response())
     }
 }
 

@@ -3,11 +3,11 @@
 //! reauthorized (the same library). The state and the PKCE verifier stay here; the
 //! state is single use, bound to the session that started it, and expires.
 
-use super::{Held, signed_in};
+use super::Held;
 use crate::App;
 use crate::db::{self, Kind};
 use crate::pages::{self, button, page};
-use crate::session::{CsrfOnly, Visitor, sign_in_page};
+use crate::session::{CsrfOnly, SignedIn, Visitor, sign_in_page};
 use axum::Extension;
 use axum::extract::{Form, State};
 use axum::http::{StatusCode, Uri};
@@ -63,15 +63,13 @@ pub async fn home(State(app): State<App>, Extension(v): Extension<Visitor>) -> R
 pub async fn connect(
     State(app): State<App>,
     Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = v.check_csrf(&f.csrf) {
         return r;
     }
-    match signed_in(&v) {
-        Ok(user) => next_step(&app, &v, user.id).await,
-        Err(r) => r,
-    }
+    next_step(&app, &v, me.id).await
 }
 
 enum How {

@@ -1,21 +1,17 @@
 //! `GET /delete` and `POST /delete`: the user's digi.me library first (with a live
 //! token), then everything the app keeps about them.
 
-use super::signed_in;
 use crate::App;
 use crate::db::{self, Kind};
 use crate::pages::{self, csrf_field, page};
-use crate::session::Visitor;
+use crate::session::{SignedIn, Visitor};
 use axum::Extension;
 use axum::extract::{Form, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 /// `GET /delete`: what deleting means, and the button.
-pub async fn delete_page(Extension(v): Extension<Visitor>) -> Response {
-    if let Err(r) = signed_in(&v) {
-        return r;
-    }
+pub async fn delete_page(Extension(v): Extension<Visitor>, _: SignedIn) -> Response {
     let body = format!(
         r#"<p>This deletes your digi.me library (every file and account in it, for every app), then everything this app keeps about you: your account, tokens, history and files.</p>
 <form method="post" action="/delete">{}<label><input type="checkbox" name="confirm" value="yes" required> Yes, delete my data</label><button class="danger">Delete my data</button></form>"#,
@@ -36,15 +32,13 @@ pub struct DeleteForm {
 pub async fn delete(
     State(app): State<App>,
     Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
     Form(f): Form<DeleteForm>,
 ) -> Response {
     if let Err(r) = v.check_csrf(&f.csrf) {
         return r;
     }
-    let user = match signed_in(&v) {
-        Ok(u) => u.id,
-        Err(r) => return r,
-    };
+    let user = me.id;
     if f.confirm != "yes" {
         return pages::error(
             StatusCode::BAD_REQUEST,

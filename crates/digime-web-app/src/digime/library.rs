@@ -6,11 +6,10 @@
 //! are not read again. It ends with one transaction that records the files, how the
 //! read ended, and the token. The library page reloads itself while a read runs.
 
-use super::signed_in;
 use crate::App;
 use crate::db::{self, Kind};
 use crate::pages::{self, button, esc, page_with_head, when};
-use crate::session::{CsrfOnly, Visitor};
+use crate::session::{CsrfOnly, SignedIn, Visitor};
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Form, Path, State};
@@ -37,11 +36,12 @@ impl App {
 
 /// `GET /library`: the files read so far, and a button to read again (or, while a
 /// read runs, a page that reloads itself).
-pub async fn library_page(State(app): State<App>, Extension(v): Extension<Visitor>) -> Response {
-    let user = match signed_in(&v) {
-        Ok(u) => u.id,
-        Err(r) => return r,
-    };
+pub async fn library_page(
+    State(app): State<App>,
+    Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
+) -> Response {
+    let user = me.id;
     let listed = app
         .db
         .call(move |c| Ok((db::library(c, user)?, db::library_read(c, user)?)))
@@ -112,15 +112,13 @@ impl Drop for Reading {
 pub async fn read_library(
     State(app): State<App>,
     Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = v.check_csrf(&f.csrf) {
         return r;
     }
-    let user = match signed_in(&v) {
-        Ok(u) => u.id,
-        Err(r) => return r,
-    };
+    let user = me.id;
     let token = match app.token(user, Kind::Read).await {
         Ok(Some(h)) if !h.dead => h.token,
         Ok(_) => return Redirect::to("/").into_response(),
@@ -355,13 +353,10 @@ fn partial(dir: &std::path::Path, name: &str) -> PathBuf {
 /// rendered by the browser as this site's page, whatever its type).
 pub async fn download(
     State(app): State<App>,
-    Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
     Path(id): Path<i64>,
 ) -> Response {
-    let user = match signed_in(&v) {
-        Ok(u) => u.id,
-        Err(r) => return r,
-    };
+    let user = me.id;
     let file = match app.db.call(move |c| db::library_file(c, user, id)).await {
         Ok(Some(f)) => f,
         Ok(None) => {

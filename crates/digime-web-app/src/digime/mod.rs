@@ -9,9 +9,8 @@
 //! page then offers to reconnect, which reauthorizes the same library.
 
 use crate::App;
-use crate::db::{self, DbError, Kind, User};
+use crate::db::{self, DbError, Kind};
 use crate::pages;
-use crate::session::Visitor;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use digime_async::Client;
@@ -131,8 +130,4 @@ fn failure_page(what: &str, e: &Error) -> Response {
 struct Held {
     token: UserAccessToken,
     dead: bool,
-}
-
-fn signed_in(v: &Visitor) -> Result<&User, Response> {
-    v.user()
 }

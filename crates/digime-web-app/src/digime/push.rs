@@ -2,11 +2,10 @@
 //! the user's library with the write contract; its history row and a refreshed token
 //! are stored in one transaction.
 
-use super::signed_in;
 use crate::App;
 use crate::db::{self, Kind};
 use crate::pages::{self, csrf_field, esc, page, when};
-use crate::session::Visitor;
+use crate::session::{SignedIn, Visitor};
 use axum::Extension;
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
@@ -15,11 +14,12 @@ use digime_protocol::FileDescriptor;
 use tokio::io::AsyncWriteExt;
 
 /// `GET /upload`: the form, and what was pushed.
-pub async fn upload_page(State(app): State<App>, Extension(v): Extension<Visitor>) -> Response {
-    let user = match signed_in(&v) {
-        Ok(u) => u.id,
-        Err(r) => return r,
-    };
+pub async fn upload_page(
+    State(app): State<App>,
+    Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
+) -> Response {
+    let user = me.id;
     let pushes = match app.db.call(move |c| db::pushes(c, user)).await {
         Ok(p) => p,
         Err(e) => return crate::internal(e),
@@ -86,12 +86,10 @@ fn bad_upload(message: &str) -> Response {
 pub async fn push(
     State(app): State<App>,
     Extension(v): Extension<Visitor>,
+    SignedIn(me): SignedIn,
     mut form: Multipart,
 ) -> Response {
-    let user = match signed_in(&v) {
-        Ok(u) => u.id,
-        Err(r) => return r,
-    };
+    let user = me.id;
     // The CSRF token comes first, so nothing of a forged upload is stored.
     match form.next_field().await {
         Ok(Some(f)) if f.name() == Some("csrf") => match f.text().await {
