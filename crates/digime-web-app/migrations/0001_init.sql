@@ -2,30 +2,37 @@
 -- UserAccessToken JSON. Secrets a browser holds (session ids, states) are kept as
 -- their SHA-256 only, so a copy of this file cannot be replayed as a browser.
 
+-- AUTOINCREMENT: a deleted user's id is never given to another (a late write for
+-- the deleted one then fails its foreign key instead of landing on someone else).
 CREATE TABLE users (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     name          TEXT NOT NULL UNIQUE COLLATE NOCASE,
     password_hash TEXT NOT NULL,
     created_at    INTEGER NOT NULL
 );
 
--- Every browser has a session, signed in (user_id) or not; its CSRF token rides in
--- every form it is shown.
+-- A signed-in browser's session; its CSRF token rides in every form it is shown. (A
+-- signed-out browser has no row: its CSRF token is derived from its cookie.)
 CREATE TABLE sessions (
     id_hash    BLOB PRIMARY KEY,
-    user_id    INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     csrf       TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX sessions_expiry ON sessions(expires_at);
 
 -- An authorization sent to digi.me and not yet back: single use (deleted when the
--- browser returns), bound to the session that started it, and short-lived.
+-- browser returns), bound to the session that started it, and short-lived. `mode`:
+-- a fresh authorization, one linked to the write contract's library, or a
+-- reauthorization; `expect_user`: the digi.me user the new token must be (linked and
+-- reauthorized ones).
 CREATE TABLE pending_authorizations (
     state_hash    BLOB PRIMARY KEY,
     session_hash  BLOB NOT NULL REFERENCES sessions(id_hash) ON DELETE CASCADE,
     user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     contract      TEXT NOT NULL CHECK (contract IN ('write', 'read')),
+    mode          TEXT NOT NULL CHECK (mode IN ('fresh', 'link', 'reauthorize')),
+    expect_user   TEXT,
     code_verifier TEXT NOT NULL,
     expires_at    INTEGER NOT NULL
 );

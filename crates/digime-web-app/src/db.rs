@@ -147,26 +147,25 @@ pub struct User {
     pub name: String,
 }
 
-/// A browser's session.
-#[derive(Debug, Clone)]
+/// A signed-in browser's session (no `Debug`: it holds the CSRF token).
+#[derive(Clone)]
 pub struct SessionRow {
-    pub user: Option<User>,
+    pub user: User,
     pub csrf: String,
 }
 
 pub fn session(conn: &Connection, id_hash: &[u8]) -> Result<Option<SessionRow>, DbError> {
     let row = conn
         .query_row(
-            "SELECT s.csrf, u.id, u.name FROM sessions s LEFT JOIN users u ON u.id = s.user_id
+            "SELECT s.csrf, u.id, u.name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id_hash = ?1 AND s.expires_at > ?2",
             params![id_hash, now()],
             |r| {
-                let user = match (r.get::<_, Option<i64>>(1)?, r.get::<_, Option<String>>(2)?) {
-                    (Some(id), Some(name)) => Some(User { id, name }),
-                    _ => None,
-                };
                 Ok(SessionRow {
-                    user,
+                    user: User {
+                        id: r.get(1)?,
+                        name: r.get(2)?,
+                    },
                     csrf: r.get(0)?,
                 })
             },
@@ -178,7 +177,7 @@ pub fn session(conn: &Connection, id_hash: &[u8]) -> Result<Option<SessionRow>, 
 pub fn insert_session(
     conn: &Connection,
     id_hash: &[u8],
-    user: Option<i64>,
+    user: i64,
     csrf: &str,
     expires_at: i64,
 ) -> Result<(), DbError> {
@@ -249,10 +248,40 @@ pub fn delete_user(conn: &Connection, user: i64) -> Result<(), DbError> {
     Ok(())
 }
 
+/// What an authorization on its way is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A new authorization (a new library, for the write contract).
+    Fresh,
+    /// The read contract, linked to the write contract's library.
+    Link,
+    /// A reauthorization of a dead token.
+    Reauthorize,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fresh => "fresh",
+            Mode::Link => "link",
+            Mode::Reauthorize => "reauthorize",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Mode> {
+        [Mode::Fresh, Mode::Link, Mode::Reauthorize]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
 /// An authorization on its way.
 pub struct Pending {
     pub user: i64,
     pub kind: Kind,
+    pub mode: Mode,
+    /// The digi.me user the new token must be.
+    pub expect_user: Option<String>,
     pub code_verifier: String,
     pub expires_at: i64,
 }
@@ -265,13 +294,15 @@ pub fn insert_pending(
 ) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO pending_authorizations
-         (state_hash, session_hash, user_id, contract, code_verifier, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         (state_hash, session_hash, user_id, contract, mode, expect_user, code_verifier, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             state_hash,
             session_hash,
             p.user,
             p.kind.as_str(),
+            p.mode.as_str(),
+            p.expect_user,
             p.code_verifier,
             p.expires_at
         ],
@@ -289,26 +320,32 @@ pub fn take_pending(
     let row = conn
         .query_row(
             "DELETE FROM pending_authorizations WHERE state_hash = ?1 AND session_hash = ?2
-             RETURNING user_id, contract, code_verifier, expires_at",
+             RETURNING user_id, contract, mode, expect_user, code_verifier, expires_at",
             params![state_hash, session_hash],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             },
         )
         .optional()?;
-    Ok(row.and_then(|(user, kind, code_verifier, expires_at)| {
-        Some(Pending {
-            user,
-            kind: Kind::parse(&kind)?,
-            code_verifier,
-            expires_at,
-        })
-    }))
+    Ok(row.and_then(
+        |(user, kind, mode, expect_user, code_verifier, expires_at)| {
+            Some(Pending {
+                user,
+                kind: Kind::parse(&kind)?,
+                mode: Mode::parse(&mode)?,
+                expect_user,
+                code_verifier,
+                expires_at,
+            })
+        },
+    ))
 }
 
 /// A stored token.
@@ -344,11 +381,47 @@ pub fn store_token(conn: &Connection, user: i64, kind: Kind, json: &str) -> Resu
     Ok(())
 }
 
-pub fn mark_dead(conn: &Connection, user: i64, kind: Kind) -> Result<(), DbError> {
-    conn.execute(
-        "UPDATE tokens SET dead = 1, updated_at = ?3 WHERE user_id = ?1 AND contract = ?2",
-        params![user, kind.as_str(), now()],
+/// Replaces the stored token with `json`, a token refreshed from the one whose
+/// refresh token is `from_refresh`, only if that one is still the stored one (or
+/// `json` already is): a call that ends after another call stored a newer token, or
+/// after the user reconnected, does not put its older token back. Whether it did.
+pub fn replace_token(
+    conn: &Connection,
+    user: i64,
+    kind: Kind,
+    from_refresh: &str,
+    json: &str,
+) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE tokens SET token = ?4, dead = 0, updated_at = ?5
+         WHERE user_id = ?1 AND contract = ?2 AND dead = 0
+           AND (json_extract(token, '$.refreshToken.value') = ?3 OR token = ?4)",
+        params![user, kind.as_str(), from_refresh, json, now()],
     )?;
+    Ok(n > 0)
+}
+
+/// Marks the stored token dead if it is one of those whose refresh tokens are
+/// `refresh` (the ones the failed call used), not one stored since.
+pub fn mark_dead(
+    conn: &Connection,
+    user: i64,
+    kind: Kind,
+    refresh: &[&str],
+) -> Result<(), DbError> {
+    for value in refresh {
+        conn.execute(
+            "UPDATE tokens SET dead = 1, updated_at = ?4
+             WHERE user_id = ?1 AND contract = ?2 AND json_extract(token, '$.refreshToken.value') = ?3",
+            params![user, kind.as_str(), value, now()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Forgets the user's tokens (their digi.me library was deleted).
+pub fn delete_tokens(conn: &Connection, user: i64) -> Result<(), DbError> {
+    conn.execute("DELETE FROM tokens WHERE user_id = ?1", params![user])?;
     Ok(())
 }
 
@@ -511,11 +584,13 @@ mod tests {
             insert_user(&conn, "ANN", "h").unwrap().is_none(),
             "names are unique, any case"
         );
-        insert_session(&conn, b"s1", Some(user), "c", now() + 60).unwrap();
-        insert_session(&conn, b"s2", Some(user), "c", now() + 60).unwrap();
+        insert_session(&conn, b"s1", user, "c", now() + 60).unwrap();
+        insert_session(&conn, b"s2", user, "c", now() + 60).unwrap();
         let p = Pending {
             user,
             kind: Kind::Read,
+            mode: Mode::Link,
+            expect_user: Some("u".into()),
             code_verifier: "v".into(),
             expires_at: now() + 60,
         };
@@ -530,17 +605,35 @@ mod tests {
     }
 
     #[test]
-    fn a_new_token_replaces_the_last_and_revives_a_dead_one() {
+    fn a_refreshed_token_replaces_only_the_one_it_was_refreshed_from() {
         let (_dir, conn) = db();
         let user = insert_user(&conn, "bo", "h").unwrap().unwrap();
-        store_token(&conn, user, Kind::Write, "one").unwrap();
-        mark_dead(&conn, user, Kind::Write).unwrap();
+        let tok = |r: &str| format!(r#"{{"refreshToken":{{"value":"{r}"}}}}"#);
+        store_token(&conn, user, Kind::Write, &tok("r1")).unwrap();
+        assert!(replace_token(&conn, user, Kind::Write, "r1", &tok("r2")).unwrap());
+        assert!(
+            replace_token(&conn, user, Kind::Write, "r1", &tok("r2")).unwrap(),
+            "again: a no-op"
+        );
+        // A late call that started from r1 does not put its r1-refresh over r2's.
+        assert!(!replace_token(&conn, user, Kind::Write, "r1", &tok("r3")).unwrap());
+        assert!(!replace_token(&conn, user, Kind::Read, "r2", &tok("r3")).unwrap());
+        assert_eq!(
+            token(&conn, user, Kind::Write).unwrap().unwrap().json,
+            tok("r2")
+        );
+        // A failed call marks dead only the token it used.
+        mark_dead(&conn, user, Kind::Write, &["r1"]).unwrap();
+        assert!(!token(&conn, user, Kind::Write).unwrap().unwrap().dead);
+        mark_dead(&conn, user, Kind::Write, &["r1", "r2"]).unwrap();
         assert!(token(&conn, user, Kind::Write).unwrap().unwrap().dead);
-        assert!(token(&conn, user, Kind::Read).unwrap().is_none());
-        store_token(&conn, user, Kind::Write, "two").unwrap();
-        let stored = token(&conn, user, Kind::Write).unwrap().unwrap();
-        assert_eq!(stored.json, "two");
-        assert!(!stored.dead);
+        assert!(
+            !replace_token(&conn, user, Kind::Write, "r2", &tok("r4")).unwrap(),
+            "dead stays dead"
+        );
+        // A new authorization revives it.
+        store_token(&conn, user, Kind::Write, &tok("r5")).unwrap();
+        assert!(!token(&conn, user, Kind::Write).unwrap().unwrap().dead);
         // Deleting the user deletes what is theirs.
         delete_user(&conn, user).unwrap();
         assert!(token(&conn, user, Kind::Write).unwrap().is_none());

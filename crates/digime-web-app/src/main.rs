@@ -101,14 +101,24 @@ struct Args {
     )]
     read_key: Option<PathBuf>,
     /// How long an authorization may take, in seconds, before it must be started again.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 600, value_name = "SECONDS",
+          value_parser = clap::value_parser!(i64).range(10..=86_400))]
     pending_ttl: i64,
     /// Seconds between file-list calls while a library read waits for its sync.
-    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = poll_interval)]
     poll: f64,
     /// The largest file a user may upload, in MiB.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
-    max_upload: usize,
+    #[arg(long, default_value_t = 256, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_upload: u32,
+}
+
+/// `--poll`: 0.01 to 60 seconds (a smaller one would hammer digi.me).
+fn poll_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.01..=60.0).contains(&v) => Ok(v),
+        _ => Err("a number of seconds from 0.01 to 60".into()),
+    }
 }
 
 /// What every request shares.
@@ -127,6 +137,10 @@ pub struct Inner {
     /// DATA/uploads: uploads on their way to digi.me.
     pub uploads: PathBuf,
     pub secure_cookies: bool,
+    /// Derives the CSRF tokens of signed-out browsers (DATA/secret.key).
+    pub secret: aws_lc_rs::hmac::Key,
+    /// One password hash at a time.
+    pub hashing: tokio::sync::Semaphore,
     pub pending_ttl: i64,
     pub poll: Duration,
     /// Users whose library is being read (one read at a time each).
@@ -167,7 +181,7 @@ async fn log_requests(req: Request, next: Next) -> Response {
     response
 }
 
-fn router(app: App, max_upload: usize) -> Router {
+fn router(app: App, max_upload: u32) -> Router {
     Router::new()
         .route("/", get(digime::connect::home))
         .route("/signup", post(session::signup))
@@ -178,8 +192,9 @@ fn router(app: App, max_upload: usize) -> Router {
         .route("/upload", get(digime::push::upload_page))
         .route(
             "/push",
-            post(digime::push::push)
-                .layer(DefaultBodyLimit::max(max_upload.saturating_mul(1 << 20))),
+            post(digime::push::push).layer(DefaultBodyLimit::max(
+                (max_upload as usize).saturating_mul(1 << 20),
+            )),
         )
         .route("/library", get(digime::library::library_page))
         .route("/library/read", post(digime::library::read_library))
@@ -192,6 +207,7 @@ fn router(app: App, max_upload: usize) -> Router {
             app.clone(),
             session::middleware,
         ))
+        .layer(axum::middleware::from_fn(session::security_headers))
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(app)
 }
@@ -204,6 +220,61 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// The app's secret: 32 random bytes in `path` (mode 0600), made on first start.
+fn secret(path: &Path) -> std::io::Result<aws_lc_rs::hmac::Key> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            let mut b = vec![0u8; 32];
+            digime_crypto::random::fill(&mut b).map_err(std::io::Error::other)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path)?;
+            file.write_all(&b)?;
+            file.sync_all()?;
+            b
+        }
+        Err(e) => return Err(e),
+    };
+    if bytes.len() != 32 {
+        return Err(std::io::Error::other(format!(
+            "{}: not a secret of 32 bytes",
+            path.display()
+        )));
+    }
+    Ok(aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA256,
+        &bytes,
+    ))
+}
+
+/// Removes what an earlier run left half done: uploads that never reached digi.me,
+/// and library files that were never whole (`~partial`).
+fn remove_leftovers(uploads: &Path, files: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(uploads)? {
+        std::fs::remove_file(entry?.path())?;
+        removed += 1;
+    }
+    for user in std::fs::read_dir(files)? {
+        let user = user?.path();
+        if !user.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&user)? {
+            let path = entry?.path();
+            if path.to_string_lossy().ends_with("~partial") {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 fn contract(id: Option<String>, key: Option<PathBuf>, what: &str) -> Result<Contract, String> {
@@ -292,6 +363,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (files, uploads) = (args.data.join("files"), args.data.join("uploads"));
     private_dir(&files)?;
     private_dir(&uploads)?;
+    let removed = remove_leftovers(&uploads, &files)?;
+    if removed > 0 {
+        tracing::info!(removed, "files an earlier run left half done were removed");
+    }
     let app = App(Arc::new(Inner {
         db: db.clone(),
         client: Client::try_new(config)?,
@@ -301,6 +376,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         files,
         uploads,
         secure_cookies: public.starts_with("https://"),
+        secret: secret(&args.data.join("secret.key"))?,
+        hashing: tokio::sync::Semaphore::new(1),
         pending_ttl: args.pending_ttl,
         poll: Duration::try_from_secs_f64(args.poll).map_err(|_| "--poll: not a duration")?,
         reading: Mutex::default(),

@@ -4,9 +4,10 @@
 //! - The session cookie is `HttpOnly`, `SameSite=Lax` (so it comes back with the
 //!   redirect from digi.me, a top-level GET), and `Secure` when the app is served
 //!   over HTTPS. The database keeps only its SHA-256.
-//! - Every browser gets a session on its first request, signed in or not, so the
-//!   sign-in form has a CSRF token too. Signing in or out replaces the session (a
-//!   session id known before sign-in is worthless after it).
+//! - Every browser gets a session cookie on its first request, so the sign-in form
+//!   has a CSRF token too. A signed-out browser has no row: its CSRF token is an HMAC
+//!   of its cookie under the app's secret. Signing in makes a row under a new id, and
+//!   signing out drops it (an id known before sign-in is worthless after it).
 //! - Passwords are kept as PBKDF2-HMAC-SHA256 (600,000 rounds, a 16-byte salt), from
 //!   aws-lc-rs, which the SDK already builds on.
 
@@ -26,7 +27,7 @@ use std::num::NonZeroU32;
 pub const COOKIE: &str = "digime_app_session";
 /// A signed-in session lasts a week.
 const SIGNED_IN_TTL: i64 = 7 * 24 * 3600;
-/// A signed-out one, a day.
+/// A signed-out one's cookie, a day.
 const ANONYMOUS_TTL: i64 = 24 * 3600;
 const ROUNDS: u32 = 600_000;
 
@@ -93,94 +94,117 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn random(len: usize) -> Result<String, Response> {
-    digime_crypto::random::alphanumeric(len).map_err(|e| {
-        tracing::error!(error = %e, "no randomness");
-        pages::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unavailable",
-            "The app cannot serve you right now.",
-        )
-    })
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "no randomness");
+    pages::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Unavailable",
+        "The app cannot serve you right now.",
+    )
 }
 
-/// A new session row for `user`, and the cookie that names it.
+/// A session id: 43 random letters and digits (256 bits).
+const ID_LEN: usize = 43;
+
+fn is_session_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn cookie_header(app: &App, id: &str, max_age: i64) -> Result<HeaderValue, Response> {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    HeaderValue::from_str(&cookie).map_err(crate::internal)
+}
+
+/// The header that removes the session cookie.
+pub fn clear_cookie(app: &App) -> Result<HeaderValue, Response> {
+    cookie_header(app, "", 0)
+}
+
+/// A signed-out browser: no row; its CSRF token is derived from its cookie with the
+/// app's secret (HMAC-SHA256), so a visitor costs the database nothing.
+fn anonymous(app: &App, id: &str) -> Visitor {
+    let tag = aws_lc_rs::hmac::sign(&app.secret, format!("anonymous-csrf:{id}").as_bytes());
+    Visitor {
+        session_hash: digime_crypto::sha256(id.as_bytes()).to_vec(),
+        user: None,
+        csrf: digime_crypto::b64url_encode(tag.as_ref()),
+    }
+}
+
+/// A new signed-out session, and its cookie.
+fn new_anonymous(app: &App) -> Result<(Visitor, HeaderValue), Response> {
+    let id = digime_crypto::random::alphanumeric(ID_LEN).map_err(unavailable)?;
+    Ok((anonymous(app, &id), cookie_header(app, &id, ANONYMOUS_TTL)?))
+}
+
+/// A new session row for `user`, replacing the browser's last session, and the
+/// cookie that names it.
 async fn new_session(
     app: &App,
-    user: Option<i64>,
-    replacing: Option<Vec<u8>>,
+    user: User,
+    replacing: Vec<u8>,
 ) -> Result<(Visitor, HeaderValue), Response> {
-    let id = random(43)?;
-    let csrf = random(32)?;
+    let id = digime_crypto::random::alphanumeric(ID_LEN).map_err(unavailable)?;
+    let csrf = digime_crypto::random::alphanumeric(32).map_err(unavailable)?;
     let hash = digime_crypto::sha256(id.as_bytes()).to_vec();
-    let ttl = if user.is_some() {
-        SIGNED_IN_TTL
-    } else {
-        ANONYMOUS_TTL
-    };
-    let (h, c) = (hash.clone(), csrf.clone());
-    let user_row = app
-        .db
+    let (h, c, uid) = (hash.clone(), csrf.clone(), user.id);
+    app.db
         .transaction(move |tx| {
-            if let Some(old) = replacing {
-                db::delete_session(tx, &old)?;
-            }
-            db::insert_session(tx, &h, user, &c, db::now() + ttl)?;
-            match user {
-                Some(id) => Ok(db::session(tx, &h)?
-                    .and_then(|s| s.user)
-                    .filter(|u| u.id == id)),
-                None => Ok(None),
-            }
+            db::delete_session(tx, &replacing)?;
+            db::insert_session(tx, &h, uid, &c, db::now() + SIGNED_IN_TTL)
         })
         .await
         .map_err(crate::internal)?;
-    let secure = if app.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}");
-    let value = HeaderValue::from_str(&cookie).map_err(crate::internal)?;
-    Ok((
-        Visitor {
-            session_hash: hash,
-            user: user_row,
-            csrf,
-        },
-        value,
-    ))
+    let cookie = cookie_header(app, &id, SIGNED_IN_TTL)?;
+    let visitor = Visitor {
+        session_hash: hash,
+        user: Some(user),
+        csrf,
+    };
+    Ok((visitor, cookie))
 }
 
-/// Finds the browser's session, or gives it a new one, for every request; adds the
-/// headers every page carries.
+/// Finds the browser's session (a signed-in row, or a signed-out cookie), or gives
+/// it a new signed-out one.
 pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) -> Response {
-    let found = match cookie(req.headers(), COOKIE) {
+    let (visitor, set_cookie) = match cookie(req.headers(), COOKIE).filter(|id| is_session_id(id)) {
         Some(id) => {
             let hash = digime_crypto::sha256(id.as_bytes()).to_vec();
             let h = hash.clone();
             match app.db.call(move |c| db::session(c, &h)).await {
-                Ok(row) => row.map(|row| Visitor {
-                    session_hash: hash,
-                    user: row.user,
-                    csrf: row.csrf,
-                }),
+                Ok(Some(row)) => (
+                    Visitor {
+                        session_hash: hash,
+                        user: Some(row.user),
+                        csrf: row.csrf,
+                    },
+                    None,
+                ),
+                Ok(None) => (anonymous(&app, &id), None),
                 Err(e) => return crate::internal(e),
             }
         }
-        None => None,
-    };
-    let (visitor, set_cookie) = match found {
-        Some(v) => (v, None),
-        None => match new_session(&app, None, None).await {
+        None => match new_anonymous(&app) {
             Ok((v, c)) => (v, Some(c)),
             Err(r) => return r,
         },
     };
     req.extensions_mut().insert(visitor);
     let mut response = next.run(req).await;
-    let headers = response.headers_mut();
     if let Some(c) = set_cookie
-        && !headers.contains_key(header::SET_COOKIE)
+        && !response.headers().contains_key(header::SET_COOKIE)
     {
-        headers.insert(header::SET_COOKIE, c);
+        response.headers_mut().insert(header::SET_COOKIE, c);
     }
+    response
+}
+
+/// The headers every answer carries, error pages included.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -306,13 +330,18 @@ pub async fn signup(
         )
             .into_response();
     }
-    if f.password.chars().count() < 8 || f.password.len() > 1024 {
-        return (
-            StatusCode::BAD_REQUEST,
-            sign_in_page(&v, Some("A password has at least 8 characters.")),
-        )
-            .into_response();
+    let too_weak = match (f.password.chars().count(), f.password.len()) {
+        (..8, _) => Some("A password has at least 8 characters."),
+        (_, 1025..) => Some("A password has at most 1024 bytes."),
+        _ => None,
+    };
+    if let Some(message) = too_weak {
+        return (StatusCode::BAD_REQUEST, sign_in_page(&v, Some(message))).into_response();
     }
+    // One hash at a time: sign-ins cannot take every core from the rest of the app.
+    let Ok(_permit) = app.hashing.acquire().await else {
+        return crate::internal("the hashing semaphore is closed");
+    };
     let hashed = match tokio::task::spawn_blocking(move || hash_password(&f.password)).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => return crate::internal(e),
@@ -330,7 +359,8 @@ pub async fn signup(
         }
         Err(e) => return crate::internal(e),
     };
-    match new_session(&app, Some(id), Some(v.session_hash)).await {
+    let user = User { id, name };
+    match new_session(&app, user, v.session_hash).await {
         Ok((visitor, cookie)) => signed_in(visitor, cookie),
         Err(r) => r,
     }
@@ -361,11 +391,15 @@ pub async fn login(
         ),
     };
     let password = f.password;
+    let Ok(permit) = app.hashing.acquire().await else {
+        return crate::internal("the hashing semaphore is closed");
+    };
     let ok = tokio::task::spawn_blocking(move || verify_password(&stored, &password))
         .await
         .unwrap_or(false);
+    drop(permit);
     match user.filter(|_| ok) {
-        Some(user) => match new_session(&app, Some(user.id), Some(v.session_hash)).await {
+        Some(user) => match new_session(&app, user, v.session_hash).await {
             Ok((visitor, cookie)) => signed_in(visitor, cookie),
             Err(r) => r,
         },
@@ -394,7 +428,11 @@ pub async fn logout(
     if let Err(r) = v.check_csrf(&f.csrf) {
         return r;
     }
-    match new_session(&app, None, Some(v.session_hash)).await {
+    let hash = v.session_hash;
+    if let Err(e) = app.db.call(move |c| db::delete_session(c, &hash)).await {
+        return crate::internal(e);
+    }
+    match new_anonymous(&app) {
         Ok((_, cookie)) => (
             StatusCode::SEE_OTHER,
             [

@@ -41,8 +41,7 @@ fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
     // Push: the bytes land in the library, and in the history.
     let csrf = b.csrf();
     let receipt: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let p = b.push(&csrf, "receipt.bin", &receipt).expect(303);
-    assert_eq!(p.location.as_deref(), Some("/upload"));
+    b.push_ok(&csrf, "receipt.bin", &receipt);
     let library = control.library(&user);
     assert!(
         library.iter().any(|(_, bytes)| *bytes == receipt),
@@ -94,14 +93,14 @@ fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
     // the push (the sandbox revokes a rotated refresh token: a lost one would show).
     control.expire_access_tokens(&user);
     let before = app.token("ann", "write").unwrap().0;
-    b.push(&csrf, "second.json", b"{\"n\":2}").expect(303);
+    b.push_ok(&csrf, "second.json", b"{\"n\":2}");
     let after = app.token("ann", "write").unwrap().0;
     assert_ne!(
         before["refreshToken"]["value"],
         after["refreshToken"]["value"]
     );
     assert_eq!(app.count("SELECT count(*) FROM pushes"), 2);
-    b.push(&csrf, "third.json", b"{\"n\":3}").expect(303);
+    b.push_ok(&csrf, "third.json", b"{\"n\":3}");
 
     // A dead refresh token: the push sends the user home to reconnect, which
     // reauthorizes the same library; then the read token, likewise.
@@ -120,7 +119,7 @@ fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
     assert_eq!(done.expect(303).location.as_deref(), Some("/library"));
     assert!(!app.token("ann", "write").unwrap().1);
     assert_eq!(user_of(&app, "ann"), user, "the same library");
-    b.push(&csrf, "fourth.json", b"{\"n\":4}").expect(303);
+    b.push_ok(&csrf, "fourth.json", b"{\"n\":4}");
     let page = b.read_library(&csrf);
     assert!(page.contains("reconnect from the home page"), "{page}");
     assert!(
@@ -242,12 +241,42 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
         .expect(403);
     ann.push("", "x.json", b"{}").expect(403);
     ann.push(&eve_csrf, "x.json", b"{}").expect(403);
+    let huge_csrf = "x".repeat(32 << 10);
+    ann.push(&huge_csrf, "x.json", b"{}").expect(403);
     ann.post_form("/library/read", &[("csrf", "x")]).expect(403);
     ann.post_form("/delete", &[("csrf", "x"), ("confirm", "yes")])
         .expect(403);
     ann.post_form("/logout", &[("csrf", "x")]).expect(403);
     assert_eq!(app.count("SELECT count(*) FROM pending_authorizations"), 0);
     assert_eq!(app.count("SELECT count(*) FROM users"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // Signed-out visitors cost no rows: only ann's session is stored.
+    for _ in 0..5 {
+        Browser::new(&app.base).get("/").expect(200);
+    }
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 1);
+
+    // Two tabs start a fresh authorization: the second to come back is refused, so the
+    // write and read contracts cannot end up on two libraries.
+    let first = ann.post_form("/connect", &[("csrf", &csrf)]).expect(303);
+    let second = ann.post_form("/connect", &[("csrf", &csrf)]).expect(303);
+    let (_, first_back) = control.decide_on(first.location.as_deref().unwrap(), "allow");
+    let (_, second_back) = control.decide_on(second.location.as_deref().unwrap(), "allow");
+    ann.get(&first_back.unwrap()).expect(303);
+    let library = app.token("ann", "write").unwrap().0["user"]["id"].clone();
+    let refused = ann.get(&second_back.unwrap()).expect(400).text();
+    assert!(refused.contains("already connected"), "{refused}");
+    assert_eq!(app.token("ann", "write").unwrap().0["user"]["id"], library);
+    app.db()
+        .execute("DELETE FROM pending_authorizations", [])
+        .unwrap();
+    app.db().execute("DELETE FROM tokens", []).unwrap();
 
     // A return that another browser started, or one used before, is refused.
     let p = ann.post_form("/connect", &[("csrf", &csrf)]).expect(303);
@@ -297,6 +326,21 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
         Some("/library")
     );
 
+    // An upload larger than the app takes, or an empty one, is refused, and leaves
+    // nothing behind.
+    ann.push(&csrf, "big.bin", &vec![7u8; (1 << 20) + 1])
+        .expect(413);
+    ann.push(&csrf, "empty.json", b"").expect(400);
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+    ann.push_ok(&csrf, "small.json", b"{}");
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 1);
+
     // A made-up return, and no return at all.
     ann.get("/return?success=true&code=x&state=made-up")
         .expect(400);
@@ -306,7 +350,35 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
     ann.post_form("/logout", &[("csrf", &csrf)]).expect(303);
     assert!(ann.get("/").expect(200).text().contains("Sign in"));
     ann.push(&csrf, "x.json", b"{}").expect(303);
-    assert_eq!(app.count("SELECT count(*) FROM pushes"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 1);
+
+    // With every token dead, "delete my data" cannot reach digi.me: it says so, and
+    // deletes the app's copy only when asked to.
+    let mut bo = Browser::new(&app.base);
+    bo.sign_up("bo", "another passphrase");
+    bo.connect(&control, &["allow", "allow"]).expect(303);
+    let bo_user = user_of(&app, "bo");
+    control.expire_refresh_tokens(&bo_user);
+    control.expire_access_tokens(&bo_user);
+    let bo_csrf = bo.csrf();
+    bo.push(&bo_csrf, "x.json", b"{}").expect(303);
+    bo.read_library(&bo_csrf);
+    let refused = bo
+        .post_form("/delete", &[("csrf", &bo_csrf), ("confirm", "yes")])
+        .expect(409)
+        .text();
+    assert!(refused.contains("Delete only this app"), "{refused}");
+    assert!(app.token("bo", "write").is_some());
+    let done = bo
+        .post_form(
+            "/delete",
+            &[("csrf", &bo_csrf), ("confirm", "yes"), ("app_only", "yes")],
+        )
+        .expect(200)
+        .text();
+    assert!(done.contains("Your digi.me library is not"), "{done}");
+    assert_eq!(app.count("SELECT count(*) FROM users WHERE name = 'bo'"), 0);
+    assert!(control.get_json("users").to_string().contains(&bo_user));
 }
 
 #[test]
@@ -326,17 +398,34 @@ fn it_survives_a_crash_in_the_middle_of_an_authorization() {
     let (_, back) = control.decide_on(&onboard, "allow");
     let app = App::start(&sandbox, dir.path(), port, log);
 
-    // The same browser lands back: still signed in, and the authorization goes on.
+    // The same browser lands back: still signed in, and the authorization goes on to
+    // the read contract, which the user denies for now.
     let p = b.get(&back.unwrap()).expect(303);
     assert!(app.token("ann", "write").is_some());
-    let (_, back) = control.decide_on(p.location.as_deref().unwrap(), "allow");
-    assert_eq!(
-        b.get(&back.unwrap()).expect(303).location.as_deref(),
-        Some("/library")
-    );
-    b.push(&csrf, "after.json", b"{\"restarted\":true}")
-        .expect(303);
+    let (_, back) = control.decide_on(p.location.as_deref().unwrap(), "deny");
+    b.get(&back.unwrap()).expect(400);
     let user = user_of(&app, "ann");
+
+    // Later, with the write access token expired, Connect renews it to link the read
+    // contract; the renewed token is the one kept (the old refresh token is spent).
+    control.expire_access_tokens(&user);
+    let done = b.connect(&control, &["allow"]);
+    assert_eq!(done.expect(303).location.as_deref(), Some("/library"));
+    let (app, user) = {
+        let (port, log) = app.kill();
+        (App::start(&sandbox, dir.path(), port, log), user)
+    };
+    b.push_ok(&csrf, "renewed.json", b"{}");
+    assert!(!app.token("ann", "write").unwrap().1);
+
+    // A token refreshed by a push survives a crash right after it.
+    control.expire_access_tokens(&user);
+    b.push_ok(&csrf, "refreshed.json", b"{}");
+    let (port, log) = app.kill();
+    let app = App::start(&sandbox, dir.path(), port, log);
+    control.expire_access_tokens(&user);
+    b.push_ok(&csrf, "after.json", b"{\"restarted\":true}");
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 3);
     assert!(
         control
             .library(&user)

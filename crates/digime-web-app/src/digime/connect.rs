@@ -3,9 +3,9 @@
 //! reauthorized (the same library). The state and the PKCE verifier stay here; the
 //! state is single use, bound to the session that started it, and expires.
 
-use super::Held;
+use super::{Held, failure_page};
 use crate::App;
-use crate::db::{self, Kind};
+use crate::db::{self, Kind, Mode};
 use crate::pages::{self, button, page};
 use crate::session::{CsrfOnly, SignedIn, Visitor, sign_in_page};
 use axum::Extension;
@@ -14,7 +14,8 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use digime_protocol::auth::ReauthorizeOptions;
 use digime_protocol::{
-    AuthorizeOptions, CallbackError, CodeVerifier, UserAccessToken, parse_callback,
+    AuthorizeOptions, CallbackError, CodeVerifier, Error, ErrorCode, UserAccessToken,
+    parse_callback,
 };
 
 /// `GET /`: sign in, or where the user's digi.me connection stands.
@@ -92,83 +93,115 @@ async fn next_step(app: &App, v: &Visitor, user: i64) -> Response {
             Err(r) => return r,
             Ok(Some(r)) if r.dead => (Kind::Read, How::Reauthorize(r.token)),
             Ok(Some(_)) => return Redirect::to("/library").into_response(),
-            Ok(None) => {
-                // Linking needs a live access token of the write contract.
-                let mut link = w.token;
-                if link
-                    .access_token
-                    .is_expired_at(std::time::SystemTime::now())
-                {
-                    match app
-                        .client_for(user, Kind::Write)
-                        .refresh_token(&app.write, &link)
-                        .await
-                    {
-                        Ok(t) => link = t,
-                        Err(e) => {
-                            return app
-                                .failed(user, Kind::Write, "Renewing your connection", e)
-                                .await;
-                        }
-                    }
-                }
-                (Kind::Read, How::Authorize { link: Some(link) })
-            }
+            Ok(None) => return link_read(app, v, user, w.token).await,
         },
     };
-    begin(app, v, user, kind, how).await
+    match begin(app, v, user, kind, how).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(user, contract = kind.as_str(), error = %e, "an authorization could not start");
+            failure_page("Starting the authorization", &e)
+        }
+    }
+}
+
+/// Starts the read contract's authorization, linked with the write contract's token:
+/// linking needs a live access token, so one that expired (by its expiry, or by the
+/// server's word) is refreshed first, and the refreshed token stored at once (the
+/// refresh spent the stored refresh token).
+async fn link_read(app: &App, v: &Visitor, user: i64, mut link: UserAccessToken) -> Response {
+    let what = "Renewing your connection";
+    let mut refreshed = false;
+    loop {
+        if !refreshed
+            && link
+                .access_token
+                .is_expired_at(std::time::SystemTime::now())
+        {
+            match app.renew(user, &link).await {
+                Ok(t) => link = t,
+                Err(e) => return app.failed(user, Kind::Write, &link, what, e).await,
+            }
+            refreshed = true;
+        }
+        let how = How::Authorize {
+            link: Some(link.clone()),
+        };
+        match begin(app, v, user, Kind::Read, how).await {
+            Ok(r) => return r,
+            Err(Error::Api(a)) if a.code == ErrorCode::InvalidToken && !refreshed => {
+                match app.renew(user, &link).await {
+                    Ok(t) => link = t,
+                    Err(e) => return app.failed(user, Kind::Write, &link, what, e).await,
+                }
+                refreshed = true;
+            }
+            Err(e) => {
+                let what = "Starting the authorization";
+                return app.failed(user, Kind::Write, &link, what, e).await;
+            }
+        }
+    }
+}
+
+impl App {
+    /// Refreshes the write contract's token and stores the new one.
+    async fn renew(&self, user: i64, old: &UserAccessToken) -> Result<UserAccessToken, Error> {
+        let client = self.client_for(user, Kind::Write);
+        let new = client.refresh_token(&self.write, old).await?;
+        if let Err(e) = self.replace(user, Kind::Write, old, &new).await {
+            // Only a database failure: the refresh spent the old token all the same.
+            tracing::error!(
+                user,
+                status = e.status().as_u16(),
+                "a renewed token could not be stored"
+            );
+        }
+        Ok(new)
+    }
 }
 
 /// Asks digi.me for the authorization URL, keeps the verifier server-side against a
-/// fresh state bound to this session, and redirects the browser there.
-async fn begin(app: &App, v: &Visitor, user: i64, kind: Kind, how: How) -> Response {
+/// fresh state bound to this session, and redirects the browser there; `Err` when
+/// digi.me would not start it.
+async fn begin(app: &App, v: &Visitor, user: i64, kind: Kind, how: How) -> Result<Response, Error> {
     let state = match digime_crypto::random::alphanumeric(32) {
         Ok(s) => s,
-        Err(e) => return crate::internal(e),
+        Err(e) => return Ok(crate::internal(e)),
     };
     let contract = app.contract(kind);
-    // A link token is the write contract's; a reauthorization refused as dead cannot
-    // be repaired by reconnecting again.
-    let linking = matches!(&how, How::Authorize { link: Some(_) });
-    let reauthorizing = matches!(&how, How::Reauthorize(_));
-    let asked = match how {
+    // What the returning token must be: the same digi.me user as the token linked to
+    // or reauthorized.
+    let (mode, expect_user) = match &how {
+        How::Authorize { link: None } => (Mode::Fresh, None),
+        How::Authorize { link: Some(t) } => (Mode::Link, t.user_id().map(str::to_owned)),
+        How::Reauthorize(t) => (Mode::Reauthorize, t.user_id().map(str::to_owned)),
+    };
+    let auth = match how {
         How::Authorize { link } => {
             let options = AuthorizeOptions {
                 user_access_token: link,
                 ..Default::default()
             };
-            app.client
+            (app.client)
                 .authorize_url(contract, &app.callback, &state, options)
-                .await
+                .await?
         }
         How::Reauthorize(old) => {
             let options = ReauthorizeOptions {
                 state: Some(state.clone()),
                 ..Default::default()
             };
-            app.client
+            (app.client)
                 .reauthorize_url(contract, &app.callback, &old, options)
-                .await
-        }
-    };
-    let auth = match asked {
-        Ok(a) => a,
-        Err(e) if reauthorizing && e.needs_reauthorization() => {
-            tracing::warn!(user, contract = kind.as_str(), error = %e, "reauthorization refused");
-            return pages::error(
-                StatusCode::BAD_GATEWAY,
-                "Not reconnected",
-                &format!("digi.me refused to reconnect your library: {e}."),
-            );
-        }
-        Err(e) => {
-            let of = if linking { Kind::Write } else { kind };
-            return app.failed(user, of, "Starting the authorization", e).await;
+                .await?
         }
     };
     let pending = db::Pending {
         user,
         kind,
+        mode,
+        expect_user,
         code_verifier: auth.code_verifier.expose().to_owned(),
         expires_at: db::now() + app.pending_ttl,
     };
@@ -181,14 +214,15 @@ async fn begin(app: &App, v: &Visitor, user: i64, kind: Kind, how: How) -> Respo
         .call(move |c| db::insert_pending(c, &state_hash, &session, &pending))
         .await;
     if let Err(e) = stored {
-        return crate::internal(e);
+        return Ok(crate::internal(e));
     }
     tracing::info!(user, contract = kind.as_str(), "authorization started");
-    Redirect::to(&auth.url).into_response()
+    Ok(Redirect::to(&auth.url).into_response())
 }
 
-/// `GET /return`: digi.me sends the browser back. The answer counts only if its state
-/// is one this session started, not yet used, and not expired.
+/// `GET /return`: digi.me sends the browser back. It is guarded by the state, not a
+/// CSRF token: the answer counts only if its state is one this session started, not
+/// yet used, and not expired (the lookup by the state's hash is the check).
 pub async fn back(State(app): State<App>, Extension(v): Extension<Visitor>, uri: Uri) -> Response {
     let parsed = parse_callback(uri.query().unwrap_or(""));
     let state = match &parsed {
@@ -221,10 +255,10 @@ pub async fn back(State(app): State<App>, Extension(v): Extension<Visitor>, uri:
     if pending.expires_at <= db::now() {
         return refuse("The authorization took too long. Start again from the home page.");
     }
-    let callback = match parsed.and_then(|cb| cb.verify_state(&state)) {
+    let callback = match parsed {
         Ok(cb) => cb,
         Err(CallbackError::Failed { code, .. }) => {
-            tracing::info!(user = pending.user, contract = pending.kind.as_str(), %code, "authorization not given");
+            tracing::info!(user = pending.user, contract = pending.kind.as_str(), code = ?code, "authorization not given");
             return pages::error(
                 StatusCode::BAD_REQUEST,
                 "Not connected",
@@ -236,19 +270,46 @@ pub async fn back(State(app): State<App>, Extension(v): Extension<Visitor>, uri:
         Err(e) => return refuse(&format!("digi.me's answer could not be read: {e}.")),
     };
     let (user, kind) = (pending.user, pending.kind);
+    // A second fresh authorization (another tab, a double click) would make a second
+    // library and leave the read contract on the first: refused.
+    if pending.mode == Mode::Fresh {
+        match app.token(user, kind).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return refuse(
+                    "digi.me is already connected: this was a second, older attempt. Nothing changed.",
+                );
+            }
+            Err(r) => return r,
+        }
+    }
     let verifier = CodeVerifier::new(pending.code_verifier);
-    match app
+    let token = match app
         .client
         .exchange_code_for_token(app.contract(kind), &callback.code, &verifier)
         .await
     {
-        Ok(token) => {
-            if let Err(r) = app.store(user, kind, token).await {
-                return r;
-            }
-            tracing::info!(user, contract = kind.as_str(), "connected");
-            next_step(&app, &v, user).await
+        Ok(token) => token,
+        Err(e) => {
+            tracing::warn!(user, contract = kind.as_str(), error = %e, "an exchange failed");
+            return failure_page("Connecting digi.me", &e);
         }
-        Err(e) => app.failed(user, kind, "Connecting digi.me", e).await,
+    };
+    if let Some(expected) = &pending.expect_user
+        && token.user_id() != Some(expected.as_str())
+    {
+        tracing::warn!(
+            user,
+            contract = kind.as_str(),
+            "digi.me answered for another library"
+        );
+        return refuse(
+            "digi.me connected a different library than the one this app uses for you. Nothing changed.",
+        );
     }
+    if let Err(r) = app.store(user, kind, &token).await {
+        return r;
+    }
+    tracing::info!(user, contract = kind.as_str(), "connected");
+    next_step(&app, &v, user).await
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 const READ_AT_MOST: Duration = Duration::from_secs(600);
 
 impl App {
-    fn is_reading(&self, user: i64) -> bool {
+    pub(super) fn is_reading(&self, user: i64) -> bool {
         let reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
         reading.contains(&user)
     }
@@ -174,7 +174,8 @@ async fn read(app: &App, user: i64, token: UserAccessToken) {
             match ended {
                 Ok(status) => status,
                 Err(e) => {
-                    let dead = app.settle(user, Kind::Read, &e).await.unwrap_or_else(|db| {
+                    let settled = app.settle(user, Kind::Read, &latest, &e).await;
+                    let dead = settled.unwrap_or_else(|db| {
                         tracing::error!(user, error = %db, "the outcome of a read could not be kept");
                         false
                     });
@@ -193,6 +194,7 @@ async fn read(app: &App, user: i64, token: UserAccessToken) {
     let refreshed = (latest != token)
         .then(|| serde_json::to_string(&latest).ok())
         .flatten();
+    let from = token.refresh_token.value.expose().to_owned();
     let files_read = files.len() as i64;
     // The files, how the read ended, and the token it ended with: one transaction.
     let stored = app
@@ -217,7 +219,7 @@ async fn read(app: &App, user: i64, token: UserAccessToken) {
             };
             db::store_library_read(tx, user, &r)?;
             if let Some(json) = refreshed {
-                db::store_token(tx, user, Kind::Read, &json)?;
+                db::replace_token(tx, user, Kind::Read, &from, &json)?;
             }
             Ok(())
         })

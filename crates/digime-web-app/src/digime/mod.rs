@@ -65,19 +65,35 @@ impl App {
         }))
     }
 
-    /// Keeps what a failed call leaves: a token it refreshed is stored; a token
-    /// digi.me no longer refreshes is marked dead. Whether the user must reconnect.
-    async fn settle(&self, user: i64, kind: Kind, e: &Error) -> Result<bool, DbError> {
-        let refreshed = e.refreshed_token().map(serde_json::to_string).transpose();
-        let refreshed = refreshed.map_err(|e| DbError::Task(e.to_string()))?;
+    /// Keeps what a failed call that started with `started` leaves: a token it
+    /// refreshed replaces `started` (unless a newer token was stored since); the token
+    /// digi.me no longer refreshes is marked dead (if it is still the stored one).
+    /// Whether the user must reconnect.
+    async fn settle(
+        &self,
+        user: i64,
+        kind: Kind,
+        started: &UserAccessToken,
+        e: &Error,
+    ) -> Result<bool, DbError> {
+        let from = started.refresh_token.value.expose().to_owned();
+        let refreshed = match e.refreshed_token() {
+            Some(t) => Some((
+                serde_json::to_string(t).map_err(|e| DbError::Task(e.to_string()))?,
+                t.refresh_token.value.expose().to_owned(),
+            )),
+            None => None,
+        };
         let dead = e.needs_reauthorization();
         self.db
             .transaction(move |tx| {
-                if let Some(json) = refreshed {
-                    db::store_token(tx, user, kind, &json)?;
+                let mut used = vec![from.as_str()];
+                if let Some((json, refresh)) = &refreshed {
+                    db::replace_token(tx, user, kind, &from, json)?;
+                    used.push(refresh);
                 }
                 if dead {
-                    db::mark_dead(tx, user, kind)?;
+                    db::mark_dead(tx, user, kind, &used)?;
                 }
                 Ok(())
             })
@@ -96,25 +112,49 @@ impl App {
 
     /// The answer to a failed call ([`App::settle`] first): home, to reconnect, or a
     /// page that says what failed.
-    async fn failed(&self, user: i64, kind: Kind, what: &str, e: Error) -> Response {
-        match self.settle(user, kind, &e).await {
+    async fn failed(
+        &self,
+        user: i64,
+        kind: Kind,
+        started: &UserAccessToken,
+        what: &str,
+        e: Error,
+    ) -> Response {
+        match self.settle(user, kind, started, &e).await {
             Ok(true) => Redirect::to("/").into_response(),
             Ok(false) => failure_page(what, &e),
             Err(e) => crate::internal(e),
         }
     }
 
-    async fn store(&self, user: i64, kind: Kind, token: UserAccessToken) -> Result<(), Response> {
-        let json = serde_json::to_string(&token).map_err(crate::internal)?;
+    /// Stores a token a new authorization gave.
+    async fn store(&self, user: i64, kind: Kind, token: &UserAccessToken) -> Result<(), Response> {
+        let json = serde_json::to_string(token).map_err(crate::internal)?;
         self.db
             .call(move |c| db::store_token(c, user, kind, &json))
+            .await
+            .map_err(crate::internal)
+    }
+
+    /// Stores `to`, refreshed from `from` ([`db::replace_token`]).
+    async fn replace(
+        &self,
+        user: i64,
+        kind: Kind,
+        from: &UserAccessToken,
+        to: &UserAccessToken,
+    ) -> Result<(), Response> {
+        let json = serde_json::to_string(to).map_err(crate::internal)?;
+        let from = from.refresh_token.value.expose().to_owned();
+        self.db
+            .call(move |c| db::replace_token(c, user, kind, &from, &json).map(|_| ()))
             .await
             .map_err(crate::internal)
     }
 }
 
 /// The page for a call that failed for another reason than a dead token.
-fn failure_page(what: &str, e: &Error) -> Response {
+pub(super) fn failure_page(what: &str, e: &Error) -> Response {
     let advice = if e.is_retryable() {
         " digi.me is busy or unreachable: try again in a moment."
     } else {

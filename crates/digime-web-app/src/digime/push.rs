@@ -33,7 +33,7 @@ pub async fn upload_page(
                 esc(&p.mime_type),
                 p.size,
                 when(p.pushed_at),
-                esc(&p.sha256[..16.min(p.sha256.len())])
+                esc(p.sha256.get(..16).unwrap_or(&p.sha256))
             )
         })
         .collect();
@@ -52,6 +52,9 @@ pub async fn upload_page(
     );
     Html(page("Push a file", v.nav(), &body)).into_response()
 }
+
+/// The most a CSRF field may hold (the tokens are 32 or 43 characters).
+const MAX_CSRF: usize = 128;
 
 fn mime_of(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
@@ -90,22 +93,27 @@ pub async fn push(
     mut form: Multipart,
 ) -> Response {
     let user = me.id;
-    // The CSRF token comes first, so nothing of a forged upload is stored.
-    match form.next_field().await {
-        Ok(Some(f)) if f.name() == Some("csrf") => match f.text().await {
-            Ok(csrf) => {
-                if let Err(r) = v.check_csrf(&csrf) {
-                    return r;
+    // The CSRF token comes first, so nothing of a forged upload is stored; it is read
+    // with a bound, so a huge first field is never held in memory.
+    let csrf = match form.next_field().await {
+        Ok(Some(mut f)) if f.name() == Some("csrf") => {
+            let mut csrf = Vec::new();
+            loop {
+                match f.chunk().await {
+                    Ok(Some(chunk)) if csrf.len() + chunk.len() <= MAX_CSRF => {
+                        csrf.extend_from_slice(&chunk)
+                    }
+                    Ok(Some(_)) => break Vec::new(),
+                    Ok(None) => break csrf,
+                    Err(e) => return bad_upload(&format!("The form did not arrive whole: {e}.")),
                 }
             }
-            Err(e) => return bad_upload(&format!("The form did not arrive whole: {e}.")),
-        },
-        _ => {
-            return v
-                .check_csrf("")
-                .err()
-                .unwrap_or_else(|| bad_upload("No form."));
         }
+        Ok(_) => Vec::new(),
+        Err(e) => return bad_upload(&format!("The form did not arrive whole: {e}.")),
+    };
+    if let Err(r) = v.check_csrf(&String::from_utf8_lossy(&csrf)) {
+        return r;
     }
     let mut field = match form.next_field().await {
         Ok(Some(f)) if f.name() == Some("file") => f,
@@ -120,8 +128,11 @@ pub async fn push(
         .chars()
         .take(255)
         .collect::<String>();
+    // The browser's type when it is a MIME type digi.me takes, else one from the name.
     let mime = match field.content_type() {
-        Some(t) if !t.is_empty() && t != "application/octet-stream" => t.to_owned(),
+        Some(t) if t != "application/octet-stream" && FileDescriptor::new(t).validate().is_ok() => {
+            t.to_owned()
+        }
         _ => mime_of(&file_name).to_owned(),
     };
     let Some(held) = (match app.token(user, Kind::Write).await {
@@ -188,7 +199,11 @@ pub async fn push(
     drop(temp);
     let done = match pushed {
         Ok(done) => done,
-        Err(e) => return app.failed(user, Kind::Write, "Pushing the file", e).await,
+        Err(e) => {
+            return app
+                .failed(user, Kind::Write, &held.token, "Pushing the file", e)
+                .await;
+        }
     };
     let sha256: String = digest
         .finish()
@@ -211,12 +226,13 @@ pub async fn push(
         Ok(r) => r,
         Err(e) => return crate::internal(e),
     };
+    let from = held.token.refresh_token.value.expose().to_owned();
     let stored = app
         .db
         .transaction(move |tx| {
             db::insert_push(tx, user, &record)?;
             if let Some(json) = refreshed {
-                db::store_token(tx, user, Kind::Write, &json)?;
+                db::replace_token(tx, user, Kind::Write, &from, &json)?;
             }
             Ok(())
         })

@@ -249,6 +249,14 @@ impl Browser {
 
     pub fn get(&mut self, path: &str) -> Page {
         let url = self.url(path);
+        // A return from digi.me carries the authorization code and the state.
+        if let Some((_, query)) = url.split_once('?') {
+            for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                if name == "code" || name == "state" {
+                    self.secrets.push(value.into_owned());
+                }
+            }
+        }
         let r = self
             .agent
             .get(&url)
@@ -303,6 +311,17 @@ impl Browser {
             .send(&body[..])
             .unwrap();
         self.answer(r)
+    }
+
+    /// Pushes a file, which must succeed (back to the upload page).
+    pub fn push_ok(&mut self, csrf: &str, name: &str, bytes: &[u8]) {
+        let p = self.push(csrf, name, bytes);
+        assert_eq!(
+            (p.status, p.location.as_deref()),
+            (303, Some("/upload")),
+            "{}",
+            p.text()
+        );
     }
 
     /// Signs up (and so in) as `name`.
