@@ -144,6 +144,17 @@ fn a_user_connects_pushes_reads_downloads_reconnects_and_deletes_their_data() {
     let files_dir = dir.path().join("files");
     assert!(std::fs::read_dir(&files_dir).unwrap().count() > 0);
     b.post_form("/delete", &[("csrf", &csrf)]).expect(400);
+    // Not while a read runs in the background (it would write after the deletion).
+    control.post_json("settings", serde_json::json!({"syncStepMs": 500}));
+    b.post_form("/library/read", &[("csrf", &csrf)]).expect(303);
+    let busy = b.post_form("/delete", &[("csrf", &csrf), ("confirm", "yes")]);
+    assert!(busy.expect(409).text().contains("being read"));
+    control.post_json("settings", serde_json::json!({"syncStepMs": 20}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.get("/library").text().contains("Reading your library") {
+        assert!(std::time::Instant::now() < deadline, "the read never ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let old_cookie = b.jar.clone();
     let gone = b
         .post_form("/delete", &[("csrf", &csrf), ("confirm", "yes")])
@@ -239,7 +250,17 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
     ann.post_form("/connect", &[]).expect(422);
     ann.post_form("/connect", &[("csrf", &eve_csrf)])
         .expect(403);
-    ann.push("", "x.json", b"{}").expect(403);
+    let forged = ann.push("", "x.json", b"{}").expect(403);
+    for header in [
+        "content-security-policy",
+        "cache-control",
+        "referrer-policy",
+    ] {
+        assert!(
+            forged.headers.contains_key(header),
+            "{header} missing on an error page"
+        );
+    }
     ann.push(&eve_csrf, "x.json", b"{}").expect(403);
     let huge_csrf = "x".repeat(32 << 10);
     ann.push(&huge_csrf, "x.json", b"{}").expect(403);
@@ -339,7 +360,20 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
         0
     );
     ann.push_ok(&csrf, "small.json", b"{}");
-    assert_eq!(app.count("SELECT count(*) FROM pushes"), 1);
+    // A type that is no MIME type gives way to one from the name.
+    let p = ann
+        .push_typed(&csrf, "typed.json", "not a type", b"{}")
+        .expect(303);
+    assert_eq!(p.location.as_deref(), Some("/upload"));
+    let types: Vec<String> = app
+        .db()
+        .prepare("SELECT mime_type FROM pushes ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(types, ["application/json", "application/json"]);
 
     // A made-up return, and no return at all.
     ann.get("/return?success=true&code=x&state=made-up")
@@ -350,7 +384,7 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
     ann.post_form("/logout", &[("csrf", &csrf)]).expect(303);
     assert!(ann.get("/").expect(200).text().contains("Sign in"));
     ann.push(&csrf, "x.json", b"{}").expect(303);
-    assert_eq!(app.count("SELECT count(*) FROM pushes"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM pushes"), 2);
 
     // With every token dead, "delete my data" cannot reach digi.me: it says so, and
     // deletes the app's copy only when asked to.
@@ -422,7 +456,24 @@ fn it_survives_a_crash_in_the_middle_of_an_authorization() {
     control.expire_access_tokens(&user);
     b.push_ok(&csrf, "refreshed.json", b"{}");
     let (port, log) = app.kill();
+    // What a crash leaves half done is gone at the next start; whole files stay.
+    std::fs::write(dir.path().join("uploads/half.upload"), b"x").unwrap();
+    let folder = dir.path().join("files/1");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.json~partial"), b"x").unwrap();
+    std::fs::write(folder.join("b.json"), b"x").unwrap();
     let app = App::start(&sandbox, dir.path(), port, log);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["b.json"]);
     control.expire_access_tokens(&user);
     b.push_ok(&csrf, "after.json", b"{\"restarted\":true}");
     assert_eq!(app.count("SELECT count(*) FROM pushes"), 3);
@@ -439,4 +490,26 @@ fn it_survives_a_crash_in_the_middle_of_an_authorization() {
         1,
         "migrated once: {log}"
     );
+}
+
+#[test]
+fn flags_out_of_range_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for flags in [
+        &["--poll", "0"][..],
+        &["--poll", "nan"],
+        &["--pending-ttl", "-5"],
+        &["--pending-ttl", "99999999999999"],
+        &["--max-upload", "0"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_digime-web-app"))
+            .args(["--sandbox", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .args(flags)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert!(!out.stderr.is_empty(), "{flags:?}");
+    }
+    assert!(!dir.path().join("data").exists(), "nothing was created");
 }

@@ -149,6 +149,8 @@ impl App {
 pub struct Page {
     pub status: u16,
     pub location: Option<String>,
+    /// Every header, by lower-case name (the last value of a repeated one).
+    pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
 }
 
@@ -235,9 +237,15 @@ impl Browser {
         {
             self.secrets.push(code);
         }
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
         Page {
             status: r.status().as_u16(),
             location,
+            headers,
             body: r
                 .body_mut()
                 .with_config()
@@ -283,6 +291,11 @@ impl Browser {
 
     /// Posts the upload form: `csrf`, then the file.
     pub fn push(&mut self, csrf: &str, name: &str, bytes: &[u8]) -> Page {
+        self.push_typed(csrf, name, "application/octet-stream", bytes)
+    }
+
+    /// [`Browser::push`], with the file's `Content-Type`.
+    pub fn push_typed(&mut self, csrf: &str, name: &str, mime: &str, bytes: &[u8]) -> Page {
         let boundary = "----digimeWebAppTest7a1f";
         let mut body = Vec::new();
         body.extend_from_slice(
@@ -293,7 +306,7 @@ impl Browser {
         );
         body.extend_from_slice(
             format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
             )
             .as_bytes(),
         );
