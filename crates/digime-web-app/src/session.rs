@@ -82,6 +82,36 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
     }
 }
 
+/// A form with a CSRF field.
+pub trait HasCsrf {
+    /// The form's `csrf` field.
+    fn csrf(&self) -> &str;
+}
+
+/// A url-encoded form (an extractor) whose CSRF token is the session's: any other
+/// is refused with 403 before the handler runs.
+pub struct CsrfForm<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for CsrfForm<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + HasCsrf + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let visitor = req.extensions().get::<Visitor>().cloned();
+        let Form(form) = Form::<T>::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Some(visitor) = visitor else {
+            return Err(crate::internal("no session on a request"));
+        };
+        visitor.check_csrf(form.csrf())?;
+        Ok(CsrfForm(form))
+    }
+}
+
 /// A cookie's value from the request.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -253,6 +283,12 @@ pub struct Credentials {
     csrf: String,
 }
 
+impl HasCsrf for Credentials {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 fn hash_password(password: &str) -> Result<String, digime_crypto::CryptoError> {
     let mut salt = [0u8; 16];
     digime_crypto::random::fill(&mut salt)?;
@@ -317,11 +353,8 @@ fn signed_in(visitor: Visitor, cookie: HeaderValue) -> Response {
 pub async fn signup(
     State(app): State<App>,
     axum::Extension(v): axum::Extension<Visitor>,
-    Form(f): Form<Credentials>,
+    CsrfForm(f): CsrfForm<Credentials>,
 ) -> Response {
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r;
-    }
     let name = f.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return (
@@ -370,11 +403,8 @@ pub async fn signup(
 pub async fn login(
     State(app): State<App>,
     axum::Extension(v): axum::Extension<Visitor>,
-    Form(f): Form<Credentials>,
+    CsrfForm(f): CsrfForm<Credentials>,
 ) -> Response {
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r;
-    }
     let name = f.name.trim().to_owned();
     let found = match app.db.call(move |c| db::user_by_name(c, &name)).await {
         Ok(found) => found,
@@ -414,20 +444,24 @@ pub async fn login(
     }
 }
 
+/// A form with nothing but its CSRF token (a button).
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     pub csrf: String,
+}
+
+impl HasCsrf for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// `POST /logout`: the session is gone; the browser gets a fresh, signed-out one.
 pub async fn logout(
     State(app): State<App>,
     axum::Extension(v): axum::Extension<Visitor>,
-    Form(f): Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Response {
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r;
-    }
     let hash = v.session_hash;
     if let Err(e) = app.db.call(move |c| db::delete_session(c, &hash)).await {
         return crate::internal(e);

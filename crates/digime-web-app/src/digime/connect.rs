@@ -7,9 +7,9 @@ use super::{Held, failure_page};
 use crate::App;
 use crate::db::{self, Kind, Mode};
 use crate::pages::{self, button, page};
-use crate::session::{CsrfOnly, SignedIn, Visitor, sign_in_page};
+use crate::session::{CsrfForm, CsrfOnly, SignedIn, Visitor, sign_in_page};
 use axum::Extension;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use digime_protocol::auth::ReauthorizeOptions;
@@ -65,11 +65,8 @@ pub async fn connect(
     State(app): State<App>,
     Extension(v): Extension<Visitor>,
     SignedIn(me): SignedIn,
-    Form(f): Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Response {
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r;
-    }
     next_step(&app, &v, me.id).await
 }
 

@@ -4,9 +4,9 @@
 use crate::App;
 use crate::db::{self, Kind};
 use crate::pages::{self, csrf_field, page};
-use crate::session::{SignedIn, Visitor, clear_cookie};
+use crate::session::{CsrfForm, HasCsrf, SignedIn, Visitor, clear_cookie};
 use axum::Extension;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -29,6 +29,12 @@ pub struct DeleteForm {
     app_only: String,
 }
 
+impl HasCsrf for DeleteForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /delete`: the user's digi.me library first (with a live token; then the
 /// tokens are forgotten, so a retry does not ask digi.me again), then the user's
 /// files, then every row of theirs; then a signed-out session. With no live token,
@@ -37,11 +43,8 @@ pub async fn delete(
     State(app): State<App>,
     Extension(v): Extension<Visitor>,
     SignedIn(me): SignedIn,
-    Form(f): Form<DeleteForm>,
+    CsrfForm(f): CsrfForm<DeleteForm>,
 ) -> Response {
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r;
-    }
     let user = me.id;
     if f.confirm != "yes" {
         return pages::error(

@@ -9,10 +9,10 @@
 use crate::App;
 use crate::db::{self, Kind};
 use crate::pages::{self, button, esc, page_with_head, when};
-use crate::session::{CsrfOnly, SignedIn, Visitor};
+use crate::session::{CsrfForm, CsrfOnly, SignedIn, Visitor};
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use digime_protocol::read_all::local_file_name;
@@ -111,13 +111,9 @@ impl Drop for Reading {
 /// shows the library page.
 pub async fn read_library(
     State(app): State<App>,
-    Extension(v): Extension<Visitor>,
     SignedIn(me): SignedIn,
-    Form(f): Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Response {
-    if let Err(r) = v.check_csrf(&f.csrf) {
-        return r;
-    }
     let user = me.id;
     let token = match app.token(user, Kind::Read).await {
         Ok(Some(h)) if !h.dead => h.token,
