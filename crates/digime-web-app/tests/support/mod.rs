@@ -187,8 +187,12 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Browser {
+        // A connection per request: the app answers a refused upload before reading
+        // its body and then closes the connection, which a pooled connection would
+        // find only at its next request (a browser retries that; ureq does not).
         let agent = ureq::Agent::config_builder()
             .max_redirects(0)
+            .max_idle_connections(0)
             .http_status_as_error(false)
             .build()
             .new_agent();
