@@ -10,7 +10,15 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_sign_in_failures.sql"),
+];
+
+/// Failed sign-ins a name may have within [`FAILURE_WINDOW`] seconds.
+pub const MAX_FAILURES: i64 = 5;
+/// How long failures count, and a refused name stays refused (15 minutes).
+pub const FAILURE_WINDOW: i64 = 15 * 60;
 
 /// The database, shared by every request.
 #[derive(Clone)]
@@ -201,7 +209,48 @@ pub fn sweep(conn: &Connection) -> Result<usize, DbError> {
         "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
         params![t],
     )?;
-    Ok(a + b)
+    let c = conn.execute(
+        "DELETE FROM sign_in_failures WHERE since <= ?1",
+        params![t - FAILURE_WINDOW],
+    )?;
+    Ok(a + b + c)
+}
+
+/// The seconds until `name` may try to sign in again, if it had too many failures.
+pub fn sign_in_refused_for(conn: &Connection, name: &str) -> Result<Option<i64>, DbError> {
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT failures, since FROM sign_in_failures WHERE name = ?1",
+            params![name.to_ascii_lowercase()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let left = row.and_then(|(failures, since)| {
+        let left = since + FAILURE_WINDOW - now();
+        (failures >= MAX_FAILURES && left > 0).then_some(left)
+    });
+    Ok(left)
+}
+
+/// Counts a failed sign-in of `name` (a new window if the last one ended).
+pub fn sign_in_failed(conn: &Connection, name: &str) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO sign_in_failures (name, failures, since) VALUES (?1, 1, ?2)
+         ON CONFLICT (name) DO UPDATE SET
+             failures = CASE WHEN since <= ?2 - ?3 THEN 1 ELSE failures + 1 END,
+             since = CASE WHEN since <= ?2 - ?3 THEN ?2 ELSE since END",
+        params![name.to_ascii_lowercase(), now(), FAILURE_WINDOW],
+    )?;
+    Ok(())
+}
+
+/// Forgets the failures of `name` (it signed in).
+pub fn sign_in_succeeded(conn: &Connection, name: &str) -> Result<(), DbError> {
+    conn.execute(
+        "DELETE FROM sign_in_failures WHERE name = ?1",
+        params![name.to_ascii_lowercase()],
+    )?;
+    Ok(())
 }
 
 /// Creates a user; `None` if the name is taken.
@@ -574,6 +623,52 @@ mod tests {
         assert_eq!(v as usize, MIGRATIONS.len());
         conn.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut conn), Err(DbError::TooNew(99, _))));
+    }
+
+    #[test]
+    fn a_database_of_the_first_schema_migrates_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            insert_user(&conn, "old", "h").unwrap().unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        assert!(user_by_name(&conn, "old").unwrap().is_some());
+        assert_eq!(sign_in_refused_for(&conn, "old").unwrap(), None);
+    }
+
+    #[test]
+    fn a_name_with_too_many_failed_sign_ins_waits_out_the_window() {
+        let (_dir, conn) = db();
+        for _ in 0..MAX_FAILURES - 1 {
+            sign_in_failed(&conn, "Ann").unwrap();
+        }
+        assert_eq!(sign_in_refused_for(&conn, "ann").unwrap(), None);
+        sign_in_failed(&conn, "ANN").unwrap();
+        let left = sign_in_refused_for(&conn, "ann").unwrap().unwrap();
+        assert!(
+            left > FAILURE_WINDOW - 5 && left <= FAILURE_WINDOW,
+            "{left}"
+        );
+        // Once the window is over, the name may try again, and a failure starts anew.
+        conn.execute(
+            "UPDATE sign_in_failures SET since = since - ?1",
+            params![FAILURE_WINDOW],
+        )
+        .unwrap();
+        assert_eq!(sign_in_refused_for(&conn, "ann").unwrap(), None);
+        sign_in_failed(&conn, "ann").unwrap();
+        let failures: i64 = conn
+            .query_row("SELECT failures FROM sign_in_failures", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(failures, 1);
+        assert_eq!(sweep(&conn).unwrap(), 0);
+        sign_in_succeeded(&conn, "ann").unwrap();
+        assert_eq!(sign_in_refused_for(&conn, "ann").unwrap(), None);
     }
 
     #[test]

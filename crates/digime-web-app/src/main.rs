@@ -141,6 +141,8 @@ pub struct Inner {
     pub secret: aws_lc_rs::hmac::Key,
     /// One password hash at a time.
     pub hashing: tokio::sync::Semaphore,
+    /// The pages' Content-Security-Policy.
+    pub csp: axum::http::HeaderValue,
     pub pending_ttl: i64,
     pub poll: Duration,
     /// Users whose library is being read (one read at a time each).
@@ -207,7 +209,10 @@ fn router(app: App, max_upload: u32) -> Router {
             app.clone(),
             session::middleware,
         ))
-        .layer(axum::middleware::from_fn(session::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            session::security_headers,
+        ))
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(app)
 }
@@ -352,6 +357,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let read = contract(args.read_contract, args.read_key, "read")?;
         (config, write, read)
     };
+    let onboard = url::Url::parse(config.onboard_url())?;
+    let csp = session::content_security_policy(&onboard.origin().ascii_serialization())?;
     let db = db::Db::open(&args.data.join("app.sqlite3"))?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -378,6 +385,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         secure_cookies: public.starts_with("https://"),
         secret: secret(&args.data.join("secret.key"))?,
         hashing: tokio::sync::Semaphore::new(1),
+        csp,
         pending_ttl: args.pending_ttl,
         poll: Duration::try_from_secs_f64(args.poll).map_err(|_| "--poll: not a duration")?,
         reading: Mutex::default(),

@@ -231,22 +231,34 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
     response
 }
 
+/// The Content-Security-Policy of every page: nothing but the page's own style;
+/// forms go to the app itself, or on (by the redirect that starts an authorization)
+/// to digi.me's onboarding origin.
+pub fn content_security_policy(onboard_origin: &str) -> Result<HeaderValue, String> {
+    let policy = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; \
+         form-action 'self' {onboard_origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).map_err(|e| format!("onboarding origin {onboard_origin:?}: {e}"))
+}
+
 /// The headers every answer carries, error pages included.
-pub async fn security_headers(req: Request, next: Next) -> Response {
+pub async fn security_headers(State(app): State<App>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     for (name, value) in [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::CONTENT_SECURITY_POLICY, app.csp.clone()),
     ] {
-        headers
-            .entry(name)
-            .or_insert(HeaderValue::from_static(value));
+        headers.entry(name).or_insert(value);
     }
     response
 }
@@ -406,8 +418,25 @@ pub async fn login(
     CsrfForm(f): CsrfForm<Credentials>,
 ) -> Response {
     let name = f.name.trim().to_owned();
-    let found = match app.db.call(move |c| db::user_by_name(c, &name)).await {
-        Ok(found) => found,
+    let n = name.clone();
+    let looked_up = app
+        .db
+        .call(move |c| Ok((db::sign_in_refused_for(c, &n)?, db::user_by_name(c, &n)?)))
+        .await;
+    let found = match looked_up {
+        // Too many failures: refused without a look at the password.
+        Ok((Some(left), _)) => {
+            tracing::info!("a sign-in was refused: too many failures");
+            let minutes = (left + 59) / 60;
+            let message =
+                format!("Too many failed sign-ins for this name. Try again in {minutes} minutes.");
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                sign_in_page(&v, Some(&message)),
+            )
+                .into_response();
+        }
+        Ok((None, found)) => found,
         Err(e) => return crate::internal(e),
     };
     // An unknown name costs the same work as a wrong password.
@@ -428,6 +457,17 @@ pub async fn login(
         .await
         .unwrap_or(false);
     drop(permit);
+    let (n, success) = (name.clone(), user.is_some() && ok);
+    let counted = app
+        .db
+        .call(move |c| match success {
+            true => db::sign_in_succeeded(c, &n),
+            false => db::sign_in_failed(c, &n),
+        })
+        .await;
+    if let Err(e) = counted {
+        return crate::internal(e);
+    }
     match user.filter(|_| ok) {
         Some(user) => match new_session(&app, user, v.session_hash).await {
             Ok((visitor, cookie)) => signed_in(visitor, cookie),

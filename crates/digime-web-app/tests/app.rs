@@ -251,6 +251,13 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
     ann.post_form("/connect", &[("csrf", &eve_csrf)])
         .expect(403);
     let forged = ann.push("", "x.json", b"{}").expect(403);
+    let onboard = &sandbox.info().onboard;
+    let origin = &onboard[..onboard[8..].find('/').unwrap() + 8];
+    let csp = &forged.headers["content-security-policy"];
+    assert!(
+        csp.contains(&format!("form-action 'self' {origin};")),
+        "{csp}"
+    );
     for header in [
         "content-security-policy",
         "cache-control",
@@ -413,6 +420,25 @@ fn forged_replayed_expired_and_denied_requests_are_refused() {
     assert!(done.contains("Your digi.me library is not"), "{done}");
     assert_eq!(app.count("SELECT count(*) FROM users WHERE name = 'bo'"), 0);
     assert!(control.get_json("users").to_string().contains(&bo_user));
+
+    // Password guessing: after 5 failures within 15 minutes a name is refused, the
+    // right password too, until the window is over.
+    let mut mallory = Browser::new(&app.base);
+    let m_csrf = mallory.get("/").expect(200).csrf();
+    let login = |b: &mut Browser, password: &str| {
+        let fields = [("name", "ann"), ("password", password), ("csrf", &m_csrf)];
+        b.post_form("/login", &fields).status
+    };
+    // (One failure was counted above.)
+    for _ in 0..4 {
+        assert_eq!(login(&mut mallory, "a wrong passphrase"), 401);
+    }
+    assert_eq!(login(&mut mallory, "a long passphrase"), 429);
+    app.db()
+        .execute("UPDATE sign_in_failures SET since = since - 901", [])
+        .unwrap();
+    assert_eq!(login(&mut mallory, "a long passphrase"), 303);
+    assert_eq!(app.count("SELECT count(*) FROM sign_in_failures"), 0);
 }
 
 #[test]
@@ -486,7 +512,7 @@ fn it_survives_a_crash_in_the_middle_of_an_authorization() {
     let log = app.log.lock().unwrap().clone();
     assert!(log.contains("database migrated"), "{log}");
     assert_eq!(
-        log.matches("database migrated").count(),
+        log.matches("database migrated version=1").count(),
         1,
         "migrated once: {log}"
     );
