@@ -232,16 +232,24 @@ fn secret(path: &Path) -> std::io::Result<aws_lc_rs::hmac::Key> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written beside it and renamed into place: a crash mid-write leaves no
+            // short secret that would stop the next start.
             use std::io::Write;
             let mut b = vec![0u8; 32];
             digime_crypto::random::fill(&mut b).map_err(std::io::Error::other)?;
+            let temp = path.with_extension(format!("{}.tmp", std::process::id()));
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path)?;
-            file.write_all(&b)?;
-            file.sync_all()?;
+            let written = options.open(&temp).and_then(|mut file| {
+                file.write_all(&b)?;
+                file.sync_all()
+            });
+            if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
             b
         }
         Err(e) => return Err(e),
@@ -263,7 +271,12 @@ fn secret(path: &Path) -> std::io::Result<aws_lc_rs::hmac::Key> {
 fn remove_leftovers(uploads: &Path, files: &Path) -> std::io::Result<usize> {
     let mut removed = 0;
     for entry in std::fs::read_dir(uploads)? {
-        std::fs::remove_file(entry?.path())?;
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
         removed += 1;
     }
     for user in std::fs::read_dir(files)? {

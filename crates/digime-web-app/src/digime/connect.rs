@@ -23,12 +23,9 @@ pub async fn home(State(app): State<App>, Extension(v): Extension<Visitor>) -> R
     let Some(user) = &v.user else {
         return sign_in_page(&v, None).into_response();
     };
-    let (write, read) = match (
-        app.token(user.id, Kind::Write).await,
-        app.token(user.id, Kind::Read).await,
-    ) {
-        (Ok(w), Ok(r)) => (w, r),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (write, read) = match app.tokens(user.id).await {
+        Ok(both) => both,
+        Err(r) => return r,
     };
     let state = |h: &Option<Held>| match h {
         None => "not connected",
@@ -79,19 +76,16 @@ enum How {
 /// (linked to the write contract's library); a dead token is reauthorized. When all
 /// is connected, to the library.
 async fn next_step(app: &App, v: &Visitor, user: i64) -> Response {
-    let write = match app.token(user, Kind::Write).await {
-        Ok(w) => w,
+    let (write, read) = match app.tokens(user).await {
+        Ok(both) => both,
         Err(r) => return r,
     };
-    let (kind, how) = match write {
-        None => (Kind::Write, How::Authorize { link: None }),
-        Some(w) if w.dead => (Kind::Write, How::Reauthorize(w.token)),
-        Some(w) => match app.token(user, Kind::Read).await {
-            Err(r) => return r,
-            Ok(Some(r)) if r.dead => (Kind::Read, How::Reauthorize(r.token)),
-            Ok(Some(_)) => return Redirect::to("/library").into_response(),
-            Ok(None) => return link_read(app, v, user, w.token).await,
-        },
+    let (kind, how) = match (write, read) {
+        (None, _) => (Kind::Write, How::Authorize { link: None }),
+        (Some(w), _) if w.dead => (Kind::Write, How::Reauthorize(w.token)),
+        (Some(_), Some(r)) if r.dead => (Kind::Read, How::Reauthorize(r.token)),
+        (Some(_), Some(_)) => return Redirect::to("/library").into_response(),
+        (Some(w), None) => return link_read(app, v, user, w.token).await,
     };
     match begin(app, v, user, kind, how).await {
         Ok(r) => r,

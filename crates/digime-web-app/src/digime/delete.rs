@@ -61,12 +61,9 @@ pub async fn delete(
             "Your library is being read. Wait until the library page says it is done, then delete.",
         );
     }
-    let (write, read) = match (
-        app.token(user, Kind::Write).await,
-        app.token(user, Kind::Read).await,
-    ) {
-        (Ok(w), Ok(r)) => (w, r),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (write, read) = match app.tokens(user).await {
+        Ok(both) => both,
+        Err(r) => return r,
     };
     let held: Vec<_> = [(Kind::Write, write), (Kind::Read, read)]
         .into_iter()

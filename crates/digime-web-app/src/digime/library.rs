@@ -236,16 +236,20 @@ async fn already_read(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| e.to_string())?;
-    let known = app
-        .db
-        .call(move |c| db::library(c, user))
+    // On the database's blocking thread: a library can list 100,000 files, each
+    // looked for on disk.
+    let dir = dir.to_owned();
+    app.db
+        .call(move |c| {
+            let known = db::library(c, user)?;
+            Ok(known
+                .into_iter()
+                .filter(|f| dir.join(&f.local_name).is_file())
+                .map(|f| (f.name, f.updated_date))
+                .collect())
+        })
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(known
-        .into_iter()
-        .filter(|f| dir.join(&f.local_name).is_file())
-        .map(|f| (f.name, f.updated_date))
-        .collect())
+        .map_err(|e| e.to_string())
 }
 
 /// The read itself: a session, then read-all into `dir`; `Ok` the status to show.

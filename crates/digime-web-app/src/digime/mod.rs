@@ -48,6 +48,21 @@ impl App {
         })
     }
 
+    /// The user's tokens for both contracts (write, read), in one database call.
+    async fn tokens(&self, user: i64) -> Result<(Option<Held>, Option<Held>), Response> {
+        let stored = self
+            .db
+            .call(move |c| {
+                Ok((
+                    db::token(c, user, Kind::Write)?,
+                    db::token(c, user, Kind::Read)?,
+                ))
+            })
+            .await
+            .map_err(crate::internal)?;
+        Ok((held(stored.0)?, held(stored.1)?))
+    }
+
     /// The user's token for `kind`: `None` if never connected; `Err` a page to show.
     async fn token(&self, user: i64, kind: Kind) -> Result<Option<Held>, Response> {
         let stored = self
@@ -55,14 +70,7 @@ impl App {
             .call(move |c| db::token(c, user, kind))
             .await
             .map_err(crate::internal)?;
-        let Some(stored) = stored else {
-            return Ok(None);
-        };
-        let token = serde_json::from_str(&stored.json).map_err(crate::internal)?;
-        Ok(Some(Held {
-            token,
-            dead: stored.dead,
-        }))
+        held(stored)
     }
 
     /// Keeps what a failed call that started with `started` leaves: a token it
@@ -165,6 +173,18 @@ pub(super) fn failure_page(what: &str, e: &Error) -> Response {
         "digi.me did not answer as expected",
         &format!("{what} failed: {e}.{advice}"),
     )
+}
+
+/// A stored token, parsed.
+fn held(stored: Option<db::StoredToken>) -> Result<Option<Held>, Response> {
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let token = serde_json::from_str(&stored.json).map_err(crate::internal)?;
+    Ok(Some(Held {
+        token,
+        dead: stored.dead,
+    }))
 }
 
 struct Held {
